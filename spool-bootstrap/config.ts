@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export const LocalFlavorConfig = z
+  .object({
+    name: z.string().min(1),
+    cpus: z.number().int().positive(),
+    memMiB: z.number().int().positive(),
+    diskMiB: z.number().int().nonnegative().default(10240),
+    gpus: z.number().int().nonnegative().default(0),
+    pricePerHour: z.number().nonnegative().default(0),
+  })
+  .strict();
+
+export const GateConfig = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]*$/),
+    kind: z.enum(['local', 'azure']),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535),
+    /** Started and supervised by swm-core as a child process. */
+    managed: z.boolean().default(true),
+    /** Kind-specific settings (validated by the gate kind itself). */
+    options: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type GateConfig = z.infer<typeof GateConfig>;
+
+export const RemoteConfig = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]*$/),
+    gate: z.string(),
+    location: z.string().optional(),
+    default: z.boolean().default(false),
+    /** Most nodes this remote may have allocated at once, over all jobs. */
+    maxNodes: z.number().int().positive().default(16),
+    defaultImage: z.string().nullable().default(null),
+    defaultFlavor: z.string().nullable().default(null),
+  })
+  .strict();
+export type RemoteConfig = z.infer<typeof RemoteConfig>;
+
+export const CoreConfig = z
+  .object({
+    core: z
+      .object({
+        /** Identifies this core to its gates; every cloud resource is tagged with it. */
+        id: z.string().min(1),
+        host: z.string().default('localhost'),
+        listen: z.string().default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8443),
+        logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        maxMessageBytes: z.number().int().positive().default(24 * 1024 * 1024),
+      })
+      .strict(),
+    remotes: z.array(RemoteConfig).min(1),
+    gates: z.array(GateConfig),
+    limits: z
+      .object({
+        maxInputBytes: z.number().int().positive().default(64 * 1024 ** 3),
+        /** Time limit applied to jobs that set no `duration` (seconds; 0 = none). */
+        defaultDurationSec: z.number().int().nonnegative().default(0),
+      })
+      .strict()
+      .default({ maxInputBytes: 64 * 1024 ** 3, defaultDurationSec: 0 }),
+    reaper: z
+      .object({ intervalSec: z.number().positive().default(60) })
+      .strict()
+      .default({ intervalSec: 60 }),
+    compat: z
+      .object({ inputRoots: z.array(z.string()).default([]) })
+      .strict()
+      .default({ inputRoots: [] }),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const gates = new Set(config.gates.map((g) => g.name));
+    config.remotes.forEach((r, i) => {
+      if (!gates.has(r.gate)) ctx.addIssue({ code: 'custom', path: ['remotes', i, 'gate'], message: `no gate named "${r.gate}"` });
+    });
+    if (config.remotes.filter((r) => r.default).length > 1)
+      ctx.addIssue({ code: 'custom', path: ['remotes'], message: 'more than one remote is marked default' });
+  });
+export type CoreConfig = z.infer<typeof CoreConfig>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validates a parsed config; the error names every bad key (`remotes.0.gate: no gate named "x"`). */
+export function parseCoreConfig(raw: unknown, source = 'config'): CoreConfig {
+  const result = CoreConfig.safeParse(raw);
+  if (result.success) return result.data;
+  const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+  throw new ConfigError(`invalid ${source}:\n${lines.join('\n')}`);
+}
+
+export function loadCoreConfig(path: string): CoreConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read ${path}: ${(error as Error).message} (run swm-setup to create a spool)`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseCoreConfig(raw, path);
+}
+
+/** The default remote: the one marked default, else the first. */
+export const defaultRemote = (config: CoreConfig): RemoteConfig => config.remotes.find((r) => r.default) ?? config.remotes[0]!;
+
+/** The user's side: where the core is. */
+export const UserConfig = z.object({ coreUrl: z.string().url(), user: z.string().optional() }).strict();
+export type UserConfig = z.infer<typeof UserConfig>;

@@ -1,0 +1,195 @@
+import { z } from 'zod';
+import { Flavor, Image, Partition, Remote, Role } from './common.js';
+import { Job, JobState } from './job.js';
+import { method } from './method.js';
+
+/** The largest job script accepted, as in the original Sky Port. */
+export const MAX_SCRIPT_BYTES = 16 * 1024 * 1024;
+/** Largest chunk of file data carried by one message (base64 inside JSON). */
+export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+
+const JobId = z.object({ id: z.uuid() }).strict();
+const people = ['admin', 'user'] as const;
+const admins = ['admin'] as const;
+
+/** A path relative to the job directory: no absolute paths, no `..`, no empty segments. */
+export const RelativePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((p) => !p.startsWith('/') && !p.split('/').some((s) => s === '..' || s === ''), {
+    message: 'must be a relative path inside the job directory (no leading "/", no "..")',
+  });
+
+export const InputFile = z
+  .object({ path: RelativePath, size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
+  .strict();
+export type InputFile = z.infer<typeof InputFile>;
+
+export const GateHealth = z.object({
+  name: z.string(),
+  kind: z.string(),
+  managed: z.boolean(),
+  connected: z.boolean(),
+  restarts: z.number().int(),
+  crashLoop: z.boolean(),
+  lastError: z.string().nullable(),
+});
+
+/** Methods a terminal may call on swm-core. */
+export const terminalMethods = {
+  hello: method(
+    'Who am I, and which core is this.',
+    people,
+    z.object({}).strict().optional(),
+    z.object({ version: z.string(), user: z.string(), role: Role, coreId: z.string(), uptimeSec: z.number() }),
+  ),
+  status: method(
+    'Core version, uptime, gates and job counts by state.',
+    people,
+    z.object({}).strict().optional(),
+    z.object({
+      version: z.string(),
+      coreId: z.string(),
+      uptimeSec: z.number(),
+      gates: z.array(GateHealth),
+      jobs: z.record(z.string(), z.number()),
+    }),
+  ),
+  'job.submit': method(
+    'Store a job script; the job is queued once its declared inputs have been uploaded (at once if none).',
+    people,
+    z
+      .object({
+        script: z.string(),
+        name: z.string().min(1).max(256).optional(),
+        inputs: z.array(InputFile).max(100_000).optional(),
+      })
+      .strict(),
+    z.object({ id: z.uuid(), warnings: z.array(z.string()), awaitingInputs: z.boolean() }),
+  ),
+  'job.input.write': method(
+    'Write a chunk of a declared input file (base64) at an offset.',
+    people,
+    z.object({ id: z.uuid(), path: RelativePath, offset: z.number().int().nonnegative(), data: z.base64() }).strict(),
+    z.object({ received: z.number().int() }),
+  ),
+  'job.input.status': method(
+    'How many bytes of each declared input have arrived (to resume an interrupted upload).',
+    people,
+    JobId,
+    z.object({ files: z.array(z.object({ path: z.string(), size: z.number(), received: z.number() })) }),
+  ),
+  'job.input.commit': method(
+    'Verify every declared input (size, SHA-256) and release the job to the scheduler.',
+    people,
+    JobId,
+    Job,
+  ),
+  'job.list': method(
+    'Jobs of the caller (admins: all with `all`), newest first, paginated.',
+    people,
+    z
+      .object({
+        all: z.boolean().optional(),
+        states: z.array(JobState).optional(),
+        limit: z.number().int().min(1).max(1000).optional(),
+        before: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    z.object({ jobs: z.array(Job), next: z.string().nullable() }),
+  ),
+  'job.get': method('One job.', people, JobId, Job),
+  'job.cancel': method('Cancel a job; its partition is torn down.', people, JobId, Job),
+  'job.requeue': method('Put a job back in the queue (after it ended, or to restart it).', people, JobId, Job),
+  'job.logs': method(
+    "Read a job's stdout or stderr from an offset.",
+    people,
+    z
+      .object({
+        id: z.uuid(),
+        stream: z.enum(['stdout', 'stderr']),
+        offset: z.number().int().nonnegative().optional(),
+        limit: z.number().int().min(1).max(MAX_CHUNK_BYTES).optional(),
+      })
+      .strict(),
+    z.object({ data: z.string(), offset: z.number().int(), final: z.boolean() }),
+  ),
+  'job.subscribe': method(
+    'Receive job.event (and job.log while running) notifications for a job.',
+    people,
+    JobId,
+    Job,
+  ),
+  'job.unsubscribe': method('Stop notifications for a job.', people, JobId, z.object({ ok: z.literal(true) })),
+  'job.files': method(
+    "Files in the job's directory on the core (script, inputs, downloaded outputs, logs).",
+    people,
+    JobId,
+    z.object({ files: z.array(z.object({ path: z.string(), size: z.number().int() })) }),
+  ),
+  'job.file.read': method(
+    'Read a chunk of a file of the job directory (base64).',
+    people,
+    z
+      .object({
+        id: z.uuid(),
+        path: RelativePath,
+        offset: z.number().int().nonnegative(),
+        length: z.number().int().min(1).max(MAX_CHUNK_BYTES),
+      })
+      .strict(),
+    z.object({ data: z.string(), eof: z.boolean(), size: z.number().int() }),
+  ),
+  'remote.list': method('Configured remotes.', people, z.object({}).strict().optional(), z.array(Remote)),
+  'flavor.list': method(
+    'Flavors of every remote (or one).',
+    people,
+    z.object({ remote: z.string().optional() }).strict().optional(),
+    z.array(Flavor),
+  ),
+  'image.list': method(
+    'Images of every remote (or one).',
+    people,
+    z.object({ remote: z.string().optional() }).strict().optional(),
+    z.array(Image),
+  ),
+  'partition.list': method(
+    'Partitions the gates report, with the remote they are on (admins see all, users those of their jobs).',
+    people,
+    z.object({}).strict().optional(),
+    z.array(Partition.extend({ remote: z.string() })),
+  ),
+  'admin.user.add': method(
+    'Issue a certificate bundle for a new user (or admin).',
+    admins,
+    z
+      .object({ name: z.string().regex(/^[a-z_][a-z0-9_.-]{0,63}$/i), admin: z.boolean().optional() })
+      .strict(),
+    z.object({
+      name: z.string(),
+      role: Role,
+      certPem: z.string(),
+      keyPem: z.string(),
+      caPem: z.string(),
+      coreUrl: z.string(),
+    }),
+  ),
+  'admin.user.revoke': method(
+    "Revoke every certificate issued to a user; their open connections are closed.",
+    admins,
+    z.object({ name: z.string().min(1) }).strict(),
+    z.object({ name: z.string(), serials: z.array(z.string()) }),
+  ),
+} as const;
+
+export type TerminalMethods = typeof terminalMethods;
+
+/** Notifications the core sends to terminals. */
+export const terminalNotifications = {
+  'job.event': Job,
+  'job.log': z.object({ id: z.uuid(), stream: z.enum(['stdout', 'stderr']), offset: z.number().int(), data: z.string() }),
+} as const;
+
+export type TerminalNotifications = typeof terminalNotifications;
