@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
+import { destination, multistream, pino, type Level, type Logger, type StreamEntry } from 'pino';
 
 /** Keys whose values never reach a log line, whatever object they sit in. */
 export const REDACTED_KEYS = [
@@ -23,11 +23,11 @@ export const REDACTED_KEYS = [
  */
 export function createLogger(name: string, options: { logsDir?: string; level?: string; echo?: boolean } = {}): Logger {
   const level = options.level ?? process.env.SWM_LOG_LEVEL ?? 'info';
-  const streams: pino.StreamEntry[] = [];
+  const streams: StreamEntry[] = [];
   if (options.logsDir) {
     mkdirSync(options.logsDir, { recursive: true, mode: 0o700 });
-    streams.push({ level: level as pino.Level, stream: pino.destination({ dest: join(options.logsDir, `${name}.log`), mkdir: true, sync: false }) });
+    streams.push({ level: level as Level, stream: destination({ dest: join(options.logsDir, `${name}.log`), mkdir: true, sync: false }) });
   }
-  if (options.echo || !options.logsDir) streams.push({ level: level as pino.Level, stream: pino.destination(2) });
-  return pino({ name, level, redact: { paths: REDACTED_KEYS, censor: '[redacted]' } }, pino.multistream(streams));
+  if (options.echo || !options.logsDir) streams.push({ level: level as Level, stream: destination(2) });
+  return pino({ name, level, redact: { paths: REDACTED_KEYS, censor: '[redacted]' } }, multistream(streams));
 }
