@@ -34,7 +34,10 @@ export const RemoteConfig = z
     default: z.boolean().default(false),
     /** Most nodes this remote may have allocated at once, over all jobs. */
     maxNodes: z.number().int().positive().default(16),
+    /** Container image for jobs that name none (null: such jobs run as plain processes). */
     defaultImage: z.string().nullable().default(null),
+    /** Cloud (VM) image for partitions of jobs that name no `cloud-image` (null: the gate's default). */
+    defaultCloudImage: z.string().nullable().default(null),
     defaultFlavor: z.string().nullable().default(null),
   })
   .strict();

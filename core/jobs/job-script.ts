@@ -1,0 +1,197 @@
+import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
+import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
+
+/** What a job script asks for through its `#SWM <key> <value>` lines. */
+export interface Directives {
+  name?: string;
+  comment?: string;
+  account?: string;
+  flavor?: string;
+  cloudImage?: string;
+  containerImage?: string;
+  gpus?: number;
+  nodes: number;
+  remote?: string;
+  /** Time limit in seconds (0 = none). */
+  durationSec: number;
+  ports: PortSpec[];
+  inputFiles: string[];
+  outputFiles: string[];
+  workdir?: string;
+  relocatable: boolean;
+  submissionAddress?: string;
+  stdin?: string;
+  stdout?: string;
+  stderr?: string;
+  env: Record<string, string>;
+  priority: number;
+}
+
+export interface ParsedScript {
+  directives: Directives;
+  warnings: string[];
+}
+
+const DIRECTIVE = /^#SWM\s+(\S+)(?:\s+(.*?))?\s*$/;
+
+const invalid = (line: number, message: string): RpcError =>
+  new RpcError(ErrorCode.InvalidScript, `line ${line}: ${message}`, { line });
+
+const fileList = (value: string): string[] => value.split(/[\s,]+/).filter(Boolean);
+
+const positiveInt = (line: number, key: string, value: string, min = 1, max = 100_000): number => {
+  if (!/^\d+$/.test(value)) throw invalid(line, `${key} must be a whole number, got "${value}"`);
+  const n = Number(value);
+  if (n < min || n > max) throw invalid(line, `${key} must be between ${min} and ${max}, got ${n}`);
+  return n;
+};
+
+/** `HH:MM:SS`, `MM:SS`, `SS`, or `D-HH:MM:SS` (as Slurm) → seconds. */
+export function parseDuration(value: string): number | null {
+  const m = /^(?:(\d+)-)?(?:(?:(\d+):)?(\d+):)?(\d+)$/.exec(value);
+  if (!m) return null;
+  const [, d, h, min, s] = m;
+  if (Number(s) > 59 && (min !== undefined || h !== undefined)) return null;
+  if (min !== undefined && h !== undefined && Number(min) > 59) return null;
+  return ((Number(d ?? 0) * 24 + Number(h ?? 0)) * 60 + Number(min ?? 0)) * 60 + Number(s);
+}
+
+const parsePorts = (line: number, value: string): PortSpec[] =>
+  value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((spec) => {
+      const m = /^(\d{1,5})\/(tcp)\/(in|out)$/.exec(spec);
+      const port = m ? Number(m[1]) : 0;
+      if (!m || port < 1 || port > 65535) throw invalid(line, `ports: "${spec}" is not PORT/tcp/in or PORT/tcp/out`);
+      return { port, protocol: 'tcp' as const, direction: m[3] as 'in' | 'out' };
+    });
+
+const relativeFile = (line: number, key: string, path: string): string => {
+  if (path.includes('\0')) throw invalid(line, `${key}: path contains a NUL byte`);
+  if (path.startsWith('/') || path.split('/').includes('..'))
+    throw invalid(line, `${key}: "${path}" must be a path inside the job directory (relative, no "..")`);
+  return path.replace(/^(\.\/)+/, '');
+};
+
+/**
+ * Parse the `#SWM` directives of a job script. Pure: no I/O. Malformed values are errors naming the line;
+ * unknown directives are warnings (the original ignored them silently).
+ */
+export function parseJobScript(script: string): ParsedScript {
+  if (Buffer.byteLength(script, 'utf8') > MAX_SCRIPT_BYTES)
+    throw new RpcError(ErrorCode.TooLarge, `job script exceeds ${MAX_SCRIPT_BYTES / 1024 / 1024} MB`);
+  if (script.trim() === '') throw new RpcError(ErrorCode.InvalidScript, 'job script is empty');
+  const d: Directives = {
+    nodes: 1,
+    durationSec: 0,
+    ports: [],
+    inputFiles: [],
+    outputFiles: [],
+    relocatable: false,
+    env: {},
+    priority: 0,
+  };
+  const warnings: string[] = [];
+  const lines = script.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const text = lines[i]!.replace(/\r$/, '');
+    if (!text.startsWith('#SWM')) continue;
+    const n = i + 1;
+    const m = DIRECTIVE.exec(text);
+    if (!m) throw invalid(n, `malformed directive "${text}" (expected "#SWM <key> <value>")`);
+    const key = m[1]!.toLowerCase();
+    const value = m[2] ?? '';
+    const needValue = (): string => {
+      if (value === '') throw invalid(n, `${key} needs a value`);
+      return value;
+    };
+    switch (key) {
+      case 'name':
+        d.name = needValue().slice(0, 256);
+        break;
+      case 'comment':
+        d.comment = value;
+        break;
+      case 'account':
+        d.account = needValue();
+        break;
+      case 'flavor':
+        d.flavor = needValue();
+        break;
+      case 'cloud-image':
+        d.cloudImage = needValue();
+        break;
+      case 'container-image':
+        if (!/^[\w./:@-]+$/.test(needValue())) throw invalid(n, `container-image "${value}" is not an image reference`);
+        d.containerImage = value;
+        break;
+      case 'gpus':
+        d.gpus = positiveInt(n, key, needValue(), 0, 64);
+        break;
+      case 'nodes':
+        d.nodes = positiveInt(n, key, needValue(), 1, 1000);
+        break;
+      case 'remote':
+        if (!/^[a-z][a-z0-9-]*$/.test(needValue())) throw invalid(n, `remote "${value}" is not a remote name`);
+        d.remote = value;
+        break;
+      case 'duration': {
+        const seconds = parseDuration(needValue());
+        if (seconds === null || seconds === 0) throw invalid(n, `duration "${value}" is not HH:MM:SS`);
+        d.durationSec = seconds;
+        break;
+      }
+      case 'ports':
+        d.ports.push(...parsePorts(n, needValue()));
+        break;
+      case 'input-files':
+        d.inputFiles.push(...fileList(needValue()).map((p) => relativeFile(n, key, p)));
+        break;
+      case 'output-files':
+        d.outputFiles.push(...fileList(needValue()).map((p) => relativeFile(n, key, p)));
+        break;
+      case 'workdir':
+        d.workdir = needValue();
+        break;
+      case 'relocatable':
+        if (value !== '' && !/^(true|false|yes|no|1|0)$/i.test(value)) throw invalid(n, `relocatable must be true or false`);
+        d.relocatable = value === '' || /^(true|yes|1)$/i.test(value);
+        break;
+      case 'submission-address':
+        d.submissionAddress = needValue();
+        break;
+      case 'stdin':
+        d.stdin = needValue();
+        break;
+      case 'stdout':
+        d.stdout = needValue();
+        break;
+      case 'stderr':
+        d.stderr = needValue();
+        break;
+      case 'env': {
+        const eq = needValue().indexOf('=');
+        const k = eq > 0 ? value.slice(0, eq) : '';
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw invalid(n, `env needs KEY=VALUE, got "${value}"`);
+        d.env[k] = value.slice(eq + 1);
+        break;
+      }
+      case 'priority':
+        if (!/^-?\d+$/.test(needValue())) throw invalid(n, `priority must be an integer`);
+        d.priority = Math.max(-1000, Math.min(1000, Number(value)));
+        break;
+      default:
+        warnings.push(`line ${n}: unknown directive "${m[1]}" ignored`);
+    }
+  }
+  const seen = new Set<number>();
+  for (const p of d.ports) {
+    const k = p.port * 2 + (p.direction === 'in' ? 0 : 1);
+    if (seen.has(k)) throw new RpcError(ErrorCode.InvalidScript, `port ${p.port}/${p.direction} declared twice`);
+    seen.add(k);
+  }
+  return { directives: d, warnings };
+}

@@ -1,0 +1,77 @@
+import type { JobRecord } from '../store/job-record.js';
+import { shellQuote } from '../nodes/node-session.js';
+
+/**
+ * Where a job lives on its head node (relative to the SSH user's home) and the small shell programs that
+ * run it there. The node keeps the truth about the job's process: its pid, its output and its exit code are
+ * files, so a restarted core re-attaches instead of starting the job twice.
+ *
+ *   swm/<job>/                the job's working directory (inputs, outputs, stdout.log, stderr.log)
+ *   swm/<job>/.swm/job.sh     the user's script
+ *   swm/<job>/.swm/run.sh     runs job.sh once (guarded by .swm/started), records .swm/exitcode
+ *   swm/<job>/.swm/pid        the runner's pid (a session leader: its pid is also its process group)
+ */
+export const nodeJobDir = (jobId: string): string => `swm/${jobId}`;
+export const containerName = (jobId: string): string => `swm-${jobId}`;
+
+export function runnerScript(job: JobRecord, image: string | null): string {
+  const d = job.directives;
+  const env = Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name });
+  const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
+  let command: string;
+  if (image && (job.runtime === 'podman' || job.runtime === 'docker')) {
+    const envFlags = env.map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
+    const ports = d.ports.filter((p) => p.direction === 'in').map((p) => `-p ${p.port}:${p.port}`);
+    const network = ports.length ? ports.join(' ') : '--network host';
+    command = `${job.runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
+  } else {
+    const exports = env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
+    command = `${exports}\nchmod +x .swm/job.sh && ./.swm/job.sh`;
+  }
+  return `#!/bin/sh
+# Sky Port job runner: runs the job once, records its exit code.
+cd "$(dirname "$0")/.." || exit 1
+mkdir .swm/started 2>/dev/null || exit 0
+(
+${command}
+) > ${shellQuote(d.stdout ?? 'stdout.log')} 2> ${shellQuote(d.stderr ?? 'stderr.log')} < ${stdin}
+code=$?
+printf '%s\\n' "$code" > .swm/exitcode.tmp && mv .swm/exitcode.tmp .swm/exitcode
+`;
+}
+
+/**
+ * Start the runner detached (its own session, so it survives the SSH channel and the core) unless it ran
+ * already, then wait for it. Prints "exit <code>" at the end. Re-attaching to a runner started by an earlier
+ * core (not our child) waits by polling its pid.
+ */
+export function launchAndWaitCommand(jobId: string): string {
+  const dir = shellQuote(nodeJobDir(jobId));
+  return `cd ${dir} || exit 90
+if [ ! -e .swm/exitcode ]; then
+  if [ ! -e .swm/pid ]; then
+    setsid sh .swm/run.sh </dev/null >/dev/null 2>&1 &
+    echo $! > .swm/pid.tmp && mv .swm/pid.tmp .swm/pid
+    echo started
+    wait $! 2>/dev/null
+  else
+    echo started
+    pid=$(cat .swm/pid)
+    while [ ! -e .swm/exitcode ] && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+  fi
+fi
+if [ -e .swm/exitcode ]; then echo "exit $(cat .swm/exitcode)"; else echo lost; fi`;
+}
+
+/** Stop a running job: the container, then the runner's whole process group; TERM, then KILL. */
+export function killCommand(jobId: string, runtime: string | null): string {
+  const dir = shellQuote(nodeJobDir(jobId));
+  const container = runtime === 'podman' || runtime === 'docker' ? `${runtime} kill ${containerName(jobId)} >/dev/null 2>&1; ` : '';
+  return `cd ${dir} 2>/dev/null || exit 0
+[ -e .swm/pid ] || exit 0
+${container}pid=$(cat .swm/pid)
+kill -TERM -"$pid" 2>/dev/null
+i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL -"$pid" 2>/dev/null
+exit 0`;
+}

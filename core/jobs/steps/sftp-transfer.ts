@@ -1,0 +1,58 @@
+import type { SFTPWrapper, TransferOptions } from 'ssh2';
+
+/** SFTP transfer tuning: many requests in flight per file, several files at once. */
+const FILE_OPTIONS: TransferOptions = { concurrency: 64, chunkSize: 64 * 1024 };
+export const PARALLEL_FILES = 8;
+
+export const putFile = (sftp: SFTPWrapper, local: string, remote: string): Promise<void> =>
+  new Promise((resolve, reject) => sftp.fastPut(local, remote, FILE_OPTIONS, (e) => (e ? reject(e) : resolve())));
+
+export const getFile = (sftp: SFTPWrapper, remote: string, local: string): Promise<void> =>
+  new Promise((resolve, reject) => sftp.fastGet(remote, local, FILE_OPTIONS, (e) => (e ? reject(e) : resolve())));
+
+export const writeRemoteFile = (sftp: SFTPWrapper, remote: string, content: string, mode = 0o644): Promise<void> =>
+  new Promise((resolve, reject) => sftp.writeFile(remote, content, { mode }, (e) => (e ? reject(e) : resolve())));
+
+export const statRemote = (sftp: SFTPWrapper, remote: string): Promise<{ size: number; isDirectory: boolean } | null> =>
+  new Promise((resolve, reject) =>
+    sftp.stat(remote, (e, stats) => {
+      if (!e) return resolve({ size: stats.size, isDirectory: stats.isDirectory() });
+      if ((e as { code?: number }).code === 2) return resolve(null); // NO_SUCH_FILE
+      reject(e);
+    }),
+  );
+
+/** Read up to `length` bytes at `offset` of a remote file (empty at or past its end, null if it does not exist). */
+export const readRemoteChunk = (sftp: SFTPWrapper, remote: string, offset: number, length: number): Promise<Buffer | null> =>
+  new Promise((resolve, reject) => {
+    sftp.open(remote, 'r', (e, handle) => {
+      if (e) return (e as { code?: number }).code === 2 ? resolve(null) : reject(e);
+      const chunks: Buffer[] = [];
+      let position = offset;
+      let remaining = length;
+      const next = () => {
+        const size = Math.min(remaining, 256 * 1024);
+        sftp.read(handle, Buffer.alloc(size), 0, size, position, (err, bytesRead, buffer) => {
+          if (err || bytesRead === 0) {
+            sftp.close(handle, () => (err && chunks.length === 0 ? reject(err) : resolve(Buffer.concat(chunks))));
+            return;
+          }
+          chunks.push(Buffer.from(buffer.subarray(0, bytesRead)));
+          position += bytesRead;
+          remaining -= bytesRead;
+          if (remaining <= 0) sftp.close(handle, () => resolve(Buffer.concat(chunks)));
+          else next();
+        });
+      };
+      next();
+    });
+  });
+
+/** Run `work` over `items` with at most `limit` in flight. */
+export async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let index = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (index < items.length) await work(items[index++]!);
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,39 @@
+import type { Logger } from 'pino';
+import type { CoreServices } from '../../services.js';
+import type { JobRecord } from '../../store/job-record.js';
+import type { JobEvent } from '../job-steps.js';
+
+/** What a step's effect gets: the job as recorded, the core's services, a way to report progress, an abort. */
+export interface StepContext {
+  job: JobRecord;
+  services: CoreServices;
+  logger: Logger;
+  signal: AbortSignal;
+  /** Report an intermediate event (progress, partition requested, started) without ending the step. */
+  emit: (event: JobEvent) => void;
+}
+
+/** A step's effect: idempotent, resolves with the event that ends the step; throws to fail the job. */
+export type StepEffect = (context: StepContext) => Promise<JobEvent>;
+
+export class StepAborted extends Error {
+  override name = 'StepAborted';
+}
+
+export const throwIfAborted = (signal: AbortSignal): void => {
+  if (signal.aborted) throw new StepAborted('step aborted');
+};
+
+/** Sleep that an abort cuts short. */
+export const pause = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new StepAborted('step aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });

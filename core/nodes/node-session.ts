@@ -1,0 +1,127 @@
+import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
+import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import { sshFingerprint } from '../../terminal-protocol/fingerprint.js';
+import type { PartitionNode } from '../../terminal-protocol/common.js';
+
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+export class HostKeyMismatch extends Error {
+  override name = 'HostKeyMismatch';
+}
+
+/**
+ * One SSH connection to one node, authenticated with the partition's key, refusing any host key but the
+ * pinned one. Exec and SFTP ride on it; one SFTP session is opened lazily and shared.
+ */
+export class NodeSession {
+  private sftpSession: Promise<SFTPWrapper> | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly node: PartitionNode,
+    private readonly client: Client,
+  ) {
+    client.on('close', () => {
+      this.closed = true;
+      this.sftpSession = null;
+    });
+    client.on('error', () => {});
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  static connect(node: PartitionNode, privateKey: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<NodeSession> {
+    const expected = node.hostKeyFingerprint;
+    if (!expected) return Promise.reject(new HostKeyMismatch(`node ${node.name} has no pinned host key: refusing to connect`));
+    const host = node.publicIp ?? node.privateIp;
+    if (!host) return Promise.reject(new RpcError(ErrorCode.Unavailable, `node ${node.name} has no address`));
+    return new Promise((resolve, reject) => {
+      const client = new Client();
+      let presented: string | null = null;
+      const onAbort = () => {
+        client.end();
+        reject(new RpcError(ErrorCode.Conflict, 'aborted'));
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      client.once('ready', () => {
+        options.signal?.removeEventListener('abort', onAbort);
+        resolve(new NodeSession(node, client));
+      });
+      client.once('error', (error) => {
+        options.signal?.removeEventListener('abort', onAbort);
+        if (presented !== null && presented !== expected)
+          reject(new HostKeyMismatch(`host key of node ${node.name} is ${presented}, expected ${expected}: refusing to connect`));
+        else reject(error);
+      });
+      client.connect({
+        host,
+        port: node.sshPort,
+        username: node.sshUser,
+        privateKey,
+        readyTimeout: options.timeoutMs ?? 20_000,
+        keepaliveInterval: 5_000,
+        keepaliveCountMax: 4,
+        hostVerifier: (key: Buffer) => {
+          presented = sshFingerprint(key);
+          return presented === expected;
+        },
+      });
+    });
+  }
+
+  /** Run a command; resolves with its exit status and output (output is for short commands only). */
+  exec(command: string, options: { signal?: AbortSignal; onStdout?: (chunk: Buffer) => void } = {}): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      this.client.exec(command, (error, channel: ClientChannel) => {
+        if (error) return reject(error);
+        const out: Buffer[] = [];
+        const err: Buffer[] = [];
+        let code: number | null = null;
+        let signal: string | null = null;
+        const onAbort = () => channel.close();
+        options.signal?.addEventListener('abort', onAbort, { once: true });
+        channel.on('data', (chunk: Buffer) => (options.onStdout ? options.onStdout(chunk) : out.push(chunk)));
+        channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+        channel.on('exit', (c: number | null, s?: string) => {
+          code = c;
+          signal = s ?? null;
+        });
+        channel.on('close', () => {
+          options.signal?.removeEventListener('abort', onAbort);
+          if (options.signal?.aborted) return reject(new RpcError(ErrorCode.Conflict, 'aborted'));
+          resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+        });
+      });
+    });
+  }
+
+  /** Run a command that must succeed; rejects with its stderr otherwise. */
+  async run(command: string, signal?: AbortSignal): Promise<string> {
+    const result = await this.exec(command, { signal });
+    if (result.code !== 0) throw new Error(`"${command.slice(0, 80)}" failed on ${this.node.name} (${result.code ?? result.signal}): ${result.stderr.trim()}`);
+    return result.stdout;
+  }
+
+  sftp(): Promise<SFTPWrapper> {
+    if (!this.sftpSession) {
+      this.sftpSession = new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp))));
+      this.sftpSession.catch(() => (this.sftpSession = null));
+    }
+    return this.sftpSession;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.client.end();
+  }
+}
+
+/** Quote a string for a POSIX shell. */
+export const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;

@@ -1,0 +1,54 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { writeFileAtomic } from '../../spool-bootstrap/files.js';
+import type { SpoolPaths } from '../../spool-bootstrap/paths.js';
+import { sshFingerprint } from '../../terminal-protocol/fingerprint.js';
+
+export interface PartitionKeys {
+  privateKey: string;
+  publicKey: string;
+}
+
+/**
+ * The SSH key pair made for one partition (spool/partitions/<name>/), created once and reused by a
+ * restarted core. The private key never leaves the spool.
+ */
+export function partitionKeys(spool: SpoolPaths, partition: string): PartitionKeys {
+  const dir = spool.partition(partition);
+  const privatePath = join(dir, 'id_ed25519');
+  const publicPath = `${privatePath}.pub`;
+  if (existsSync(privatePath) && existsSync(publicPath))
+    return { privateKey: readFileSync(privatePath, 'utf8'), publicKey: readFileSync(publicPath, 'utf8').trim() };
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `skyport ${partition}` });
+  writeFileAtomic(publicPath, pair.public + '\n', 0o644);
+  writeFileAtomic(privatePath, pair.private, 0o600);
+  return { privateKey: pair.private, publicKey: pair.public.trim() };
+}
+
+/**
+ * Host keys the core makes for a cloud partition's nodes, to be injected at provisioning so that the first
+ * connection can already be verified. Returns private keys (sent to the gate once) and their fingerprints.
+ */
+export function nodeHostKeys(spool: SpoolPaths, partition: string, count: number): { privateKeys: string[]; fingerprints: string[] } {
+  const path = join(spool.partition(partition), 'host-keys.json');
+  if (existsSync(path)) {
+    const saved = JSON.parse(readFileSync(path, 'utf8')) as { privateKeys: string[]; fingerprints: string[] };
+    if (saved.privateKeys.length === count) return saved;
+  }
+  const privateKeys: string[] = [];
+  const fingerprints: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    const parsed = ssh2.utils.parseKey(pair.public);
+    if (parsed instanceof Error) throw parsed;
+    privateKeys.push(pair.private);
+    fingerprints.push(sshFingerprint(parsed.getPublicSSH()));
+  }
+  writeFileAtomic(path, JSON.stringify({ privateKeys, fingerprints }), 0o600);
+  return { privateKeys, fingerprints };
+}
+
+export const forgetPartitionKeys = (spool: SpoolPaths, partition: string): void =>
+  rmSync(spool.partition(partition), { recursive: true, force: true });

@@ -1,0 +1,52 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { CoreConfig, RemoteConfig } from '../spool-bootstrap/config.js';
+import type { SpoolPaths } from '../spool-bootstrap/paths.js';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import type { GateClient } from './gates/gate-client.js';
+import type { GateProcess } from './gates/gate-process.js';
+import type { NodePool } from './nodes/node-pool.js';
+import type { JobRecord } from './store/job-record.js';
+import type { JobStore } from './store/job-store.js';
+
+/** Job changes, published after they are committed: terminals' subscriptions and the scheduler listen here. */
+export class JobBus extends EventEmitter {
+  constructor() {
+    super();
+    this.setMaxListeners(0);
+  }
+  publish(job: JobRecord): void {
+    this.emit('job', job);
+    this.emit(`job:${job.id}`, job);
+  }
+}
+
+/** What the core's actors share: configuration, the store, gate clients, node connections, the job bus. */
+export interface CoreServices {
+  version: string;
+  startedAt: number;
+  config: CoreConfig;
+  spool: SpoolPaths;
+  logger: Logger;
+  store: JobStore;
+  gates: Map<string, GateClient>;
+  /** Managed gate processes, by gate name. */
+  gateProcesses?: Map<string, GateProcess>;
+  nodes: NodePool;
+  bus: JobBus;
+  /** Ask the scheduler to run (coalesced). */
+  kickScheduler: () => void;
+}
+
+export function remoteConfig(services: CoreServices, name: string): RemoteConfig {
+  const remote = services.config.remotes.find((r) => r.name === name);
+  if (!remote) throw new RpcError(ErrorCode.Unschedulable, `unknown remote "${name}"`);
+  return remote;
+}
+
+export function gateOf(services: CoreServices, remoteName: string): GateClient {
+  const remote = remoteConfig(services, remoteName);
+  const gate = services.gates.get(remote.gate);
+  if (!gate) throw new RpcError(ErrorCode.Unavailable, `remote "${remoteName}" has no gate client`);
+  return gate;
+}

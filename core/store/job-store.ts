@@ -1,0 +1,248 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { JobState } from '../../terminal-protocol/job.js';
+import type { JobRecord, JobStep } from './job-record.js';
+import { migrate } from './migrations.js';
+
+interface Row {
+  seq: number;
+  id: string;
+  owner: string;
+  name: string;
+  state: string;
+  state_details: string;
+  step: string;
+  script: string;
+  directives: string;
+  inputs: string;
+  priority: number;
+  submit_time: string;
+  start_time: string | null;
+  end_time: string | null;
+  exitcode: number | null;
+  signal: number | null;
+  remote: string | null;
+  flavor: string | null;
+  node_names: string;
+  node_ips: string;
+  partition_name: string | null;
+  partition_id: string | null;
+  runtime: string | null;
+  outcome: string | null;
+  run_started_ms: number | null;
+}
+
+const fromRow = (r: Row): JobRecord => ({
+  id: r.id,
+  owner: r.owner,
+  name: r.name,
+  state: r.state as JobState,
+  stateDetails: r.state_details,
+  step: r.step as JobStep,
+  script: r.script,
+  directives: JSON.parse(r.directives),
+  inputs: JSON.parse(r.inputs),
+  priority: r.priority,
+  submitTime: r.submit_time,
+  startTime: r.start_time,
+  endTime: r.end_time,
+  exitcode: r.exitcode,
+  signal: r.signal,
+  remote: r.remote,
+  flavor: r.flavor,
+  nodeNames: JSON.parse(r.node_names),
+  nodeIps: JSON.parse(r.node_ips),
+  partitionName: r.partition_name,
+  partitionId: r.partition_id,
+  runtime: r.runtime as JobRecord['runtime'],
+  outcome: r.outcome ? JSON.parse(r.outcome) : null,
+  runStartedMs: r.run_started_ms,
+});
+
+const toParams = (j: JobRecord) => ({
+  id: j.id,
+  owner: j.owner,
+  name: j.name,
+  state: j.state,
+  state_details: j.stateDetails,
+  step: j.step,
+  script: j.script,
+  directives: JSON.stringify(j.directives),
+  inputs: JSON.stringify(j.inputs),
+  priority: j.priority,
+  submit_time: j.submitTime,
+  start_time: j.startTime,
+  end_time: j.endTime,
+  exitcode: j.exitcode,
+  signal: j.signal,
+  remote: j.remote,
+  flavor: j.flavor,
+  node_names: JSON.stringify(j.nodeNames),
+  node_ips: JSON.stringify(j.nodeIps),
+  partition_name: j.partitionName,
+  partition_id: j.partitionId,
+  runtime: j.runtime,
+  outcome: j.outcome ? JSON.stringify(j.outcome) : null,
+  run_started_ms: j.runStartedMs,
+  updated_ms: Date.now(),
+});
+
+const COLUMNS = Object.keys(toParams({} as JobRecord));
+
+type Write = { kind: 'insert' | 'update'; job: JobRecord };
+
+/**
+ * The durable job table. Writes are group-committed: every write made during one turn of the event loop
+ * goes into one transaction, fsynced (WAL, synchronous=FULL), and each write's promise resolves only after
+ * that commit. Nothing is acknowledged before it is on disk.
+ */
+export class JobStore {
+  private readonly db: Database.Database;
+  private queue: { write: Write; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private flushScheduled = false;
+  private readonly insertStmt: Database.Statement;
+  private readonly updateStmt: Database.Statement;
+  private readonly getStmt: Database.Statement;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.insertStmt = this.db.prepare(
+      `INSERT INTO jobs (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`,
+    );
+    this.updateStmt = this.db.prepare(
+      `UPDATE jobs SET ${COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
+    );
+    this.getStmt = this.db.prepare('SELECT * FROM jobs WHERE id = ?');
+  }
+
+  insert(job: JobRecord): Promise<void> {
+    return this.enqueue({ kind: 'insert', job: { ...job } });
+  }
+
+  /** Persist the whole record (the job actor owns it; last write wins). */
+  save(job: JobRecord): Promise<void> {
+    return this.enqueue({ kind: 'update', job: { ...job } });
+  }
+
+  get(id: string): JobRecord | null {
+    const row = this.getStmt.get(id) as Row | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  /** Newest first; `before` is the seq cursor of the previous page. */
+  list(filter: { owner?: string; states?: JobState[]; limit: number; before?: number }): { jobs: JobRecord[]; next: number | null } {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.owner !== undefined) {
+      where.push('owner = ?');
+      params.push(filter.owner);
+    }
+    if (filter.states?.length) {
+      where.push(`state IN (${filter.states.map(() => '?').join(',')})`);
+      params.push(...filter.states);
+    }
+    if (filter.before !== undefined) {
+      where.push('seq < ?');
+      params.push(filter.before);
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`)
+      .all(...params, filter.limit + 1) as Row[];
+    const more = rows.length > filter.limit;
+    const page = rows.slice(0, filter.limit);
+    return { jobs: page.map(fromRow), next: more ? page[page.length - 1]!.seq : null };
+  }
+
+  /** Jobs not done, oldest first: what a starting core must resume. */
+  active(): JobRecord[] {
+    return (this.db.prepare(`SELECT * FROM jobs WHERE step <> 'done' ORDER BY seq`).all() as Row[]).map(fromRow);
+  }
+
+  /** The scheduler's view of the queue. */
+  queued(): { id: string; priority: number; seq: number; nodes: number; remote?: string; flavor?: string }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
+                json_extract(directives, '$.flavor') AS flavor
+           FROM jobs WHERE step = 'queue'`,
+      )
+      .all() as { id: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null }[];
+    return rows.map((r) => ({ id: r.id, priority: r.priority, seq: r.seq, nodes: r.nodes, remote: r.remote ?? undefined, flavor: r.flavor ?? undefined }));
+  }
+
+  /** Nodes held per remote by jobs between scheduling and the end of their teardown. */
+  nodesInUse(): Map<string, number> {
+    const rows = this.db
+      .prepare(
+        `SELECT remote, SUM(json_extract(directives, '$.nodes')) AS nodes FROM jobs
+          WHERE step IN ('partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown') GROUP BY remote`,
+      )
+      .all() as { remote: string; nodes: number }[];
+    return new Map(rows.map((r) => [r.remote, r.nodes]));
+  }
+
+  countsByState(): Record<string, number> {
+    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as { state: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  /** Wait for every queued write to be committed. */
+  flush(): Promise<void> {
+    return this.queue.length ? this.enqueueBarrier() : Promise.resolve();
+  }
+
+  close(): void {
+    this.commitQueued();
+    this.db.close();
+  }
+
+  private enqueueBarrier(): Promise<void> {
+    return new Promise((resolve) => setImmediate(() => this.flush().then(resolve)));
+  }
+
+  private enqueue(write: Write): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ write, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.commitQueued());
+      }
+    });
+  }
+
+  private commitQueued(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    if (!batch.length) return;
+    this.queue = [];
+    try {
+      this.db.transaction(() => {
+        for (const { write } of batch) {
+          const params = toParams(write.job);
+          if (write.kind === 'insert') this.insertStmt.run(params);
+          else this.updateStmt.run(params);
+        }
+      })();
+    } catch (error) {
+      // One bad write must not sink the others: retry them one by one so each gets its own answer.
+      for (const item of batch) {
+        try {
+          const params = toParams(item.write.job);
+          if (item.write.kind === 'insert') this.insertStmt.run(params);
+          else this.updateStmt.run(params);
+          item.resolve();
+        } catch (e) {
+          item.reject(e);
+        }
+      }
+      return;
+    }
+    for (const item of batch) item.resolve();
+  }
+}

@@ -1,0 +1,122 @@
+import type { WebSocket } from 'ws';
+import type { Identity } from '../../spool-bootstrap/pki.js';
+import { RpcPeer } from '../../terminal-protocol/peer.js';
+import { terminalMethods, type TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
+import type { MethodTable, NotificationTable } from '../../terminal-protocol/method.js';
+import type { CoreServices } from '../services.js';
+import { toWireJob, type JobRecord } from '../store/job-record.js';
+import type { AdminHandlers } from './admin-handlers.js';
+import { visibleJob } from './caller.js';
+import type { CatalogHandlers } from './catalog-handlers.js';
+import type { JobHandlers } from './job-handlers.js';
+
+export interface Handlers {
+  jobs: JobHandlers;
+  catalog: CatalogHandlers;
+  admin: AdminHandlers;
+}
+
+const MAX_SUBSCRIPTIONS = 10_000;
+
+/**
+ * One terminal connection: a JSON-RPC peer serving the terminal methods as the certificate's identity,
+ * plus that connection's job subscriptions. Closing the socket drops them.
+ */
+export function openTerminalSession(socket: WebSocket, caller: Identity, services: CoreServices, handlers: Handlers): void {
+  const subscriptions = new Map<string, (job: JobRecord) => void>();
+  const log = services.logger.child({ terminal: caller.name, role: caller.role });
+
+  const unsubscribe = (id: string) => {
+    const listener = subscriptions.get(id);
+    if (listener) services.bus.off(`job:${id}`, listener);
+    subscriptions.delete(id);
+  };
+
+  const peer: RpcPeer<TerminalMethods, MethodTable, NotificationTable> = new RpcPeer(socket, {
+    maxMessageBytes: services.config.core.maxMessageBytes,
+    onViolation: (error) => log.warn({ code: error.code, err: error.message }, 'protocol violation'),
+    serves: {
+      methods: terminalMethods,
+      role: caller.role,
+      // One switch over the method table; each branch's params were validated by the peer against its schema.
+      handler: (async (method: keyof TerminalMethods, params: any): Promise<unknown> => {
+        const { jobs, catalog, admin } = handlers;
+        switch (method) {
+          case 'hello':
+            return { version: services.version, user: caller.name, role: caller.role, coreId: services.config.core.id, uptimeSec: (Date.now() - services.startedAt) / 1000 };
+          case 'status':
+            return {
+              version: services.version,
+              coreId: services.config.core.id,
+              uptimeSec: (Date.now() - services.startedAt) / 1000,
+              gates: services.config.gates.map((g) => {
+                const client = services.gates.get(g.name);
+                const process = services.gateProcesses?.get(g.name);
+                return {
+                  name: g.name,
+                  kind: g.kind,
+                  managed: g.managed,
+                  connected: client?.connected ?? false,
+                  restarts: process?.restarts ?? 0,
+                  crashLoop: process?.crashLoop ?? false,
+                  lastError: client?.lastError ?? null,
+                };
+              }),
+              jobs: services.store.countsByState(),
+            };
+          case 'job.submit':
+            return jobs.submit(caller, params);
+          case 'job.input.write':
+            return jobs.inputWrite(caller, params);
+          case 'job.input.status':
+            return jobs.inputStatus(caller, params);
+          case 'job.input.commit':
+            return jobs.inputCommit(caller, params);
+          case 'job.list':
+            return jobs.list(caller, params);
+          case 'job.get':
+            return jobs.get(caller, params);
+          case 'job.cancel':
+            return jobs.cancel(caller, params);
+          case 'job.requeue':
+            return jobs.requeue(caller, params);
+          case 'job.logs':
+            return jobs.logs(caller, params);
+          case 'job.files':
+            return jobs.files(caller, params);
+          case 'job.file.read':
+            return jobs.fileRead(caller, params);
+          case 'job.subscribe': {
+            const job = visibleJob(services, caller, params.id);
+            if (!subscriptions.has(job.id) && subscriptions.size < MAX_SUBSCRIPTIONS) {
+              const listener = (j: JobRecord) => peer.notify('job.event', toWireJob(j));
+              subscriptions.set(job.id, listener);
+              services.bus.on(`job:${job.id}`, listener);
+            }
+            return toWireJob(services.store.get(job.id) ?? job);
+          }
+          case 'job.unsubscribe':
+            unsubscribe(params.id);
+            return { ok: true as const };
+          case 'remote.list':
+            return catalog.remotes();
+          case 'flavor.list':
+            return catalog.flavors(params);
+          case 'image.list':
+            return catalog.images(params);
+          case 'partition.list':
+            return catalog.partitions(caller);
+          case 'admin.user.add':
+            return admin.addUser(caller, params);
+          case 'admin.user.revoke':
+            return admin.revokeUser(caller, params);
+        }
+        throw new Error(`no handler for ${String(method)}`);
+      }) as never,
+    },
+  });
+  peer.on('handler-error', (error: Error, method: string) => log.error({ method, err: error.message, stack: error.stack }, 'handler failed'));
+  peer.on('close', () => {
+    for (const id of [...subscriptions.keys()]) unsubscribe(id);
+  });
+}

@@ -1,0 +1,42 @@
+import type { NodeHostKey } from './host-keys.js';
+
+export interface CloudInitInput {
+  adminUser: string;
+  hostKey: NodeHostKey;
+  containerRuntime: 'podman' | 'docker';
+  /** Pulled at boot so that the job starts without waiting for it; null when the job names none. */
+  containerImage: string | null;
+  sshPort: number;
+}
+
+/**
+ * The node's first-boot configuration. It is JSON under the `#cloud-config` header (JSON is YAML that
+ * cloud-init reads), so no value can break out of its field. The VM is created with password login
+ * disabled and the partition's public key authorized; this adds:
+ * - the host key the core pinned (and no other: existing keys are deleted, none are generated),
+ * - sshd hardening (no passwords, no keyboard-interactive, no root),
+ * - the container runtime, and the job's image pulled as the admin user (who runs the job).
+ */
+export function cloudConfig(input: CloudInitInput): string {
+  const { adminUser, hostKey, containerRuntime, containerImage, sshPort } = input;
+  const sshd = ['PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', ...(sshPort !== 22 ? [`Port ${sshPort}`] : [])];
+  const runtimeSetup = containerRuntime === 'docker' ? [['usermod', '-aG', 'docker', adminUser]] : [['loginctl', 'enable-linger', adminUser]];
+  const pull = containerImage
+    ? [containerRuntime === 'docker' ? ['docker', 'pull', containerImage] : ['sudo', '-iu', adminUser, 'podman', 'pull', containerImage]]
+    : [];
+  const config = {
+    ssh_pwauth: false,
+    disable_root: true,
+    ssh_deletekeys: true,
+    ssh_genkeytypes: [],
+    ssh_keys: { [`${hostKey.kind}_private`]: hostKey.privateKey, [`${hostKey.kind}_public`]: hostKey.publicLine },
+    write_files: [{ path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` }],
+    package_update: true,
+    packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'],
+    runcmd: [['systemctl', 'try-reload-or-restart', 'ssh'], ...runtimeSetup, ...pull],
+  };
+  return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
+}
+
+/** What Azure takes as `osProfile.customData`: the configuration in base64. Never logged. */
+export const customDataOf = (input: CloudInitInput): string => Buffer.from(cloudConfig(input), 'utf8').toString('base64');

@@ -1,0 +1,88 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { AcceptConnection, Connection, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
+
+const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '::1']);
+
+/** A node forwards only to its own loopback: the core reaches a job's ports, nothing else. Pure. */
+export const isLoopbackDestination = (host: string): boolean => LOOPBACK_NAMES.has(host.toLowerCase());
+
+const splice = (socket: Socket, channel: ServerChannel): void => {
+  socket.pipe(channel).pipe(socket);
+  const close = () => {
+    socket.destroy();
+    channel.destroy();
+  };
+  socket.on('error', close);
+  socket.on('close', close);
+  channel.on('error', close);
+  channel.on('close', close);
+};
+
+/** `direct-tcpip` (ssh -L): a connection to a loopback port of the node, accepted once it is made. */
+export function openDirectTcpip(accept: AcceptConnection<ServerChannel>, reject: RejectConnection, info: TcpipRequestInfo, logger: Logger): void {
+  if (!isLoopbackDestination(info.destIP)) {
+    logger.info({ destination: info.destIP, port: info.destPort }, 'refused forwarding to a non-loopback destination');
+    reject();
+    return;
+  }
+  const socket = connect({ host: info.destIP, port: info.destPort });
+  socket.once('error', () => reject());
+  socket.once('connect', () => {
+    socket.removeAllListeners('error');
+    splice(socket, accept());
+  });
+}
+
+/**
+ * `tcpip-forward` (ssh -R) for one SSH connection: a listener on the node's loopback whose connections
+ * are handed to the client; cancelled by `cancel-tcpip-forward` or when the connection ends.
+ */
+export class ReverseForwards {
+  private readonly listeners = new Map<string, Server>();
+
+  constructor(
+    private readonly client: Connection,
+    private readonly logger: Logger,
+  ) {}
+
+  request(accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined, name: string, info: TcpipBindInfo): void {
+    if (name === 'tcpip-forward') this.listen(info, accept, reject);
+    else if (name === 'cancel-tcpip-forward') {
+      const key = `${info.bindAddr}:${info.bindPort}`;
+      const listener = this.listeners.get(key);
+      if (!listener) return reject?.();
+      this.listeners.delete(key);
+      listener.close();
+      accept?.();
+    } else reject?.();
+  }
+
+  closeAll(): void {
+    for (const listener of this.listeners.values()) listener.close();
+    this.listeners.clear();
+  }
+
+  private listen(info: TcpipBindInfo, accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined): void {
+    const host = info.bindAddr === '::1' ? '::1' : '127.0.0.1';
+    const listener = createServer((socket) => {
+      const boundPort = (listener.address() as AddressInfo).port;
+      this.client.forwardOut(info.bindAddr, boundPort, socket.remoteAddress ?? host, socket.remotePort ?? 0, (error, channel) => {
+        if (error) {
+          socket.destroy();
+          return;
+        }
+        splice(socket, channel);
+      });
+    });
+    listener.once('error', (error) => {
+      this.logger.info({ err: error, port: info.bindPort }, 'reverse forward could not listen');
+      reject?.();
+    });
+    listener.listen(info.bindPort, host, () => {
+      const port = (listener.address() as AddressInfo).port;
+      this.listeners.set(`${info.bindAddr}:${port}`, listener);
+      accept?.(port);
+    });
+  }
+}

@@ -1,0 +1,1 @@
+export { createLocalGate, LocalGate } from './local-gate.js';

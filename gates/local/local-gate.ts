@@ -1,0 +1,325 @@
+import { randomUUID } from 'node:crypto';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { ParsedKey } from 'ssh2';
+import type { Flavor, Image, Partition } from '../../terminal-protocol/common.js';
+import { ErrorCode, RpcError, notFound } from '../../terminal-protocol/errors.js';
+import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
+import type { Gate, GateContext } from '../gate.js';
+import { generateHostKey, hostKeyFingerprint, parseAuthorizedKey } from './host-key.js';
+import { NodeDirectory } from './node-directory.js';
+import { NodeServer } from './node-server.js';
+import { parseLocalGateOptions, type LocalGateOptions } from './options.js';
+import { LocalGateStore, type PartitionRecord } from './state.js';
+
+const LOOPBACK = '127.0.0.1';
+
+/** Node names of a partition: `<partition>-0` is the head. Pure. */
+export const nodeNames = (partition: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${partition}-${i}`);
+
+/** What the wire shows of a partition record. Pure. */
+export function partitionView(record: PartitionRecord, sshUser: string): Partition {
+  const serving = record.status === 'up';
+  return {
+    id: record.id,
+    name: record.name,
+    status: record.status,
+    jobId: record.jobId,
+    nodes: serving
+      ? record.nodes.map((node, i) => ({
+          name: node.name,
+          role: i === 0 ? 'head' : 'compute',
+          publicIp: LOOPBACK,
+          privateIp: LOOPBACK,
+          sshPort: node.port!,
+          sshUser,
+          hostKeyFingerprint: node.hostKeyFingerprint,
+        }))
+      : [],
+    ...(record.error ? { error: record.error } : {}),
+  };
+}
+
+const loginName = (): string => {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'root';
+  }
+};
+
+/**
+ * The environment of commands on a node: a login-like minimum (HOME is the node directory), PATH from the
+ * gate, and the user's container storage locations, so that every node sees the container images this
+ * machine already has (a rootless runtime would otherwise look for them under the node's HOME).
+ */
+function nodeEnvironment(user: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    USER: user,
+    LOGNAME: user,
+    SHELL: '/bin/sh',
+    XDG_DATA_HOME: process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'),
+    XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'),
+  };
+  for (const name of ['LANG', 'TZ', 'XDG_RUNTIME_DIR', 'CONTAINER_HOST', 'DOCKER_HOST']) if (process.env[name]) env[name] = process.env[name];
+  return env;
+}
+
+/**
+ * The `local` gate (DESIGN.md §8): a partition is N sandbox nodes on this machine, each a directory plus
+ * an SSH server on a loopback port. State survives a restart: nodes come back on the same ports with the
+ * same host keys.
+ */
+export class LocalGate implements Gate {
+  readonly kind = 'local';
+  private readonly records = new Map<string, PartitionRecord>();
+  private readonly servers = new Map<string, NodeServer[]>();
+  /** Per partition, the tail of its serialised operations (start, delete). */
+  private readonly operations = new Map<string, Promise<void>>();
+  private readonly listeners: Array<(partition: Partition) => void> = [];
+  private readonly store: LocalGateStore;
+  private readonly sshUser = loginName();
+  private readonly env: NodeJS.ProcessEnv;
+  private closed = false;
+
+  constructor(
+    private readonly context: GateContext,
+    private readonly options: LocalGateOptions,
+    private readonly logger: Logger,
+  ) {
+    this.store = new LocalGateStore(context.spool.gateState(context.name));
+    this.env = nodeEnvironment(this.sshUser);
+  }
+
+  /** Load the state and bring back every partition that was creating or up. */
+  async restore(): Promise<void> {
+    for (const record of this.store.load()) this.records.set(record.id, record);
+    const resumed: Promise<void>[] = [];
+    for (const record of this.records.values()) {
+      // Another core's partitions (the spool's core id changed) are kept as they are, never served.
+      if (!this.ownedByThisCore(record)) continue;
+      if (record.status === 'creating' || record.status === 'up') resumed.push(this.serialize(record.id, () => this.startNodes(record)));
+      else if (record.status === 'deleting') resumed.push(this.serialize(record.id, () => this.removePartition(record)));
+    }
+    await Promise.all(resumed);
+  }
+
+  onEvent(listener: (partition: Partition) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async create(request: PartitionRequest): Promise<{ id: string; status: 'creating' | 'up' }> {
+    this.assertOpen();
+    const existing = [...this.records.values()].find((r) => r.name === request.name);
+    if (existing) return this.existingCreate(existing);
+    if (!this.options.flavors.some((f) => f.name === request.flavor))
+      throw new RpcError(ErrorCode.Unschedulable, `gate ${this.context.name} has no flavor "${request.flavor}"`);
+    const authorizedKey = parseAuthorizedKey(request.sshPublicKey);
+    const names = nodeNames(request.name, request.nodeCount);
+    const hostKeys = names.map((_, i) => {
+      const given = request.hostKeys?.[i];
+      if (given === undefined) return generateHostKey();
+      try {
+        return { privateKey: given, fingerprint: hostKeyFingerprint(given) };
+      } catch (error) {
+        throw new RpcError(ErrorCode.InvalidParams, `hostKeys.${i}: ${(error as Error).message}`);
+      }
+    });
+    const record: PartitionRecord = {
+      id: randomUUID(),
+      name: request.name,
+      status: 'creating',
+      jobId: request.jobId,
+      owner: request.owner,
+      flavor: request.flavor,
+      image: request.image,
+      ports: request.ports,
+      sshPublicKey: request.sshPublicKey,
+      tags: { ...request.tags, job: request.jobId, partition: request.name, core: this.context.coreId },
+      createdAt: new Date().toISOString(),
+      nodes: names.map((name, i) => ({ name, port: null, hostKeyFingerprint: hostKeys[i]!.fingerprint })),
+    };
+    // Recorded in memory before the first await, so that a concurrent create of the same name finds it.
+    this.records.set(record.id, record);
+    try {
+      await this.store.writeHostKeys(record.name, names.map((node, i) => ({ node, privateKey: hostKeys[i]!.privateKey })));
+      this.persist();
+    } catch (error) {
+      this.records.delete(record.id);
+      throw error;
+    }
+    this.logger.info({ partition: record.name, job: record.jobId, nodes: names.length }, 'partition creating');
+    void this.serialize(record.id, () => this.startNodes(record, authorizedKey));
+    return { id: record.id, status: 'creating' };
+  }
+
+  async get(ref: { id: string } | { name: string }): Promise<Partition> {
+    const record = 'id' in ref ? this.records.get(ref.id) : [...this.records.values()].find((r) => r.name === ref.name);
+    if (!record || !this.ownedByThisCore(record)) throw notFound(`partition ${'id' in ref ? ref.id : ref.name}`);
+    return this.view(record);
+  }
+
+  async list(): Promise<Partition[]> {
+    return [...this.records.values()].filter((r) => this.ownedByThisCore(r)).map((r) => this.view(r));
+  }
+
+  async delete(id: string): Promise<{ id: string; status: 'deleting' | 'deleted' }> {
+    this.assertOpen();
+    const record = this.records.get(id);
+    if (!record) return { id, status: 'deleted' };
+    if (!this.ownedByThisCore(record))
+      throw new RpcError(ErrorCode.Forbidden, `partition ${record.name} is tagged for another core; this gate deletes only what it created for ${this.context.coreId}`);
+    await this.serialize(id, () => this.removePartition(record));
+    return { id, status: 'deleted' };
+  }
+
+  async flavors(): Promise<Flavor[]> {
+    return this.options.flavors.map((f) => ({
+      name: f.name,
+      remote: this.context.name,
+      cpus: f.cpus,
+      gpus: f.gpus,
+      memMiB: f.memMiB,
+      diskMiB: f.diskMiB,
+      pricePerHour: f.pricePerHour,
+    }));
+  }
+
+  async images(): Promise<Image[]> {
+    return [];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.operations.values()]);
+    const servers = [...this.servers.values()].flat();
+    this.servers.clear();
+    await Promise.all(servers.map((s) => s.close()));
+  }
+
+  private existingCreate(record: PartitionRecord): { id: string; status: 'creating' | 'up' } {
+    if (!this.ownedByThisCore(record)) throw new RpcError(ErrorCode.Conflict, `partition name ${record.name} is taken by another core`);
+    if (record.status === 'deleting') throw new RpcError(ErrorCode.Conflict, `partition ${record.name} is being deleted`);
+    // A caller repeating its create waits for an event: repeat the last one for a partition that ended.
+    if (record.status === 'failed') queueMicrotask(() => this.emit(record));
+    return { id: record.id, status: record.status === 'up' ? 'up' : 'creating' };
+  }
+
+  private ownedByThisCore(record: PartitionRecord): boolean {
+    return record.tags.core === this.context.coreId;
+  }
+
+  private view(record: PartitionRecord): Partition {
+    return partitionView(record, this.sshUser);
+  }
+
+  private emit(record: PartitionRecord, status?: Partition['status']): void {
+    const partition = { ...this.view(record), ...(status ? { status } : {}) };
+    for (const listener of this.listeners) {
+      try {
+        listener(partition);
+      } catch (error) {
+        this.logger.error({ err: error }, 'partition event listener failed');
+      }
+    }
+  }
+
+  private persist(): void {
+    this.store.save(this.records.values());
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new RpcError(ErrorCode.Unavailable, `gate ${this.context.name} is closing`);
+  }
+
+  /** Run operations on one partition one after the other (a delete waits for the start it overtakes). */
+  private serialize(id: string, operation: () => Promise<void>): Promise<void> {
+    const previous = this.operations.get(id) ?? Promise.resolve();
+    const next = previous.then(operation, operation);
+    const tail = next.catch(() => undefined);
+    this.operations.set(id, tail);
+    void tail.then(() => {
+      if (this.operations.get(id) === tail) this.operations.delete(id);
+    });
+    return next;
+  }
+
+  /** Listen on every node (recorded ports first), then report up, or failed with the reason. */
+  private async startNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
+    const log = this.logger.child({ partition: record.name, job: record.jobId });
+    let key: ParsedKey;
+    try {
+      key = authorizedKey ?? parseAuthorizedKey(record.sshPublicKey);
+    } catch (error) {
+      return this.fail(record, `partition key unreadable: ${(error as Error).message}`);
+    }
+    const started = await Promise.allSettled(
+      record.nodes.map(async (node) =>
+        NodeServer.start({
+          directory: await NodeDirectory.open(this.store.nodeDir(record.name, node.name)),
+          hostKey: await this.store.readHostKey(record.name, node.name),
+          authorizedKey: key,
+          user: this.sshUser,
+          host: LOOPBACK,
+          port: node.port ?? 0,
+          env: this.env,
+          logger: log.child({ node: node.name }),
+        }),
+      ),
+    );
+    const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failures = started.flatMap((s, i) => (s.status === 'rejected' ? [describeStartFailure(record.nodes[i]!, s.reason)] : []));
+    if (failures.length > 0 || this.closed) {
+      await Promise.all(servers.map((s) => s.close()));
+      if (failures.length > 0) return this.fail(record, failures.join('; '));
+      return;
+    }
+    this.servers.set(record.id, servers);
+    record.nodes.forEach((node, i) => (node.port = servers[i]!.port));
+    record.status = 'up';
+    delete record.error;
+    this.persist();
+    log.info({ ports: servers.map((s) => s.port) }, 'partition up');
+    this.emit(record);
+  }
+
+  private fail(record: PartitionRecord, reason: string): void {
+    record.status = 'failed';
+    record.error = reason;
+    this.persist();
+    this.logger.warn({ partition: record.name, job: record.jobId, reason }, 'partition failed');
+    this.emit(record);
+  }
+
+  /** Stop the node servers and remove the node directories; the processes jobs started are left alone. */
+  private async removePartition(record: PartitionRecord): Promise<void> {
+    if (!this.records.has(record.id)) return;
+    record.status = 'deleting';
+    this.persist();
+    this.emit(record);
+    const servers = this.servers.get(record.id) ?? [];
+    this.servers.delete(record.id);
+    await Promise.all(servers.map((s) => s.close()));
+    await this.store.removePartitionFiles(record.name);
+    this.records.delete(record.id);
+    this.persist();
+    this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');
+    this.emit(record, 'deleted');
+  }
+}
+
+function describeStartFailure(node: { name: string; port: number | null }, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === 'EADDRINUSE') return `node ${node.name}: port ${node.port} is taken by another process`;
+  return `node ${node.name}: ${(error as Error)?.message ?? String(error)}`;
+}
+
+/** The `local` gate's factory (gates/registry.ts). */
+export async function createLocalGate(context: GateContext): Promise<Gate> {
+  const options = parseLocalGateOptions(context.options, context.name);
+  const gate = new LocalGate(context, options, context.logger);
+  await gate.restore();
+  return gate;
+}

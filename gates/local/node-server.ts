@@ -1,0 +1,80 @@
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import ssh2 from 'ssh2';
+import type { Connection, ParsedKey } from 'ssh2';
+import { ReverseForwards, openDirectTcpip } from './forwarding.js';
+import { publicKeyMatches } from './host-key.js';
+import type { NodeDirectory } from './node-directory.js';
+import { serveSession } from './session.js';
+
+const { Server } = ssh2;
+
+export interface NodeServerOptions {
+  directory: NodeDirectory;
+  /** The node's host private key (OpenSSH format). */
+  hostKey: string;
+  /** The partition's public key: the only credential accepted. */
+  authorizedKey: ParsedKey;
+  /** The login name a client must use (the gate's user, as reported in the partition's nodes). */
+  user: string;
+  host: string;
+  /** 0 for any free port (a new node); the recorded port when a restarted gate brings a node back. */
+  port: number;
+  /** Environment of the commands run on the node (before the session's own `env` requests). */
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}
+
+/**
+ * One sandbox node's SSH server: public-key authentication with the partition key only, then exec,
+ * SFTP confined to the node directory, and TCP forwarding to and from the node's loopback.
+ */
+export class NodeServer {
+  private constructor(
+    private readonly server: InstanceType<typeof Server>,
+    private readonly connections: Set<Connection>,
+    readonly port: number,
+  ) {}
+
+  /** Listen; rejects (e.g. EADDRINUSE) when the port cannot be had. */
+  static start(options: NodeServerOptions): Promise<NodeServer> {
+    const connections = new Set<Connection>();
+    const server = new Server({ hostKeys: [options.hostKey] }, (client, info) => {
+      connections.add(client);
+      const logger = options.logger.child({ client: `${info.ip}:${info.port}` });
+      client.on('close', () => connections.delete(client));
+      client.on('error', (error: Error) => logger.debug({ err: error }, 'ssh connection error'));
+      client.on('authentication', (ctx) => {
+        const granted =
+          ctx.method === 'publickey' &&
+          ctx.username === options.user &&
+          publicKeyMatches(options.authorizedKey, ctx.key, { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo });
+        if (granted) ctx.accept();
+        else ctx.reject(['publickey']);
+      });
+      client.on('ready', () => {
+        const forwards = new ReverseForwards(client, logger);
+        client.on('session', (accept) => serveSession(accept(), options.directory, options.env, logger));
+        client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger));
+        client.on('request', (accept, reject, name, bind) => forwards.request(accept, reject, name, bind));
+        client.on('close', () => forwards.closeAll());
+      });
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => {
+        server.off('error', reject);
+        server.on('error', (error: Error) => options.logger.error({ err: error }, 'node ssh server error'));
+        resolve(new NodeServer(server, connections, (server.address() as AddressInfo).port));
+      });
+    });
+  }
+
+  /** Stop listening and end every SSH connection. Processes started on the node keep running. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      for (const client of this.connections) client.end();
+    });
+  }
+}

@@ -1,0 +1,93 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../../spool-bootstrap/files.js';
+import { PortSpec } from '../../terminal-protocol/gate-methods.js';
+
+export const NodeRecord = z.object({
+  name: z.string(),
+  /** Null until the node first listened; a restarted gate listens on this port again. */
+  port: z.number().int().positive().nullable(),
+  hostKeyFingerprint: z.string(),
+});
+export type NodeRecord = z.infer<typeof NodeRecord>;
+
+export const PartitionRecord = z.object({
+  id: z.string(),
+  name: z.string(),
+  status: z.enum(['creating', 'up', 'deleting', 'failed']),
+  error: z.string().optional(),
+  jobId: z.string(),
+  owner: z.string(),
+  flavor: z.string(),
+  image: z.string().nullable(),
+  ports: z.array(PortSpec),
+  sshPublicKey: z.string(),
+  /** Always includes job, partition and core (the owning core's id). */
+  tags: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+  nodes: z.array(NodeRecord),
+});
+export type PartitionRecord = z.infer<typeof PartitionRecord>;
+
+const StateFile = z.object({ version: z.literal(1), partitions: z.array(PartitionRecord) });
+
+/**
+ * The local gate's durable state under `<spool>/gates/<name>/`:
+ *
+ *   state.json                          partitions (0600)
+ *   host-keys/<partition>/<node>.key    node host private keys (0600)
+ *   partitions/<partition>/<node>/      node directories
+ */
+export class LocalGateStore {
+  constructor(readonly root: string) {}
+
+  get statePath(): string {
+    return join(this.root, 'state.json');
+  }
+
+  partitionDir(partition: string): string {
+    return join(this.root, 'partitions', partition);
+  }
+
+  nodeDir(partition: string, node: string): string {
+    return join(this.partitionDir(partition), node);
+  }
+
+  private hostKeyDir(partition: string): string {
+    return join(this.root, 'host-keys', partition);
+  }
+
+  private hostKeyPath(partition: string, node: string): string {
+    return join(this.hostKeyDir(partition), `${node}.key`);
+  }
+
+  load(): PartitionRecord[] {
+    if (!existsSync(this.statePath)) return [];
+    const parsed = StateFile.safeParse(JSON.parse(readFileSync(this.statePath, 'utf8')));
+    if (!parsed.success) throw new Error(`${this.statePath} is damaged: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    return parsed.data.partitions;
+  }
+
+  save(partitions: Iterable<PartitionRecord>): void {
+    writeFileAtomic(this.statePath, JSON.stringify({ version: 1, partitions: [...partitions] }, null, 2) + '\n', 0o600);
+  }
+
+  async writeHostKeys(partition: string, keys: Array<{ node: string; privateKey: string }>): Promise<void> {
+    await mkdir(this.hostKeyDir(partition), { recursive: true, mode: 0o700 });
+    await Promise.all(keys.map(({ node, privateKey }) => writeFile(this.hostKeyPath(partition, node), privateKey, { mode: 0o600 })));
+  }
+
+  readHostKey(partition: string, node: string): Promise<string> {
+    return readFile(this.hostKeyPath(partition, node), 'utf8');
+  }
+
+  /** Remove a partition's node directories and host keys (whatever jobs left in them). */
+  async removePartitionFiles(partition: string): Promise<void> {
+    await Promise.all([
+      rm(this.partitionDir(partition), { recursive: true, force: true, maxRetries: 3 }),
+      rm(this.hostKeyDir(partition), { recursive: true, force: true }),
+    ]);
+  }
+}

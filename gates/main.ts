@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import type { Logger } from 'pino';
+import { loadCoreConfig } from '../spool-bootstrap/config.js';
+import { writeFileAtomic } from '../spool-bootstrap/files.js';
+import { createLogger } from '../spool-bootstrap/log.js';
+import { defaultSpoolDir, spoolPaths, type SpoolPaths } from '../spool-bootstrap/paths.js';
+import type { Gate } from './gate.js';
+import { GATE_KINDS, createGate, type GateKind } from './registry.js';
+import { PRODUCT_VERSION, serveGate, type GateServer } from './server.js';
+
+/** Exit codes: 0 clean stop, 1 failure, 2 bad usage. */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+/** Where a running gate says who it is: `{"pid":..,"port":..}`, removed on a clean stop. */
+export const gatePidfile = (spool: SpoolPaths, name: string): string => join(spool.gateState(name), 'gate.pid');
+
+interface Arguments {
+  kind: GateKind;
+  name: string;
+  spool: string;
+}
+
+function parseArguments(argv: string[]): Arguments {
+  const program = new Command('swm-gate')
+    .description('Serve one Sky Port gate (a cloud kind) to swm-core over mutual TLS.')
+    .version(PRODUCT_VERSION)
+    .addOption(new Option('--kind <kind>', 'gate kind').choices(GATE_KINDS).makeOptionMandatory())
+    .requiredOption('--name <name>', 'the gate\'s name in the spool configuration (gates[].name)')
+    .option('--spool <dir>', 'spool directory ($SWM_SPOOL, else ~/.swm/spool)')
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  try {
+    program.parse(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+    throw error;
+  }
+  const options = program.opts<{ kind: GateKind; name: string; spool?: string }>();
+  return { kind: options.kind, name: options.name, spool: resolve(options.spool ?? defaultSpoolDir()) };
+}
+
+async function main(): Promise<void> {
+  // The core starts gates detached and may go away: a closed pipe or terminal must not end the gate.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  process.on('SIGHUP', () => undefined);
+
+  const args = parseArguments(process.argv);
+  const spool = spoolPaths(args.spool);
+  const config = loadCoreConfig(spool.config);
+  const entry = config.gates.find((g) => g.name === args.name);
+  if (!entry) throw new Error(`${spool.config} has no gate named "${args.name}"`);
+  if (entry.kind !== args.kind) throw new Error(`gate "${args.name}" is of kind ${entry.kind} in ${spool.config}, not ${args.kind}`);
+
+  const logger = createLogger(`gate-${args.name}`, { logsDir: spool.logsDir, level: config.core.logLevel });
+  const pidfile = gatePidfile(spool, args.name);
+  let gate: Gate | null = null;
+  let server: GateServer | null = null;
+  let stopping = false;
+
+  const stop = async (reason: string, code: number): Promise<never> => {
+    if (!stopping) {
+      stopping = true;
+      logger.info({ reason }, 'gate stopping');
+      try {
+        await server?.close();
+        await gate?.close();
+      } catch (error) {
+        logger.error({ err: error }, 'gate did not stop cleanly');
+        code = EXIT_FAILURE;
+      }
+      rmSync(pidfile, { force: true });
+      logger.info({ code }, 'gate stopped');
+      await new Promise<void>((done) => logger.flush(() => done()));
+      process.exit(code);
+    }
+    return new Promise<never>(() => undefined);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM', 0));
+  process.on('SIGINT', () => void stop('SIGINT', 0));
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: error }, 'uncaught exception');
+    void stop('uncaught exception', EXIT_FAILURE);
+  });
+
+  try {
+    gate = await createGate(args.kind, { name: args.name, coreId: config.core.id, spool, options: entry.options, logger });
+    server = await serveGate(gate, {
+      spool,
+      name: args.name,
+      host: entry.host,
+      port: entry.port,
+      logger,
+      maxMessageBytes: config.core.maxMessageBytes,
+    });
+  } catch (error) {
+    logger.fatal({ err: error }, 'gate failed to start');
+    process.stderr.write(`swm-gate: ${(error as Error).message}\n`);
+    await gate?.close().catch(() => undefined);
+    await new Promise<void>((done) => logger.flush(() => done()));
+    process.exit(EXIT_FAILURE);
+  }
+  writeFileAtomic(pidfile, JSON.stringify({ pid: process.pid, port: server.port }) + '\n', 0o600);
+  logger.info({ kind: args.kind, pid: process.pid, port: server.port }, 'gate ready');
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`swm-gate: ${(error as Error)?.message ?? String(error)}\n`);
+  process.exit(EXIT_FAILURE);
+});

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import type { Partition } from '../../terminal-protocol/common.js';
+import { withCore } from '../connect.js';
+import { note, printJson, renderTable, type Column } from '../format.js';
+import { bundleOptionsOf, examples } from '../global-options.js';
+
+type RemotePartition = Partition & { remote: string };
+
+const headAddress = (p: Partition): string => {
+  const head = p.nodes.find((n) => n.role === 'head') ?? p.nodes[0];
+  return head ? (head.publicIp ?? head.privateIp ?? '-') : '-';
+};
+
+const columns: Column<RemotePartition>[] = [
+  { header: 'REMOTE', value: (p) => p.remote },
+  { header: 'PARTITION', value: (p) => p.name },
+  { header: 'STATUS', value: (p) => p.status },
+  { header: 'JOB', value: (p) => p.jobId ?? '-' },
+  { header: 'NODES', value: (p) => String(p.nodes.length), align: 'right' },
+  { header: 'HEAD', value: headAddress },
+  { header: 'ERROR', value: (p) => p.error ?? '' },
+];
+
+export function registerPartitions(program: Command): void {
+  program
+    .command('partitions')
+    .description('list the clusters (partitions) that exist in the clouds for jobs (admins: all)')
+    .option('--json', 'print one JSON document')
+    .addHelpText('after', examples('$ swm partitions'))
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      await withCore(bundleOptionsOf(command), async (core) => {
+        const partitions = await core.call('partition.list');
+        if (opts.json) return printJson(partitions);
+        if (partitions.length === 0) return note('no partitions');
+        process.stdout.write(renderTable(columns, partitions));
+      });
+    });
+}

@@ -1,0 +1,119 @@
+import { lstat, mkdir, open, realpath, rename } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import type { TerminalClient } from '../terminal-protocol/client.js';
+import { MAX_CHUNK_BYTES, RelativePath } from '../terminal-protocol/terminal-methods.js';
+import { CliError } from './exit-codes.js';
+import { startProgress } from './progress.js';
+import { forEachConcurrently } from './work-pool.js';
+
+const PARALLEL_FILES = 4;
+/** Partial downloads carry this suffix until complete; a rerun continues them. */
+export const PARTIAL_SUFFIX = '.swm-part';
+
+export interface RemoteFile {
+  path: string;
+  size: number;
+}
+
+export interface DownloadedFile extends RemoteFile {
+  /** Where it was written. */
+  local: string;
+}
+
+const escapes = (root: string, path: string): boolean => {
+  const rel = relative(root, path);
+  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+};
+
+/**
+ * Where a job file goes under `toDir`. The path comes from the core; whatever it says, nothing is
+ * written outside `toDir`.
+ */
+export function destinationPath(toDir: string, path: string): string {
+  const root = resolve(toDir);
+  if (!RelativePath.safeParse(path).success || path.endsWith(PARTIAL_SUFFIX))
+    throw new CliError(`refusing to write "${path}": not a plain relative path`);
+  const target = resolve(root, path);
+  if (escapes(root, target)) throw new CliError(`refusing to write "${path}": it lies outside ${root}`);
+  return target;
+}
+
+/** Creates the file's directory and checks that no symbolic link on the way leads out of `toDir`. */
+async function prepareDirectory(root: string, target: string): Promise<void> {
+  const dir = dirname(target);
+  await mkdir(dir, { recursive: true });
+  const [realRoot, realDir] = await Promise.all([realpath(root), realpath(dir)]);
+  if (realDir !== realRoot && escapes(realRoot, realDir))
+    throw new CliError(`refusing to write ${target}: a symbolic link leads outside ${root}`);
+}
+
+/** Bytes of an earlier, interrupted download of this file that can be kept. */
+async function partialSize(part: string, size: number): Promise<number> {
+  const info = await lstat(part).catch(() => null);
+  if (!info) return 0;
+  if (!info.isFile()) throw new CliError(`refusing to write ${part}: it is not a regular file`);
+  return info.size <= size ? info.size : 0;
+}
+
+async function downloadFile(
+  core: TerminalClient,
+  id: string,
+  file: RemoteFile,
+  root: string,
+  from: number,
+  onBytes: (n: number) => void,
+): Promise<DownloadedFile> {
+  const target = destinationPath(root, file.path);
+  await prepareDirectory(root, target);
+  const part = target + PARTIAL_SUFFIX;
+  const handle = await open(part, from > 0 ? 'r+' : 'w', 0o644);
+  let offset = from;
+  try {
+    for (;;) {
+      const chunk = await core.call('job.file.read', { id, path: file.path, offset, length: MAX_CHUNK_BYTES });
+      const data = Buffer.from(chunk.data, 'base64');
+      if (data.length > 0) {
+        await handle.write(data, 0, data.length, offset);
+        offset += data.length;
+        onBytes(data.length);
+      }
+      if (chunk.eof || offset >= chunk.size) break;
+      if (data.length === 0) throw new CliError(`download of "${file.path}" stalled at byte ${offset} of ${chunk.size}`);
+    }
+    await handle.truncate(offset);
+  } finally {
+    await handle.close();
+  }
+  await rename(part, target);
+  return { ...file, size: offset, local: target };
+}
+
+/**
+ * Downloads job files into `toDir`, keeping their relative paths, several at a time, continuing any
+ * partial file an interrupted run left behind.
+ */
+export async function downloadJobFiles(
+  core: TerminalClient,
+  id: string,
+  files: readonly RemoteFile[],
+  toDir: string,
+  options: { progress: boolean },
+): Promise<DownloadedFile[]> {
+  const root = resolve(toDir);
+  await mkdir(root, { recursive: true });
+  const plan = await Promise.all(
+    files.map(async (file) => ({ file, from: await partialSize(destinationPath(root, file.path) + PARTIAL_SUFFIX, file.size) })),
+  );
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const resumed = plan.reduce((n, p) => n + p.from, 0);
+  const progress = startProgress({ enabled: options.progress, label: 'download', total, startValue: resumed });
+  const done: DownloadedFile[] = [];
+  try {
+    await forEachConcurrently(plan, PARALLEL_FILES, async ({ file, from }) => {
+      done.push(await downloadFile(core, id, file, root, from, (n) => progress.advance(n)));
+    });
+  } finally {
+    progress.finish();
+  }
+  return done.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

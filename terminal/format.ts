@@ -1,0 +1,155 @@
+import type { Job, JobState } from '../terminal-protocol/job.js';
+import { jobStateNames } from '../terminal-protocol/job.js';
+
+/**
+ * Human output: tables, key/value listings, sizes, durations. Pure functions returning strings; the
+ * commands decide where they go. Machine output is `printJson`: one JSON document on stdout.
+ */
+
+export interface Column<T> {
+  header: string;
+  value: (row: T) => string;
+  align?: 'left' | 'right';
+}
+
+/** Cells are one line each: control characters and newlines (free text from a job) become spaces. */
+const oneLine = (text: string): string => text.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+
+/** Columns separated by two spaces, widths from the widest cell, no trailing spaces. */
+export function renderTable<T>(columns: readonly Column<T>[], rows: readonly T[]): string {
+  const cells = rows.map((row) => columns.map((c) => oneLine(c.value(row))));
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.length)));
+  const line = (values: readonly string[]): string =>
+    values
+      .map((v, i) => {
+        const last = i === values.length - 1;
+        if (columns[i]!.align === 'right') return v.padStart(widths[i]!);
+        return last ? v : v.padEnd(widths[i]!);
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n') + '\n';
+}
+
+/** `label  value` lines with the labels aligned; empty values show as `-`. */
+export function renderPairs(pairs: readonly (readonly [string, string])[]): string {
+  const width = Math.max(0, ...pairs.map(([k]) => k.length));
+  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v === '' ? '-' : oneLine(v)}`.trimEnd()).join('\n') + '\n';
+}
+
+const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+/** 1536 → "1.5 KiB"; one decimal below 10 units, none above. */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes) || bytes < 0) return '?';
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) return `${bytes} B`;
+  const shown = value < 10 ? value.toFixed(1) : Math.round(value).toString();
+  return `${shown} ${units[unit]}`;
+}
+
+/** 45 → "45s", 725 → "12m05s", 11220 → "3h07m", 187200 → "2d04h". */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const s = Math.floor(seconds);
+  const two = (n: number): string => n.toString().padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
+  return `${Math.floor(s / 86400)}d${two(Math.floor((s % 86400) / 3600))}h`;
+}
+
+/** An ISO time as local "YYYY-MM-DD HH:MM:SS"; null as "-". */
+export function formatTime(iso: string | null): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const two = (n: number): string => n.toString().padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+}
+
+export const formatState = (state: JobState): string => `${state} ${jobStateNames[state]}`;
+
+export const yesNo = (b: boolean): string => (b ? 'yes' : 'no');
+
+/** How long a job has run (start to end, or to `now` while it runs); "-" before it started. */
+export function jobElapsed(job: Pick<Job, 'start_time' | 'end_time'>, now: Date = new Date()): string {
+  if (!job.start_time) return '-';
+  const start = Date.parse(job.start_time);
+  const end = job.end_time ? Date.parse(job.end_time) : now.getTime();
+  if (Number.isNaN(start) || Number.isNaN(end)) return '-';
+  return formatDuration(Math.max(0, (end - start) / 1000));
+}
+
+/** The columns of `swm jobs`. Full ids: every command takes a full id. */
+export const jobColumns = (showOwner: boolean, now: Date = new Date()): Column<Job>[] => [
+  { header: 'ID', value: (j) => j.id },
+  { header: 'NAME', value: (j) => j.name },
+  ...(showOwner ? [{ header: 'OWNER', value: (j: Job) => j.owner }] : []),
+  { header: 'ST', value: (j) => j.state },
+  { header: 'SUBMITTED', value: (j) => formatTime(j.submit_time) },
+  { header: 'ELAPSED', value: (j) => jobElapsed(j, now), align: 'right' },
+  { header: 'REMOTE', value: (j) => j.remote_id ?? '-' },
+  { header: 'DETAILS', value: (j) => j.state_details },
+];
+
+const resources = (list: Job['request']): string => list.map((r) => `${r.name}=${r.count}`).join(', ');
+
+/** `swm show`: every field of a job, labelled for people. */
+export function describeJob(job: Job, now: Date = new Date()): [string, string][] {
+  const nodes = job.node_names.map((n, i) => (job.node_ips[i] ? `${n} (${job.node_ips[i]})` : n)).join(', ');
+  return [
+    ['id', job.id],
+    ['name', job.name],
+    ['owner', job.owner],
+    ['state', formatState(job.state)],
+    ['details', job.state_details],
+    ['submitted', formatTime(job.submit_time)],
+    ['started', formatTime(job.start_time)],
+    ['ended', formatTime(job.end_time)],
+    ['elapsed', jobElapsed(job, now)],
+    ['time limit', job.duration > 0 ? formatDuration(job.duration) : 'none'],
+    ['exit code', job.exitcode === null ? '' : String(job.exitcode)],
+    ['signal', job.signal === null ? '' : String(job.signal)],
+    ['remote', job.remote_id ?? ''],
+    ['flavor', job.flavor_id ?? ''],
+    ['nodes', nodes],
+    ['requested', resources(job.request)],
+    ['allocated', resources(job.resources)],
+    ['ports', job.ports.join(', ')],
+    ['priority', String(job.priority)],
+    ['comment', job.comment],
+  ];
+}
+
+/** One line about a job after acting on it: `<id>  R running  <details>`. */
+export const jobLine = (job: Job): string =>
+  `${job.id}  ${formatState(job.state)}${job.state_details ? `  ${oneLine(job.state_details)}` : ''}\n`;
+
+/** How a job ended, for `swm wait`: `<id>  E error (exit code 3)  <details>`. */
+export function jobEndLine(job: Job): string {
+  const how = job.signal !== null ? `signal ${job.signal}` : job.exitcode !== null ? `exit code ${job.exitcode}` : '';
+  return `${job.id}  ${formatState(job.state)}${how ? ` (${how})` : ''}${job.state_details ? `  ${oneLine(job.state_details)}` : ''}
+`;
+}
+
+/** `--json` output: exactly one JSON document on stdout. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Print a command's result: the JSON document with `--json`, else the human text. */
+export function printResult(json: boolean, value: unknown, human: () => string): void {
+  if (json) printJson(value);
+  else process.stdout.write(human());
+}
+
+/** A note for people (not for scripts): on stderr. */
+export function note(message: string): void {
+  process.stderr.write(`swm: ${message}\n`);
+}

@@ -1,0 +1,79 @@
+import type { TerminalClient } from '../terminal-protocol/client.js';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import type { CoreBundle } from './connect.js';
+import { note } from './format.js';
+import type { LocalInput } from './local-inputs.js';
+import { PendingUploads, uploadKey } from './pending-uploads.js';
+import { uploadInputs, type UploadResult } from './upload.js';
+
+export interface Submission {
+  script: string;
+  name?: string;
+  inputs: readonly LocalInput[];
+  progress: boolean;
+}
+
+export interface Submitted {
+  id: string;
+  warnings: string[];
+  /** True when this run continued the upload of a job an interrupted run had submitted. */
+  resumed: boolean;
+  upload: UploadResult | null;
+}
+
+/** A job an earlier run submitted with the same script and inputs, if the core still awaits its inputs. */
+async function resumableJob(core: TerminalClient, pending: PendingUploads, key: string, inputs: readonly LocalInput[]): Promise<string | null> {
+  const id = pending.recall(key);
+  if (!id) return null;
+  try {
+    const status = await core.call('job.input.status', { id });
+    const expected = new Map(inputs.map((i) => [i.path, i.size]));
+    const same = status.files.length === inputs.length && status.files.every((f) => expected.get(f.path) === f.size);
+    if (same) return id;
+  } catch (error) {
+    if (!(error instanceof RpcError) || (error.code !== ErrorCode.NotFound && error.code !== ErrorCode.Conflict)) throw error;
+  }
+  pending.forget(key);
+  return null;
+}
+
+/**
+ * job.submit with the inputs declared (size, SHA-256), then job.input.status / job.input.write to upload
+ * them and job.input.commit to release the job to the scheduler. Until the commit, the job is remembered
+ * so that the same command run again resumes the upload rather than submitting a second job.
+ */
+export async function submitJob(core: TerminalClient, bundle: CoreBundle, submission: Submission): Promise<Submitted> {
+  const { script, name, inputs } = submission;
+  const pending = new PendingUploads(bundle.home);
+  const key = uploadKey({ coreUrl: bundle.coreUrl, script, name, inputs });
+  let id = inputs.length > 0 ? await resumableJob(core, pending, key, inputs) : null;
+  const resumed = id !== null;
+  let warnings: string[] = [];
+  let awaitingInputs = resumed;
+  if (id) note(`resuming the upload of job ${id}, submitted earlier with the same script and inputs`);
+  else {
+    const answer = await core.call('job.submit', {
+      script,
+      ...(name ? { name } : {}),
+      ...(inputs.length ? { inputs: inputs.map(({ path, size, sha256 }) => ({ path, size, sha256 })) } : {}),
+    });
+    id = answer.id;
+    warnings = answer.warnings;
+    awaitingInputs = answer.awaitingInputs;
+    if (awaitingInputs && inputs.length > 0) pending.remember(key, id);
+  }
+  if (!awaitingInputs) return { id, warnings, resumed, upload: null };
+  const upload = await uploadInputs(core, id, inputs, { progress: submission.progress }).catch((error: unknown) => {
+    note(`the upload of job ${id} stopped; run the same command again to resume it`);
+    throw error;
+  });
+  try {
+    await core.call('job.input.commit', { id });
+  } catch (error) {
+    // A commit the core refuses for good (a checksum mismatch, a job canceled meanwhile) is not resumable.
+    if (error instanceof RpcError && error.code !== ErrorCode.Unavailable && error.code !== ErrorCode.Timeout) pending.forget(key);
+    throw error;
+  }
+  pending.forget(key);
+  return { id, warnings, resumed, upload };
+}

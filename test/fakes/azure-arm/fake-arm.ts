@@ -1,0 +1,339 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createCa, issueCertificate } from '../../../spool-bootstrap/pki.js';
+import { ArmError, badRequest, notFound } from './arm-error.js';
+import { defaultCatalog, type Catalog } from './catalog.js';
+import { Faults, type Fault, type FaultSpec } from './faults.js';
+import { FakeIdentity, type ClientRegistration } from './identity.js';
+import { Operations, type ArmOperation } from './operations.js';
+import { ResourceManager, type Reply } from './resource-manager.js';
+import { resourceJson, ResourceStore, type ResourceGroupRecord } from './resource-store.js';
+import { retailPricesPage } from './retail-prices.js';
+
+export interface FakeArmOptions {
+  subscriptionId?: string;
+  tenantId?: string;
+  clients?: ClientRegistration[];
+  /** How long a PUT's operation stays InProgress (ms). */
+  provisioningDelayMs?: number;
+  /** How long a DELETE's operation stays InProgress (ms). */
+  deletionDelayMs?: number;
+  /** Retry-After (seconds) on operation polls; absent by default so tests poll at the gate's interval. */
+  operationRetryAfterSec?: number;
+  /** Items per page of ARM lists (resource groups, resources). */
+  listPageSize?: number;
+  /** Items per page of the retail prices API (prices.azure.com pages by 100). */
+  pricesPageSize?: number;
+  catalog?: Partial<Catalog>;
+  /** Addresses handed to public IPs, in order (then 20.0.0.x). */
+  publicIpAddresses?: string[];
+}
+
+/** One request as the fake saw it. The bearer token is never kept, only whether it was valid. */
+export interface RecordedRequest {
+  seq: number;
+  /** performance.now() on arrival. */
+  at: number;
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  body?: unknown;
+  status: number;
+  authorized: boolean;
+}
+
+export interface FakeArmTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+export const FAKE_SUBSCRIPTION = '00000000-0000-4000-8000-00000000a2b1';
+export const FAKE_TENANT = '00000000-0000-4000-8000-0000000071e7';
+export const FAKE_CLIENT_ID = '00000000-0000-4000-8000-00000000c11e';
+export const FAKE_CLIENT_SECRET = 'fake-Secret~0123456789abcdefghij';
+
+let sharedTls: FakeArmTls | undefined;
+
+/** A CA and a server certificate for 127.0.0.1, made once per process (RSA key generation is slow). */
+export function fakeArmTls(): FakeArmTls {
+  if (!sharedTls) {
+    const ca = createCa('Fake Azure test CA');
+    const server = issueCertificate(ca, { role: 'gate', name: 'fake-arm', sans: ['127.0.0.1', 'localhost'] });
+    sharedTls = { caPem: ca.certPem, certPem: server.certPem, keyPem: server.keyPem };
+  }
+  return sharedTls;
+}
+
+const SUB = '/subscriptions/([^/]+)';
+const routes = {
+  openId: /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration$/i,
+  instanceDiscovery: /^\/(?:[^/]+)\/discovery\/instance$/i,
+  token: /^\/([^/]+)\/oauth2\/v2\.0\/token$/i,
+  prices: /^\/api\/retail\/prices$/i,
+  groups: new RegExp(`^${SUB}/resourcegroups$`, 'i'),
+  group: new RegExp(`^${SUB}/resourcegroups/([^/]+)$`, 'i'),
+  resources: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)$`, 'i'),
+  resource: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)/([^/]+)$`, 'i'),
+  asyncOperation: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operations/([^/]+)$`, 'i'),
+  operationResult: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operationresults/([^/]+)$`, 'i'),
+  groupOperationResult: new RegExp(`^${SUB}/operationresults/([^/]+)$`, 'i'),
+  vmSizes: new RegExp(`^${SUB}/providers/microsoft\\.compute/locations/([^/]+)/vmsizes$`, 'i'),
+  skus: new RegExp(`^${SUB}/providers/microsoft\\.compute/skus$`, 'i'),
+  imageVersions: new RegExp(
+    `^${SUB}/providers/microsoft\\.compute/locations/([^/]+)/publishers/([^/]+)/artifacttypes/vmimage/offers/([^/]+)/skus/([^/]+)/versions$`,
+    'i',
+  ),
+};
+
+const readBody = (req: IncomingMessage): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+
+/**
+ * A fake Azure on loopback, over HTTPS: Microsoft identity's token endpoint, Resource Manager for the
+ * resource types a gate creates, the compute catalog (sizes, SKUs, marketplace images) and the retail
+ * prices API. It records every request, exposes its state, and takes injected faults.
+ */
+export class FakeArm {
+  readonly requests: RecordedRequest[] = [];
+  readonly subscriptionId: string;
+  readonly tenantId: string;
+  readonly identity: FakeIdentity;
+  readonly catalog: Catalog;
+  private readonly store: ResourceStore;
+  private readonly operationLog = new Operations();
+  private readonly faults = new Faults();
+  private readonly manager: ResourceManager;
+  private readonly pricesPageSize: number;
+  private server?: Server;
+  private port = 0;
+  private seq = 0;
+  private publicIps: string[];
+  private nextPublicIp = 4;
+
+  private constructor(
+    readonly tls: FakeArmTls,
+    options: FakeArmOptions,
+  ) {
+    this.subscriptionId = options.subscriptionId ?? FAKE_SUBSCRIPTION;
+    this.tenantId = options.tenantId ?? FAKE_TENANT;
+    this.identity = new FakeIdentity(this.tenantId, options.clients ?? [{ clientId: FAKE_CLIENT_ID, secret: FAKE_CLIENT_SECRET }]);
+    this.catalog = { ...defaultCatalog(), ...options.catalog };
+    this.store = new ResourceStore(this.subscriptionId);
+    this.pricesPageSize = options.pricesPageSize ?? 4;
+    this.publicIps = [...(options.publicIpAddresses ?? [])];
+    this.manager = new ResourceManager(this.store, this.operationLog, this.faults, this.catalog, {
+      baseUrl: () => this.url,
+      provisioningDelayMs: options.provisioningDelayMs ?? 30,
+      deletionDelayMs: options.deletionDelayMs ?? 30,
+      ...(options.operationRetryAfterSec !== undefined ? { operationRetryAfterSec: options.operationRetryAfterSec } : {}),
+      listPageSize: options.listPageSize ?? 100,
+      allocatePublicIp: () => this.publicIps.shift() ?? `20.0.0.${this.nextPublicIp++}`,
+    });
+  }
+
+  static async start(options: FakeArmOptions = {}): Promise<FakeArm> {
+    const fake = new FakeArm(fakeArmTls(), options);
+    await fake.listen();
+    return fake;
+  }
+
+  /** `https://127.0.0.1:<port>`: the ARM endpoint, the authority host and the prices host at once. */
+  get url(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  get pricesUrl(): string {
+    return `${this.url}/api/retail/prices`;
+  }
+
+  inject(spec: FaultSpec): Fault {
+    return this.faults.inject(spec);
+  }
+
+  clearFaults(): void {
+    this.faults.clear();
+  }
+
+  groups(): ResourceGroupRecord[] {
+    return this.store.allGroups().map((g) => structuredClone(g));
+  }
+
+  /** Resources (not groups), as Azure returns them, optionally of one type (`Microsoft.Compute/virtualMachines`). */
+  resources(type?: string): Record<string, any>[] {
+    return this.store
+      .allResources()
+      .filter((r) => type === undefined || r.type.toLowerCase() === type.toLowerCase())
+      .map(resourceJson);
+  }
+
+  /** The custom data a VM was created with (Azure never returns it; tests may look). */
+  customDataOf(vmId: string): string | undefined {
+    return this.store.get(vmId)?.writeOnly.customData;
+  }
+
+  operations(): ArmOperation[] {
+    return this.operationLog.all().map((op) => ({ ...op }));
+  }
+
+  /** Puts a resource group straight into the subscription, as someone else would have made it. */
+  addGroup(name: string, tags: Record<string, string> = {}, location = 'eastus'): void {
+    this.store.putGroup({ id: this.store.groupId(name), name, location, tags, provisioningState: 'Succeeded' });
+  }
+
+  clearRequests(): void {
+    this.requests.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    this.operationLog.stop();
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async listen(): Promise<void> {
+    const server = createServer({ key: this.tls.keyPem, cert: this.tls.certPem }, (req, res) => void this.handle(req, res));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const at = performance.now();
+    const url = new URL(req.url ?? '/', this.url);
+    const method = (req.method ?? 'GET').toUpperCase();
+    const text = await readBody(req);
+    const record: RecordedRequest = {
+      seq: ++this.seq,
+      at,
+      method,
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      status: 0,
+      authorized: false,
+    };
+    let reply: Reply;
+    try {
+      const fault = this.faults.takeResponseFault(method, url.pathname);
+      if (fault?.spec.kind === 'throttle') {
+        throw new ArmError(429, 'TooManyRequests', 'The request is being throttled.', {
+          'Retry-After': String(fault.spec.retryAfterSec ?? 1),
+          'x-ms-ratelimit-remaining-subscription-writes': '0',
+        });
+      }
+      if (fault?.spec.kind === 'server-error') throw new ArmError(500, 'InternalServerError', 'Encountered internal server error.');
+      reply = this.route(method, url, text, record, req);
+    } catch (error) {
+      if (!(error instanceof ArmError)) throw error;
+      reply = { status: error.status, body: error.body(), headers: error.headers };
+    }
+    record.status = reply.status;
+    this.requests.push(record);
+    const headers: Record<string, string> = { 'x-ms-request-id': `fake-${record.seq}`, ...reply.headers };
+    if (reply.body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
+    res.writeHead(reply.status, headers);
+    res.end(reply.body === undefined ? undefined : JSON.stringify(reply.body));
+  }
+
+  private route(method: string, url: URL, text: string, record: RecordedRequest, req: IncomingMessage): Reply {
+    const path = url.pathname;
+    let m: RegExpExecArray | null;
+
+    // Microsoft identity platform: anonymous.
+    if ((m = routes.openId.exec(path)) && method === 'GET') {
+      if (!this.identity.knowsTenant(m[1]!)) return { status: 400, body: { error: 'invalid_tenant', error_description: `AADSTS90002: Tenant '${m[1]}' not found.` } };
+      return { status: 200, body: this.identity.openIdConfiguration(this.url, m[1]!) };
+    }
+    if (routes.instanceDiscovery.test(path) && method === 'GET') {
+      return { status: 200, body: { tenant_discovery_endpoint: `${this.url}/${this.tenantId}/v2.0/.well-known/openid-configuration`, 'api-version': '1.1', metadata: [] } };
+    }
+    if ((m = routes.token.exec(path)) && method === 'POST') {
+      const form = new URLSearchParams(text);
+      record.body = Object.fromEntries([...form].map(([k, v]) => [k, k === 'client_secret' || k === 'client_assertion' ? '[redacted]' : v]));
+      return this.identity.token(m[1]!, form, `${this.url}${path}`);
+    }
+    // Retail prices: anonymous.
+    if (routes.prices.test(path) && method === 'GET') return retailPricesPage(this.catalog.prices, url, this.pricesPageSize);
+
+    // Resource Manager: a bearer token from this tenant, and an api-version, on every call.
+    const auth = this.identity.accepts(req.headers.authorization);
+    if (auth !== 'ok') {
+      throw new ArmError(
+        401,
+        auth === 'missing' ? 'AuthenticationFailed' : 'InvalidAuthenticationToken',
+        auth === 'missing' ? "Authentication failed. The 'Authorization' header is missing." : 'The access token is invalid.',
+        { 'WWW-Authenticate': `Bearer authorization_uri="${this.url}/${this.tenantId}", error="invalid_token"` },
+      );
+    }
+    record.authorized = true;
+    const apiVersion = url.searchParams.get('api-version');
+    if (!apiVersion) throw badRequest('MissingApiVersionParameter', "The api-version query parameter (?api-version=) is required for all requests.");
+    let body: Record<string, any> = {};
+    if (text) {
+      try {
+        body = JSON.parse(text) as Record<string, any>;
+      } catch {
+        throw badRequest('InvalidRequestContent', 'The request content was invalid and could not be deserialized.');
+      }
+      record.body = body;
+    }
+    const seg = (i: number): string => decodeURIComponent(m![i]!);
+    const checkSubscription = (): void => {
+      if (seg(1).toLowerCase() !== this.subscriptionId.toLowerCase())
+        throw notFound('SubscriptionNotFound', `The subscription '${seg(1)}' could not be found.`);
+    };
+
+    if ((m = routes.groups.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.listGroups(url);
+    } else if ((m = routes.group.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.getGroup(seg(2));
+      if (method === 'HEAD') return this.manager.headGroup(seg(2));
+      if (method === 'PUT') return this.manager.putGroup(seg(2), body);
+      if (method === 'PATCH') return this.manager.patchGroup(seg(2), body);
+      if (method === 'DELETE') return this.manager.deleteGroup(seg(2), path, apiVersion);
+    } else if ((m = routes.groupOperationResult.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.operationResult(seg(2), url);
+    } else if ((m = routes.vmSizes.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.vmSizes(seg(2));
+    } else if ((m = routes.skus.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.resourceSkus(url);
+    } else if ((m = routes.imageVersions.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.imageVersions(seg(2), seg(3), seg(4), seg(5), url);
+    } else if ((m = routes.asyncOperation.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.asyncOperation(seg(4));
+    } else if ((m = routes.operationResult.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.operationResult(seg(4), url);
+    } else if ((m = routes.resources.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.listResources(seg(2), seg(3), seg(4), url);
+    } else if ((m = routes.resource.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.getResource(seg(2), seg(3), seg(4), seg(5));
+      if (method === 'PUT') return this.manager.putResource(seg(2), seg(3), seg(4), seg(5), body, path, apiVersion);
+      if (method === 'DELETE') return this.manager.deleteResource(seg(2), seg(3), seg(4), seg(5), path, apiVersion);
+    } else {
+      throw notFound('InvalidResourceType', `The resource type could not be found for path '${path}'.`);
+    }
+    throw new ArmError(405, 'MethodNotAllowed', `The requested resource does not support http method '${method}'.`);
+  }
+}

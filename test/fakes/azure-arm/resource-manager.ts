@@ -1,0 +1,305 @@
+import { ArmError, badRequest, conflict, notFound } from './arm-error.js';
+import type { Catalog } from './catalog.js';
+import type { Faults } from './faults.js';
+import { parseEqFilter } from './odata.js';
+import type { ArmOperation, OperationOutcome, Operations } from './operations.js';
+import { admit, attachPublicIps, attachVirtualMachine, NIC, supportedType, VM } from './resource-rules.js';
+import { groupJson, resourceJson, type ArmResource, type ResourceStore } from './resource-store.js';
+
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface ResourceManagerOptions {
+  baseUrl: () => string;
+  provisioningDelayMs: number;
+  deletionDelayMs: number;
+  /** Retry-After (seconds) on operation status responses; Azure sends one, tests keep it absent. */
+  operationRetryAfterSec?: number;
+  listPageSize: number;
+  allocatePublicIp: () => string;
+}
+
+const GROUP_NAME = /^[-\w._()]{1,90}$/;
+
+/** A page of a list response: `{value, nextLink}` with `$skiptoken` continuation, as ARM pages. */
+function page(items: unknown[], url: URL, size: number): Reply {
+  const skip = Number(url.searchParams.get('$skiptoken') ?? '0');
+  const value = items.slice(skip, skip + size);
+  const body: Record<string, unknown> = { value };
+  if (skip + size < items.length) {
+    const next = new URL(url.href);
+    next.searchParams.set('$skiptoken', String(skip + size));
+    body.nextLink = next.href;
+  }
+  return { status: 200, body };
+}
+
+const operationJson = (op: ArmOperation): Record<string, unknown> => ({
+  id: op.id,
+  name: op.id,
+  status: op.status,
+  startTime: op.startTime,
+  ...(op.endTime ? { endTime: op.endTime } : {}),
+  ...(op.error ? { error: op.error } : {}),
+});
+
+/**
+ * Azure Resource Manager's behaviour for resource groups and the resources in them: PUT answers 201
+ * (new) or 200 (update) with an `Azure-AsyncOperation` URL while `provisioningState` moves to
+ * Succeeded (or Failed); DELETE answers 202 with a `Location` to poll; deleting a group deletes
+ * everything in it; a group being deleted accepts no new resources.
+ */
+export class ResourceManager {
+  constructor(
+    private readonly store: ResourceStore,
+    private readonly operations: Operations,
+    private readonly faults: Faults,
+    private readonly catalog: Catalog,
+    private readonly options: ResourceManagerOptions,
+  ) {}
+
+  private get sub(): string {
+    return this.store.subscriptionId;
+  }
+
+  private requireGroup(name: string): NonNullable<ReturnType<ResourceStore['group']>> {
+    const group = this.store.group(name);
+    if (!group) throw notFound('ResourceGroupNotFound', `Resource group '${name}' could not be found.`);
+    return group;
+  }
+
+  private requireWritableGroup(name: string): NonNullable<ReturnType<ResourceStore['group']>> {
+    const group = this.requireGroup(name);
+    if (group.provisioningState === 'Deleting')
+      throw conflict('ResourceGroupBeingDeleted', `The resource group '${group.name}' is in deprovisioning state and cannot perform this operation.`);
+    return group;
+  }
+
+  private outcome(method: string, path: string, delayMs: number): OperationOutcome {
+    const fault = this.faults.takeOperationFault(method, path);
+    if (fault?.spec.kind === 'hang-operation') return { delayMs, hang: true };
+    if (fault?.spec.kind === 'fail-operation')
+      return { delayMs, failWith: { code: fault.spec.code ?? 'InternalOperationError', message: fault.spec.message ?? 'The operation failed.' } };
+    return { delayMs };
+  }
+
+  private asyncOperationUrl(namespace: string, location: string, op: ArmOperation, apiVersion: string): string {
+    return `${this.options.baseUrl()}/subscriptions/${this.sub}/providers/${namespace}/locations/${location}/operations/${op.id}?api-version=${apiVersion}`;
+  }
+
+  private retryAfter(): Record<string, string> {
+    return this.options.operationRetryAfterSec === undefined ? {} : { 'Retry-After': String(this.options.operationRetryAfterSec) };
+  }
+
+  // Resource groups.
+
+  listGroups(url: URL): Reply {
+    const filter = parseEqFilter(url.searchParams.get('$filter'));
+    for (const field of filter.keys())
+      if (field !== 'tagname' && field !== 'tagvalue') throw badRequest('InvalidFilterInQueryString', `Filtering on '${field}' is not supported.`);
+    if (filter.has('tagvalue') && !filter.has('tagname')) throw badRequest('InvalidFilterInQueryString', 'tagValue needs tagName.');
+    const tagName = filter.get('tagname')?.toLowerCase();
+    const tagValue = filter.get('tagvalue');
+    const groups = this.store.allGroups().filter((g) => {
+      if (tagName === undefined) return true;
+      const entry = Object.entries(g.tags).find(([k]) => k.toLowerCase() === tagName);
+      return entry !== undefined && (tagValue === undefined || entry[1] === tagValue);
+    });
+    return page(groups.map(groupJson), url, this.options.listPageSize);
+  }
+
+  getGroup(name: string): Reply {
+    return { status: 200, body: groupJson(this.requireGroup(name)) };
+  }
+
+  headGroup(name: string): Reply {
+    return { status: this.store.group(name) ? 204 : 404 };
+  }
+
+  putGroup(name: string, body: Record<string, any>): Reply {
+    if (!GROUP_NAME.test(name) || name.endsWith('.')) throw badRequest('InvalidResourceGroupName', `Resource group name '${name}' is invalid.`);
+    if (typeof body.location !== 'string' || !body.location) throw badRequest('LocationRequired', 'The location property is required for this definition.');
+    const existing = this.store.group(name);
+    if (existing) {
+      if (existing.provisioningState === 'Deleting')
+        throw conflict('ResourceGroupBeingDeleted', `The resource group '${existing.name}' is in deprovisioning state and cannot perform this operation.`);
+      if (existing.location.toLowerCase() !== body.location.toLowerCase())
+        throw conflict('InvalidResourceGroupLocation', `Invalid resource group location '${body.location}'. The Resource group already exists in location '${existing.location}'.`);
+      existing.tags = { ...(body.tags ?? {}) };
+      return { status: 200, body: groupJson(existing) };
+    }
+    const group = { id: this.store.groupId(name), name, location: body.location.toLowerCase(), tags: { ...(body.tags ?? {}) }, provisioningState: 'Succeeded' as const };
+    this.store.putGroup(group);
+    return { status: 201, body: groupJson(group) };
+  }
+
+  patchGroup(name: string, body: Record<string, any>): Reply {
+    const group = this.requireWritableGroup(name);
+    if (body.tags) group.tags = { ...body.tags };
+    return { status: 200, body: groupJson(group) };
+  }
+
+  deleteGroup(name: string, path: string, apiVersion: string): Reply {
+    const group = this.requireGroup(name);
+    group.provisioningState = 'Deleting';
+    const op = this.operations.start('delete', group.id, this.outcome('DELETE', path, this.options.deletionDelayMs), (done) => {
+      if (done.status !== 'Succeeded') return;
+      this.operations.cancelUnder(`${group.id}/`);
+      this.store.removeGroup(group.name);
+    });
+    const location = `${this.options.baseUrl()}/subscriptions/${this.sub}/operationresults/${op.id}?api-version=${apiVersion}`;
+    return { status: 202, headers: { Location: location, ...this.retryAfter() } };
+  }
+
+  /** GET of a `Location` URL: 202 while the operation runs, then 200; a failure answers with its error. */
+  operationResult(opId: string, url: URL): Reply {
+    const op = this.operations.get(opId);
+    if (!op) throw notFound('NotFound', `Operation ${opId} not found.`);
+    if (op.status === 'InProgress') return { status: 202, headers: { Location: url.href, ...this.retryAfter() } };
+    if (op.status === 'Failed') throw new ArmError(409, op.error!.code, op.error!.message);
+    return { status: 200 };
+  }
+
+  asyncOperation(opId: string): Reply {
+    const op = this.operations.get(opId);
+    if (!op) throw notFound('NotFound', `Operation ${opId} not found.`);
+    return { status: 200, body: operationJson(op), headers: op.status === 'InProgress' ? this.retryAfter() : {} };
+  }
+
+  // Resources inside groups.
+
+  private resourceType(namespace: string, type: string): string {
+    const canonical = supportedType(`${namespace}/${type}`);
+    if (!canonical) throw badRequest('NoRegisteredProviderFound', `No registered resource provider found for type '${namespace}/${type}'.`);
+    return canonical;
+  }
+
+  listResources(groupName: string, namespace: string, type: string, url: URL): Reply {
+    const group = this.requireGroup(groupName);
+    const canonical = this.resourceType(namespace, type);
+    return page(this.store.resourcesIn(group.name, canonical).map(resourceJson), url, this.options.listPageSize);
+  }
+
+  getResource(groupName: string, namespace: string, type: string, name: string): Reply {
+    const group = this.requireGroup(groupName);
+    const canonical = this.resourceType(namespace, type);
+    const resource = this.store.get(this.store.resourceId(group.name, canonical, name));
+    if (!resource) throw notFound('ResourceNotFound', `The Resource '${canonical}/${name}' under resource group '${group.name}' was not found.`);
+    return { status: 200, body: resourceJson(resource) };
+  }
+
+  putResource(groupName: string, namespace: string, type: string, name: string, body: Record<string, any>, path: string, apiVersion: string): Reply {
+    const group = this.requireWritableGroup(groupName);
+    const canonical = this.resourceType(namespace, type);
+    if (typeof body.location !== 'string' || !body.location) throw badRequest('LocationRequired', 'The location property is required for this definition.');
+    const existing = this.store.get(this.store.resourceId(group.name, canonical, name));
+    const resource = admit({ group: group.name, type: canonical, name, location: body.location.toLowerCase(), body, existing }, {
+      store: this.store,
+      catalog: this.catalog,
+      allocatePublicIp: this.options.allocatePublicIp,
+    });
+    const isCompute = canonical.toLowerCase().startsWith('microsoft.compute/');
+    resource.properties.provisioningState = existing ? 'Updating' : isCompute ? 'Creating' : 'Updating';
+    this.store.put(resource);
+    if (canonical.toLowerCase() === NIC) attachPublicIps(this.store, resource);
+    if (canonical.toLowerCase() === VM) attachVirtualMachine(this.store, resource);
+    const op = this.operations.start('put', resource.id, this.outcome('PUT', path, this.options.provisioningDelayMs), (done) => {
+      const current = this.store.get(resource.id);
+      if (current) current.properties.provisioningState = done.status === 'Succeeded' ? 'Succeeded' : 'Failed';
+    });
+    return {
+      status: existing ? 200 : 201,
+      body: resourceJson(resource),
+      headers: { 'Azure-AsyncOperation': this.asyncOperationUrl(namespace, resource.location, op, apiVersion), ...this.retryAfter() },
+    };
+  }
+
+  deleteResource(groupName: string, namespace: string, type: string, name: string, path: string, apiVersion: string): Reply {
+    const group = this.requireGroup(groupName);
+    const canonical = this.resourceType(namespace, type);
+    const resource = this.store.get(this.store.resourceId(group.name, canonical, name));
+    if (!resource) return { status: 204 };
+    resource.properties.provisioningState = 'Deleting';
+    const op = this.operations.start('delete', resource.id, this.outcome('DELETE', path, this.options.deletionDelayMs), (done) => {
+      if (done.status === 'Succeeded') this.removeResource(resource);
+    });
+    const asyncUrl = this.asyncOperationUrl(namespace, resource.location, op, apiVersion);
+    return { status: 202, headers: { 'Azure-AsyncOperation': asyncUrl, Location: asyncUrl.replace('/operations/', '/operationResults/'), ...this.retryAfter() } };
+  }
+
+  private removeResource(resource: ArmResource): void {
+    this.store.remove(resource.id);
+    for (const other of this.store.allResources()) {
+      if (other.properties.virtualMachine?.id?.toLowerCase() === resource.id.toLowerCase()) delete other.properties.virtualMachine;
+      if (other.properties.ipConfiguration?.id?.toLowerCase().startsWith(resource.id.toLowerCase())) delete other.properties.ipConfiguration;
+    }
+  }
+
+  // Compute catalog.
+
+  vmSizes(location: string): Reply {
+    const value = this.catalog.sizes
+      .filter((s) => s.locations.includes(location.toLowerCase()))
+      .map(({ locations: _l, ...size }) => size);
+    return { status: 200, body: { value } };
+  }
+
+  resourceSkus(url: URL): Reply {
+    const filter = parseEqFilter(url.searchParams.get('$filter'));
+    for (const field of filter.keys())
+      if (field !== 'location') throw badRequest('InvalidFilter', `Only the location filter is supported, not '${field}'.`);
+    const location = filter.get('location')?.toLowerCase();
+    const value = this.catalog.skus
+      .filter((s) => location === undefined || s.location === location)
+      .map((s) => {
+        const size = this.catalog.sizes.find((z) => z.name === s.name);
+        const capabilities =
+          s.resourceType === 'virtualMachines' && size
+            ? [
+                { name: 'vCPUs', value: String(size.numberOfCores) },
+                { name: 'MemoryGB', value: String(size.memoryInMB / 1024) },
+                { name: 'MaxResourceVolumeMB', value: String(size.resourceDiskSizeInMB) },
+                ...(s.gpus ? [{ name: 'GPUs', value: String(s.gpus) }] : []),
+              ]
+            : [{ name: 'MaxSizeGiB', value: '4' }];
+        return {
+          resourceType: s.resourceType,
+          name: s.name,
+          tier: 'Standard',
+          size: s.name.replace(/^Standard_/, ''),
+          locations: [s.location],
+          locationInfo: [{ location: s.location, zones: ['1', '2', '3'], zoneDetails: [] }],
+          capabilities,
+          restrictions: s.restricted
+            ? [{ type: 'Location', values: [s.location], restrictionInfo: { locations: [s.location] }, reasonCode: 'NotAvailableForSubscription' }]
+            : [],
+        };
+      });
+    return { status: 200, body: { value } };
+  }
+
+  imageVersions(location: string, publisher: string, offer: string, sku: string, url: URL): Reply {
+    const image = this.catalog.images.find(
+      (i) =>
+        i.publisher.toLowerCase() === publisher.toLowerCase() &&
+        i.offer.toLowerCase() === offer.toLowerCase() &&
+        i.sku.toLowerCase() === sku.toLowerCase() &&
+        i.locations.includes(location.toLowerCase()),
+    );
+    if (!image) throw notFound('NotFound', 'Artifact: VMImage was not found.');
+    let versions = [...image.versions];
+    const orderby = url.searchParams.get('$orderby');
+    if (orderby) versions.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }) * (/desc$/i.test(orderby) ? -1 : 1));
+    const top = url.searchParams.get('$top');
+    if (top) versions = versions.slice(0, Number(top));
+    const body = versions.map((version) => ({
+      location: location.toLowerCase(),
+      name: version,
+      id: `/Subscriptions/${this.sub}/Providers/Microsoft.Compute/Locations/${location}/Publishers/${image.publisher}/ArtifactTypes/VMImage/Offers/${image.offer}/Skus/${image.sku}/Versions/${version}`,
+    }));
+    return { status: 200, body };
+  }
+}

@@ -1,0 +1,401 @@
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import ssh2 from 'ssh2';
+import type { Client as SshClient, SFTPWrapper } from 'ssh2';
+import { spoolPaths, type SpoolPaths } from '../spool-bootstrap/paths.js';
+import type { Partition } from '../terminal-protocol/common.js';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
+import type { Gate } from '../gates/gate.js';
+import { createLocalGate } from '../gates/local/index.js';
+import { resolveLexically } from '../gates/local/node-directory.js';
+import { closeClient, connectNode, exec, openSftp } from './harness/ssh-client.js';
+
+const SFTP_NO_SUCH_FILE = 2;
+const SFTP_PERMISSION_DENIED = 3;
+
+const silent = pino({ level: 'silent' });
+const flavors = [{ name: 'small', cpus: 1, memMiB: 512 }];
+
+const makeGate = (spool: SpoolPaths, coreId = 'core-a'): Promise<Gate> =>
+  createLocalGate({ name: 'local', coreId, spool, options: { flavors }, logger: silent });
+
+const request = (name: string, sshPublicKey: string, nodeCount = 2): PartitionRequest => ({
+  name,
+  jobId: `job-${name}`,
+  owner: 'alice',
+  flavor: 'small',
+  image: null,
+  nodeCount,
+  ports: [],
+  sshPublicKey,
+  tags: {},
+});
+
+/** The next event of a partition with the given status. */
+const nextEvent = (gate: Gate, name: string, status: Partition['status']): Promise<Partition> =>
+  new Promise((resolve) => gate.onEvent((p) => p.name === name && p.status === status && resolve(p)));
+
+async function createUp(gate: Gate, req: PartitionRequest): Promise<Partition> {
+  const up = nextEvent(gate, req.name, 'up');
+  const created = await gate.create(req);
+  expect(created.status).to.equal('creating');
+  const partition = await up;
+  expect(partition.id).to.equal(created.id);
+  return partition;
+}
+
+const sftpCall = <T>(run: (cb: (error: Error | null | undefined, value?: T) => void) => void): Promise<T> =>
+  new Promise((resolve, reject) => run((error, value) => (error ? reject(error) : resolve(value as T))));
+
+const sftpCode = async (promise: Promise<unknown>): Promise<number> => {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as { code: number }).code;
+  }
+  throw new Error('the SFTP request succeeded');
+};
+
+const readRemote = (sftp: SFTPWrapper, path: string): Promise<Buffer> => sftpCall<Buffer>((cb) => sftp.readFile(path, cb));
+const writeRemote = (sftp: SFTPWrapper, path: string, data: Buffer | string): Promise<void> => sftpCall<void>((cb) => sftp.writeFile(path, data, cb));
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('local gate', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let spool: SpoolPaths;
+  let gate: Gate;
+  const partitionKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const strangerKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const clients: SshClient[] = [];
+  const daemons: number[] = [];
+
+  const nodeDir = (partition: string, node: string) => join(spool.gateState('local'), 'partitions', partition, node);
+  const connectTo = async (node: Partition['nodes'][number]) => {
+    const client = await connectNode(node, partitionKey.private);
+    clients.push(client);
+    return client;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'skyport-local-gate-'));
+    spool = spoolPaths(join(dir, 'spool'));
+    gate = await makeGate(spool);
+  });
+
+  after(async () => {
+    for (const client of clients) client.end();
+    for (const pid of daemons) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    await gate.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('partitions', () => {
+    it('creates a partition of two nodes and reports it up with head and compute nodes', async () => {
+      const started = Date.now();
+      const partition = await createUp(gate, request('alpha', partitionKey.public));
+      expect(Date.now() - started).to.be.below(1000);
+      expect(partition.jobId).to.equal('job-alpha');
+      expect(partition.nodes.map((n) => [n.name, n.role])).to.deep.equal([
+        ['alpha-0', 'head'],
+        ['alpha-1', 'compute'],
+      ]);
+      const [head, compute] = partition.nodes;
+      expect(head!.sshPort).to.not.equal(compute!.sshPort);
+      expect(head!.hostKeyFingerprint).to.match(/^SHA256:[A-Za-z0-9+/]{43}$/);
+      expect(head!.hostKeyFingerprint).to.not.equal(compute!.hostKeyFingerprint);
+      expect(statSync(nodeDir('alpha', 'alpha-1')).isDirectory()).to.equal(true);
+      expect(statSync(join(spool.gateState('local'), 'state.json')).mode & 0o777).to.equal(0o600);
+    });
+
+    it('is idempotent by name: a second create returns the same partition', async () => {
+      const first = await gate.get({ name: 'alpha' });
+      const again = await gate.create(request('alpha', partitionKey.public));
+      expect(again).to.deep.equal({ id: first.id, status: 'up' });
+      expect((await gate.list()).filter((p) => p.name === 'alpha')).to.have.length(1);
+    });
+
+    it('refuses an unknown flavor and an unreadable key without recording anything', async () => {
+      const badFlavor = await gate.create({ ...request('beta', partitionKey.public), flavor: 'huge' }).catch((e: RpcError) => e);
+      expect((badFlavor as RpcError).code).to.equal(ErrorCode.Unschedulable);
+      const badKey = await gate.create(request('beta', 'ssh-ed25519 not-a-key')).catch((e: RpcError) => e);
+      expect((badKey as RpcError).code).to.equal(ErrorCode.InvalidParams);
+      expect((await gate.list()).map((p) => p.name)).to.not.include('beta');
+    });
+
+    it('offers the configured flavors and no images', async () => {
+      expect(await gate.flavors()).to.deep.equal([{ name: 'small', remote: 'local', cpus: 1, gpus: 0, memMiB: 512, diskMiB: 10240, pricePerHour: 0 }]);
+      expect(await gate.images()).to.deep.equal([]);
+    });
+
+    it('rejects invalid options with the bad key named', async () => {
+      const error = await createLocalGate({ name: 'local', coreId: 'c', spool, options: { flavors: [{ name: 'x', cpus: 0, memMiB: 1 }] }, logger: silent }).catch((e: Error) => e);
+      expect((error as Error).message).to.contain('gates.local.options.flavors.0.cpus');
+    });
+  });
+
+  describe('node SSH', () => {
+    let partition: Partition;
+    before(async () => {
+      partition = await gate.get({ name: 'alpha' });
+    });
+
+    it('accepts the partition key and presents the reported host key', async () => {
+      // connectNode pins the reported fingerprint, computed independently from the key the server presents.
+      const client = await connectTo(partition.nodes[0]!);
+      expect((await exec(client, 'echo ok')).stdout).to.equal('ok\n');
+    });
+
+    it('refuses another key, another user and a host key other than the reported one', async () => {
+      const node = partition.nodes[0]!;
+      const stranger = await connectNode(node, strangerKey.private).catch((e: Error) => e);
+      expect(stranger).to.be.instanceOf(Error);
+      expect((stranger as Error).message).to.match(/authentication/i);
+      const otherUser = await connectNode(node, partitionKey.private, { username: 'someone-else' }).catch((e: Error) => e);
+      expect(otherUser).to.be.instanceOf(Error);
+      const otherHost = await connectNode(node, partitionKey.private, { fingerprint: partition.nodes[1]!.hostKeyFingerprint }).catch((e: Error) => e);
+      expect(otherHost).to.be.instanceOf(Error);
+    });
+
+    it('runs commands in the node directory with output, exit code, stdin and env', async () => {
+      const client = await connectTo(partition.nodes[1]!);
+      const result = await exec(client, 'echo "$PWD $HOME"; echo oops >&2; exit 3');
+      const home = nodeDir('alpha', 'alpha-1');
+      expect(result.stdout.trim()).to.equal(`${home} ${home}`);
+      expect(result.stderr).to.equal('oops\n');
+      expect(result.code).to.equal(3);
+      expect((await exec(client, 'tr a-z A-Z', { stdin: 'shout\n' })).stdout).to.equal('SHOUT\n');
+      expect((await exec(client, 'echo "$GREETING"', { env: { GREETING: 'hello' } })).stdout).to.equal('hello\n');
+    });
+
+    it('signals the command when the client asks, and reports the signal', async () => {
+      const client = await connectTo(partition.nodes[0]!);
+      const result = await new Promise<{ signal: string | undefined }>((resolve, reject) => {
+        client.exec('echo started; exec sleep 30', (error, stream) => {
+          if (error) return reject(error);
+          stream.once('data', () => stream.signal('TERM'));
+          stream.on('exit', (_code: number | null, signal?: string) => resolve({ signal }));
+          stream.resume();
+        });
+      });
+      expect(result.signal).to.equal('SIGTERM');
+    });
+
+    it('lets a daemonised process outlive the SSH connection', async () => {
+      const client = await connectNode(partition.nodes[0]!, partitionKey.private);
+      const { stdout } = await exec(client, 'nohup sleep 60 > /dev/null 2>&1 & echo $!');
+      const pid = Number(stdout.trim());
+      daemons.push(pid);
+      await closeClient(client);
+      // A second connection is served after the first one's close was handled by the node.
+      const again = await connectTo(partition.nodes[0]!);
+      expect((await exec(again, `kill -0 ${pid} && echo alive`)).stdout).to.equal('alive\n');
+      expect(isAlive(pid)).to.equal(true);
+    });
+  });
+
+  describe('node SFTP', () => {
+    let sftp: SFTPWrapper;
+    let home: string;
+    before(async () => {
+      const partition = await gate.get({ name: 'alpha' });
+      sftp = await openSftp(await connectTo(partition.nodes[0]!));
+      home = nodeDir('alpha', 'alpha-0');
+    });
+
+    it('starts in the node directory', async () => {
+      expect(await sftpCall<string>((cb) => sftp.realpath('.', cb))).to.equal(home);
+    });
+
+    it('round-trips a file with many requests in flight', async () => {
+      const data = randomBytes(3 * 1024 * 1024 + 17);
+      const local = join(dir, 'upload.bin');
+      const back = join(dir, 'download.bin');
+      writeFileSync(local, data);
+      await sftpCall<void>((cb) => sftp.mkdir('inputs', cb));
+      await sftpCall<void>((cb) => sftp.fastPut(local, 'inputs/data.bin', { concurrency: 32 }, cb));
+      const digest = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+      expect(digest(readFileSync(join(home, 'inputs', 'data.bin')))).to.equal(digest(data));
+      await sftpCall<void>((cb) => sftp.fastGet(`${home}/inputs/data.bin`, back, { concurrency: 32 }, cb));
+      expect(digest(readFileSync(back))).to.equal(digest(data));
+      const stats = await sftpCall<{ size: number }>((cb) => sftp.stat('inputs/data.bin', cb));
+      expect(stats.size).to.equal(data.length);
+    });
+
+    it('lists, renames, changes modes and removes', async () => {
+      await writeRemote(sftp, 'inputs/note.txt', 'hello');
+      const names = (await sftpCall<Array<{ filename: string }>>((cb) => sftp.readdir('inputs', cb))).map((e) => e.filename).sort();
+      expect(names).to.deep.equal(['data.bin', 'note.txt']);
+      await sftpCall<void>((cb) => sftp.rename('inputs/note.txt', 'inputs/renamed.txt', cb));
+      expect((await readRemote(sftp, 'inputs/renamed.txt')).toString()).to.equal('hello');
+      await sftpCall<void>((cb) => sftp.chmod('inputs/renamed.txt', 0o600, cb));
+      expect(statSync(join(home, 'inputs', 'renamed.txt')).mode & 0o777).to.equal(0o600);
+      await sftpCall<void>((cb) => sftp.unlink('inputs/renamed.txt', cb));
+      await sftpCall<void>((cb) => sftp.unlink('inputs/data.bin', cb));
+      await sftpCall<void>((cb) => sftp.rmdir('inputs', cb));
+      expect(existsSync(join(home, 'inputs'))).to.equal(false);
+      expect(await sftpCode(readRemote(sftp, 'inputs/renamed.txt'))).to.equal(SFTP_NO_SUCH_FILE);
+    });
+
+    it('refuses paths that leave the node directory', async () => {
+      expect(await sftpCode(sftpCall((cb) => sftp.stat('../x', cb)))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(await sftpCode(readRemote(sftp, '/etc/passwd'))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(await sftpCode(writeRemote(sftp, '../alpha-1/planted', 'x'))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(await sftpCode(sftpCall((cb) => sftp.readdir('/', cb)))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(existsSync(join(nodeDir('alpha', 'alpha-1'), 'planted'))).to.equal(false);
+    });
+
+    it('refuses symlinks inside the node directory that point outside, and follows those that stay inside', async () => {
+      const outside = join(dir, 'outside');
+      writeFileSync(outside, 'secret');
+      symlinkSync(outside, join(home, 'escape'));
+      symlinkSync(dir, join(home, 'escape-dir'));
+      symlinkSync(join(dir, 'not-yet'), join(home, 'dangling'));
+      expect(await sftpCode(readRemote(sftp, 'escape'))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(await sftpCode(readRemote(sftp, 'escape-dir/outside'))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(await sftpCode(writeRemote(sftp, 'dangling', 'planted'))).to.equal(SFTP_PERMISSION_DENIED);
+      expect(existsSync(join(dir, 'not-yet'))).to.equal(false);
+      // The link itself is inside: it may be inspected and removed.
+      const link = await sftpCall<{ isSymbolicLink(): boolean }>((cb) => sftp.lstat('escape', cb));
+      expect(link.isSymbolicLink()).to.equal(true);
+      await sftpCall<void>((cb) => sftp.unlink('escape', cb));
+      expect(readFileSync(outside, 'utf8')).to.equal('secret');
+
+      writeFileSync(join(home, 'real.txt'), 'inside');
+      symlinkSync('real.txt', join(home, 'alias'));
+      expect((await readRemote(sftp, 'alias')).toString()).to.equal('inside');
+    });
+
+    it('resolves client paths lexically against the node directory', () => {
+      expect(resolveLexically('/n', 'a/../b')).to.equal('/n/b');
+      expect(resolveLexically('/n', '/n/x')).to.equal('/n/x');
+      expect(resolveLexically('/n', '/nx')).to.equal(null);
+      expect(resolveLexically('/n', '..')).to.equal(null);
+      expect(resolveLexically('/n', 'a\0b')).to.equal(null);
+    });
+  });
+
+  describe('node TCP forwarding', () => {
+    let http: HttpServer;
+    let httpPort: number;
+    let client: SshClient;
+    before(async () => {
+      http = createHttpServer((_req, res) => res.end('from the node'));
+      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
+      httpPort = (http.address() as AddressInfo).port;
+      client = await connectTo((await gate.get({ name: 'alpha' })).nodes[0]!);
+    });
+    after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+
+    it('forwards a direct-tcpip channel to a loopback port', async () => {
+      const response = await new Promise<string>((resolve, reject) => {
+        client.forwardOut('127.0.0.1', 0, '127.0.0.1', httpPort, (error, stream) => {
+          if (error) return reject(error);
+          let text = '';
+          stream.on('data', (d: Buffer) => (text += d.toString()));
+          stream.on('close', () => resolve(text));
+          stream.end(`GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+        });
+      });
+      expect(response).to.match(/^HTTP\/1.1 200/);
+      expect(response).to.contain('from the node');
+    });
+
+    it('refuses direct-tcpip to anything but loopback', async () => {
+      const error = await new Promise<Error | null>((resolve) => client.forwardOut('127.0.0.1', 0, '192.0.2.1', 80, (e) => resolve(e ?? null)));
+      expect(error).to.be.instanceOf(Error);
+    });
+
+    it('serves a reverse forward on the node loopback, then cancels it', async () => {
+      client.on('tcp connection', (_info, accept) => accept().end('from the client'));
+      const port = await new Promise<number>((resolve, reject) => client.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p))));
+      const received = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        connect(port, '127.0.0.1')
+          .on('data', (d) => (text += d.toString()))
+          .on('end', () => resolve(text))
+          .on('error', reject);
+      });
+      expect(received).to.equal('from the client');
+      await new Promise<void>((resolve, reject) => client.unforwardIn('127.0.0.1', port, (e) => (e ? reject(e) : resolve())));
+      const refused = await new Promise<string>((resolve) => connect(port, '127.0.0.1').on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).on('connect', () => resolve('connected')));
+      expect(refused).to.equal('ECONNREFUSED');
+    });
+  });
+
+  describe('restart and deletion', () => {
+    it('brings partitions back on the same ports with the same host keys after a restart', async () => {
+      const before = await gate.get({ name: 'alpha' });
+      await gate.close();
+      gate = await makeGate(spool);
+      const after = await gate.get({ name: 'alpha' });
+      expect(after.status).to.equal('up');
+      expect(after.nodes).to.deep.equal(before.nodes);
+      const client = await connectTo(after.nodes[1]!);
+      expect((await exec(client, 'echo back')).stdout).to.equal('back\n');
+    });
+
+    it('reports a partition failed when its port was taken while the gate was down', async () => {
+      await createUp(gate, request('gamma', partitionKey.public, 1));
+      const port = (await gate.get({ name: 'gamma' })).nodes[0]!.sshPort;
+      await gate.close();
+      const squatter: Server = createServer();
+      await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', () => resolve()));
+      try {
+        gate = await makeGate(spool);
+        const gamma = await gate.get({ name: 'gamma' });
+        expect(gamma.status).to.equal('failed');
+        expect(gamma.error).to.contain(`port ${port} is taken`);
+        expect((await gate.get({ name: 'alpha' })).status).to.equal('up');
+      } finally {
+        await new Promise<void>((resolve) => squatter.close(() => resolve()));
+      }
+      await gate.delete((await gate.get({ name: 'gamma' })).id);
+    });
+
+    it('refuses to delete, and does not show, a partition tagged for another core', async () => {
+      const alpha = await gate.get({ name: 'alpha' });
+      const foreign = await makeGate(spoolPaths(spool.root), 'core-b');
+      try {
+        expect(await foreign.list()).to.deep.equal([]);
+        const notFound = await foreign.get({ id: alpha.id }).catch((e: RpcError) => e);
+        expect((notFound as RpcError).code).to.equal(ErrorCode.NotFound);
+        const forbidden = await foreign.delete(alpha.id).catch((e: RpcError) => e);
+        expect((forbidden as RpcError).code).to.equal(ErrorCode.Forbidden);
+      } finally {
+        await foreign.close();
+      }
+      expect(existsSync(nodeDir('alpha', 'alpha-0'))).to.equal(true);
+    });
+
+    it('deletes idempotently: servers stop, directories go, processes stay', async () => {
+      const alpha = await gate.get({ name: 'alpha' });
+      const deleted = nextEvent(gate, 'alpha', 'deleted');
+      expect(await gate.delete(alpha.id)).to.deep.equal({ id: alpha.id, status: 'deleted' });
+      await deleted;
+      expect(existsSync(join(spool.gateState('local'), 'partitions', 'alpha'))).to.equal(false);
+      expect(readFileSync(join(spool.gateState('local'), 'state.json'), 'utf8')).to.not.contain(alpha.id);
+      const refused = await connectNode(alpha.nodes[0]!, partitionKey.private).catch((e: NodeJS.ErrnoException) => e);
+      expect((refused as NodeJS.ErrnoException).code).to.equal('ECONNREFUSED');
+      expect(await gate.delete(alpha.id)).to.deep.equal({ id: alpha.id, status: 'deleted' });
+      const gone = await gate.get({ id: alpha.id }).catch((e: RpcError) => e);
+      expect((gone as RpcError).code).to.equal(ErrorCode.NotFound);
+      for (const pid of daemons) expect(isAlive(pid), `process ${pid}`).to.equal(true);
+    });
+  });
+});
