@@ -32,11 +32,11 @@ wants_recreate() {
 next_steps() {
   cat <<STEPS
 
-The spool is ready in $SWM_SPOOL (on the host: ~/.swm/spool); your certificate bundle is in ~/.swm.
+In the release container, the spool is on the host in ~/.swm/spool and your bundle in ~/.swm.
 Next:
-  1. Optionally configure Azure: put its credentials in place and mark the azure gate managed in
-     ~/.swm/spool/config.json, as gates/azure/README.md explains. Jobs run on the local remote meanwhile.
-  2. Start Sky Port in the background: docker start skyport (or: podman start skyport)
+  1. Azure (optional; jobs run on the local remote meanwhile): put its credentials in place and mark
+     the azure gate managed in ~/.swm/spool/config.json, as gates/azure/README.md explains.
+  2. Start Sky Port in the background: docker start skyport (or: podman start skyport).
   3. From the host: swm status
 STEPS
 }

@@ -12,9 +12,9 @@ SWM_HOST_DIR ?= $(HOME)/.swm
 
 .PHONY: build-release-container start-release-container
 
-build-release-container:
+# `build` (the top-level Makefile's) compiles dist/, which the image copies.
+build-release-container: build
 	@test -n "$(CONTAINER_ENGINE)" || { echo "build-release-container: neither podman nor docker is installed" >&2; exit 1; }
-	npm run build
 	$(CONTAINER_ENGINE) build \
 		--file container/Containerfile \
 		$(if $(findstring podman,$(CONTAINER_ENGINE)),--ignorefile container/Containerfile.dockerignore) \

@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
@@ -40,6 +41,16 @@ function readBundleFile(path: string, what: string, home: string): string {
   }
 }
 
+/** A damaged bundle file is named as such, not reported later as a failed connection. */
+function checkPem(path: string, text: string, kind: 'certificate' | 'key'): void {
+  try {
+    if (kind === 'key') createPrivateKey(text);
+    else new X509Certificate(text);
+  } catch (error) {
+    throw new CliError(`${displayPath(path)} is not a valid PEM ${kind} (${(error as Error).message}): ask an admin for a new bundle`);
+  }
+}
+
 /** The core URL a terminal dials: wss:// (https:// is accepted as its synonym); TLS is not optional. */
 export function normalizeCoreUrl(raw: string, source: string): string {
   let url: URL;
@@ -76,6 +87,9 @@ export function loadBundle(options: BundleOptions = {}): CoreBundle {
   const cert = readBundleFile(paths.cert, 'certificate', home);
   const key = readBundleFile(paths.key, 'private key (key.pem)', home);
   const ca = readBundleFile(paths.ca, 'CA certificate (ca.pem)', home);
+  checkPem(paths.cert, cert, 'certificate');
+  checkPem(paths.key, key, 'key');
+  checkPem(paths.ca, ca, 'certificate');
   const override = options.coreUrl ?? process.env.SWM_CORE_URL;
   let coreUrl: string;
   let user: string | null = null;

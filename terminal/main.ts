@@ -17,6 +17,11 @@ function report(error: unknown): void {
 }
 
 async function main(): Promise<number> {
+  // A reader that stops early (`swm jobs | head -1`) is not an error of ours.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+    throw error;
+  });
   try {
     await buildProgram().parseAsync(process.argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -37,10 +37,10 @@ describe('release container entry point', function () {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   /** Run the entry point with sh, as the image does, with the spool and both commands in the temporary directory. */
-  const runEntrypoint = (env: Record<string, string> = {}): Promise<Run> =>
+  const runEntrypoint = (env: Record<string, string> = {}, args: string[] = []): Promise<Run> =>
     new Promise((done, fail) => {
       const { SWM_SPOOL, SWM_HOME, SKYPORT_USER, SKYPORT_USER_ID, SKYPORT_REMOTE_LOCATION, SKYPORT_RECREATE, ...inherited } = process.env;
-      const child = spawn('sh', [entrypoint], {
+      const child = spawn('sh', [entrypoint, ...args], {
         env: {
           ...inherited,
           SWM_SPOOL: spoolDir,
@@ -104,6 +104,13 @@ describe('release container entry point', function () {
     expect(run.code).to.equal(7);
     expect(loadCoreConfig(spoolPaths(spoolDir).config).core.id).to.equal(firstId);
     expect(existsSync(coreRecord)).to.equal(true);
+  });
+
+  it('runs a command given as arguments instead (`run skyport swm status`)', async () => {
+    const run = await runEntrypoint({}, ['sh', '-c', 'echo "$SWM_SPOOL"; exit 3']);
+    expect(run.code).to.equal(3);
+    expect(run.stdout.trim()).to.equal(spoolDir);
+    expect(existsSync(spoolPaths(spoolDir).config), 'no spool is created for a one-off command').to.equal(false);
   });
 
   it('stops with the failure of the bootstrap prompt', async () => {

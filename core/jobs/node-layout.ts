@@ -32,6 +32,9 @@ export function runnerScript(job: JobRecord, image: string | null): string {
 # Sky Port job runner: runs the job once, records its exit code.
 cd "$(dirname "$0")/.." || exit 1
 mkdir .swm/started 2>/dev/null || exit 0
+# Outlive a TERM sent to the job's process group long enough to record how the job ended. A handler (not an
+# ignore) so that the job itself still receives the signal's default action.
+trap 'true' TERM INT HUP
 (
 ${command}
 ) > ${shellQuote(d.stdout ?? 'stdout.log')} 2> ${shellQuote(d.stderr ?? 'stderr.log')} < ${stdin}

@@ -18,6 +18,9 @@ export interface NodeHostKey {
 const kindOf = (type: string): NodeHostKey['kind'] | null =>
   type === 'ssh-ed25519' ? 'ed25519' : type === 'ssh-rsa' ? 'rsa' : type.startsWith('ecdsa-sha2-') ? 'ecdsa' : null;
 
+/** OpenSSH's fingerprint of a public key blob: `SHA256:` and the unpadded base64 of its SHA-256. */
+export const fingerprintOfBlob = (blob: Buffer): string => `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+
 /** Reads a private OpenSSH host key; throws (without quoting it) when it is not one. */
 export function readHostKey(privateKey: string): NodeHostKey {
   const parsed = utils.parseKey(privateKey);
@@ -31,7 +34,7 @@ export function readHostKey(privateKey: string): NodeHostKey {
     privateKey: privateKey.endsWith('\n') ? privateKey : `${privateKey}\n`,
     publicLine: `${key.type} ${blob.toString('base64')}`,
     kind,
-    fingerprint: `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`,
+    fingerprint: fingerprintOfBlob(blob),
   };
 }
 

@@ -1,13 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import type { AdditionalPolicyConfig, PipelinePolicy, PipelineRetryOptions, TlsSettings } from '@azure/core-rest-pipeline';
+import type { PipelinePolicy, PipelineRetryOptions, TlsSettings } from '@azure/core-rest-pipeline';
 import type { AzureGateOptions } from './options.js';
+
+/** A policy added to an SDK pipeline (the shape of the clients' `additionalPolicies`). */
+export interface AdditionalPolicy {
+  policy: PipelinePolicy;
+  position: 'perCall' | 'perRetry';
+}
 
 /** The settings every HTTP pipeline of the gate shares: ARM clients, the credential, the prices API. */
 export interface TransportSettings {
   retryOptions: PipelineRetryOptions;
   tlsOptions?: TlsSettings;
-  additionalPolicies: AdditionalPolicyConfig[];
+  additionalPolicies: AdditionalPolicy[];
 }
 
 const RETRY_AFTER_HEADERS = ['retry-after-ms', 'x-ms-retry-after-ms', 'retry-after'];

@@ -161,13 +161,25 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
     return open;
   };
 
+  let running = 0;
+  let clientDone = false;
+  const closeWhenAnswered = () => {
+    if (clientDone && running === 0) sftp.end();
+  };
+
   /** Run one request; any failure becomes its status answer. */
   const answer = (id: number, work: () => Promise<void>): void => {
-    work().catch((error: unknown) => {
-      const { status, message } = statusOf(error);
-      if (status === STATUS_CODE.FAILURE) logger.debug({ err: error }, 'sftp request failed');
-      sftp.status(id, status, message);
-    });
+    running++;
+    work()
+      .catch((error: unknown) => {
+        const { status, message } = statusOf(error);
+        if (status === STATUS_CODE.FAILURE) logger.debug({ err: error }, 'sftp request failed');
+        sftp.status(id, status, message);
+      })
+      .finally(() => {
+        running--;
+        closeWhenAnswered();
+      });
   };
   /** As answer, counted against the file handle so CLOSE can wait for it. */
   const answerOnFile = (id: number, handle: Buffer, work: (open: OpenFile) => Promise<void>): void => {
@@ -328,6 +340,12 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
     }),
   );
 
+  // The client sent EOF: it will ask nothing more, so the channel closes once every answer is out
+  // (clients such as OpenSSH's scp wait for that close).
+  sftp.on('end', () => {
+    clientDone = true;
+    closeWhenAnswered();
+  });
   sftp.on('close', () => {
     closed = true;
     for (const open of handles.values()) if (open.kind === 'file') void open.file.close().catch(() => undefined);

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { writeFileAtomic } from '../../spool-bootstrap/files.js';
 import { homePaths } from '../../spool-bootstrap/paths.js';
 import { displayPath, withCore } from '../connect.js';
-import { CliError } from '../exit-codes.js';
+import { CliError, usageError } from '../exit-codes.js';
 import { printResult } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 
@@ -32,16 +31,17 @@ Hand the directory to the user, who runs: SWM_HOME=<dir> swm status (or copies i
 ${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user add bob --admin --out /tmp/bob')}`,
     )
     .action(async (name: string, opts: AddOptions, command: Command) => {
+      // Loaded here, not at start: it brings the PKI library, which no other command needs.
+      const { USER_NAME_PATTERN, writeBundle } = await import('../../spool-bootstrap/users.js');
+      if (!USER_NAME_PATTERN.test(name))
+        throw usageError(`invalid user name "${name}": use letters, digits, "_", "." or "-", starting with a letter or "_"`);
       const paths = homePaths(resolve(opts.out));
       // Checked before asking the core: issuing a certificate nobody will receive is worse than none.
       if (!opts.force && [paths.cert, paths.key].some((p) => existsSync(p)))
         throw new CliError(`${displayPath(paths.root)} already holds a bundle; use --force to overwrite it`);
       await withCore(bundleOptionsOf(command), async (core) => {
         const issued = await core.call('admin.user.add', { name, ...(opts.admin ? { admin: true } : {}) });
-        writeFileAtomic(paths.key, issued.keyPem, 0o600);
-        writeFileAtomic(paths.cert, issued.certPem, 0o644);
-        writeFileAtomic(paths.ca, issued.caPem, 0o644);
-        writeFileAtomic(paths.config, `${JSON.stringify({ coreUrl: issued.coreUrl, user: issued.name }, null, 2)}\n`, 0o644);
+        writeBundle(paths.root, issued);
         printResult(
           !!opts.json,
           { name: issued.name, role: issued.role, coreUrl: issued.coreUrl, out: paths.root, files: [paths.cert, paths.key, paths.ca, paths.config] },

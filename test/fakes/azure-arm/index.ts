@@ -5,3 +5,4 @@ export { defaultCatalog } from './catalog.js';
 export type { FaultSpec, FaultKind } from './faults.js';
 export { Fault } from './faults.js';
 export type { ClientRegistration } from './identity.js';
+export { azureGateOptionsFor } from './gate-options.js';

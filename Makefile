@@ -1,0 +1,58 @@
+# Sky Port. `make start` runs the daemon; `make test` runs the whole test suite. Both install what is missing.
+SHELL := /bin/bash
+export SWM_SPOOL ?= $(HOME)/.swm/spool
+export SWM_HOME ?= $(HOME)/.swm
+
+.PHONY: all install build start test test-only bench bench-submit bench-lifecycle bench-transfer bench-forward \
+        protocol-schema azure-smoke clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.installed
+
+build: install
+	npx tsc -p tsconfig.json
+	@chmod +x dist/core/main.js dist/gates/main.js dist/terminal/main.js dist/spool-bootstrap/main.js
+
+# Bootstrap a spool with defaults if there is none, then run swm-core (and its managed local gate) in the foreground.
+start: build
+	@if [ ! -f "$(SWM_SPOOL)/config.json" ]; then node dist/spool-bootstrap/main.js --yes; fi
+	node dist/core/main.js
+
+test: build
+	@bash scripts/install-system-deps.sh
+	npx mocha
+
+# Run the tests without reinstalling (for a quick loop).
+test-only:
+	npx tsc -p tsconfig.json && npx mocha
+
+protocol-schema: build
+	node dist/terminal-protocol/export-schema.js terminal-protocol/schema.json
+
+bench: bench-submit bench-lifecycle bench-transfer bench-forward
+
+bench-submit: build
+	node dist/bench/submit.js
+
+bench-lifecycle: build
+	node dist/bench/lifecycle.js
+
+bench-transfer: build
+	node dist/bench/transfer.js
+
+bench-forward: build
+	node dist/bench/forward.js
+
+# Create and delete a real partition on Azure (needs credentials in the environment; never run in CI).
+azure-smoke: build
+	node dist/gates/azure/smoke.js
+
+clean:
+	rm -rf dist node_modules
+
+include container/make-targets.mk

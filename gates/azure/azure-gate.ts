@@ -1,0 +1,349 @@
+import type { Logger } from 'pino';
+import ssh2 from 'ssh2';
+import type { Flavor, Image, Partition } from '../../terminal-protocol/common.js';
+import { ErrorCode, notFound, RpcError } from '../../terminal-protocol/errors.js';
+import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
+import type { Gate, GateContext } from '../gate.js';
+import type { ArmClients } from './arm-clients.js';
+import { describeAzureError, isNotFound } from './azure-errors.js';
+import type { FlavorCatalog } from './flavor-catalog.js';
+import { hostKeysFor } from './host-keys.js';
+import { listImages } from './image-catalog.js';
+import { chooseImage } from './image-reference.js';
+import { completeOperation, OperationCancelled, type OperationLimits } from './long-running.js';
+import { groupNameOf } from './naming.js';
+import { allowedSources, type AzureGateOptions } from './options.js';
+import { planPartition, type PartitionPlan } from './partition-plan.js';
+import { listCoreGroups, readGroup, readPartition, type ObservedGroup } from './partition-reader.js';
+import { partitionView } from './partition-view.js';
+import { provisionPartition } from './provisioner.js';
+import { ownedBy, TAG, tagOf, tagValue } from './tags.js';
+
+const PARTITION_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Key types Azure accepts for a VM's authorized key. */
+const AZURE_SSH_KEY_TYPES = new Set(['ssh-rsa', 'ssh-ed25519']);
+
+interface Creation {
+  jobId: string;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+type CreateResult = { id: string; status: 'creating' | 'up' };
+type DeleteResult = { id: string; status: 'deleting' | 'deleted' };
+
+/**
+ * The azure gate: one resource group per partition, everything in it tagged with the job, the
+ * partition and the core. Azure is the state: get and list read the resources (a restarted gate
+ * forgets nothing); this object only remembers what it is doing right now (creations and deletions
+ * in progress) and failures Azure could not be told about.
+ */
+export class AzureGate implements Gate {
+  readonly kind = 'azure';
+  private readonly listeners: ((partition: Partition) => void)[] = [];
+  private readonly creations = new Map<string, Creation>();
+  private readonly deletions = new Map<string, Promise<void>>();
+  private readonly failures = new Map<string, { jobId: string; error: string }>();
+  /** Calls in progress, so that concurrent calls for one partition take turns. */
+  private readonly pendingCreates = new Map<string, Promise<CreateResult>>();
+  private readonly pendingDeletes = new Map<string, Promise<DeleteResult>>();
+  private readonly closing = new AbortController();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly context: GateContext,
+    private readonly options: AzureGateOptions,
+    private readonly arm: ArmClients,
+    private readonly catalog: FlavorCatalog,
+  ) {
+    this.log = context.logger;
+  }
+
+  onEvent(listener: (partition: Partition) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async create(request: PartitionRequest): Promise<CreateResult> {
+    this.assertOpen();
+    const pending = this.pendingCreates.get(request.name);
+    if (pending) return pending;
+    const call = this.startCreate(request).finally(() => this.pendingCreates.delete(request.name));
+    this.pendingCreates.set(request.name, call);
+    return call;
+  }
+
+  async get(ref: { id: string } | { name: string }): Promise<Partition> {
+    const name = 'id' in ref ? ref.id : ref.name;
+    const partition = PARTITION_NAME.test(name) ? await this.find(name) : null;
+    if (!partition) throw notFound(`partition ${name}`);
+    return partition;
+  }
+
+  async list(): Promise<Partition[]> {
+    const groups = (await listCoreGroups(this.arm, this.context.coreId)).filter((g) => {
+      const name = tagOf(g.tags, TAG.partition);
+      return name !== undefined && g.name.toLowerCase() === groupNameOf(name).toLowerCase() && ownedBy(g.tags, this.context.coreId, name);
+    });
+    const seen = await Promise.all(groups.map((g) => this.viewOf(g).catch((error: unknown) => (isNotFound(error) ? null : Promise.reject(error)))));
+    const partitions = seen.filter((p): p is Partition => p !== null);
+    const known = new Set(partitions.map((p) => p.name));
+    // Partitions whose group does not exist (yet, or ever): created just now, or failed before their group.
+    for (const [name, c] of this.creations) if (!known.has(name)) partitions.push(this.withoutGroup(name, 'creating', c.jobId));
+    for (const [name, f] of this.failures) if (!known.has(name) && !this.creations.has(name)) partitions.push(this.withoutGroup(name, 'failed', f.jobId, f.error));
+    return partitions;
+  }
+
+  async delete(id: string): Promise<DeleteResult> {
+    this.assertOpen();
+    const pending = this.pendingDeletes.get(id);
+    if (pending) return pending;
+    const call = this.startDelete(id).finally(() => this.pendingDeletes.delete(id));
+    this.pendingDeletes.set(id, call);
+    return call;
+  }
+
+  async flavors(): Promise<Flavor[]> {
+    try {
+      return await this.catalog.flavors();
+    } catch (error) {
+      throw this.unavailable('flavors', error);
+    }
+  }
+
+  async images(): Promise<Image[]> {
+    const { imagePublisher: publisher, imageOffer: offer, imageSku: sku, location } = this.options;
+    try {
+      return await listImages(this.arm, location, { publisher, offer, sku }, this.context.name);
+    } catch (error) {
+      throw this.unavailable('images', error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort();
+    await Promise.allSettled([...[...this.creations.values()].map((c) => c.done), ...this.deletions.values()]);
+  }
+
+  // Creation.
+
+  private async startCreate(request: PartitionRequest): Promise<CreateResult> {
+    const { name } = request;
+    if (this.creations.has(name)) return { id: name, status: 'creating' };
+    if (this.deletions.has(name) || this.pendingDeletes.has(name)) throw new RpcError(ErrorCode.Conflict, `partition ${name} is being deleted`);
+    const group = await this.readGroupOrUnavailable(groupNameOf(name));
+    if (group) {
+      if (!ownedBy(group.tags, this.context.coreId, name))
+        throw new RpcError(ErrorCode.Conflict, `resource group ${group.name} exists and is not partition ${name} of this core`);
+      const existing = await this.viewOf(group);
+      if (existing.status === 'up' || existing.status === 'creating') return { id: name, status: existing.status };
+      throw new RpcError(ErrorCode.Conflict, `partition ${name} exists and is ${existing.status}${existing.error ? ` (${existing.error})` : ''}; delete it first`);
+    }
+    const plan = await this.planFor(request);
+    this.failures.delete(name);
+    const controller = new AbortController();
+    const creation: Creation = { jobId: request.jobId, controller, done: Promise.resolve() };
+    this.creations.set(name, creation);
+    creation.done = this.runCreation(plan, request, controller.signal);
+    return { id: name, status: 'creating' };
+  }
+
+  /** Checks the request against what Azure offers, then plans it; bad requests fail here, not in the background. */
+  private async planFor(request: PartitionRequest): Promise<PartitionPlan> {
+    const o = this.options;
+    let why: string | null;
+    try {
+      why = await this.catalog.unavailable(request.flavor);
+    } catch (error) {
+      throw this.unavailable('VM sizes', error);
+    }
+    if (why) throw new RpcError(ErrorCode.Unschedulable, why);
+    const key = ssh2.utils.parseKey(request.sshPublicKey.trim());
+    if (key instanceof Error || Array.isArray(key) || key.isPrivateKey() || !AZURE_SSH_KEY_TYPES.has(key.type))
+      throw new RpcError(ErrorCode.InvalidParams, 'sshPublicKey must be an OpenSSH ssh-rsa or ssh-ed25519 public key (what Azure accepts)');
+    try {
+      const image = chooseImage(request.image, { publisher: o.imagePublisher, offer: o.imageOffer, sku: o.imageSku });
+      return planPartition(request, hostKeysFor(request.nodeCount, request.hostKeys), {
+        subscriptionId: o.subscriptionId,
+        coreId: this.context.coreId,
+        location: o.location,
+        adminUser: o.adminUser,
+        sshPort: o.sshPort,
+        sources: allowedSources(o),
+        vmImage: image.vmImage,
+        containerImage: image.containerImage,
+        containerRuntime: o.containerRuntime,
+        osDiskType: o.osDiskType,
+      });
+    } catch (error) {
+      throw new RpcError(ErrorCode.InvalidParams, (error as Error).message);
+    }
+  }
+
+  private async runCreation(plan: PartitionPlan, request: PartitionRequest, cancel: AbortSignal): Promise<void> {
+    const { name } = request;
+    const log = this.log.child({ partition: name, job: request.jobId });
+    log.info({ nodes: request.nodeCount, flavor: request.flavor, location: plan.location, group: plan.group }, 'partition creating');
+    this.emit(this.withoutGroup(name, 'creating', request.jobId));
+    try {
+      await provisionPartition(plan, { arm: this.arm, limits: this.limits(), cancel: AbortSignal.any([cancel, this.closing.signal]), log });
+    } catch (error) {
+      this.creations.delete(name);
+      if (error instanceof OperationCancelled) {
+        log.info('partition creation stopped');
+        return;
+      }
+      const message = (error as Error).message;
+      log.warn({ error: message }, 'partition creation failed');
+      await this.recordFailure(plan, request.jobId, message, log);
+      const seen = await this.find(name).catch(() => null);
+      this.emit(seen?.status === 'failed' ? seen : this.withoutGroup(name, 'failed', request.jobId, message));
+      return;
+    }
+    this.creations.delete(name);
+    try {
+      const partition = await this.get({ id: name });
+      log.info({ status: partition.status, head: partition.nodes[0]?.publicIp }, 'partition created');
+      this.emit(partition);
+    } catch (error) {
+      log.warn({ error: describeAzureError(error) }, 'partition created but could not be read back');
+    }
+  }
+
+  /** Marks the group failed (so the failure outlives this process) and remembers it here too. */
+  private async recordFailure(plan: PartitionPlan, jobId: string, message: string, log: Logger): Promise<void> {
+    this.failures.set(plan.partition, { jobId, error: message });
+    try {
+      const group = await readGroup(this.arm, plan.group);
+      if (!group || !ownedBy(group.tags, this.context.coreId, plan.partition) || group.provisioningState === 'Deleting') return;
+      await this.arm.resources.resourceGroups.createOrUpdate(plan.group, { location: plan.location, tags: { ...group.tags, [TAG.error]: tagValue(message) } });
+    } catch (error) {
+      log.warn({ error: describeAzureError(error) }, 'could not tag the resource group with the failure');
+    }
+  }
+
+  // Deletion.
+
+  private async startDelete(id: string): Promise<DeleteResult> {
+    if (!PARTITION_NAME.test(id)) return { id, status: 'deleted' };
+    if (this.deletions.has(id)) return { id, status: 'deleting' };
+    // A creation in progress is stopped first, and waited for, so that nothing is created behind the deletion.
+    await this.pendingCreates.get(id)?.catch(() => undefined);
+    const creation = this.creations.get(id);
+    if (creation) {
+      creation.controller.abort();
+      await creation.done;
+    }
+    const group = await this.readGroupOrUnavailable(groupNameOf(id));
+    if (!group) {
+      const failed = this.failures.get(id);
+      this.failures.delete(id);
+      if (failed || creation) this.emit(this.withoutGroup(id, 'deleted', failed?.jobId ?? creation!.jobId));
+      return { id, status: 'deleted' };
+    }
+    if (!ownedBy(group.tags, this.context.coreId, id))
+      throw new RpcError(
+        ErrorCode.Forbidden,
+        `resource group ${group.name} is not tagged as partition ${id} of core ${this.context.coreId}; this gate deletes only what it created`,
+      );
+    const jobId = tagOf(group.tags, TAG.job) ?? null;
+    this.deletions.set(id, this.runDeletion(id, group.name, jobId));
+    return { id, status: 'deleting' };
+  }
+
+  private async runDeletion(id: string, group: string, jobId: string | null): Promise<void> {
+    const log = this.log.child({ partition: id, job: jobId });
+    log.info({ group }, 'partition deleting');
+    this.emit({ id, name: id, status: 'deleting', jobId, nodes: [] });
+    const limits: OperationLimits = { ...this.limits(), cancel: this.closing.signal };
+    let failure: Error | null = null;
+    try {
+      await completeOperation(`deletion of resource group ${group}`, limits, (o) => this.arm.resources.resourceGroups.beginDelete(group, o));
+    } catch (error) {
+      // A group that is already gone is what was wanted.
+      if (!isNotFound((error as Error).cause)) failure = error as Error;
+    }
+    // Forgotten before the event, so that a listener asking again sees the outcome.
+    this.deletions.delete(id);
+    if (failure instanceof OperationCancelled) return;
+    if (failure) {
+      log.warn({ error: failure.message }, 'partition deletion failed');
+      this.emit({ id, name: id, status: 'failed', jobId, nodes: [], error: failure.message });
+      return;
+    }
+    this.failures.delete(id);
+    log.info({ group }, 'partition deleted');
+    this.emit({ id, name: id, status: 'deleted', jobId, nodes: [] });
+  }
+
+  // Reading.
+
+  /** The partition, or null when this core has no such partition. */
+  private async find(name: string): Promise<Partition | null> {
+    const group = await this.readGroupOrUnavailable(groupNameOf(name));
+    if (group && ownedBy(group.tags, this.context.coreId, name)) {
+      try {
+        return await this.viewOf(group);
+      } catch (error) {
+        if (!isNotFound(error)) throw this.unavailable(`partition ${name}`, error);
+      }
+    } else if (group) {
+      return null;
+    }
+    const creation = this.creations.get(name);
+    if (creation) return this.withoutGroup(name, 'creating', creation.jobId);
+    const failure = this.failures.get(name);
+    if (failure) return this.withoutGroup(name, 'failed', failure.jobId, failure.error);
+    return null;
+  }
+
+  private async viewOf(group: ObservedGroup): Promise<Partition> {
+    const name = tagOf(group.tags, TAG.partition)!;
+    const observed = await readPartition(this.arm, group);
+    const failure = this.failures.get(name)?.error;
+    return partitionView(observed, {
+      creating: this.creations.has(name),
+      deleting: this.deletions.has(name),
+      ...(failure ? { failure } : {}),
+      sshUser: this.options.adminUser,
+      sshPort: this.options.sshPort,
+    });
+  }
+
+  private withoutGroup(name: string, status: Partition['status'], jobId: string | null, error?: string): Partition {
+    return { id: name, name, status, jobId, nodes: [], ...(error ? { error } : {}) };
+  }
+
+  private async readGroupOrUnavailable(name: string): Promise<ObservedGroup | null> {
+    try {
+      return await readGroup(this.arm, name);
+    } catch (error) {
+      throw this.unavailable(`resource group ${name}`, error);
+    }
+  }
+
+  // Plumbing.
+
+  private limits(): Omit<OperationLimits, 'cancel'> {
+    return { timeoutMs: this.options.operationTimeoutSec * 1000, pollIntervalMs: this.options.pollIntervalMs };
+  }
+
+  private unavailable(what: string, error: unknown): RpcError {
+    const message = describeAzureError(error);
+    this.log.warn({ error: message }, `azure: reading ${what} failed`);
+    return new RpcError(ErrorCode.Unavailable, `azure: ${what}: ${message}`);
+  }
+
+  private emit(partition: Partition): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(partition);
+      } catch (error) {
+        this.log.error({ error: (error as Error).message }, 'partition event listener failed');
+      }
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closing.signal.aborted) throw new RpcError(ErrorCode.Unavailable, 'the gate is closing');
+  }
+}

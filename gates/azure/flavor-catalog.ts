@@ -1,0 +1,143 @@
+import type { Flavor } from '../../terminal-protocol/common.js';
+import type { ArmClients } from './arm-clients.js';
+import type { RetailPrice, RetailPrices } from './retail-prices.js';
+
+/** A VM size of the location (virtualMachineSizes.list). */
+export interface SizeRecord {
+  name?: string;
+  numberOfCores?: number;
+  memoryInMB?: number;
+  resourceDiskSizeInMB?: number;
+}
+
+/** A resource SKU record (resourceSkus.list): one per SKU and location. */
+export interface SkuRecord {
+  resourceType?: string;
+  name?: string;
+  locations?: string[];
+  capabilities?: { name?: string; value?: string }[];
+  restrictions?: { type?: string; values?: string[] }[];
+}
+
+const same = (a: string | undefined, b: string): boolean => a !== undefined && a.toLowerCase() === b.toLowerCase();
+
+/** The SKU record of a size *in this location*: the SKU list has one record per location, in no useful order. */
+const skuIn = (skus: SkuRecord[], size: string, location: string): SkuRecord | undefined =>
+  skus.find((s) => same(s.resourceType, 'virtualMachines') && same(s.name, size) && (s.locations ?? []).some((l) => same(l, location)));
+
+/** Whether the subscription may not create this size in this location. */
+export const restrictedIn = (sku: SkuRecord | undefined, location: string): boolean =>
+  (sku?.restrictions ?? []).some((r) => r.type === 'Location' && (r.values ?? []).some((v) => same(v, location)));
+
+const gpusOf = (sku: SkuRecord | undefined): number => {
+  const value = Number(sku?.capabilities?.find((c) => same(c.name, 'GPUs'))?.value ?? 0);
+  return Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
+};
+
+/**
+ * The hourly pay-as-you-go Linux price of a size in a location: Consumption meters of the size and
+ * region, not Windows, not Spot, not Low Priority; the cheapest if several remain.
+ */
+export function hourlyLinuxPrice(prices: RetailPrice[], size: string, location: string): RetailPrice | undefined {
+  return prices
+    .filter(
+      (p) =>
+        same(p.armSkuName, size) &&
+        same(p.armRegionName, location) &&
+        p.type === 'Consumption' &&
+        p.unitOfMeasure === '1 Hour' &&
+        !/windows/i.test(p.productName) &&
+        !/spot|low priority/i.test(`${p.skuName} ${p.meterName}`),
+    )
+    .sort((a, b) => a.retailPrice - b.retailPrice)[0];
+}
+
+/**
+ * Flavors: the location's sizes (less those the subscription may not use there), with GPU counts from
+ * the SKU record of that location and the hourly price; a size without a price keeps no price.
+ */
+export function joinFlavors(remote: string, location: string, sizes: SizeRecord[], skus: SkuRecord[], prices: RetailPrice[]): Flavor[] {
+  return sizes
+    .filter((size): size is SizeRecord & { name: string } => typeof size.name === 'string')
+    .filter((size) => !restrictedIn(skuIn(skus, size.name, location), location))
+    .map((size) => {
+      const price = hourlyLinuxPrice(prices, size.name, location);
+      return {
+        name: size.name,
+        remote,
+        cpus: size.numberOfCores ?? 0,
+        gpus: gpusOf(skuIn(skus, size.name, location)),
+        memMiB: size.memoryInMB ?? 0,
+        diskMiB: size.resourceDiskSizeInMB ?? 0,
+        ...(price ? { pricePerHour: price.retailPrice, currency: price.currencyCode } : {}),
+      };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+interface Cached<T> {
+  at: number;
+  value: Promise<T>;
+}
+
+const collect = async <T>(items: AsyncIterable<T>): Promise<T[]> => {
+  const all: T[] = [];
+  for await (const item of items) all.push(item);
+  return all;
+};
+
+/**
+ * The location's flavors, cached for `cacheMs`. Sizes and SKUs (two quick calls, needed to accept a
+ * partition) are cached apart from prices (many pages, needed only to list flavors).
+ */
+export class FlavorCatalog {
+  private sizes?: Cached<{ sizes: SizeRecord[]; skus: SkuRecord[] }>;
+  private prices?: Cached<RetailPrice[]>;
+
+  constructor(
+    private readonly arm: ArmClients,
+    private readonly location: string,
+    private readonly remote: string,
+    private readonly retailPrices: RetailPrices,
+    private readonly cacheMs: number,
+  ) {}
+
+  async flavors(): Promise<Flavor[]> {
+    const [{ sizes, skus }, prices] = await Promise.all([this.sizesAndSkus(), this.locationPrices()]);
+    return joinFlavors(this.remote, this.location, sizes, skus, prices);
+  }
+
+  /** Why a size cannot be used here, or null when it can. */
+  async unavailable(size: string): Promise<string | null> {
+    const { sizes, skus } = await this.sizesAndSkus();
+    if (!sizes.some((s) => same(s.name, size))) return `VM size ${size} is not offered in ${this.location}`;
+    if (restrictedIn(skuIn(skus, size, this.location), this.location)) return `VM size ${size} is not available to this subscription in ${this.location}`;
+    return null;
+  }
+
+  private fresh<T>(entry: Cached<T> | undefined): entry is Cached<T> {
+    return entry !== undefined && Date.now() - entry.at < this.cacheMs;
+  }
+
+  private sizesAndSkus(): Promise<{ sizes: SizeRecord[]; skus: SkuRecord[] }> {
+    if (!this.fresh(this.sizes)) {
+      const value = Promise.all([
+        collect(this.arm.compute.virtualMachineSizes.list(this.location)),
+        collect(this.arm.compute.resourceSkus.list({ filter: `location eq '${this.location}'` })),
+      ]).then(([sizes, skus]) => ({ sizes, skus }));
+      this.sizes = { at: Date.now(), value };
+      // A failed lookup is not cached.
+      value.catch(() => (this.sizes = undefined));
+    }
+    return this.sizes!.value;
+  }
+
+  private locationPrices(): Promise<RetailPrice[]> {
+    if (!this.fresh(this.prices)) {
+      const value = this.retailPrices.virtualMachinePrices(this.location);
+      this.prices = { at: Date.now(), value };
+      value.catch(() => (this.prices = undefined));
+    }
+    return this.prices!.value;
+  }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the test suite runs against besides npm packages: podman (with runc and the two settings
+# these sandboxes need), busybox-static for a local test image, and OpenSSH as a benchmark peer.
+# Only acts as root on Debian/Ubuntu; elsewhere it says what is missing and leaves the machine alone.
+set -euo pipefail
+
+need=()
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "not installing ${need[*]} (needs root on Debian); the tests that need them will say so" >&2
+    exit 0
+  fi
+fi
+
+# Podman in unprivileged sandboxes: no rlimit changes, runc instead of crun (see ENVIRONMENT notes in README).
+conf=/etc/containers/containers.conf
+if [ "$(id -u)" = 0 ] && command -v podman >/dev/null 2>&1 && ! grep -q '^runtime = "runc"' "$conf" 2>/dev/null; then
+  mkdir -p /etc/containers
+  cat >> "$conf" <<'CONF'
+[containers]
+default_ulimits = []
+[engine]
+runtime = "runc"
+CONF
+fi
