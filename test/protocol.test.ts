@@ -95,6 +95,15 @@ describe('terminal protocol robustness (real swm-core)', function () {
       await fixture?.stop();
     });
 
+    it('serves the WebSocket endpoint at /ws only (404 elsewhere)', async () => {
+      let error: Error | null = null;
+      await openRawSocket(fixture.core.port, adminBundle(fixture.spool), '/socket').then(
+        (socket) => socket.terminate(),
+        (e: Error) => (error = e),
+      );
+      expect(error).to.have.property('message', 'HTTP 404');
+    });
+
     it('answers a valid call on the raw socket (the control case)', async () => {
       const answer = await raw.call(1, 'hello', {});
       expect(answer).to.deep.include({ jsonrpc: '2.0', id: 1 });

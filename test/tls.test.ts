@@ -115,7 +115,7 @@ describe('terminal port TLS admission (real swm-core)', function () {
     it(`closes a ${role} certificate's WebSocket on the terminal port with 4003`, async () => {
       const server = issueFromSpool(fixture.spool, { role, name: role === 'core' ? 'core' : 'local', sans: ['localhost'] });
       const socket = await openRawSocket(fixture.core.port, server);
-      const code = await closeCodeOf(socket);
+      const code = await closeCodeOf(socket, 5_000).finally(() => socket.terminate());
       expect(code).to.equal(4003);
     });
   }

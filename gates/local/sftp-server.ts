@@ -1,10 +1,10 @@
-import { constants, type Stats } from 'node:fs';
-import { chmod, chown, lstat, mkdir, open, readdir, readlink, rename, rmdir, stat, truncate, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { Attributes, InputAttributes, SFTPWrapper } from 'ssh2';
 import { PathEscapeError, type NodeDirectory } from './node-directory.js';
+import { applyAttributes, attributesOf, fileTarget, longnameOf, openFlags, pathTarget, requestedMode } from './sftp-attributes.js';
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp;
 
@@ -16,8 +16,11 @@ const READDIR_BATCH = 128;
 interface OpenFile {
   kind: 'file';
   file: FileHandle;
-  /** Requests on this handle still running: CLOSE waits for them. */
+  /** Opened with APPEND: writes must reach the file in request order, so they run one at a time. */
+  append: boolean;
+  /** The tail of this handle's work still running: appends queue behind it, CLOSE waits for it. */
   inflight: Set<Promise<unknown>>;
+  lastWrite: Promise<unknown>;
 }
 interface OpenDirectory {
   kind: 'dir';
@@ -37,7 +40,7 @@ class SftpStatus extends Error {
   }
 }
 
-/** The SFTP status a file system error maps to. Pure. */
+/** The SFTP status a failure maps to. Pure. */
 export function statusOf(error: unknown): { status: number; message: string } {
   if (error instanceof SftpStatus) return { status: error.status, message: error.message };
   if (error instanceof PathEscapeError) return { status: STATUS_CODE.PERMISSION_DENIED, message: error.message };
@@ -55,75 +58,22 @@ export function statusOf(error: unknown): { status: number; message: string } {
   }
 }
 
-/** open(2) flags for SFTP pflags, as OpenSSH's sftp-server maps them. Pure. */
-export function openFlags(pflags: number): number {
-  const read = (pflags & OPEN_MODE.READ) !== 0;
-  const write = (pflags & OPEN_MODE.WRITE) !== 0;
-  let flags = read && write ? constants.O_RDWR : write ? constants.O_WRONLY : constants.O_RDONLY;
-  if (pflags & OPEN_MODE.APPEND) flags |= constants.O_APPEND;
-  if (pflags & OPEN_MODE.CREAT) flags |= constants.O_CREAT;
-  if (pflags & OPEN_MODE.TRUNC) flags |= constants.O_TRUNC;
-  if (pflags & OPEN_MODE.EXCL) flags |= constants.O_EXCL;
-  return flags;
-}
+/**
+ * Answers leave in the order the requests came, while the work behind them overlaps. OpenSSH's
+ * sftp-server answers in order and its client relies on it: with reordered WRITE acknowledgements, scp
+ * truncates the upload at the last in-order one.
+ */
+class ReplyQueue {
+  private readonly waiting: Array<{ reply: (() => void) | null }> = [];
 
-export const attributesOf = (s: Stats): Attributes => ({
-  mode: s.mode,
-  uid: s.uid,
-  gid: s.gid,
-  size: s.size,
-  atime: Math.floor(s.atimeMs / 1000),
-  mtime: Math.floor(s.mtimeMs / 1000),
-});
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** The `ls -l` line SFTP v3 clients print for a directory entry. Pure. */
-export function longnameOf(name: string, s: Stats): string {
-  const type = s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : s.isFIFO() ? 'p' : s.isSocket() ? 's' : s.isCharacterDevice() ? 'c' : s.isBlockDevice() ? 'b' : '-';
-  const perms = [...'rwxrwxrwx'].map((c, i) => (s.mode & (1 << (8 - i)) ? c : '-')).join('');
-  const t = s.mtime;
-  const when = `${MONTHS[t.getMonth()]} ${String(t.getDate()).padStart(2)} ${String(t.getHours()).padStart(2, '0')}:${String(t.getMinutes()).padStart(2, '0')}`;
-  return `${type}${perms} ${String(s.nlink).padStart(3)} ${String(s.uid).padEnd(8)} ${String(s.gid).padEnd(8)} ${String(s.size).padStart(8)} ${when} ${name}`;
-}
-
-/** What SETSTAT and FSETSTAT change: a path or an open file. */
-interface AttributeTarget {
-  chmod(mode: number): Promise<void>;
-  chown(uid: number, gid: number): Promise<void>;
-  truncate(size: number): Promise<void>;
-  utimes(atime: number, mtime: number): Promise<void>;
-  stat(): Promise<Stats>;
-}
-
-const pathTarget = (path: string): AttributeTarget => ({
-  chmod: (mode) => chmod(path, mode),
-  chown: (uid, gid) => chown(path, uid, gid),
-  truncate: (size) => truncate(path, size),
-  utimes: (atime, mtime) => utimes(path, atime, mtime),
-  stat: () => stat(path),
-});
-
-const fileTarget = (file: FileHandle): AttributeTarget => ({
-  chmod: (mode) => file.chmod(mode),
-  chown: (uid, gid) => file.chown(uid, gid),
-  truncate: (size) => file.truncate(size),
-  utimes: (atime, mtime) => file.utimes(atime, mtime),
-  stat: () => file.stat(),
-});
-
-const seconds = (t: number | Date): number => (t instanceof Date ? t.getTime() / 1000 : t);
-
-async function applyAttributes(target: AttributeTarget, attrs: InputAttributes): Promise<void> {
-  if (attrs.size !== undefined) await target.truncate(attrs.size);
-  if (attrs.mode !== undefined) await target.chmod((typeof attrs.mode === 'string' ? parseInt(attrs.mode, 8) : attrs.mode) & 0o7777);
-  if (attrs.atime !== undefined || attrs.mtime !== undefined) {
-    const current = attrs.atime === undefined || attrs.mtime === undefined ? await target.stat() : null;
-    await target.utimes(attrs.atime !== undefined ? seconds(attrs.atime) : current!.atimeMs / 1000, attrs.mtime !== undefined ? seconds(attrs.mtime) : current!.mtimeMs / 1000);
-  }
-  if (attrs.uid !== undefined && attrs.gid !== undefined) {
-    const current = await target.stat();
-    if (current.uid !== attrs.uid || current.gid !== attrs.gid) await target.chown(attrs.uid, attrs.gid);
+  /** Reserve the next place in line; the returned function hands in that place's reply. */
+  reserve(): (reply: () => void) => void {
+    const place: { reply: (() => void) | null } = { reply: null };
+    this.waiting.push(place);
+    return (reply) => {
+      place.reply = reply;
+      while (this.waiting.length > 0 && this.waiting[0]!.reply) this.waiting.shift()!.reply!();
+    };
   }
 }
 
@@ -133,18 +83,23 @@ const handleBytes = (n: number): Buffer => {
   return b;
 };
 
+type Reply = () => void;
+
 /**
- * The SFTP subsystem of a node, confined to its directory. Every request is answered asynchronously and
- * independently, so a client keeping many reads or writes in flight gets them served concurrently (the
- * data-staging path). Paths go through NodeDirectory; handles need no further checks.
+ * The SFTP subsystem of a node, confined to its directory. Requests run concurrently (a client keeping
+ * many reads or writes in flight has them served together: the data-staging path), their answers go
+ * out in request order. Paths go through NodeDirectory; open handles need no further checks.
  */
 export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: Logger): void {
   const handles = new Map<number, OpenHandle>();
+  const replies = new ReplyQueue();
   let nextHandle = 1;
+  let running = 0;
+  let clientDone = false;
   let closed = false;
 
   const register = (open: OpenHandle): Buffer => {
-    // A file opened while the channel closed would never see its CLOSE.
+    // A file opened after the channel closed would never see its CLOSE.
     if (closed && open.kind === 'file') void open.file.close().catch(() => undefined);
     const n = nextHandle++;
     handles.set(n, open);
@@ -161,49 +116,51 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
     return open;
   };
 
-  let running = 0;
-  let clientDone = false;
+  // The client sent EOF: it asks nothing more, so the channel closes once every answer is out (clients
+  // such as OpenSSH's scp wait for that close).
   const closeWhenAnswered = () => {
     if (clientDone && running === 0) sftp.end();
   };
 
-  /** Run one request; any failure becomes its status answer. */
-  const answer = (id: number, work: () => Promise<void>): void => {
+  /** Run one request; its reply (or the status its failure maps to) goes out in order. */
+  const answer = (id: number, work: () => Promise<Reply>): void => {
+    const deliver = replies.reserve();
     running++;
     work()
-      .catch((error: unknown) => {
+      .catch((error: unknown): Reply => {
         const { status, message } = statusOf(error);
         if (status === STATUS_CODE.FAILURE) logger.debug({ err: error }, 'sftp request failed');
-        sftp.status(id, status, message);
+        return () => sftp.status(id, status, message);
       })
-      .finally(() => {
+      .then((reply) => {
         running--;
+        deliver(reply);
         closeWhenAnswered();
       });
   };
-  /** As answer, counted against the file handle so CLOSE can wait for it. */
-  const answerOnFile = (id: number, handle: Buffer, work: (open: OpenFile) => Promise<void>): void => {
+  /** As answer, on an open file: counted so that CLOSE waits for it. */
+  const answerOnFile = (id: number, handle: Buffer, work: (open: OpenFile) => Promise<Reply>): void =>
     answer(id, async () => {
       const open = fileOf(handle);
       const running = work(open);
       open.inflight.add(running);
       try {
-        await running;
+        return await running;
       } finally {
         open.inflight.delete(running);
       }
     });
-  };
+
   const follow = (path: string) => directory.resolve(path, { followLast: true });
   const noFollow = (path: string) => directory.resolve(path, { followLast: false });
-  const ok = (id: number) => sftp.status(id, STATUS_CODE.OK);
+  const ok = (id: number): Reply => () => sftp.status(id, STATUS_CODE.OK);
+  const nameReply = (id: number, name: string): Reply => () => sftp.name(id, [{ filename: name, longname: name, attrs: {} as Attributes }]);
 
   sftp.on('OPEN', (id: number, filename: string, pflags: number, attrs: InputAttributes) =>
     answer(id, async () => {
-      const path = await follow(filename);
-      const mode = attrs?.mode !== undefined ? Number(attrs.mode) & 0o7777 : 0o666;
-      const file = await open(path, openFlags(pflags), mode);
-      sftp.handle(id, register({ kind: 'file', file, inflight: new Set() }));
+      const file = await open(await follow(filename), openFlags(pflags), requestedMode(attrs, 0o666));
+      const handle = register({ kind: 'file', file, append: (pflags & OPEN_MODE.APPEND) !== 0, inflight: new Set(), lastWrite: Promise.resolve() });
+      return () => sftp.handle(id, handle);
     }),
   );
 
@@ -211,30 +168,41 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
     answerOnFile(id, handle, async ({ file }) => {
       const buffer = Buffer.allocUnsafe(Math.min(length, MAX_READ_BYTES));
       const { bytesRead } = await file.read(buffer, 0, buffer.length, offset);
-      if (bytesRead === 0) sftp.status(id, STATUS_CODE.EOF);
-      else sftp.data(id, bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+      if (bytesRead === 0) return () => sftp.status(id, STATUS_CODE.EOF);
+      const data = bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+      return () => sftp.data(id, data);
     }),
   );
 
   sftp.on('WRITE', (id: number, handle: Buffer, offset: number, data: Buffer) =>
-    answerOnFile(id, handle, async ({ file }) => {
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await file.write(data, written, data.length - written, offset + written);
-        written += bytesWritten;
-      }
-      ok(id);
+    answerOnFile(id, handle, async (open) => {
+      const writeAll = async () => {
+        let written = 0;
+        while (written < data.length) {
+          const { bytesWritten } = await open.file.write(data, written, data.length - written, offset + written);
+          written += bytesWritten;
+        }
+      };
+      if (open.append) {
+        const write = open.lastWrite.then(writeAll, writeAll);
+        open.lastWrite = write.catch(() => undefined);
+        await write;
+      } else await writeAll();
+      return ok(id);
     }),
   );
 
   sftp.on('FSTAT', (id: number, handle: Buffer) =>
-    answerOnFile(id, handle, async ({ file }) => sftp.attrs(id, attributesOf(await file.stat()))),
+    answerOnFile(id, handle, async ({ file }) => {
+      const attrs = attributesOf(await file.stat());
+      return () => sftp.attrs(id, attrs);
+    }),
   );
 
   sftp.on('FSETSTAT', (id: number, handle: Buffer, attrs: InputAttributes) =>
     answerOnFile(id, handle, async ({ file }) => {
       await applyAttributes(fileTarget(file), attrs);
-      ok(id);
+      return ok(id);
     }),
   );
 
@@ -246,17 +214,28 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
         await Promise.allSettled([...open.inflight]);
         await open.file.close();
       }
-      ok(id);
+      return ok(id);
     }),
   );
 
-  sftp.on('STAT', (id: number, path: string) => answer(id, async () => sftp.attrs(id, attributesOf(await stat(await follow(path))))));
-  sftp.on('LSTAT', (id: number, path: string) => answer(id, async () => sftp.attrs(id, attributesOf(await lstat(await noFollow(path))))));
+  sftp.on('STAT', (id: number, path: string) =>
+    answer(id, async () => {
+      const attrs = attributesOf(await stat(await follow(path)));
+      return () => sftp.attrs(id, attrs);
+    }),
+  );
+
+  sftp.on('LSTAT', (id: number, path: string) =>
+    answer(id, async () => {
+      const attrs = attributesOf(await lstat(await noFollow(path)));
+      return () => sftp.attrs(id, attrs);
+    }),
+  );
 
   sftp.on('SETSTAT', (id: number, path: string, attrs: InputAttributes) =>
     answer(id, async () => {
       await applyAttributes(pathTarget(await follow(path)), attrs);
-      ok(id);
+      return ok(id);
     }),
   );
 
@@ -264,7 +243,8 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
     answer(id, async () => {
       const real = await follow(path);
       const names = await readdir(real);
-      sftp.handle(id, register({ kind: 'dir', path: real, names, next: 0 }));
+      const handle = register({ kind: 'dir', path: real, names, next: 0 });
+      return () => sftp.handle(id, handle);
     }),
   );
 
@@ -282,19 +262,16 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
           }),
         );
         const present = entries.filter((e) => e !== null);
-        if (present.length > 0) {
-          sftp.name(id, present);
-          return;
-        }
+        if (present.length > 0) return () => sftp.name(id, present);
       }
-      sftp.status(id, STATUS_CODE.EOF);
+      return () => sftp.status(id, STATUS_CODE.EOF);
     }),
   );
 
   sftp.on('MKDIR', (id: number, path: string, attrs: InputAttributes) =>
     answer(id, async () => {
-      await mkdir(await noFollow(path), { mode: attrs?.mode !== undefined ? Number(attrs.mode) & 0o7777 : 0o777 });
-      ok(id);
+      await mkdir(await noFollow(path), { mode: requestedMode(attrs, 0o777) });
+      return ok(id);
     }),
   );
 
@@ -303,14 +280,14 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
       const real = await noFollow(path);
       if (real === directory.root) throw new SftpStatus(STATUS_CODE.PERMISSION_DENIED, 'the node directory cannot be removed');
       await rmdir(real);
-      ok(id);
+      return ok(id);
     }),
   );
 
   sftp.on('REMOVE', (id: number, path: string) =>
     answer(id, async () => {
       await unlink(await noFollow(path));
-      ok(id);
+      return ok(id);
     }),
   );
 
@@ -319,29 +296,20 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
       const [from, to] = await Promise.all([noFollow(oldPath), noFollow(newPath)]);
       if (from === directory.root || to === directory.root) throw new SftpStatus(STATUS_CODE.PERMISSION_DENIED, 'the node directory cannot be renamed');
       // SFTP v3: renaming onto an existing name fails (as OpenSSH's server does without posix-rename).
-      const existing = await lstat(to).catch(() => null);
-      if (existing) throw new SftpStatus(STATUS_CODE.FAILURE, 'File exists');
+      if (await lstat(to).catch(() => null)) throw new SftpStatus(STATUS_CODE.FAILURE, 'File exists');
       await rename(from, to);
-      ok(id);
+      return ok(id);
     }),
   );
 
   sftp.on('REALPATH', (id: number, path: string) =>
-    answer(id, async () => {
-      const real = await follow(path);
-      sftp.name(id, [{ filename: real, longname: real, attrs: {} as Attributes }]);
-    }),
+    answer(id, async () => nameReply(id, await follow(path))),
   );
 
   sftp.on('READLINK', (id: number, path: string) =>
-    answer(id, async () => {
-      const target = await readlink(await noFollow(path));
-      sftp.name(id, [{ filename: target, longname: target, attrs: {} as Attributes }]);
-    }),
+    answer(id, async () => nameReply(id, await readlink(await noFollow(path)))),
   );
 
-  // The client sent EOF: it will ask nothing more, so the channel closes once every answer is out
-  // (clients such as OpenSSH's scp wait for that close).
   sftp.on('end', () => {
     clientDone = true;
     closeWhenAnswered();

@@ -43,12 +43,12 @@ export const connectAs = (port: number, bundle: ClientBundle): Promise<TerminalC
 
 /**
  * A plain `ws` WebSocket to the core's terminal endpoint (subprotocol skyport.v1, path /ws), for what the
- * client class will not do: present no certificate, or send frames that are not JSON-RPC. Resolves once
- * open; rejects if the connection fails before that.
+ * client class will not do: present no certificate, send frames that are not JSON-RPC, use another path.
+ * Resolves once open; rejects if the connection fails before that (an HTTP answer rejects with "HTTP <status>").
  */
-export function openRawSocket(port: number, credentials: Partial<ClientBundle> & Pick<ClientBundle, 'caPem'>): Promise<WebSocket> {
+export function openRawSocket(port: number, credentials: Partial<ClientBundle> & Pick<ClientBundle, 'caPem'>, path = WS_PATH): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(`${coreUrl(port)}${WS_PATH}`, SUBPROTOCOL, {
+    const socket = new WebSocket(`${coreUrl(port)}${path}`, SUBPROTOCOL, {
       ca: credentials.caPem,
       ...(credentials.certPem ? { cert: credentials.certPem } : {}),
       ...(credentials.keyPem ? { key: credentials.keyPem } : {}),
@@ -69,9 +69,16 @@ export function openRawSocket(port: number, credentials: Partial<ClientBundle> &
   });
 }
 
-/** The code a WebSocket closes with (resolves at once if it is already closed). */
-export const closeCodeOf = (socket: WebSocket): Promise<number> =>
-  new Promise((resolve) => {
-    if (socket.readyState === WebSocket.CLOSED) resolve(-1);
-    else socket.once('close', (code) => resolve(code));
+/**
+ * The code a WebSocket closes with. Rejects if it is already closed (the code is lost) or, with
+ * `timeoutMs`, if it is still open by then.
+ */
+export const closeCodeOf = (socket: WebSocket, timeoutMs?: number): Promise<number> =>
+  new Promise((resolve, reject) => {
+    if (socket.readyState === WebSocket.CLOSED) return reject(new Error('the socket was already closed'));
+    const timer = timeoutMs === undefined ? null : setTimeout(() => reject(new Error(`the socket is still open after ${timeoutMs} ms`)), timeoutMs);
+    socket.once('close', (code) => {
+      if (timer) clearTimeout(timer);
+      resolve(code);
+    });
   });

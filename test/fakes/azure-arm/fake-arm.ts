@@ -116,6 +116,7 @@ export class FakeArm {
   private port = 0;
   private seq = 0;
   private publicIps: string[];
+  private readonly provisionedListeners: ((resource: Record<string, any>, customData: string | undefined) => void)[] = [];
   private nextPublicIp = 4;
 
   private constructor(
@@ -136,6 +137,10 @@ export class FakeArm {
       ...(options.operationRetryAfterSec !== undefined ? { operationRetryAfterSec: options.operationRetryAfterSec } : {}),
       listPageSize: options.listPageSize ?? 100,
       allocatePublicIp: () => this.publicIps.shift() ?? `20.0.0.${this.nextPublicIp++}`,
+      onProvisioned: (resource) => {
+        const view = resourceJson(resource);
+        for (const listener of this.provisionedListeners) listener(view, resource.writeOnly.customData);
+      },
     });
   }
 
@@ -172,6 +177,15 @@ export class FakeArm {
       .allResources()
       .filter((r) => type === undefined || r.type.toLowerCase() === type.toLowerCase())
       .map(resourceJson);
+  }
+
+  /**
+   * Calls `listener` when a resource has been provisioned, before Azure reports it Succeeded; with a
+   * VM's custom data. An end-to-end test starts a node's SSH server here, with the host key cloud-init
+   * would have installed, at the address the fake gave the node.
+   */
+  onProvisioned(listener: (resource: Record<string, any>, customData: string | undefined) => void): void {
+    this.provisionedListeners.push(listener);
   }
 
   /** The custom data a VM was created with (Azure never returns it; tests may look). */

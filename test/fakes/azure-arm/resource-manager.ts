@@ -20,6 +20,8 @@ export interface ResourceManagerOptions {
   operationRetryAfterSec?: number;
   listPageSize: number;
   allocatePublicIp: () => string;
+  /** Called when a PUT's operation has succeeded, before its status says so. */
+  onProvisioned: (resource: ArmResource) => void;
 }
 
 const GROUP_NAME = /^[-\w._()]{1,90}$/;
@@ -208,7 +210,9 @@ export class ResourceManager {
     if (canonical.toLowerCase() === VM) attachVirtualMachine(this.store, resource);
     const op = this.operations.start('put', resource.id, this.outcome('PUT', path, this.options.provisioningDelayMs), (done) => {
       const current = this.store.get(resource.id);
-      if (current) current.properties.provisioningState = done.status === 'Succeeded' ? 'Succeeded' : 'Failed';
+      if (!current) return;
+      current.properties.provisioningState = done.status === 'Succeeded' ? 'Succeeded' : 'Failed';
+      if (done.status === 'Succeeded') this.options.onProvisioned(current);
     });
     return {
       status: existing ? 200 : 201,
