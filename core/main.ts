@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../spool-bootstrap/config.js';
 import { defaultSpoolDir } from '../spool-bootstrap/paths.js';
+import { restRoutes } from './rest/rest-api.js';
 import { startCore } from './system.js';
 import { VERSION } from './version.js';
 
@@ -15,7 +16,7 @@ const program = new Command('swm-core')
 const options = program.parse().opts<{ spool?: string; stopGatesOnExit?: boolean }>();
 
 try {
-  const core = await startCore({ spoolDir: options.spool ?? defaultSpoolDir() });
+  const core = await startCore({ spoolDir: options.spool ?? defaultSpoolDir(), httpRoutes: restRoutes });
   process.stderr.write(`swm-core ${VERSION} listening on port ${core.port} (spool ${core.services.spool.root})\n`);
   let stopping = false;
   const shutdown = async (signal: string) => {

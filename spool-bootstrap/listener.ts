@@ -83,6 +83,11 @@ export function listenMtls(options: MtlsListenerOptions): Promise<MtlsListener> 
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
+    const offered = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(SUBPROTOCOL)) {
+      socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nsubprotocol ${SUBPROTOCOL} required\n`);
+      return;
+    }
     wss.handleUpgrade(request, socket, head, (ws) => options.onSocket(ws, identity, request));
   });
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {

@@ -3,16 +3,9 @@ import { expect } from 'chai';
 import type { CoreConfig } from '../spool-bootstrap/config.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
-import { freePort } from './harness/spool.js';
+import { freePort, unreachableGates } from './harness/spool.js';
 
 /** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
-const unreachableGates = (port: number) => (config: CoreConfig) => {
-  for (const gate of config.gates) {
-    gate.managed = false;
-    gate.port = port;
-  }
-};
-
 const JOBS = 50;
 const TERMINALS = 5;
 

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
@@ -15,6 +16,7 @@ import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createLocalGate } from '../gates/local/index.js';
 import { resolveLexically } from '../gates/local/node-directory.js';
+import { ReplyQueue } from '../gates/local/sftp-server.js';
 import { closeClient, connectNode, exec, openSftp } from './harness/ssh-client.js';
 
 const SFTP_NO_SUCH_FILE = 2;
@@ -279,6 +281,38 @@ describe('local gate', function () {
       writeFileSync(join(home, 'real.txt'), 'inside');
       symlinkSync('real.txt', join(home, 'alias'));
       expect((await readRemote(sftp, 'alias')).toString()).to.equal('inside');
+    });
+
+    it('answers in request order, whatever order the work finishes in', () => {
+      const queue = new ReplyQueue();
+      const sent: number[] = [];
+      const places = [1, 2, 3].map(() => queue.reserve());
+      places[2]!(() => sent.push(3));
+      places[0]!(() => sent.push(1));
+      expect(sent).to.deep.equal([1]);
+      places[1]!(() => sent.push(2));
+      expect(sent).to.deep.equal([1, 2, 3]);
+    });
+
+    // OpenSSH's scp (SFTP mode) is the strictest client at hand: it truncates an upload whose
+    // acknowledgements come back reordered and fails a transfer without an exit status.
+    (existsSync('/usr/bin/scp') ? it : it.skip)('serves OpenSSH scp both ways, byte for byte', async () => {
+      const partition = await gate.get({ name: 'alpha' });
+      const node = partition.nodes[0]!;
+      const identity = join(dir, 'id_ed25519');
+      writeFileSync(identity, partitionKey.private, { mode: 0o600 });
+      const hostKey = ssh2.utils.parseKey(readFileSync(join(spool.gateState('local'), 'host-keys', 'alpha', 'alpha-0.key'))) as ssh2.ParsedKey;
+      const knownHosts = join(dir, 'known_hosts');
+      writeFileSync(knownHosts, `[127.0.0.1]:${node.sshPort} ${hostKey.type} ${hostKey.getPublicSSH().toString('base64')}\n`);
+      const options = ['-q', '-P', String(node.sshPort), '-i', identity, '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
+      const data = randomBytes(8 * 1024 * 1024 + 5);
+      writeFileSync(join(dir, 'scp-up.bin'), data);
+      const up = spawnSync('scp', [...options, join(dir, 'scp-up.bin'), `${node.sshUser}@127.0.0.1:scp.bin`], { encoding: 'utf8', timeout: 15_000 });
+      expect(up.status, up.stderr).to.equal(0);
+      expect(readFileSync(join(home, 'scp.bin')).equals(data)).to.equal(true);
+      const down = spawnSync('scp', [...options, `${node.sshUser}@127.0.0.1:scp.bin`, join(dir, 'scp-down.bin')], { encoding: 'utf8', timeout: 15_000 });
+      expect(down.status, down.stderr).to.equal(0);
+      expect(readFileSync(join(dir, 'scp-down.bin')).equals(data)).to.equal(true);
     });
 
     it('resolves client paths lexically against the node directory', () => {

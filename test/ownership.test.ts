@@ -9,16 +9,9 @@ import type { TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { connectAs } from './harness/certs.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
-import { freePort } from './harness/spool.js';
+import { freePort, unreachableGates } from './harness/spool.js';
 
 /** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
-const unreachableGates = (port: number) => (config: CoreConfig) => {
-  for (const gate of config.gates) {
-    gate.managed = false;
-    gate.port = port;
-  }
-};
-
 /** The error a call rejects with (fails the test if it resolves). */
 async function rejection(call: Promise<unknown>): Promise<RpcError> {
   try {

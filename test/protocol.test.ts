@@ -5,16 +5,9 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../terminal-protocol/terminal-methods.js';
 import { adminBundle, closeCodeOf, openRawSocket } from './harness/certs.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
-import { freePort } from './harness/spool.js';
+import { freePort, unreachableGates } from './harness/spool.js';
 
 /** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
-const unreachableGates = (port: number) => (config: CoreConfig) => {
-  for (const gate of config.gates) {
-    gate.managed = false;
-    gate.port = port;
-  }
-};
-
 interface Response {
   jsonrpc: string;
   id: string | number | null;

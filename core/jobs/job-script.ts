@@ -145,7 +145,11 @@ export function parseJobScript(script: string): ParsedScript {
         break;
       }
       case 'ports':
-        d.ports.push(...parsePorts(n, needValue()));
+        for (const port of parsePorts(n, needValue())) {
+          if (d.ports.some((p) => p.port === port.port && p.direction === port.direction))
+            throw invalid(n, `port ${port.port}/${port.direction} declared twice`);
+          d.ports.push(port);
+        }
         break;
       case 'input-files':
         d.inputFiles.push(...fileList(needValue()).map((p) => relativeFile(n, key, p)));
@@ -186,12 +190,6 @@ export function parseJobScript(script: string): ParsedScript {
       default:
         warnings.push(`line ${n}: unknown directive "${m[1]}" ignored`);
     }
-  }
-  const seen = new Set<number>();
-  for (const p of d.ports) {
-    const k = p.port * 2 + (p.direction === 'in' ? 0 : 1);
-    if (seen.has(k)) throw new RpcError(ErrorCode.InvalidScript, `port ${p.port}/${p.direction} declared twice`);
-    seen.add(k);
   }
   return { directives: d, warnings };
 }

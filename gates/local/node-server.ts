@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
@@ -7,7 +7,10 @@ import { publicKeyMatches } from './host-key.js';
 import type { NodeDirectory } from './node-directory.js';
 import { serveSession } from './session.js';
 
-const { Server } = ssh2;
+const { Server: SshServer } = ssh2;
+
+/** How long connections get to close after the node stops before their sockets are destroyed. */
+const CLOSE_GRACE_MS = 1_000;
 
 export interface NodeServerOptions {
   directory: NodeDirectory;
@@ -27,11 +30,14 @@ export interface NodeServerOptions {
 
 /**
  * One sandbox node's SSH server: public-key authentication with the partition key only, then exec,
- * SFTP confined to the node directory, and TCP forwarding to and from the node's loopback.
+ * SFTP confined to the node directory, and TCP forwarding to and from the node's loopback. The TCP
+ * listener is ours (ssh2 gets each socket by injectSocket), so that stopping a node can end every
+ * connection for sure.
  */
 export class NodeServer {
   private constructor(
-    private readonly server: InstanceType<typeof Server>,
+    private readonly listener: TcpServer,
+    private readonly sockets: Set<Socket>,
     private readonly connections: Set<Connection>,
     readonly port: number,
   ) {}
@@ -39,7 +45,8 @@ export class NodeServer {
   /** Listen; rejects (e.g. EADDRINUSE) when the port cannot be had. */
   static start(options: NodeServerOptions): Promise<NodeServer> {
     const connections = new Set<Connection>();
-    const server = new Server({ hostKeys: [options.hostKey] }, (client, info) => {
+    const sockets = new Set<Socket>();
+    const ssh = new SshServer({ hostKeys: [options.hostKey] }, (client, info) => {
       connections.add(client);
       const logger = options.logger.child({ client: `${info.ip}:${info.port}` });
       client.on('close', () => connections.delete(client));
@@ -60,12 +67,19 @@ export class NodeServer {
         client.on('close', () => forwards.closeAll());
       });
     });
+    const listener = createServer((socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      // Commands and their small answers go out at once rather than waiting on Nagle's algorithm.
+      socket.setNoDelay(true);
+      ssh.injectSocket(socket);
+    });
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, options.host, () => {
-        server.off('error', reject);
-        server.on('error', (error: Error) => options.logger.error({ err: error }, 'node ssh server error'));
-        resolve(new NodeServer(server, connections, (server.address() as AddressInfo).port));
+      listener.once('error', reject);
+      listener.listen(options.port, options.host, () => {
+        listener.off('error', reject);
+        listener.on('error', (error: Error) => options.logger.error({ err: error }, 'node listener error'));
+        resolve(new NodeServer(listener, sockets, connections, (listener.address() as AddressInfo).port));
       });
     });
   }
@@ -73,8 +87,13 @@ export class NodeServer {
   /** Stop listening and end every SSH connection. Processes started on the node keep running. */
   close(): Promise<void> {
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
+      this.listener.close(() => resolve());
       for (const client of this.connections) client.end();
+      if (this.sockets.size > 0) {
+        setTimeout(() => {
+          for (const socket of this.sockets) socket.destroy();
+        }, CLOSE_GRACE_MS).unref();
+      }
     });
   }
 }

@@ -63,7 +63,7 @@ export function statusOf(error: unknown): { status: number; message: string } {
  * sftp-server answers in order and its client relies on it: with reordered WRITE acknowledgements, scp
  * truncates the upload at the last in-order one.
  */
-class ReplyQueue {
+export class ReplyQueue {
   private readonly waiting: Array<{ reply: (() => void) | null }> = [];
 
   /** Reserve the next place in line; the returned function hands in that place's reply. */
@@ -84,6 +84,15 @@ const handleBytes = (n: number): Buffer => {
 };
 
 type Reply = () => void;
+
+/**
+ * exit-status 0 before the channel closes, as sshd sends when its sftp-server exits: OpenSSH's ssh exits
+ * 255 without it, and scp reports the copy as failed. ssh2's SFTP object has no public way to send it.
+ */
+function reportSubsystemExit(sftp: SFTPWrapper): void {
+  const channel = sftp as unknown as { outgoing?: { id: number; state: string }; _protocol?: { exitStatus(id: number, status: number): void } };
+  if (channel.outgoing?.state === 'open') channel._protocol?.exitStatus(channel.outgoing.id, 0);
+}
 
 /**
  * The SFTP subsystem of a node, confined to its directory. Requests run concurrently (a client keeping
@@ -119,7 +128,9 @@ export function serveSftp(sftp: SFTPWrapper, directory: NodeDirectory, logger: L
   // The client sent EOF: it asks nothing more, so the channel closes once every answer is out (clients
   // such as OpenSSH's scp wait for that close).
   const closeWhenAnswered = () => {
-    if (clientDone && running === 0) sftp.end();
+    if (!clientDone || running !== 0) return;
+    reportSubsystemExit(sftp);
+    sftp.end();
   };
 
   /** Run one request; its reply (or the status its failure maps to) goes out in order. */

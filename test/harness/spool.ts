@@ -78,3 +78,14 @@ export async function makeTestSpool(options: TestSpoolOptions = {}): Promise<Tes
     throw error;
   }
 }
+
+/**
+ * A `configure` that leaves every gate unmanaged on a port nobody listens on: jobs are accepted and stay
+ * queued, so a test measures or inspects the submit path alone.
+ */
+export const unreachableGates = (port: number) => (config: CoreConfig) => {
+  for (const gate of config.gates) {
+    gate.managed = false;
+    gate.port = port;
+  }
+};

@@ -180,7 +180,7 @@ export class FakeArm {
   }
 
   /**
-   * Calls `listener` when a resource has been provisioned, before Azure reports it Succeeded; with a
+   * Calls `listener` when a resource has been provisioned (in the tick its operation succeeds), with a
    * VM's custom data. An end-to-end test starts a node's SSH server here, with the host key cloud-init
    * would have installed, at the address the fake gave the node.
    */

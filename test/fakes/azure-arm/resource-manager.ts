@@ -20,7 +20,7 @@ export interface ResourceManagerOptions {
   operationRetryAfterSec?: number;
   listPageSize: number;
   allocatePublicIp: () => string;
-  /** Called when a PUT's operation has succeeded, before its status says so. */
+  /** Called when a PUT's operation has succeeded. */
   onProvisioned: (resource: ArmResource) => void;
 }
 

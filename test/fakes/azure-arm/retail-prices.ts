@@ -41,7 +41,7 @@ const item = (p: PriceEntry, currency: string): Record<string, unknown> => {
     serviceName: p.serviceName,
     serviceId: 'DZH313Z7MMC8',
     serviceFamily: 'Compute',
-    unitOfMeasure: p.type === 'Reservation' ? '1 Hour' : '1 Hour',
+    unitOfMeasure: '1 Hour',
     type: p.type,
     isPrimaryMeterRegion: true,
     armSkuName: p.armSkuName,
