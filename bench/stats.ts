@@ -38,6 +38,10 @@ export const fmtLatency = (s: LatencySummary): string => `p50 ${fmtMs(s.p50)}  p
 export const fmtRatio = (ours: number, theirs: number | null | undefined): string =>
   theirs && Number.isFinite(theirs) && theirs > 0 && Number.isFinite(ours) ? `${(ours / theirs).toFixed(2)}x` : 'n/a';
 
+/** CPU seconds over a wall-clock span, with the share of one core it amounts to. */
+export const fmtCpu = (cpuSec: number | null, wallMs: number): string =>
+  cpuSec === null ? 'n/a' : `${cpuSec.toFixed(2)} CPU-s (${((cpuSec * 100000) / wallMs).toFixed(0)}% of one core)`;
+
 export const fmtMiB = (kib: number | null): string => (kib === null ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`);
 
 /**
@@ -59,3 +63,18 @@ export function printSection(title: string, rows: [string, string][]): void {
   process.stdout.write(`\n${title}\n`);
   for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(width)}  ${value}\n`);
 }
+
+/** CPU time (user + system, seconds) a process has used so far, from /proc/<pid>/stat; null when unknown. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SEC;
+  } catch {
+    return null;
+  }
+}
+
+/** USER_HZ: 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SEC = 100;

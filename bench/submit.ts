@@ -9,13 +9,16 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connectTerminal, killGates, startCoreProcess, type CoreProcess } from '../test/harness/core.js';
 import { freePort, makeTestSpool, type TestSpool } from '../test/harness/spool.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { onExit } from './cleanup.js';
 import { ensureSlurm, runSbatch, startSlurm, type SbatchRun, type SlurmCluster } from './slurm-peer.js';
-import { fmtLatency, fmtMiB, fmtRate, fmtRatio, peakRssKiB, printSection, ratePerSec, summarize } from './stats.js';
+import { cpuSeconds, fmtCpu, fmtLatency, fmtMiB, fmtRate, fmtRatio, peakRssKiB, printSection, ratePerSec, summarize } from './stats.js';
 
+const CPU_PROFILER = fileURLToPath(new URL('./cpu-profile.js', import.meta.url));
 const SCRIPT = '#!/bin/sh\ntrue\n';
 /** Submissions per terminal before the clock starts (connection set-up, JIT, SQLite page cache). */
 const WARMUP_PER_TERMINAL = 25;
@@ -34,7 +37,7 @@ const options = new Command('bench-submit')
   .option('--slurm-submitters <n>', 'parallel sbatch loops', positive, 4)
   .option('--slurm-jobs <n>', 'sbatch submissions (default: --jobs)', positive)
   .option('--no-slurm', 'skip the Slurm peer')
-  .option('--cpu-prof <dir>', "write the core's V8 CPU profile into this directory (node --cpu-prof)")
+  .option('--cpu-prof <dir>', "write the core's V8 CPU profile (.cpuprofile, as node --cpu-prof writes) into this directory")
   .parse()
   .opts<{ terminals: number; jobs: number; inFlight: number; slurmSubmitters: number; slurmJobs?: number; slurm: boolean; cpuProf?: string }>();
 
@@ -44,6 +47,9 @@ interface OursResult {
   latencies: number[];
   stored: number;
   coreRssKiB: number | null;
+  /** CPU seconds used during the measured window by the core, and by the terminals (this process). */
+  coreCpuSec: number | null;
+  terminalsCpuSec: number;
 }
 
 /** Each terminal submits its share, keeping `inFlight` calls outstanding; returns each call's latency. */
@@ -79,20 +85,32 @@ async function measureOurs(): Promise<OursResult> {
     spool.cleanup();
   });
   try {
-    core = await startCoreProcess(spool, options.cpuProf ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.cpuProf}` } : {});
+    core = await startCoreProcess(spool, options.cpuProf ? { NODE_OPTIONS: `--import=${CPU_PROFILER}`, SKYPORT_CPU_PROFILE_DIR: resolve(options.cpuProf) } : {});
     for (let i = 0; i < options.terminals; i++) terminals.push(await connectTerminal(spool.homeDir, core.port));
 
     await Promise.all(terminals.map((t) => submitFrom(t, WARMUP_PER_TERMINAL, options.inFlight, [])));
 
     const shares = terminals.map((_, i) => Math.floor(options.jobs / terminals.length) + (i < options.jobs % terminals.length ? 1 : 0));
     const latencies: number[] = [];
+    const coreCpu0 = cpuSeconds(core.child.pid!);
+    const benchCpu0 = process.cpuUsage();
     const started = performance.now();
     await Promise.all(terminals.map((t, i) => submitFrom(t, shares[i]!, options.inFlight, latencies)));
     const wallMs = performance.now() - started;
+    const coreCpu1 = cpuSeconds(core.child.pid!);
+    const benchCpu = process.cpuUsage(benchCpu0);
 
     const status = await terminals[0]!.call('status');
     const coreRssKiB = peakRssKiB(core.child.pid!);
-    return { submitted: latencies.length, wallMs, latencies, stored: status.jobs.Q ?? 0, coreRssKiB };
+    return {
+      submitted: latencies.length,
+      wallMs,
+      latencies,
+      stored: status.jobs.Q ?? 0,
+      coreRssKiB,
+      coreCpuSec: coreCpu0 !== null && coreCpu1 !== null ? coreCpu1 - coreCpu0 : null,
+      terminalsCpuSec: (benchCpu.user + benchCpu.system) / 1e6,
+    };
   } finally {
     await stop();
   }
@@ -133,6 +151,7 @@ async function main(): Promise<void> {
     ['wall time', `${(ours.wallMs / 1000).toFixed(2)} s`],
     ['jobs stored (state Q)', `${ours.stored} (expected ${total + WARMUP_PER_TERMINAL * options.terminals})`],
     ['core peak RSS (VmHWM)', fmtMiB(ours.coreRssKiB)],
+    ['CPU used while measured', `core ${fmtCpu(ours.coreCpuSec, ours.wallMs)}, terminals ${fmtCpu(ours.terminalsCpuSec, ours.wallMs)}`],
     ['goal (issue 2)', `>= 2000 submissions/s from 8 terminals: ${oursRate >= 2000 ? 'met' : 'MISSED'}`],
   ]);
 

@@ -1,0 +1,26 @@
+/**
+ * Preloaded into swm-core (NODE_OPTIONS=--import=<this file>, with SKYPORT_CPU_PROFILE_DIR set) when a
+ * benchmark is asked for a CPU profile: node refuses `--cpu-prof` in NODE_OPTIONS, and the core is started
+ * by the test harness, so the profiler is driven through the inspector instead. The profile (a .cpuprofile
+ * file, as `node --cpu-prof` writes) is saved when the process exits.
+ */
+import { Session } from 'node:inspector';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.env.SKYPORT_CPU_PROFILE_DIR;
+if (dir) {
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: 200 });
+  session.post('Profiler.start');
+  process.once('exit', () => {
+    // Same-thread inspector sessions answer synchronously, so this completes inside the exit handler.
+    session.post('Profiler.stop', (error, result) => {
+      if (error) return;
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `core-${process.pid}.cpuprofile`), JSON.stringify(result.profile));
+    });
+  });
+}
