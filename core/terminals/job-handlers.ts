@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Identity } from '../../spool-bootstrap/pki.js';
@@ -180,10 +180,5 @@ export class JobHandlers {
     } finally {
       closeSync(fd);
     }
-  }
-
-  /** Make sure the job's spool directory exists (inputs arrive there). */
-  static prepareJobDir(services: CoreServices, id: string): void {
-    mkdirSync(services.spool.job(id), { recursive: true, mode: 0o700 });
   }
 }

@@ -151,7 +151,9 @@ export class LocalGate implements Gate {
       throw error;
     }
     this.logger.info({ partition: record.name, job: record.jobId, nodes: names.length }, 'partition creating');
-    void this.serialize(record.id, () => this.startNodes(record, authorizedKey));
+    this.serialize(record.id, () => this.startNodes(record, authorizedKey)).catch((error: unknown) =>
+      this.logger.error({ err: error, partition: record.name }, 'partition start failed'),
+    );
     return { id: record.id, status: 'creating' };
   }
 
@@ -248,6 +250,14 @@ export class LocalGate implements Gate {
 
   /** Listen on every node (recorded ports first), then report up, or failed with the reason. */
   private async startNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
+    try {
+      await this.listenOnNodes(record, authorizedKey);
+    } catch (error) {
+      this.fail(record, (error as Error)?.message ?? String(error));
+    }
+  }
+
+  private async listenOnNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
     const log = this.logger.child({ partition: record.name, job: record.jobId });
     let key: ParsedKey;
     try {
@@ -288,7 +298,11 @@ export class LocalGate implements Gate {
   private fail(record: PartitionRecord, reason: string): void {
     record.status = 'failed';
     record.error = reason;
-    this.persist();
+    try {
+      this.persist();
+    } catch (error) {
+      this.logger.error({ err: error, partition: record.name }, 'state not saved');
+    }
     this.logger.warn({ partition: record.name, job: record.jobId, reason }, 'partition failed');
     this.emit(record);
   }
