@@ -16,7 +16,7 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 /** Where a running gate says who it is: `{"pid":..,"port":..}`, removed on a clean stop. */
-export const gatePidfile = (spool: SpoolPaths, name: string): string => join(spool.gateState(name), 'gate.pid');
+const gatePidfile = (spool: SpoolPaths, name: string): string => join(spool.gateState(name), 'gate.pid');
 
 interface Arguments {
   kind: GateKind;

@@ -3,8 +3,6 @@ import type { Gate, GateContext, GateFactory } from './gate.js';
 export const GATE_KINDS = ['local', 'azure'] as const;
 export type GateKind = (typeof GATE_KINDS)[number];
 
-export const isGateKind = (kind: string): kind is GateKind => (GATE_KINDS as readonly string[]).includes(kind);
-
 /** A kind whose code (or a package it needs) is missing from this installation. */
 const unavailable = (kind: GateKind, error: unknown): Error => {
   if ((error as NodeJS.ErrnoException)?.code !== 'ERR_MODULE_NOT_FOUND') return error as Error;

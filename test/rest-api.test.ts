@@ -215,7 +215,8 @@ describe('REST user API (real swm-core)', function () {
 
     it('takes an empty input-files line (as spawner templates render no files) as no files', async () => {
       const id = await submitRaw(alice, '#!/bin/sh\n#SWM input-files \necho ok\n');
-      expect((await finished(id)).state).to.equal('F');
+      const job = await finished(id);
+      expect(job.state, job.state_details).to.equal('F');
     });
   });
 

@@ -50,7 +50,9 @@ export function serveSession(session: Session, directory: NodeDirectory, baseEnv
   });
   session.on('signal', (accept, reject, info) => {
     const signal = signalOf(info.name);
-    if (!signal || !child?.pid || child.exitCode !== null || child.signalCode !== null) return reject?.();
+    // The group, not just the shell: what the command started (and did not move to a session of its
+    // own) is signalled too, even after the shell itself has exited.
+    if (!signal || !child?.pid) return reject?.();
     try {
       process.kill(-child.pid, signal);
       accept?.();

@@ -1,0 +1,146 @@
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AzureNodes } from './harness/azure-nodes.js';
+import { isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { freePort } from './harness/spool.js';
+import { readJobFile, submitJob } from './harness/submit.js';
+import { azureGateOptionsFor, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
+
+const FLAVOR = 'Standard_D2s_v5';
+const ALLOCATION_FAILED = 'Allocation failed. We do not have sufficient capacity for the requested VM size in this region.';
+
+/**
+ * A `#SWM remote azure` job through swm-core, its managed azure gate (a real process, with the Azure SDK)
+ * and a fake Azure on loopback; the VMs are played by the local gate's node SSH server, started when the
+ * fake provisions each VM, with the host key the core generated and the gate put in the VM's cloud-init.
+ */
+describe('a #SWM remote azure job, end to end against a fake Azure', function () {
+  this.timeout(60_000);
+  let fake: FakeArm;
+  let scratch: string;
+  let nodes: AzureNodes;
+  let sshPort: number;
+  let f: CoreFixture | undefined;
+
+  before(async () => {
+    // Every partition's head gets a loopback public IP: one per test, the first partition being gone before the next.
+    fake = await FakeArm.start({ publicIpAddresses: ['127.0.0.1', '127.0.0.1', '127.0.0.1'], provisioningDelayMs: 30, deletionDelayMs: 30 });
+    scratch = mkdtempSync(join(tmpdir(), 'skyport-azure-e2e-'));
+    nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
+    sshPort = await freePort();
+    const options = azureGateOptionsFor(fake, scratch, { sshPort, pollIntervalMs: 10 });
+    f = await startFixture({
+      configure: (config) => {
+        const gate = config.gates.find((g) => g.name === 'azure')!;
+        gate.managed = true;
+        gate.options = options;
+        const remote = config.remotes.find((r) => r.name === 'azure')!;
+        remote.location = 'eastus';
+        remote.maxNodes = 4;
+      },
+    });
+  });
+
+  after(async () => {
+    await f?.stop();
+    await nodes?.stop();
+    await fake?.stop();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  afterEach(async () => {
+    fake.clearFaults();
+    // The VMs of the test are deleted by now; their ports are free for the next partition's nodes.
+    await nodes.stop();
+  });
+
+  const groupOf = (jobId: string): string => `job-${jobId}-rg`;
+  const requestsTo = (method: string, path: RegExp): RecordedRequest[] => fake.requests.filter((r) => r.method === method && path.test(r.path));
+  const groupPath = (jobId: string): RegExp => new RegExp(`/resourcegroups/${groupOf(jobId)}$`, 'i');
+
+  function expectGroupCreatedThenDeleted(jobId: string): void {
+    const created = requestsTo('PUT', groupPath(jobId));
+    expect(created, 'PUT of the resource group').to.not.be.empty;
+    expect((created[0]!.body as { tags: Record<string, string> }).tags).to.include({
+      'skyport-job': jobId,
+      'skyport-partition': `job-${jobId}`,
+      'skyport-core': f!.spool.config.core.id,
+      'skyport-owner': 'admin',
+    });
+    const deleted = requestsTo('DELETE', groupPath(jobId));
+    expect(deleted.map((r) => r.status), 'DELETE of the resource group').to.include(202);
+    expect(deleted[0]!.seq).to.be.greaterThan(created.at(-1)!.seq);
+  }
+
+  function expectNothingLeft(): void {
+    expect(fake.groups(), 'resource groups left').to.deep.equal([]);
+    expect(fake.resources(), 'resources left').to.deep.equal([]);
+  }
+
+  it('runs on two VMs, reaches F, round-trips its files, and deletes its resource group', async () => {
+    const admin = f!.admin;
+    const data = randomBytes(256 * 1024 + 11);
+    const script = [
+      '#!/bin/sh',
+      '#SWM name azure-e2e',
+      '#SWM remote azure',
+      `#SWM flavor ${FLAVOR}`,
+      '#SWM nodes 2',
+      '#SWM input-files data.bin',
+      '#SWM output-files out/copy.bin',
+      'mkdir -p out && cp data.bin out/copy.bin',
+      'echo "job $SWM_JOB_ID read $(wc -c < data.bin) bytes"',
+    ].join('\n');
+    const id = await submitJob(admin, `${script}\n`, [{ path: 'data.bin', content: data }]);
+    const seen = new Set<string>();
+    const job = await waitForJob(admin, id, (j) => (seen.add(j.state), isFinal(j)), 45_000);
+    expect(job.state, job.state_details).to.equal('F');
+    expect(job.exitcode).to.equal(0);
+    expect([...seen]).to.include.members(['W', 'R']);
+
+    // The core reached the head at the public IP the fake reported, on the gate's SSH port.
+    expect(nodes.failures).to.deep.equal([]);
+    const played = nodes.nodes();
+    expect(played.map((n) => n.role).sort()).to.deep.equal(['compute', 'head']);
+    const head = played.find((n) => n.role === 'head')!;
+    expect(head).to.include({ host: '127.0.0.1', port: sshPort, user: 'skyport' });
+    expect(job.node_names).to.have.length(2);
+    expect(job.node_ips[0]).to.equal('127.0.0.1');
+    expect(job.node_ips[1]).to.match(/^10\.0\./);
+    // It ran on the head, and nowhere else.
+    expect(readFileSync(join(head.directory, 'swm', id, 'out', 'copy.bin')).equals(data)).to.equal(true);
+    const compute = played.find((n) => n.role === 'compute')!;
+    expect(existsSync(join(compute.directory, 'swm'))).to.equal(false);
+
+    const stdout = await admin.call('job.logs', { id, stream: 'stdout' });
+    expect(stdout.data).to.equal(`job ${id} read ${data.length} bytes\n`);
+    expect((await readJobFile(admin, id, 'out/copy.bin')).equals(data)).to.equal(true);
+
+    // Two VMs of the flavor asked for, each pinned to one of the core's host keys, then everything deleted.
+    const vmPuts = requestsTo('PUT', new RegExp(`/resourcegroups/${groupOf(id)}/providers/Microsoft.Compute/virtualMachines/[^/]+$`, 'i'));
+    expect(vmPuts).to.have.length(2);
+    for (const put of vmPuts) expect((put.body as any).properties.hardwareProfile.vmSize).to.equal(FLAVOR);
+    const pinned = vmPuts.map((put) => (put.body as any).tags['skyport-host-key']).sort();
+    expect(pinned).to.deep.equal(played.map((n) => n.hostKeyFingerprint).sort());
+    expectGroupCreatedThenDeleted(id);
+    expectNothingLeft();
+    expect(await admin.call('partition.list')).to.deep.equal([]);
+  });
+
+  it('ends E with Azure\'s error when a VM fails to be created, and leaves nothing in Azure', async () => {
+    const admin = f!.admin;
+    fake.inject({ kind: 'fail-operation', method: 'PUT', path: /\/virtualMachines\/job-[^/]+-1$/i, code: 'AllocationFailed', message: ALLOCATION_FAILED });
+    const script = ['#!/bin/sh', '#SWM remote azure', `#SWM flavor ${FLAVOR}`, '#SWM nodes 2', 'echo never'].join('\n');
+    const id = await submitJob(admin, `${script}\n`);
+    const job = await waitForJob(admin, id, isFinal, 45_000);
+    expect(job.state).to.equal('E');
+    expect(job.state_details).to.include('AllocationFailed').and.include('sufficient capacity');
+    expect(job.exitcode).to.equal(null);
+    expectGroupCreatedThenDeleted(id);
+    expectNothingLeft();
+    expect(await admin.call('partition.list')).to.deep.equal([]);
+  });
+});

@@ -1,0 +1,168 @@
+import { join } from 'node:path';
+import { isIP } from 'node:net';
+import { pino } from 'pino';
+import { hostKeyFingerprint, parseAuthorizedKey } from '../../gates/local/host-key.js';
+import { NodeDirectory } from '../../gates/local/node-directory.js';
+import { NodeServer } from '../../gates/local/node-server.js';
+import type { FakeArm } from '../fakes/azure-arm/index.js';
+
+const VM = 'microsoft.compute/virtualmachines';
+const NIC = 'Microsoft.Network/networkInterfaces';
+const PUBLIC_IP = 'Microsoft.Network/publicIPAddresses';
+const SSHD_DROP_IN = /^\/etc\/ssh\/sshd_config\.d\//;
+
+/** What a VM's first boot makes of its custom data, as far as SSH goes. */
+export interface FirstBoot {
+  /** The host private key cloud-init installs (the only one: the image's own are deleted). */
+  hostKey: string;
+  /** The port sshd listens on once cloud-init has written its drop-in. */
+  sshPort: number;
+}
+
+/** One Azure VM played by a sandbox node SSH server on loopback. */
+export interface PlayedNode {
+  vm: string;
+  /** The node with a public IP (the head) is reached there; the others only on their private network. */
+  role: 'head' | 'compute';
+  /** The VM's public IP (a loopback address the fake handed out), or the loopback stand-in of its private IP. */
+  host: string;
+  port: number;
+  /** The VM's admin user: the only login accepted. */
+  user: string;
+  hostKeyFingerprint: string;
+  /** The node's file system (the admin user's home). */
+  directory: string;
+}
+
+/**
+ * Reads a VM's custom data the way cloud-init would: a `#cloud-config` document (the gate writes it as
+ * JSON, which is YAML) whose `ssh_keys` hold the host key and whose sshd drop-in may move the port.
+ */
+export function readFirstBoot(customData: string): FirstBoot {
+  const text = Buffer.from(customData, 'base64').toString('utf8');
+  const header = '#cloud-config\n';
+  if (!text.startsWith(header)) throw new Error('custom data is not a #cloud-config document');
+  const config = JSON.parse(text.slice(header.length)) as {
+    ssh_keys?: Record<string, string>;
+    write_files?: { path: string; content: string }[];
+  };
+  const privateKeys = Object.entries(config.ssh_keys ?? {}).filter(([name]) => name.endsWith('_private'));
+  if (privateKeys.length !== 1) throw new Error(`cloud-init installs ${privateKeys.length} host keys, not one`);
+  const dropIns = (config.write_files ?? []).filter((f) => SSHD_DROP_IN.test(f.path));
+  const ports = dropIns.flatMap((f) => [...f.content.matchAll(/^Port (\d+)$/gm)].map((m) => Number(m[1])));
+  return { hostKey: privateKeys[0]![1], sshPort: ports.at(-1) ?? 22 };
+}
+
+/** A private address 10.b.c.d stands for 127.b.c.d on loopback, so every node can listen on the same port. */
+export function loopbackOf(privateIp: string): string {
+  const parts = privateIp.split('.');
+  if (isIP(privateIp) !== 4 || parts[0] !== '10') throw new Error(`private IP ${privateIp} is not in 10.0.0.0/8`);
+  return ['127', ...parts.slice(1)].join('.');
+}
+
+const sameId = (a: unknown, b: unknown): boolean => typeof a === 'string' && typeof b === 'string' && a.toLowerCase() === b.toLowerCase();
+
+/**
+ * Plays the VMs a fake Azure provisions: when a VM's creation succeeds, a node SSH server of the local
+ * gate starts for it, with the host key from its cloud-init, the partition key from its osProfile and
+ * its admin user, on the port cloud-init gives sshd, at its public IP (the head: the fake must hand out
+ * loopback addresses) or at the loopback stand-in of its private IP (the other nodes, which the core does
+ * not dial). Failures to start are collected in `failures` for the test to assert on.
+ */
+export class AzureNodes {
+  readonly failures: string[] = [];
+  private readonly running = new Map<string, { node: PlayedNode; server: NodeServer }>();
+  /** VMs being played or about to be (ids, lower case). */
+  private readonly claimed = new Set<string>();
+  private readonly starting = new Set<Promise<void>>();
+  private readonly logger = pino({ level: 'silent' });
+
+  private constructor(
+    private readonly fake: FakeArm,
+    private readonly root: string,
+  ) {}
+
+  /** Start playing every VM `fake` provisions from now on; node directories go under `root`. */
+  static attach(fake: FakeArm, root: string): AzureNodes {
+    const nodes = new AzureNodes(fake, root);
+    fake.onProvisioned((resource, customData) => nodes.provisioned(resource, customData));
+    return nodes;
+  }
+
+  /** The nodes being played now, in the order their VMs came up. */
+  nodes(): PlayedNode[] {
+    return [...this.running.values()].map((r) => r.node);
+  }
+
+  /** Stop every node server (their VMs are gone, or the test is over). */
+  async stop(): Promise<void> {
+    await Promise.all([...this.starting]);
+    const servers = [...this.running.values()].map((r) => r.server);
+    this.running.clear();
+    this.claimed.clear();
+    await Promise.all(servers.map((s) => s.close()));
+  }
+
+  private provisioned(vm: Record<string, any>, customData: string | undefined): void {
+    if (String(vm.type).toLowerCase() !== VM) return;
+    const key = String(vm.id).toLowerCase();
+    // A VM PUT again (an idempotent retry) is provisioned again: it is the same machine.
+    if (this.claimed.has(key)) return;
+    this.claimed.add(key);
+    let node: PlayedNode;
+    let boot: FirstBoot;
+    let authorized: string;
+    try {
+      // Read now, in the tick the VM succeeded: the resources may be deleted by the next one.
+      ({ node, boot, authorized } = this.describe(vm, customData));
+    } catch (error) {
+      this.failures.push(`${vm.name}: ${(error as Error).message}`);
+      return;
+    }
+    const start = this.serve(key, node, boot, authorized)
+      .catch((error: Error) => void this.failures.push(`${vm.name}: ${error.message}`))
+      .finally(() => this.starting.delete(start));
+    this.starting.add(start);
+  }
+
+  private describe(vm: Record<string, any>, customData: string | undefined): { node: PlayedNode; boot: FirstBoot; authorized: string } {
+    if (customData === undefined) throw new Error('created without custom data: nothing would pin its host key');
+    const boot = readFirstBoot(customData);
+    const os = vm.properties?.osProfile ?? {};
+    const keys: { keyData: string }[] = os.linuxConfiguration?.ssh?.publicKeys ?? [];
+    if (keys.length !== 1) throw new Error(`${keys.length} authorized keys, not one`);
+    const nicId = vm.properties?.networkProfile?.networkInterfaces?.[0]?.id;
+    const nic = this.fake.resources(NIC).find((n) => sameId(n.id, nicId));
+    const ipConfig = nic?.properties?.ipConfigurations?.[0]?.properties;
+    if (!ipConfig) throw new Error(`network interface ${nicId} not found`);
+    const publicIpId = ipConfig.publicIPAddress?.id;
+    const publicIp: string | undefined = publicIpId ? this.fake.resources(PUBLIC_IP).find((p) => sameId(p.id, publicIpId))?.properties?.ipAddress : undefined;
+    if (publicIp !== undefined && !publicIp.startsWith('127.')) throw new Error(`public IP ${publicIp} is not on loopback: start the fake with publicIpAddresses`);
+    const node: PlayedNode = {
+      vm: vm.name,
+      role: publicIp ? 'head' : 'compute',
+      host: publicIp ?? loopbackOf(ipConfig.privateIPAddress),
+      port: boot.sshPort,
+      user: os.adminUsername,
+      hostKeyFingerprint: hostKeyFingerprint(boot.hostKey),
+      directory: join(this.root, vm.name),
+    };
+    return { node, boot, authorized: keys[0]!.keyData };
+  }
+
+  private async serve(key: string, node: PlayedNode, boot: FirstBoot, authorized: string): Promise<void> {
+    const directory = await NodeDirectory.open(node.directory);
+    node.directory = directory.root;
+    const server = await NodeServer.start({
+      directory,
+      hostKey: boot.hostKey,
+      authorizedKey: parseAuthorizedKey(authorized),
+      user: node.user,
+      host: node.host,
+      port: node.port,
+      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', USER: node.user, LOGNAME: node.user, SHELL: '/bin/sh' },
+      logger: this.logger.child({ node: node.vm }),
+    });
+    this.running.set(key, { node, server });
+  }
+}
