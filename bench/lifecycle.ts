@@ -10,7 +10,10 @@
  * completion), which write a millisecond timestamp per job.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { connectTerminal, gatePid, killGates, startCoreProcess, type CoreProcess } from '../test/harness/core.js';
 import { makeTestSpool, type TestSpool } from '../test/harness/spool.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
@@ -19,6 +22,7 @@ import { onExit } from './cleanup.js';
 import { ensureSlurm, runSbatch, startSlurm, waitForCompletions, type SlurmCluster } from './slurm-peer.js';
 import { cpuSeconds, fmtCpu, fmtLatency, fmtMiB, fmtMs, fmtRate, fmtRatio, peakRssKiB, printSection, ratePerSec, summarize, type LatencySummary } from './stats.js';
 
+const CPU_PROFILER = fileURLToPath(new URL('./cpu-profile.js', import.meta.url));
 const SCRIPT = '#!/bin/sh\ntrue\n';
 const WARMUP_JOBS = 4;
 /** What the shipped configuration allows the local remote at once. */
@@ -46,6 +50,7 @@ const options = new Command('bench-lifecycle')
   .option('--slurm-scheduler-parameters <s>', 'slurm.conf SchedulerParameters', SLURM_THROUGHPUT_PARAMETERS)
   .option('--timeout <s>', 'give up waiting for jobs after this many seconds (per system)', positive, 120)
   .option('--no-slurm', 'skip the Slurm peer')
+  .option('--cpu-prof <dir>', "write the V8 CPU profiles (.cpuprofile) of the core and its local gate into this directory")
   .parse()
   .opts<{
     jobs: number;
@@ -56,6 +61,7 @@ const options = new Command('bench-lifecycle')
     slurmSchedulerParameters: string;
     timeout: number;
     slurm: boolean;
+    cpuProf?: string;
   }>();
 
 interface Figures {
@@ -142,6 +148,25 @@ async function waitForGate(terminal: TerminalClient, timeoutMs: number): Promise
   }
 }
 
+/** SIGTERM a process and wait (polling /proc: it is not our child) until it is gone, at most `ms`. */
+async function terminateProcess(pid: number, ms: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + ms;
+  while (existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readProcStat(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+const readProcStat = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
   Promise.race([promise, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms).unref())]);
 
@@ -180,20 +205,23 @@ async function measureOurs() {
   });
   let core: CoreProcess | null = null;
   const terminals: TerminalClient[] = [];
+  let gate: number | null = null;
   const stop = onExit(async () => {
     await Promise.all(terminals.map((t) => t.close().catch(() => {})));
     await core?.kill('SIGTERM');
+    // A gate stopped by SIGTERM exits cleanly (and writes its CPU profile); SIGKILL whatever is left.
+    if (gate !== null) await terminateProcess(gate, 5_000);
     killGates(spool);
     spool.cleanup();
   });
   try {
-    core = await startCoreProcess(spool);
+    core = await startCoreProcess(spool, options.cpuProf ? { NODE_OPTIONS: `--import=${CPU_PROFILER}`, SKYPORT_CPU_PROFILE_DIR: resolve(options.cpuProf) } : {});
     for (let i = 0; i < options.terminals; i++) terminals.push(await connectTerminal(spool.homeDir, core.port));
     await waitForGate(terminals[0]!, 30_000);
     const warm = await runJobs(terminals.slice(0, 1), WARMUP_JOBS);
     if (warm.timedOut) throw new Error('the warm-up jobs did not finish');
 
-    const gate = gatePid(spool);
+    gate = gatePid(spool);
     const cpu0 = { core: cpuSeconds(core.child.pid!), gate: cpuSeconds(gate) };
     const { tracker, timedOut } = await runJobs(terminals, options.jobs);
     const cpu1 = { core: cpuSeconds(core.child.pid!), gate: cpuSeconds(gate) };

@@ -106,7 +106,8 @@ export function slurmCommand(env: NodeJS.ProcessEnv, cwd: string, command: strin
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
+    // 'close', not 'exit': the output pipes may still hold data when the process has exited.
+    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} ${args.join(' ')} exited ${code}: ${err.trim()}`))));
   });
 }
 
@@ -293,7 +294,9 @@ export async function runSbatch(cluster: SlurmCluster, jobs: number, submitters:
       const t0 = performance.now();
       try {
         const out = await slurmCommand(cluster.env, cluster.dir, 'sbatch', ['--parsable', '--wrap', 'true']);
-        submissions.push({ jobId: out.trim().split(';')[0]!, submittedAt, latencyMs: performance.now() - t0 });
+        const jobId = out.trim().split(';')[0]!;
+        if (!/^\d+$/.test(jobId)) throw new Error(`sbatch answered "${out.trim()}" instead of a job id`);
+        submissions.push({ jobId, submittedAt, latencyMs: performance.now() - t0 });
       } catch (error) {
         failures.push((error as Error).message);
         if (failures.length > 20) throw new Error(`sbatch keeps failing: ${failures.slice(-3).join(' | ')}`);

@@ -36,6 +36,21 @@ export const GateHealth = z.object({
   lastError: z.string().nullable(),
 });
 
+/**
+ * One declared port of a job as the core forwards it. `nodePort`: where it listens on (in) or leads to from
+ * (out) the head node, which differs from `port` when another job on the same host holds that port (the job
+ * sees it as $SWM_PORT_<port>). `coreListen`: host:port on the core host that reaches an `in` port directly.
+ * `target`: host:port an `out` port leads to (the submitting host by default). Null while the job is not running.
+ */
+export const ForwardedPort = z.object({
+  port: z.number().int(),
+  direction: z.enum(['in', 'out']),
+  nodePort: z.number().int().nullable(),
+  coreListen: z.string().nullable(),
+  target: z.string().nullable(),
+});
+export type ForwardedPort = z.infer<typeof ForwardedPort>;
+
 /** Methods a terminal may call on swm-core. */
 export const terminalMethods = {
   hello: method(
@@ -85,6 +100,12 @@ export const terminalMethods = {
     people,
     JobId,
     Job,
+  ),
+  'job.input.open': method(
+    'Open a binary stream (terminal-protocol/streams.ts) to upload a declared input from an offset (default: what has arrived). The fast path; job.input.write stays for clients without binary frames.',
+    people,
+    z.object({ id: z.uuid(), path: RelativePath, offset: z.number().int().nonnegative().optional() }).strict(),
+    z.object({ stream: z.number().int(), offset: z.number().int(), size: z.number().int(), window: z.number().int() }),
   ),
   'job.list': method(
     'Jobs of the caller (admins: all with `all`), newest first, paginated.',
@@ -141,6 +162,24 @@ export const terminalMethods = {
       })
       .strict(),
     z.object({ data: z.string(), eof: z.boolean(), size: z.number().int() }),
+  ),
+  'job.file.open': method(
+    'Open a binary stream that sends a file of the job directory from an offset; its END frame carries the SHA-256 of the whole file.',
+    people,
+    z.object({ id: z.uuid(), path: RelativePath, offset: z.number().int().nonnegative().optional() }).strict(),
+    z.object({ stream: z.number().int(), size: z.number().int(), window: z.number().int() }),
+  ),
+  'job.forward.open': method(
+    "Open a TCP connection to one of a running job's `in` ports, carried as a binary stream both ways.",
+    people,
+    z.object({ id: z.uuid(), port: z.number().int().min(1).max(65535) }).strict(),
+    z.object({ stream: z.number().int(), window: z.number().int() }),
+  ),
+  'job.ports': method(
+    "A job's forwarded ports: for `in` ports, where they listen on the node and on the core host; for `out` ports, where they lead.",
+    people,
+    JobId,
+    z.object({ ports: z.array(ForwardedPort) }),
   ),
   'remote.list': method('Configured remotes.', people, z.object({}).strict().optional(), z.array(Remote)),
   'flavor.list': method(

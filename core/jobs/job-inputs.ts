@@ -1,8 +1,24 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, openSync, closeSync, writeSync, fstatSync, statSync, existsSync, ftruncateSync, fsyncSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
+
+/**
+ * Digests of input files received whole over a stream, checked against their declared SHA-256 as the bytes
+ * arrived: commit need not read them again. Keyed by path; valid while size and mtime are unchanged.
+ */
+const streamedDigests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+
+/** An input file opened for a stream: bytes from `received` on go to `file`. */
+export interface OpenedInput {
+  declared: InputFile;
+  path: string;
+  file: FileHandle;
+  /** Bytes already there (the stream starts at or before this offset). */
+  received: number;
+}
 
 /**
  * A job's declared inputs as they arrive from its terminal, under spool/jobs/<id>/inputs/. Chunks may be
@@ -40,6 +56,7 @@ export class JobInputs {
       throw new RpcError(ErrorCode.TooLarge, `input "${relative}": ${offset + data.length} bytes exceed its declared size ${file.size}`);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const fd = openSync(path, existsSync(path) ? 'r+' : 'w', 0o600);
+    streamedDigests.delete(path);
     try {
       const size = fstatSync(fd).size;
       if (offset > size) throw new RpcError(ErrorCode.Conflict, `input "${relative}": offset ${offset} is past the ${size} bytes received`);
@@ -51,20 +68,55 @@ export class JobInputs {
     }
   }
 
+  /**
+   * Open a declared input to receive it from `offset` (default: what has arrived). An offset past what has
+   * arrived would leave a hole and is refused. The file is created if it is not there yet.
+   */
+  async openForStream(relative: string, offset?: number): Promise<OpenedInput> {
+    const { file: declared, path } = this.pathOf(relative);
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const file = await open(path, existsSync(path) ? 'r+' : 'w+', 0o600);
+    try {
+      const received = (await file.stat()).size;
+      const from = offset ?? Math.min(received, declared.size);
+      if (from > received) throw new RpcError(ErrorCode.Conflict, `input "${relative}": offset ${from} is past the ${received} bytes received`);
+      if (from > declared.size) throw new RpcError(ErrorCode.TooLarge, `input "${relative}": offset ${from} exceeds its declared size ${declared.size}`);
+      if (received > declared.size) await file.truncate(declared.size);
+      streamedDigests.delete(path);
+      return { declared, path, file, received: Math.min(received, declared.size) };
+    } catch (error) {
+      await file.close();
+      throw error;
+    }
+  }
+
+  /** Record that a streamed input arrived whole with its declared SHA-256 (so commit need not re-read it). */
+  static recordVerified(path: string, sha256: string): void {
+    const s = statSync(path);
+    streamedDigests.set(path, { size: s.size, mtimeMs: s.mtimeMs, sha256 });
+  }
+
   /** Verify every declared file is complete and intact; fsync them. Throws Integrity naming the first bad one. */
   async verify(): Promise<void> {
     for (const file of this.declared) {
       const { path } = this.pathOf(file.path);
-      const size = existsSync(path) ? statSync(path).size : -1;
+      const info = existsSync(path) ? statSync(path) : null;
+      const size = info?.size ?? -1;
       if (size !== file.size)
         throw new RpcError(ErrorCode.Integrity, `input "${file.path}" is incomplete: ${Math.max(size, 0)} of ${file.size} bytes received`);
-      const hash = createHash('sha256');
-      for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-      const digest = hash.digest('hex');
+      const known = streamedDigests.get(path);
+      let digest: string;
+      if (known && known.size === size && known.mtimeMs === info!.mtimeMs) digest = known.sha256;
+      else {
+        const hash = createHash('sha256');
+        for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+        digest = hash.digest('hex');
+      }
       if (digest !== file.sha256) throw new RpcError(ErrorCode.Integrity, `input "${file.path}" is corrupt: SHA-256 ${digest}, expected ${file.sha256}`);
       const fd = openSync(path, 'r');
       fsyncSync(fd);
       closeSync(fd);
+      streamedDigests.delete(path);
     }
   }
 }

@@ -1,5 +1,6 @@
 import type { JobRecord } from '../store/job-record.js';
 import { shellQuote } from '../nodes/node-session.js';
+import { portVariable, type NodePort } from '../forwarding/node-ports.js';
 
 /**
  * Where a job lives on its head node (relative to the SSH user's home) and the small shell programs that
@@ -10,22 +11,33 @@ import { shellQuote } from '../nodes/node-session.js';
  *   swm/<job>/.swm/job.sh     the user's script
  *   swm/<job>/.swm/run.sh     runs job.sh once (guarded by .swm/started), records .swm/exitcode
  *   swm/<job>/.swm/pid        the runner's pid (a session leader: its pid is also its process group)
+ *   swm/<job>/.swm/ports      the node port of each declared port (core/forwarding/node-ports.ts)
  */
 export const nodeJobDir = (jobId: string): string => `swm/${jobId}`;
 export const containerName = (jobId: string): string => `swm-${jobId}`;
 
-export function runnerScript(job: JobRecord, image: string | null): string {
+/**
+ * The job's own command line. Declared ports: a plain process finds each at $SWM_PORT_<port> (its node port);
+ * a container listens on the declared port inside and is published on the node's loopback at the node port.
+ * A container with `out` ports shares the node's network instead (so that localhost reaches the node's end
+ * of the reverse forward); its `in` ports then cannot be remapped and are the node ports themselves.
+ */
+export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = []): string {
   const d = job.directives;
   const env = Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name });
   const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
   let command: string;
   if (image && (job.runtime === 'podman' || job.runtime === 'docker')) {
-    const envFlags = env.map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
-    const ports = d.ports.filter((p) => p.direction === 'in').map((p) => `-p ${p.port}:${p.port}`);
-    const network = ports.length ? ports.join(' ') : '--network host';
+    const hostNetwork = ports.length === 0 || ports.some((p) => p.direction === 'out');
+    const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
+    const envFlags = [...env, ...portEnv].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
+    const network = hostNetwork
+      ? '--network host'
+      : ports.filter((p) => p.direction === 'in').map((p) => `-p 127.0.0.1:${p.nodePort}:${p.port}`).join(' ');
     command = `${job.runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
   } else {
-    const exports = env.map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
+    const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
+    const exports = [...env, ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
     command = `${exports}\nchmod +x .swm/job.sh && ./.swm/job.sh`;
   }
   return `#!/bin/sh

@@ -10,6 +10,15 @@ export interface ExecResult {
   stderr: string;
 }
 
+/** A connection the node's SSH server accepted on a reverse forward (tcpip-forward) of this session. */
+export interface ReverseConnection {
+  /** The node-side address and port the connection came in on. */
+  bindAddr: string;
+  bindPort: number;
+  accept: () => ClientChannel;
+  reject: () => void;
+}
+
 export class HostKeyMismatch extends Error {
   override name = 'HostKeyMismatch';
 }
@@ -21,6 +30,8 @@ export class HostKeyMismatch extends Error {
 export class NodeSession {
   private sftpSession: Promise<SFTPWrapper> | null = null;
   private closed = false;
+  private readonly reverseListeners = new Set<(connection: ReverseConnection) => void>();
+  private readonly closeListeners = new Set<() => void>();
 
   private constructor(
     readonly node: PartitionNode,
@@ -29,8 +40,59 @@ export class NodeSession {
     client.on('close', () => {
       this.closed = true;
       this.sftpSession = null;
+      for (const listener of [...this.closeListeners]) listener();
+      this.closeListeners.clear();
     });
     client.on('error', () => {});
+    client.on('tcp connection', (details, accept, reject) => {
+      const connection: ReverseConnection = { bindAddr: details.destIP, bindPort: details.destPort, accept, reject };
+      if (this.reverseListeners.size === 0) reject();
+      for (const listener of this.reverseListeners) listener(connection);
+    });
+  }
+
+  /** Called once when the connection closes (at once if it is closed already). Returns a function that unsubscribes. */
+  onClose(listener: () => void): () => void {
+    if (this.closed) {
+      queueMicrotask(listener);
+      return () => {};
+    }
+    this.closeListeners.add(listener);
+    return () => this.closeListeners.delete(listener);
+  }
+
+  /**
+   * A TCP connection made by the node to `host:port` on its side (direct-tcpip, as `ssh -L`): how the core
+   * reaches a job's port. Rejects with Unavailable when nothing listens there.
+   */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    return new Promise((resolve, reject) =>
+      this.client.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+        if (error) reject(new RpcError(ErrorCode.Unavailable, `node ${this.node.name} cannot connect to ${host}:${port}: ${error.message}`));
+        else resolve(channel);
+      }),
+    );
+  }
+
+  /**
+   * Ask the node to listen on `host:port` (0: a port of its choice) and hand the connections to the
+   * `onReverseConnection` listeners (tcpip-forward, as `ssh -R`). Resolves with the port bound.
+   */
+  forwardIn(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      this.client.forwardIn(host, port, (error, bound) => (error ? reject(error) : resolve(bound || port))),
+    );
+  }
+
+  /** Stop a reverse forward (the node closes its listener). */
+  unforwardIn(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => this.client.unforwardIn(host, port, (error) => (error ? reject(error) : resolve())));
+  }
+
+  /** Hear the connections arriving on this session's reverse forwards. Returns a function that unsubscribes. */
+  onReverseConnection(listener: (connection: ReverseConnection) => void): () => void {
+    this.reverseListeners.add(listener);
+    return () => this.reverseListeners.delete(listener);
   }
 
   get isOpen(): boolean {

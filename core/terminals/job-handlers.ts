@@ -15,6 +15,14 @@ import { place } from '../scheduler/schedule.js';
 import type { CoreServices } from '../services.js';
 import { toWireJob, type JobRecord } from '../store/job-record.js';
 import { visibleJob } from './caller.js';
+import { forwardsOf, type JobForwards } from '../forwarding/job-forwards.js';
+import type { TerminalStreams } from '../transfers/terminal-streams.js';
+
+/** Where a submission came from (the terminal's connection). */
+export interface SubmissionOrigin {
+  /** The terminal's IP address: where the job's `out` ports lead unless the script names a submission-address. */
+  address?: string;
+}
 
 type P<M extends keyof TerminalMethods> = ParamsOf<TerminalMethods, M>;
 type R<M extends keyof TerminalMethods> = ResultOf<TerminalMethods, M>;
@@ -24,13 +32,20 @@ type R<M extends keyof TerminalMethods> = ResultOf<TerminalMethods, M>;
  * Every method resolves only after its change is committed.
  */
 export class JobHandlers {
+  /** The port forwards of running jobs (also what the REST API reports). */
+  readonly forwards: JobForwards;
+
   constructor(
     private readonly services: CoreServices,
     private readonly jobs: Jobs,
-  ) {}
+  ) {
+    this.forwards = forwardsOf(services);
+    this.forwards.start();
+  }
 
-  async submit(caller: Identity, params: P<'job.submit'>): Promise<R<'job.submit'>> {
+  async submit(caller: Identity, params: P<'job.submit'>, origin: SubmissionOrigin = {}): Promise<R<'job.submit'>> {
     const { directives, warnings } = parseJobScript(params.script);
+    if (!directives.submissionAddress && origin.address && directives.ports.some((p) => p.direction === 'out')) directives.submissionAddress = origin.address;
     const inputs = params.inputs ?? [];
     const total = inputs.reduce((sum, f) => sum + f.size, 0);
     const limit = this.services.config.limits.maxInputBytes;
@@ -100,6 +115,29 @@ export class JobHandlers {
   inputStatus(caller: Identity, params: P<'job.input.status'>): R<'job.input.status'> {
     const job = visibleJob(this.services, caller, params.id);
     return { files: this.inputsOf(job).status() };
+  }
+
+  /** job.input.open: the binary-stream upload of a declared input. */
+  inputOpen(caller: Identity, params: P<'job.input.open'>, streams: TerminalStreams): Promise<R<'job.input.open'>> {
+    const job = this.awaitingInputs(caller, params.id);
+    return streams.openInput(job, params.path, params.offset);
+  }
+
+  /** job.file.open: the binary-stream download of a file of the job's results. */
+  fileOpen(caller: Identity, params: P<'job.file.open'>, streams: TerminalStreams): Promise<R<'job.file.open'>> {
+    const job = visibleJob(this.services, caller, params.id);
+    return streams.openOutput(job, params.path, params.offset ?? 0);
+  }
+
+  /** job.forward.open: a TCP connection to a running job's `in` port, carried on the terminal's socket. */
+  forwardOpen(caller: Identity, params: P<'job.forward.open'>, streams: TerminalStreams): Promise<R<'job.forward.open'>> {
+    const job = visibleJob(this.services, caller, params.id);
+    return streams.openForward(() => this.forwards.connectIn(job, params.port));
+  }
+
+  ports(caller: Identity, params: P<'job.ports'>): R<'job.ports'> {
+    const job = visibleJob(this.services, caller, params.id);
+    return { ports: this.forwards.ports(job) };
   }
 
   async inputCommit(caller: Identity, params: P<'job.input.commit'>): Promise<R<'job.input.commit'>> {

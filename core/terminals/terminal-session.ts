@@ -9,6 +9,7 @@ import type { AdminHandlers } from './admin-handlers.js';
 import { visibleJob } from './caller.js';
 import type { CatalogHandlers } from './catalog-handlers.js';
 import type { JobHandlers } from './job-handlers.js';
+import { TerminalStreams } from '../transfers/terminal-streams.js';
 
 export interface Handlers {
   jobs: JobHandlers;
@@ -18,6 +19,12 @@ export interface Handlers {
 
 const MAX_SUBSCRIPTIONS = 10_000;
 
+/** The terminal's address as the core sees it ("::ffff:10.0.0.5" → "10.0.0.5"): where `out` ports lead by default. */
+export function terminalAddress(socket: WebSocket): string | undefined {
+  const raw = (socket as unknown as { _socket?: { remoteAddress?: string } })._socket?.remoteAddress;
+  return raw?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+}
+
 /**
  * One terminal connection: a JSON-RPC peer serving the terminal methods as the certificate's identity,
  * plus that connection's job subscriptions. Closing the socket drops them.
@@ -25,6 +32,9 @@ const MAX_SUBSCRIPTIONS = 10_000;
 export function openTerminalSession(socket: WebSocket, caller: Identity, services: CoreServices, handlers: Handlers): void {
   const subscriptions = new Map<string, (job: JobRecord) => void>();
   const log = services.logger.child({ terminal: caller.name, role: caller.role });
+  const origin = { address: terminalAddress(socket) };
+  // Bulk streams (uploads, downloads, forwarded connections) share the socket as binary frames.
+  let streams: TerminalStreams | null = null;
 
   const unsubscribe = (id: string) => {
     const listener = subscriptions.get(id);
@@ -65,11 +75,19 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
               jobs: services.store.countsByState(),
             };
           case 'job.submit':
-            return jobs.submit(caller, params);
+            return jobs.submit(caller, params, origin);
           case 'job.input.write':
             return jobs.inputWrite(caller, params);
           case 'job.input.status':
             return jobs.inputStatus(caller, params);
+          case 'job.input.open':
+            return jobs.inputOpen(caller, params, streams!);
+          case 'job.file.open':
+            return jobs.fileOpen(caller, params, streams!);
+          case 'job.forward.open':
+            return jobs.forwardOpen(caller, params, streams!);
+          case 'job.ports':
+            return jobs.ports(caller, params);
           case 'job.input.commit':
             return jobs.inputCommit(caller, params);
           case 'job.list':
@@ -115,8 +133,11 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
       }) as never,
     },
   });
+  streams = new TerminalStreams(peer, services, log);
+  peer.on('binary', (data: Buffer) => streams!.receive(data));
   peer.on('handler-error', (error: Error, method: string) => log.error({ method, err: error.message, stack: error.stack }, 'handler failed'));
   peer.on('close', () => {
     for (const id of [...subscriptions.keys()]) unsubscribe(id);
+    streams!.close();
   });
 }

@@ -1,14 +1,6 @@
-import type { SFTPWrapper, TransferOptions } from 'ssh2';
+import type { SFTPWrapper } from 'ssh2';
 
-/** SFTP transfer tuning: many requests in flight per file, several files at once. */
-const FILE_OPTIONS: TransferOptions = { concurrency: 64, chunkSize: 64 * 1024 };
-export const PARALLEL_FILES = 8;
-
-export const putFile = (sftp: SFTPWrapper, local: string, remote: string): Promise<void> =>
-  new Promise((resolve, reject) => sftp.fastPut(local, remote, FILE_OPTIONS, (e) => (e ? reject(e) : resolve())));
-
-export const getFile = (sftp: SFTPWrapper, remote: string, local: string): Promise<void> =>
-  new Promise((resolve, reject) => sftp.fastGet(remote, local, FILE_OPTIONS, (e) => (e ? reject(e) : resolve())));
+/** Small SFTP operations of the steps; bulk transfers (inputs, results) are in core/transfers/. */
 
 export const writeRemoteFile = (sftp: SFTPWrapper, remote: string, content: string, mode = 0o644): Promise<void> =>
   new Promise((resolve, reject) => sftp.writeFile(remote, content, { mode }, (e) => (e ? reject(e) : resolve())));
@@ -47,12 +39,3 @@ export const readRemoteChunk = (sftp: SFTPWrapper, remote: string, offset: numbe
       next();
     });
   });
-
-/** Run `work` over `items` with at most `limit` in flight. */
-export async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let index = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (index < items.length) await work(items[index++]!);
-  });
-  await Promise.all(lanes);
-}

@@ -1,33 +1,36 @@
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fetchOutputs, selectOutputs } from '../../transfers/stage-outputs.js';
+import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
 import { nodeJobDir } from '../node-layout.js';
-import { getFile, inParallel, PARALLEL_FILES, statRemote } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
 /** Where a job's results land in the spool: what `swm download` hands out. */
 export const outputsDir = (jobDir: string): string => join(jobDir, 'outputs');
+/** Downloads in progress, outside the results until they are complete and verified. */
+export const stagingDir = (jobDir: string): string => join(jobDir, 'staging');
 
-/** Download stdout, stderr and the declared output files into the spool's job directory. */
-export async function downloadResults({ job, services, signal }: Pick<StepContext, 'job' | 'services' | 'signal'>, logsOnly = false): Promise<string[]> {
+/**
+ * Download stdout, stderr and the declared output files (names, directories, patterns) into the spool's job
+ * directory, each verified against the node before it joins the results. Returns the entries that matched
+ * nothing, and those refused (a symbolic link leading out of the job directory), as readable notes.
+ */
+export async function downloadResults(
+  { job, services, signal, emit }: Pick<StepContext, 'job' | 'services' | 'signal'> & Partial<Pick<StepContext, 'emit'>>,
+  logsOnly = false,
+): Promise<string[]> {
   const session = await services.nodes.head(job.partitionName!, signal);
   const sftp = await session.sftp();
   const d = job.directives;
-  const wanted = [d.stdout ?? 'stdout.log', d.stderr ?? 'stderr.log', ...(logsOnly ? [] : d.outputFiles)];
-  const out = outputsDir(services.spool.job(job.id));
+  const wanted = [...new Set([d.stdout ?? 'stdout.log', d.stderr ?? 'stderr.log', ...(logsOnly ? [] : d.outputFiles)])];
   const remoteDir = nodeJobDir(job.id);
-  const missing: string[] = [];
-  await inParallel([...new Set(wanted)], PARALLEL_FILES, async (path) => {
-    const remote = `${remoteDir}/${path}`;
-    const stat = await statRemote(sftp, remote);
-    if (!stat || stat.isDirectory) {
-      missing.push(path);
-      return;
-    }
-    const local = join(out, path);
-    mkdirSync(dirname(local), { recursive: true, mode: 0o700 });
-    await getFile(sftp, remote, local);
-  });
-  return missing;
+  const jobDir = services.spool.job(job.id);
+  const selection = await selectOutputs(sftp, remoteDir, wanted);
+  const total = selection.files.reduce((n, f) => n + f.size, 0);
+  const progress = emit && !logsOnly
+    ? new ProgressReporter(total, (done, all) => `downloading results ${formatBytes(done)} / ${formatBytes(all)}`, (details) => emit({ type: 'progress', details }))
+    : null;
+  await fetchOutputs(session, remoteDir, selection.files, outputsDir(jobDir), stagingDir(jobDir), { signal, onBytes: (n) => progress?.add(n) });
+  return [...selection.missing, ...selection.refused.map((path) => `${path} (a symbolic link leading outside the job directory: refused)`)];
 }
 
 export const stageOutStep: StepEffect = async (context) => {

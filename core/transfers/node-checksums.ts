@@ -1,0 +1,72 @@
+import type { SFTPWrapper } from 'ssh2';
+import type { NodeSession } from '../nodes/node-session.js';
+import { shellQuote } from '../nodes/node-session.js';
+
+/**
+ * SHA-256 of files on a node, computed there (the bytes are not read back over the network). OpenSSL is
+ * preferred (several times faster than coreutils' sha256sum on machines with SHA extensions); nodes with
+ * neither get size checks only.
+ */
+export type HashTool = 'openssl' | 'sha256sum' | null;
+
+const DETECT = 'if command -v openssl >/dev/null 2>&1; then echo openssl; elif command -v sha256sum >/dev/null 2>&1; then echo sha256sum; fi';
+
+const tools = new WeakMap<NodeSession, Promise<HashTool>>();
+
+/** The hashing tool of a node (asked once per session). */
+export function hashToolOf(session: NodeSession, signal?: AbortSignal): Promise<HashTool> {
+  let tool = tools.get(session);
+  if (!tool) {
+    tool = session.run(DETECT, signal).then((out) => {
+      const name = out.trim();
+      return name === 'openssl' || name === 'sha256sum' ? name : null;
+    });
+    tools.set(session, tool);
+    tool.catch(() => tools.delete(session));
+  }
+  return tool;
+}
+
+/** Paths the hash tools print unambiguously (their output is line-based and may escape odd names). Pure. */
+export const hashablePath = (path: string): boolean => !/[\n\r\\]/.test(path);
+
+/**
+ * Parse `<hex> *<name>` (openssl -r, sha256sum -b) or `<hex>  <name>` (sha256sum) lines into name → digest.
+ * Pure.
+ */
+export function parseDigests(output: string): Map<string, string> {
+  const digests = new Map<string, string>();
+  for (const line of output.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+    if (m) digests.set(m[2]!.replace(/^\.\//, ''), m[1]!);
+  }
+  return digests;
+}
+
+/** The shell command that hashes the NUL-separated file list `listFile`, in `dir`. Pure. */
+export function hashCommand(tool: Exclude<HashTool, null>, dir: string, listFile: string): string {
+  const run = tool === 'openssl' ? 'openssl dgst -sha256 -r' : 'sha256sum -b';
+  return `cd ${shellQuote(dir)} && xargs -0 ${run} < ${shellQuote(listFile)}`;
+}
+
+/**
+ * SHA-256 of `paths` (relative to `dir`) on the node, or null when the node has no tool for it. The list
+ * travels as a file (`listFile`, relative to `dir`) so that thousands of names fit no command line limit.
+ * A file that cannot be read is missing from the result.
+ */
+export async function nodeDigests(
+  session: NodeSession,
+  sftp: SFTPWrapper,
+  dir: string,
+  listFile: string,
+  paths: readonly string[],
+  signal?: AbortSignal,
+): Promise<Map<string, string> | null> {
+  const tool = await hashToolOf(session, signal);
+  if (!tool) return null;
+  if (paths.length === 0) return new Map();
+  const list = paths.map((p) => `./${p}\0`).join('');
+  await new Promise<void>((resolve, reject) => sftp.writeFile(`${dir}/${listFile}`, list, (e) => (e ? reject(e) : resolve())));
+  const result = await session.exec(hashCommand(tool, dir, listFile), { signal });
+  return parseDigests(result.stdout);
+}

@@ -1,0 +1,148 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { SFTPWrapper } from 'ssh2';
+import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
+import type { NodeSession } from '../nodes/node-session.js';
+import { shellQuote } from '../nodes/node-session.js';
+import { hashablePath, nodeDigests } from './node-checksums.js';
+import { isRegular, listRemote, putBlocks } from './sftp-files.js';
+import { diagnoseNodeWrite } from './transfer-errors.js';
+import { forEachLimited } from './work-lanes.js';
+
+/** Files below this size go through the many-lanes pool: they are bound by round trips, not bandwidth. */
+const SMALL_FILE_BYTES = 1024 * 1024;
+const SMALL_FILE_LANES = 64;
+const LARGE_FILE_LANES = 4;
+const INFLIGHT = 32;
+const BLOCK = 256 * 1024;
+/** Bytes before the end of a partial remote file that are sent again on resume: blocks complete out of order. */
+export const RESUME_MARGIN = INFLIGHT * BLOCK;
+
+export interface StageInputsOptions {
+  signal?: AbortSignal;
+  /** Bytes the node acknowledged (progress). */
+  onBytes?: (n: number) => void;
+  /** Name of the NUL-separated list of files to hash, written in the job directory. */
+  listFile?: string;
+}
+
+export interface StageInputsResult {
+  /** Bytes sent by this run (a resumed run sends less than the total). */
+  sentBytes: number;
+  /** Bytes already on the node from an earlier, interrupted run. */
+  keptBytes: number;
+  /** How the files were checked on the node. */
+  verified: 'sha256' | 'size';
+}
+
+/** Where a partial remote file of `remote` bytes (of `size`) is continued from. Pure. */
+export const resumePoint = (remote: number | undefined, size: number): number =>
+  remote === undefined || remote > size ? 0 : remote === size ? size : Math.max(0, Math.floor((remote - RESUME_MARGIN) / BLOCK) * BLOCK);
+
+/** Create the directories the inputs go to (one command per batch of names). */
+async function makeDirectories(session: NodeSession, dirs: readonly string[], signal?: AbortSignal): Promise<void> {
+  let batch: string[] = [];
+  let length = 0;
+  const flush = async () => {
+    if (batch.length) await session.run(`mkdir -p ${batch.map(shellQuote).join(' ')}`, signal);
+    batch = [];
+    length = 0;
+  };
+  for (const dir of dirs) {
+    batch.push(dir);
+    length += dir.length + 3;
+    if (length > 64 * 1024) await flush();
+  }
+  await flush();
+}
+
+/** Sizes of the regular files already in the directories inputs go to (relative to `remoteDir`). */
+async function remoteSizes(sftp: SFTPWrapper, remoteDir: string, relativeDirs: readonly string[]): Promise<Map<string, number>> {
+  const sizes = new Map<string, number>();
+  await forEachLimited(relativeDirs, 16, async (dir) => {
+    for (const entry of await listRemote(sftp, dir ? `${remoteDir}/${dir}` : remoteDir))
+      if (isRegular(entry.attrs)) sizes.set(dir ? `${dir}/${entry.filename}` : entry.filename, entry.attrs.size);
+  });
+  return sizes;
+}
+
+/**
+ * Upload a job's inputs from the core's spool (`localRoot`) to its directory on the node (`remoteDir`):
+ * many blocks in flight per file, many small files at once, each file continued from what the node already
+ * has, then every file checked on the node (SHA-256 where the node can compute it, else its size) and any
+ * bad one sent again from scratch. Throws with a message naming the file (vanished, disk full, corrupt).
+ */
+export async function stageInputs(
+  session: NodeSession,
+  localRoot: string,
+  remoteDir: string,
+  files: readonly InputFile[],
+  o: StageInputsOptions = {},
+): Promise<StageInputsResult> {
+  const relativeDirs = [...new Set(files.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))];
+  await makeDirectories(session, [remoteDir, ...relativeDirs.filter(Boolean).map((d) => `${remoteDir}/${d}`)], o.signal);
+  const sftp = await session.sftp();
+  const existing = await remoteSizes(sftp, remoteDir, relativeDirs);
+
+  let sentBytes = 0;
+  const onBytes = (n: number) => {
+    sentBytes += n;
+    o.onBytes?.(n);
+  };
+  const send = async (file: InputFile, from: number): Promise<void> => {
+    let local: FileHandle;
+    try {
+      local = await open(join(localRoot, file.path), 'r');
+    } catch (error) {
+      throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
+    }
+    try {
+      const size = (await local.stat()).size;
+      if (size !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${size} bytes, ${file.size} declared`);
+      await putBlocks(sftp, local, `${remoteDir}/${file.path}`, { from, size: file.size, inflight: INFLIGHT, blockBytes: BLOCK, signal: o.signal, onBytes });
+    } catch (error) {
+      throw await diagnoseNodeWrite(session, remoteDir, file.path, file.size - from, error);
+    } finally {
+      await local.close();
+    }
+  };
+
+  let keptBytes = 0;
+  const plan = files.map((file) => {
+    const from = resumePoint(existing.get(file.path), file.size);
+    keptBytes += from;
+    o.onBytes?.(from);
+    return { file, from };
+  });
+  const pending = plan.filter((p) => p.from < p.file.size || (p.file.size === 0 && !existing.has(p.file.path)));
+  const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES);
+  const large = pending.filter((p) => p.file.size >= SMALL_FILE_BYTES);
+  await Promise.all([
+    forEachLimited(large, LARGE_FILE_LANES, (p) => send(p.file, p.from)),
+    forEachLimited(small, SMALL_FILE_LANES, (p) => send(p.file, p.from)),
+  ]);
+
+  // Check what the node holds. A file that fails is sent again from its first byte, once.
+  const listFile = o.listFile ?? '.swm/inputs.list';
+  const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
+    const hashable = candidates.filter((f) => hashablePath(f.path));
+    const digests = await nodeDigests(session, sftp, remoteDir, listFile, hashable.map((f) => f.path), o.signal);
+    const sizes = await remoteSizes(sftp, remoteDir, [...new Set(candidates.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))]);
+    const bad = candidates.filter((f) => {
+      if (sizes.get(f.path) !== f.size) return true;
+      if (digests && hashablePath(f.path)) return digests.get(f.path) !== f.sha256;
+      return false;
+    });
+    return { bad, verified: digests ? 'sha256' : 'size' };
+  };
+  const first = await check(files);
+  if (first.bad.length > 0) {
+    await forEachLimited(first.bad, LARGE_FILE_LANES, (file) => send(file, 0));
+    const second = await check(first.bad);
+    if (second.bad.length > 0) {
+      const names = second.bad.slice(0, 3).map((f) => `"${f.path}"`).join(', ');
+      throw new Error(`input ${names}${second.bad.length > 3 ? ` and ${second.bad.length - 3} more` : ''} arrived corrupt on node ${session.node.name} twice`);
+    }
+  }
+  return { sentBytes, keptBytes, verified: first.verified };
+}
