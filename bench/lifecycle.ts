@@ -1,17 +1,20 @@
 /**
- * bench/lifecycle: N trivial jobs (`#!/bin/sh` + `true`) through the whole lifecycle on the local gate with
- * the plain-process runtime (partition → SSH connect → stage-in → run → stage-out → teardown), then the same
- * N jobs as `sbatch --wrap true` on a one-node Slurm on this machine, with the same concurrency allowed
- * (the local remote's node quota = the Slurm node's declared CPUs).
+ * bench/lifecycle: trivial jobs (`#!/bin/sh` + `true`) through the whole lifecycle on the local gate with the
+ * plain-process runtime (partition → SSH connect → stage-in → run → stage-out → teardown), then the same jobs
+ * as `sbatch --wrap true` on a one-node Slurm on this machine, with the same concurrency allowed (the local
+ * remote's node quota = the CPUs declared for the Slurm node). Two phases per system:
+ *
+ *   idle   a few jobs one at a time: the latency of one job on a system with free capacity;
+ *   burst  N jobs submitted at once: end-to-end throughput, and the latency of jobs that queue behind others.
  *
  * Times are taken on the submitting side: submit = just before the job.submit call; running = receipt of
  * the first job.event in state R; finished = receipt of the job.event in F, E or C. For Slurm, submit = just
  * before starting sbatch; running and finished = the controller's prolog and epilog (allocation and
- * completion), which write a millisecond timestamp per job.
+ * completion), which record a millisecond timestamp per job.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectTerminal, gatePid, killGates, startCoreProcess, type CoreProcess } from '../test/harness/core.js';
@@ -29,8 +32,8 @@ const WARMUP_JOBS = 4;
 const DEFAULT_MAX_NODES = 32;
 /**
  * Slurm tuned for a stream of short jobs: the FIFO scheduler (no backfill pass to pay for), every
- * submission and completion considered at once (no batch_sched_delay), no throttling between scheduling
- * cycles, the whole queue examined per cycle.
+ * submission and completion considered at once (no batch_sched_delay, no throttling between scheduling
+ * cycles), the whole queue examined per cycle.
  */
 const SLURM_THROUGHPUT_PARAMETERS = 'batch_sched_delay=0,sched_min_interval=0,default_queue_depth=10000';
 
@@ -42,18 +45,20 @@ const positive = (value: string): number => {
 
 const options = new Command('bench-lifecycle')
   .description('Trivial jobs end to end on the local gate, side by side with Slurm sbatch --wrap true.')
-  .option('--jobs <n>', 'jobs to run', positive, 200)
-  .option('--terminals <n>', 'terminals submitting (one mTLS WebSocket each)', positive, 4)
+  .option('--jobs <n>', 'jobs in the burst', positive, 200)
+  .option('--idle-jobs <n>', 'jobs run one at a time before the burst', positive, 10)
+  .option('--terminals <n>', 'terminals submitting the burst (one mTLS WebSocket each)', positive, 4)
   .option('--in-flight <n>', 'submissions each terminal keeps outstanding', positive, 4)
   .option('--max-nodes <n>', `node quota of the local remote = CPUs declared for the Slurm node (shipped default ${DEFAULT_MAX_NODES})`, positive, DEFAULT_MAX_NODES)
   .option('--slurm-submitters <n>', 'parallel sbatch loops', positive, 4)
   .option('--slurm-scheduler-parameters <s>', 'slurm.conf SchedulerParameters', SLURM_THROUGHPUT_PARAMETERS)
-  .option('--timeout <s>', 'give up waiting for jobs after this many seconds (per system)', positive, 120)
+  .option('--timeout <s>', 'give up waiting for the burst after this many seconds (per system)', positive, 120)
   .option('--no-slurm', 'skip the Slurm peer')
   .option('--cpu-prof <dir>', "write the V8 CPU profiles (.cpuprofile) of the core and its local gate into this directory")
   .parse()
   .opts<{
     jobs: number;
+    idleJobs: number;
     terminals: number;
     inFlight: number;
     maxNodes: number;
@@ -64,63 +69,89 @@ const options = new Command('bench-lifecycle')
     cpuProf?: string;
   }>();
 
-interface Figures {
+/** One job as its submitter saw it, in milliseconds of one clock. */
+interface Timeline {
+  submittedAt: number;
+  runningAt?: number;
+  finishedAt?: number;
+  /** Why it did not finish well (not F, or sbatch failed). */
+  failure?: string;
+}
+
+interface Phase {
   jobs: number;
   finished: number;
-  failed: string[];
+  failures: string[];
   wallMs: number;
   toRunning: LatencySummary;
   toFinished: LatencySummary;
+  timedOut: boolean;
 }
 
-/** One job as the submitting terminal saw it (performance.now() milliseconds). */
-interface Tracked {
-  submittedAt: number;
-  runningAt?: number;
-  processStartedAt?: number;
-  finishedAt?: number;
-  final?: Job;
+function phaseOf(timelines: Timeline[], expected: number, timedOut: boolean): Phase {
+  const done = timelines.filter((t) => t.finishedAt !== undefined);
+  const first = Math.min(...timelines.map((t) => t.submittedAt));
+  const last = Math.max(...done.map((t) => t.finishedAt!));
+  return {
+    jobs: expected,
+    finished: done.length,
+    failures: timelines.flatMap((t) => (t.failure ? [t.failure] : [])),
+    wallMs: last - first,
+    toRunning: summarize(timelines.filter((t) => t.runningAt !== undefined).map((t) => t.runningAt! - t.submittedAt)),
+    toFinished: summarize(done.map((t) => t.finishedAt! - t.submittedAt)),
+    timedOut,
+  };
 }
 
 const isFinal = (job: Job): boolean => job.state === 'F' || job.state === 'E' || job.state === 'C';
 
-/** Follows the jobs a terminal submitted through job.event notifications and resolves when all ended. */
+const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([promise, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms).unref())]);
+
+/** Follows submitted jobs through job.event notifications; `allEnded` resolves when every one has ended. */
 class JobTracker {
-  readonly jobs = new Map<string, Tracked>();
+  readonly jobs = new Map<string, Timeline>();
+  /** Jobs already past state R when their subscription was answered (their R time is unknown). */
+  lateSubscriptions = 0;
   private ended = 0;
   private expected = Infinity;
   private resolveAll: () => void = () => {};
   readonly allEnded = new Promise<void>((resolve) => (this.resolveAll = resolve));
-  /** Jobs already past state R when their subscription was answered (their R time is unknown). */
-  lateSubscriptions = 0;
+  private readonly detach: (() => void)[] = [];
+
+  constructor(terminals: TerminalClient[]) {
+    for (const terminal of terminals) {
+      const listener = (name: string, job: Job) => {
+        if (name === 'job.event') this.observe(job, performance.now());
+      };
+      terminal.on('notification', listener);
+      this.detach.push(() => terminal.off('notification', listener));
+    }
+  }
 
   expect(count: number): void {
     this.expected = count;
     if (this.ended >= count) this.resolveAll();
   }
 
-  listen(terminal: TerminalClient): void {
-    terminal.on('notification', (name: string, job: Job) => {
-      if (name === 'job.event') this.observe(job.id, job, performance.now());
-    });
+  observe(job: Job, at: number, fromSubscription = false): void {
+    const t = this.jobs.get(job.id);
+    if (!t || t.finishedAt !== undefined) return;
+    if (job.state === 'R') t.runningAt ??= at;
+    if (!isFinal(job)) return;
+    if (fromSubscription && t.runningAt === undefined) this.lateSubscriptions++;
+    t.finishedAt = at;
+    if (job.state !== 'F') t.failure = `${job.state}: ${job.state_details}`;
+    if (++this.ended >= this.expected) this.resolveAll();
   }
 
-  observe(id: string, job: Job, at: number, fromSubscription = false): void {
-    const t = this.jobs.get(id);
-    if (!t || t.finishedAt !== undefined) return;
-    if (job.state === 'R' && t.runningAt === undefined) t.runningAt = at;
-    if (job.state === 'R' && job.state_details === 'running' && t.processStartedAt === undefined) t.processStartedAt = at;
-    if (isFinal(job)) {
-      if (fromSubscription && t.runningAt === undefined) this.lateSubscriptions++;
-      t.finishedAt = at;
-      t.final = job;
-      if (++this.ended >= this.expected) this.resolveAll();
-    }
+  close(): void {
+    for (const off of this.detach) off();
   }
 }
 
 /** Submit `count` jobs from one terminal with `inFlight` calls outstanding, subscribing to each at once. */
-async function submitAll(terminal: TerminalClient, tracker: JobTracker, count: number, inFlight: number): Promise<void> {
+async function submitFrom(terminal: TerminalClient, tracker: JobTracker, count: number, inFlight: number): Promise<void> {
   let left = count;
   const subscriptions: Promise<unknown>[] = [];
   const lane = async () => {
@@ -129,26 +160,47 @@ async function submitAll(terminal: TerminalClient, tracker: JobTracker, count: n
       const submittedAt = performance.now();
       const { id } = await terminal.call('job.submit', { script: SCRIPT, name: 'bench' });
       tracker.jobs.set(id, { submittedAt });
-      subscriptions.push(terminal.call('job.subscribe', { id }).then((job) => tracker.observe(id, job, performance.now(), true)));
+      subscriptions.push(terminal.call('job.subscribe', { id }).then((job) => tracker.observe(job, performance.now(), true)));
     }
   };
   await Promise.all(Array.from({ length: inFlight }, lane));
   await Promise.all(subscriptions);
 }
 
+/** Submit `count` jobs spread over the terminals and wait until all have ended (or the timeout). */
+async function runJobs(terminals: TerminalClient[], count: number, timeoutMs: number): Promise<{ timelines: Timeline[]; timedOut: boolean; late: number }> {
+  const tracker = new JobTracker(terminals);
+  try {
+    const shares = terminals.map((_, i) => Math.floor(count / terminals.length) + (i < count % terminals.length ? 1 : 0));
+    await Promise.all(terminals.map((t, i) => submitFrom(t, tracker, shares[i]!, options.inFlight)));
+    tracker.expect(count);
+    const outcome = await withTimeout(tracker.allEnded, timeoutMs);
+    return { timelines: [...tracker.jobs.values()], timedOut: outcome === 'timeout', late: tracker.lateSubscriptions };
+  } finally {
+    tracker.close();
+  }
+}
+
 /** Poll `status` (the protocol has no event for it) until the local gate is connected and has flavors. */
 async function waitForGate(terminal: TerminalClient, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await terminal.call('status');
-    const gate = status.gates.find((g) => g.name === 'local');
+    const gate = (await terminal.call('status')).gates.find((g) => g.name === 'local');
     if (gate?.connected && (await terminal.call('flavor.list', { remote: 'local' })).length) return;
     if (Date.now() > deadline) throw new Error(`the local gate did not connect within ${timeoutMs} ms: ${JSON.stringify(gate)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-/** SIGTERM a process and wait (polling /proc: it is not our child) until it is gone, at most `ms`. */
+const isGone = (pid: number): boolean => {
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return !existsSync(`/proc/${pid}`);
+  }
+};
+
+/** SIGTERM a process that is not our child and wait (polling /proc) until it is gone, at most `ms`. */
 async function terminateProcess(pid: number, ms: number): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
@@ -156,56 +208,29 @@ async function terminateProcess(pid: number, ms: number): Promise<void> {
     return;
   }
   const deadline = Date.now() + ms;
-  while (existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readProcStat(pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  while (!isGone(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
-const readProcStat = (pid: number): string => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return '';
-  }
-};
-
-const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> =>
-  Promise.race([promise, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms).unref())]);
-
-async function runJobs(terminals: TerminalClient[], count: number): Promise<{ tracker: JobTracker; timedOut: boolean }> {
-  const tracker = new JobTracker();
-  for (const t of terminals) tracker.listen(t);
-  const shares = terminals.map((_, i) => Math.floor(count / terminals.length) + (i < count % terminals.length ? 1 : 0));
-  await Promise.all(terminals.map((t, i) => submitAll(t, tracker, shares[i]!, options.inFlight)));
-  tracker.expect(count);
-  const outcome = await withTimeout(tracker.allEnded, options.timeout * 1000);
-  return { tracker, timedOut: outcome === 'timeout' };
+interface OursResult {
+  idle: Phase;
+  burst: Phase;
+  lateSubscriptions: number;
+  leftoverPartitions: number;
+  coreRssKiB: number | null;
+  gateRssKiB: number | null;
+  coreCpuSec: number | null;
+  gateCpuSec: number | null;
 }
 
-function figuresOf(tracker: JobTracker, count: number): Figures & { toProcessStart: LatencySummary } {
-  const all = [...tracker.jobs.values()];
-  const done = all.filter((t) => t.finishedAt !== undefined);
-  const first = Math.min(...all.map((t) => t.submittedAt));
-  const last = Math.max(...done.map((t) => t.finishedAt!));
-  const failed = done.filter((t) => t.final!.state !== 'F').map((t) => `${t.final!.state}: ${t.final!.state_details}`);
-  return {
-    jobs: count,
-    finished: done.length,
-    failed,
-    wallMs: last - first,
-    toRunning: summarize(all.filter((t) => t.runningAt !== undefined).map((t) => t.runningAt! - t.submittedAt)),
-    toProcessStart: summarize(all.filter((t) => t.processStartedAt !== undefined).map((t) => t.processStartedAt! - t.submittedAt)),
-    toFinished: summarize(done.map((t) => t.finishedAt! - t.submittedAt)),
-  };
-}
-
-async function measureOurs() {
+async function measureOurs(): Promise<OursResult> {
   const spool: TestSpool = await makeTestSpool({
     configure: (config) => {
       config.remotes.find((r) => r.name === 'local')!.maxNodes = options.maxNodes;
     },
   });
   let core: CoreProcess | null = null;
-  const terminals: TerminalClient[] = [];
   let gate: number | null = null;
+  const terminals: TerminalClient[] = [];
   const stop = onExit(async () => {
     await Promise.all(terminals.map((t) => t.close().catch(() => {})));
     await core?.kill('SIGTERM');
@@ -215,24 +240,25 @@ async function measureOurs() {
     spool.cleanup();
   });
   try {
-    core = await startCoreProcess(spool, options.cpuProf ? { NODE_OPTIONS: `--import=${CPU_PROFILER}`, SKYPORT_CPU_PROFILE_DIR: resolve(options.cpuProf) } : {});
+    const profiling = options.cpuProf ? { NODE_OPTIONS: `--import=${CPU_PROFILER}`, SKYPORT_CPU_PROFILE_DIR: resolve(options.cpuProf) } : {};
+    core = await startCoreProcess(spool, profiling);
     for (let i = 0; i < options.terminals; i++) terminals.push(await connectTerminal(spool.homeDir, core.port));
     await waitForGate(terminals[0]!, 30_000);
-    const warm = await runJobs(terminals.slice(0, 1), WARMUP_JOBS);
-    if (warm.timedOut) throw new Error('the warm-up jobs did not finish');
-
     gate = gatePid(spool);
+    if ((await runJobs(terminals.slice(0, 1), WARMUP_JOBS, 60_000)).timedOut) throw new Error('the warm-up jobs did not finish');
+
+    const idle: Timeline[] = [];
+    for (let i = 0; i < options.idleJobs; i++) idle.push(...(await runJobs(terminals.slice(0, 1), 1, 60_000)).timelines);
+
     const cpu0 = { core: cpuSeconds(core.child.pid!), gate: cpuSeconds(gate) };
-    const { tracker, timedOut } = await runJobs(terminals, options.jobs);
+    const burst = await runJobs(terminals, options.jobs, options.timeout * 1000);
     const cpu1 = { core: cpuSeconds(core.child.pid!), gate: cpuSeconds(gate) };
-    const figures = figuresOf(tracker, options.jobs);
-    const leftover = (await terminals[0]!.call('partition.list')).length;
     const delta = (a: number | null, b: number | null) => (a !== null && b !== null ? b - a : null);
     return {
-      ...figures,
-      timedOut,
-      lateSubscriptions: tracker.lateSubscriptions,
-      leftover,
+      idle: phaseOf(idle, options.idleJobs, false),
+      burst: phaseOf(burst.timelines, options.jobs, burst.timedOut),
+      lateSubscriptions: burst.late,
+      leftoverPartitions: (await terminals[0]!.call('partition.list')).length,
       coreRssKiB: peakRssKiB(core.child.pid!),
       gateRssKiB: peakRssKiB(gate),
       coreCpuSec: delta(cpu0.core, cpu1.core),
@@ -243,7 +269,22 @@ async function measureOurs() {
   }
 }
 
-async function measureSlurm(): Promise<(Figures & { ctldRssKiB: number | null; settings: string[]; timedOut: boolean }) | { skipped: string }> {
+interface SlurmResult {
+  idle: Phase;
+  burst: Phase;
+  ctldRssKiB: number | null;
+  settings: string[];
+}
+
+/** Submit `count` sbatch jobs and wait for their completion records; times on the epoch-ms clock. */
+async function runSbatchJobs(cluster: SlurmCluster, count: number, submitters: number, timeoutMs: number): Promise<{ timelines: Timeline[]; timedOut: boolean }> {
+  const run = await runSbatch(cluster, count, submitters);
+  const { times, timedOut } = await waitForCompletions(cluster, run.submissions.map((s) => s.jobId), timeoutMs);
+  const timelines: Timeline[] = run.submissions.map((s) => ({ submittedAt: s.submittedAt, runningAt: times.get(s.jobId)?.start, finishedAt: times.get(s.jobId)?.end }));
+  return { timelines: [...timelines, ...run.failures.map((failure) => ({ submittedAt: run.submissions[0]?.submittedAt ?? 0, failure }))], timedOut };
+}
+
+async function measureSlurm(): Promise<SlurmResult | { skipped: string }> {
   if (!options.slurm) return { skipped: '--no-slurm' };
   const missing = ensureSlurm();
   if (missing) return { skipped: missing };
@@ -251,26 +292,15 @@ async function measureSlurm(): Promise<(Figures & { ctldRssKiB: number | null; s
   const stop = onExit(async () => cluster?.stop());
   try {
     cluster = await startSlurm({ cpus: options.maxNodes, partitionUp: true, schedulerParameters: options.slurmSchedulerParameters, recordJobTimes: true });
-    const warm = await runSbatch(cluster, WARMUP_JOBS, options.slurmSubmitters);
-    if ((await waitForCompletions(cluster, warm.submissions.map((s) => s.jobId), 60_000)).timedOut) throw new Error('the warm-up jobs did not finish');
-
-    const run = await runSbatch(cluster, options.jobs, options.slurmSubmitters);
-    const ids = run.submissions.map((s) => s.jobId);
-    const { times, timedOut } = await waitForCompletions(cluster, ids, options.timeout * 1000);
-    const started = run.submissions.filter((s) => times.get(s.jobId)?.start !== undefined);
-    const ended = run.submissions.filter((s) => times.get(s.jobId)?.end !== undefined);
-    const first = Math.min(...run.submissions.map((s) => s.submittedAt));
-    const last = Math.max(...ended.map((s) => times.get(s.jobId)!.end!));
+    if ((await runSbatchJobs(cluster, WARMUP_JOBS, options.slurmSubmitters, 60_000)).timedOut) throw new Error('the warm-up jobs did not finish');
+    const idle: Timeline[] = [];
+    for (let i = 0; i < options.idleJobs; i++) idle.push(...(await runSbatchJobs(cluster, 1, 1, 60_000)).timelines);
+    const burst = await runSbatchJobs(cluster, options.jobs, options.slurmSubmitters, options.timeout * 1000);
     return {
-      jobs: options.jobs,
-      finished: ended.length,
-      failed: run.failures,
-      wallMs: last - first,
-      toRunning: summarize(started.map((s) => times.get(s.jobId)!.start! - s.submittedAt)),
-      toFinished: summarize(ended.map((s) => times.get(s.jobId)!.end! - s.submittedAt)),
+      idle: phaseOf(idle, options.idleJobs, false),
+      burst: phaseOf(burst.timelines, options.jobs, burst.timedOut),
       ctldRssKiB: cluster.controllerPeakRssKiB(),
       settings: cluster.settings,
-      timedOut,
     };
   } catch (error) {
     return { skipped: `the one-node Slurm failed: ${(error as Error).message}` };
@@ -279,29 +309,34 @@ async function measureSlurm(): Promise<(Figures & { ctldRssKiB: number | null; s
   }
 }
 
+const endedLine = (p: Phase, word: string): string =>
+  `${p.finished} of ${p.jobs}${p.timedOut ? ` (gave up after ${options.timeout} s)` : ''}; ${word}: ${p.failures.length}` +
+  (p.failures.length ? ` (${[...new Set(p.failures)].slice(0, 3).join(' | ')})` : '');
+
 async function main(): Promise<void> {
+  const quota = options.maxNodes === DEFAULT_MAX_NODES ? 'the shipped default' : `raised from the shipped ${DEFAULT_MAX_NODES} by --max-nodes`;
   process.stdout.write(
-    `bench/lifecycle: ${options.jobs} jobs "#!/bin/sh\\ntrue" end to end, submitted from ${options.terminals} terminals ` +
-      `(${options.inFlight} submissions in flight each), after ${WARMUP_JOBS} warm-up jobs; machine: ${availableParallelism()} CPUs\n` +
-      `concurrency allowed: ${options.maxNodes} one-node partitions at once (local remote maxNodes` +
-      `${options.maxNodes === DEFAULT_MAX_NODES ? ', the shipped default' : `, raised from the shipped ${DEFAULT_MAX_NODES} by this run`}) ` +
-      `= ${options.maxNodes} CPUs declared for the Slurm node\n`,
+    `bench/lifecycle: jobs "#!/bin/sh\\ntrue"; idle: ${options.idleJobs} jobs one at a time; burst: ${options.jobs} jobs from ` +
+      `${options.terminals} terminals (${options.inFlight} submissions in flight each); after ${WARMUP_JOBS} warm-up jobs\n` +
+      `concurrency allowed: ${options.maxNodes} one-node partitions at once (local remote maxNodes, ${quota}) = ${options.maxNodes} CPUs declared for the Slurm node\n` +
+      `machine: ${availableParallelism()} CPUs, load average at start ${loadavg()[0]!.toFixed(2)}\n`,
   );
   const ours = await measureOurs();
-  const oursRate = ratePerSec(ours.finished, ours.wallMs);
+  const oursRate = ratePerSec(ours.burst.finished, ours.burst.wallMs);
   printSection('Sky Port (real swm-core + managed local gate, plain-process runtime)', [
-    ['throughput end to end', fmtRate(oursRate, 'jobs')],
-    ['submit -> R', fmtLatency(ours.toRunning)],
-    ['submit -> process started', fmtLatency(ours.toProcessStart)],
-    ['submit -> finished', fmtLatency(ours.toFinished)],
-    ['wall time', `${(ours.wallMs / 1000).toFixed(2)} s`],
-    ['jobs ended', `${ours.finished} of ${ours.jobs}${ours.timedOut ? ` (gave up after ${options.timeout} s)` : ''}; not F: ${ours.failed.length}${ours.failed.length ? ` (${[...new Set(ours.failed)].slice(0, 3).join(' | ')})` : ''}`],
-    ['partitions left', String(ours.leftover)],
+    ['idle: submit -> R', fmtLatency(ours.idle.toRunning)],
+    ['idle: submit -> finished', fmtLatency(ours.idle.toFinished)],
+    ['burst: throughput end to end', fmtRate(oursRate, 'jobs')],
+    ['burst: submit -> R', fmtLatency(ours.burst.toRunning)],
+    ['burst: submit -> finished', fmtLatency(ours.burst.toFinished)],
+    ['burst: wall time', `${(ours.burst.wallMs / 1000).toFixed(2)} s`],
+    ['burst: jobs ended', endedLine(ours.burst, 'not F')],
+    ...(ours.lateSubscriptions ? ([['burst: R missed', `${ours.lateSubscriptions} jobs had left R before their subscription was answered`]] as [string, string][]) : []),
+    ['partitions left', String(ours.leftoverPartitions)],
     ['core peak RSS (VmHWM)', fmtMiB(ours.coreRssKiB)],
     ['local gate peak RSS', fmtMiB(ours.gateRssKiB)],
-    ['CPU used while measured', `core ${fmtCpu(ours.coreCpuSec, ours.wallMs)}, gate ${fmtCpu(ours.gateCpuSec, ours.wallMs)}`],
-    ...(ours.lateSubscriptions ? ([['R missed', `${ours.lateSubscriptions} jobs had left R before their subscription was answered`]] as [string, string][]) : []),
-    ['goal (issue 3)', `submit -> R p50 < 300 ms: ${ours.toRunning.p50 < 300 ? 'met' : 'MISSED'}`],
+    ['burst: CPU used', `core ${fmtCpu(ours.coreCpuSec, ours.burst.wallMs)}, gate ${fmtCpu(ours.gateCpuSec, ours.burst.wallMs)}`],
+    ['goal: submit -> R p50 < 300 ms', `idle ${ours.idle.toRunning.p50 < 300 ? 'met' : 'MISSED'}, burst ${ours.burst.toRunning.p50 < 300 ? 'met' : 'MISSED'}`],
   ]);
 
   const slurm = await measureSlurm();
@@ -309,20 +344,25 @@ async function main(): Promise<void> {
     process.stdout.write(`\nSlurm peer skipped: ${slurm.skipped}\n`);
     return;
   }
-  const slurmRate = ratePerSec(slurm.finished, slurm.wallMs);
-  printSection(`Slurm (sbatch --parsable --wrap true, ${options.slurmSubmitters} parallel submitters)`, [
-    ['throughput end to end', fmtRate(slurmRate, 'jobs')],
-    ['submit -> R (allocated)', fmtLatency(slurm.toRunning)],
-    ['submit -> completed', fmtLatency(slurm.toFinished)],
-    ['wall time', `${(slurm.wallMs / 1000).toFixed(2)} s`],
-    ['jobs completed', `${slurm.finished} of ${slurm.jobs}${slurm.timedOut ? ` (gave up after ${options.timeout} s)` : ''}; failed sbatch: ${slurm.failed.length}`],
+  const slurmRate = ratePerSec(slurm.burst.finished, slurm.burst.wallMs);
+  printSection(`Slurm (sbatch --parsable --wrap true; burst from ${options.slurmSubmitters} parallel submitters)`, [
+    ['idle: submit -> R (allocated)', fmtLatency(slurm.idle.toRunning)],
+    ['idle: submit -> completed', fmtLatency(slurm.idle.toFinished)],
+    ['burst: throughput end to end', fmtRate(slurmRate, 'jobs')],
+    ['burst: submit -> R (allocated)', fmtLatency(slurm.burst.toRunning)],
+    ['burst: submit -> completed', fmtLatency(slurm.burst.toFinished)],
+    ['burst: wall time', `${(slurm.burst.wallMs / 1000).toFixed(2)} s`],
+    ['burst: jobs completed', endedLine(slurm.burst, 'failed sbatch')],
     ['slurmctld peak RSS', fmtMiB(slurm.ctldRssKiB)],
     ['settings', slurm.settings.join('; ')],
   ]);
-  printSection('Ratio (Sky Port / Slurm)', [
-    ['throughput', `${fmtRatio(oursRate, slurmRate)} (goal >= 2x: ${oursRate >= 2 * slurmRate ? 'met' : 'MISSED'})`],
-    ['submit -> R p50 (Slurm / Sky Port)', `${fmtRatio(slurm.toRunning.p50, ours.toRunning.p50)} (${fmtMs(slurm.toRunning.p50)} vs ${fmtMs(ours.toRunning.p50)})`],
-    ['submit -> finished p50 (Slurm / Sky Port)', `${fmtRatio(slurm.toFinished.p50, ours.toFinished.p50)} (${fmtMs(slurm.toFinished.p50)} vs ${fmtMs(ours.toFinished.p50)})`],
+  const p50 = (a: LatencySummary, b: LatencySummary) => `${fmtRatio(a.p50, b.p50)} (${fmtMs(a.p50)} vs ${fmtMs(b.p50)})`;
+  printSection('Ratio (Sky Port / Slurm; for latencies Slurm / Sky Port, so > 1 means Sky Port is faster)', [
+    ['burst throughput', `${fmtRatio(oursRate, slurmRate)} (goal >= 2x: ${oursRate >= 2 * slurmRate ? 'met' : 'MISSED'})`],
+    ['idle submit -> R p50', p50(slurm.idle.toRunning, ours.idle.toRunning)],
+    ['idle submit -> finished p50', p50(slurm.idle.toFinished, ours.idle.toFinished)],
+    ['burst submit -> R p50', p50(slurm.burst.toRunning, ours.burst.toRunning)],
+    ['burst submit -> finished p50', p50(slurm.burst.toFinished, ours.burst.toFinished)],
   ]);
 }
 

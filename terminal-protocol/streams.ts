@@ -136,6 +136,11 @@ export interface StreamEndpoint {
  */
 export class StreamMux {
   private readonly endpoints = new Map<number, StreamEndpoint>();
+  /** Frames of streams not attached yet (see `holdUnknown`), with when the first arrived. */
+  private readonly held = new Map<number, { frames: StreamFrame[]; bytes: number; since: number }>();
+  private heldBytes = 0;
+  /** Recently ended streams: their late frames are dropped, not held. */
+  private readonly ended = new Set<number>();
   private queued = 0;
   private waiters: Array<() => void> = [];
   private nextId = 1;
@@ -143,7 +148,15 @@ export class StreamMux {
 
   constructor(
     private readonly transport: FrameTransport,
-    private readonly options: { maxQueuedBytes?: number; onViolation?: (error: StreamFrameError) => void } = {},
+    private readonly options: {
+      maxQueuedBytes?: number;
+      /**
+       * Keep frames of a stream not attached yet, for when it is (the terminal's side: the core may send
+       * the first frames of a stream right behind the RPC answer that names it, before the caller attached).
+       */
+      holdUnknown?: boolean;
+      onViolation?: (error: StreamFrameError) => void;
+    } = {},
   ) {}
 
   /** A fresh stream id (the core allocates every id of its connection). */
@@ -169,10 +182,20 @@ export class StreamMux {
     }
     this.endpoints.get(id)?.onClosed(new RpcError(ErrorCode.Conflict, `stream ${id} was replaced`));
     this.endpoints.set(id, endpoint);
+    this.ended.delete(id);
+    const held = this.held.get(id);
+    if (held) {
+      this.held.delete(id);
+      this.heldBytes -= held.bytes;
+      for (const frame of held.frames) if (this.endpoints.get(id) === endpoint) endpoint.onFrame(frame);
+    }
   }
 
   detach(id: number, endpoint?: StreamEndpoint): void {
-    if (!endpoint || this.endpoints.get(id) === endpoint) this.endpoints.delete(id);
+    if (endpoint && this.endpoints.get(id) !== endpoint) return;
+    if (!this.endpoints.delete(id)) return;
+    this.ended.add(id);
+    if (this.ended.size > 4096) this.ended.delete(this.ended.values().next().value!);
   }
 
   /** A binary message from the other side. */
@@ -185,13 +208,36 @@ export class StreamMux {
       return;
     }
     const endpoint = this.endpoints.get(frame.stream);
-    // Frames of a stream that ended here are late echoes: nothing to do. A DATA frame still gets a RESET so
-    // that a sender that did not hear of the end stops.
-    if (!endpoint) {
-      if (frame.type === FrameType.Data) this.sendControl(resetFrame(frame.stream, new RpcError(ErrorCode.NotFound, `no stream ${frame.stream}`)));
+    if (endpoint) {
+      endpoint.onFrame(frame);
       return;
     }
-    endpoint.onFrame(frame);
+    if (this.options.holdUnknown && !this.ended.has(frame.stream)) {
+      this.hold(frame);
+      return;
+    }
+    // Frames of a stream that ended here are late echoes. A DATA frame still gets a RESET so that a sender
+    // that did not hear of the end stops.
+    if (frame.type === FrameType.Data) this.sendControl(resetFrame(frame.stream, new RpcError(ErrorCode.NotFound, `no stream ${frame.stream}`)));
+  }
+
+  private hold(frame: StreamFrame): void {
+    const now = Date.now();
+    // Streams nobody attached within a while were abandoned by their caller: drop them.
+    for (const [id, held] of this.held) {
+      if (now - held.since < 30_000 && this.heldBytes + frame.payload.length <= 64 * 1024 * 1024) break;
+      this.held.delete(id);
+      this.heldBytes -= held.bytes;
+      this.sendControl(resetFrame(id, new RpcError(ErrorCode.Timeout, `stream ${id} was never taken up`)));
+    }
+    let held = this.held.get(frame.stream);
+    if (!held) {
+      held = { frames: [], bytes: 0, since: now };
+      this.held.set(frame.stream, held);
+    }
+    held.frames.push(frame);
+    held.bytes += frame.payload.length;
+    this.heldBytes += frame.payload.length;
   }
 
   /** True while the socket's queue is short enough to add data. */
@@ -233,6 +279,8 @@ export class StreamMux {
     this.closedWith = error;
     const endpoints = [...this.endpoints.values()];
     this.endpoints.clear();
+    this.held.clear();
+    this.heldBytes = 0;
     for (const endpoint of endpoints) endpoint.onClosed(error);
     this.queued = 0;
     this.wake();
@@ -252,9 +300,8 @@ export class StreamMux {
 
 /** Anything that carries binary messages and says when it is gone: a TerminalClient, an RpcPeer. */
 interface BinaryConnection extends FrameTransport {
-  on(event: 'binary', listener: (data: Buffer) => void): unknown;
-  on(event: 'disconnected' | 'close', listener: () => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  off(event: string, listener: (...args: any[]) => void): unknown;
 }
 
 const muxes = new WeakMap<object, StreamMux>();
@@ -266,7 +313,7 @@ const muxes = new WeakMap<object, StreamMux>();
 export function streamsOf(connection: BinaryConnection): StreamMux {
   const existing = muxes.get(connection);
   if (existing && !existing.closed) return existing;
-  const mux = new StreamMux(connection);
+  const mux = new StreamMux(connection, { holdUnknown: true });
   const onBinary = (data: Buffer) => mux.receive(data);
   const onGone = () => {
     connection.off('binary', onBinary);
@@ -391,6 +438,26 @@ export class MuxStream extends Duplex {
   }
 }
 
+/**
+ * Join two byte streams both ways, keeping half-closes (one side's end ends the other's writing, as TCP
+ * does). A side that fails, or closes before its end (an abort), takes the other down with it; otherwise
+ * each closes on its own once both directions are done. `onClosed` runs once, when both have closed.
+ */
+export function spliceStreams(a: Duplex, b: Duplex, onClosed?: () => void): void {
+  let closed = 0;
+  const watch = (x: Duplex, y: Duplex) => {
+    x.on('error', (error: Error) => y.destroy(error));
+    x.once('close', () => {
+      if (!x.readableEnded && !y.destroyed) y.destroy();
+      if (++closed === 2) onClosed?.();
+    });
+  };
+  watch(a, b);
+  watch(b, a);
+  a.pipe(b);
+  b.pipe(a);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // File streams (uploads and downloads): a sender that reads a file and a receiver that writes one.
 
@@ -452,7 +519,7 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
     wake = null;
     w?.();
   };
-  const hash = o.digest ? await hashFilePrefix(file, o.from) : null;
+  let hash: Hash | null = null;
   let hashed = o.from;
 
   const endpoint: StreamEndpoint = {
@@ -493,26 +560,29 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
   o.signal?.addEventListener('abort', onAbort, { once: true });
   mux.attach(stream, endpoint);
   try {
+    if (o.digest) hash = await hashFilePrefix(file, o.from);
     while (!accepted && !failure) {
       if (next < size && next < acked + window && mux.writable) {
-        const length = Math.min(MAX_FRAME_PAYLOAD, size - next, acked + window - next);
+        const at = next;
+        const length = Math.min(MAX_FRAME_PAYLOAD, size - at, acked + window - at);
         const frame = allocFrame(length);
-        const { bytesRead } = await file.read(frame, FRAME_HEADER_BYTES, length, next);
+        const { bytesRead } = await file.read(frame, FRAME_HEADER_BYTES, length, at);
         if (bytesRead !== length) {
-          failure = new RpcError(ErrorCode.Integrity, `the file shrank while being sent (${next + bytesRead} of ${size} bytes)`);
+          failure = new RpcError(ErrorCode.Integrity, `the file shrank while being sent (${at + bytesRead} of ${size} bytes)`);
           mux.sendControl(resetFrame(stream, failure as RpcError));
           break;
         }
         if (failure || accepted) break;
-        if (hash && hashed === next) {
+        if (next !== at) continue; // a REWIND arrived during the read: this block is not the one wanted now
+        if (hash && hashed === at) {
           hash.update(frame.subarray(FRAME_HEADER_BYTES));
           hashed += length;
         }
-        sealFrame(frame, FrameType.Data, stream, next);
-        o.tamper?.(frame, next);
+        sealFrame(frame, FrameType.Data, stream, at);
+        o.tamper?.(frame, at);
         mux.sendData(frame);
         sentBytes += length;
-        next += length;
+        next = at + length;
         continue;
       }
       if (next >= size && !endSent) {
@@ -554,6 +624,8 @@ export interface FileReceiveOptions {
   expectedSha256?: string;
   /** Bytes written so far (progress). */
   onWritten?: (received: number) => void;
+  /** Runs once everything is written and verified, before END tells the sender (close, record, rename). */
+  complete?: (sha256: string | null) => Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -622,6 +694,7 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
         const sha256 = hash ? hash.digest('hex') : null;
         const claimed = o.expectedSha256 ?? (frame.payload.length === 32 ? frame.payload.toString('hex') : null);
         if (sha256 && claimed && sha256 !== claimed) throw new RpcError(ErrorCode.Integrity, `SHA-256 ${sha256} of the received file, expected ${claimed}`);
+        await o.complete?.(sha256);
         mux.sendControl(encodeFrame(FrameType.End, stream, size));
         finish(null, { sha256 });
       }

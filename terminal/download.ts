@@ -1,6 +1,8 @@
-import { lstat, mkdir, open, realpath, rename } from 'node:fs/promises';
+import { lstat, mkdir, open, realpath, rename, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { TerminalClient } from '../terminal-protocol/client.js';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import { hashFilePrefix, receiveFile, streamsOf } from '../terminal-protocol/streams.js';
 import { MAX_CHUNK_BYTES, RelativePath } from '../terminal-protocol/terminal-methods.js';
 import { CliError } from './exit-codes.js';
 import { startProgress } from './progress.js';
@@ -55,6 +57,57 @@ async function partialSize(part: string, size: number): Promise<number> {
   return info.size <= size ? info.size : 0;
 }
 
+/**
+ * The fast path: the file as binary frames (job.file.open) written at their offsets, CRC-checked per frame,
+ * and its SHA-256 (the part already here included) checked against the one the core sends at the end.
+ * Resolves with the file's size, or null when the core does not offer the stream (an older core).
+ */
+async function streamInto(core: TerminalClient, id: string, file: RemoteFile, handle: FileHandle, from: number, onBytes: (n: number) => void): Promise<number | null> {
+  let opened;
+  try {
+    opened = await core.call('job.file.open', { id, path: file.path, offset: from });
+  } catch (error) {
+    if (error instanceof RpcError && error.code === ErrorCode.MethodNotFound) return null;
+    throw error;
+  }
+  const prefix = await hashFilePrefix(handle, from);
+  let written = from;
+  await receiveFile({
+    mux: streamsOf(core),
+    stream: opened.stream,
+    from,
+    size: opened.size,
+    window: opened.window,
+    prefix,
+    sink: {
+      write: async (data, at) => {
+        for (let done = 0; done < data.length; ) done += (await handle.write(data, done, data.length - done, at + done)).bytesWritten;
+      },
+    },
+    onWritten: (now) => {
+      onBytes(now - written);
+      written = now;
+    },
+  });
+  return opened.size;
+}
+
+/** The fallback: job.file.read chunks (base64 in JSON), one at a time. Resolves with the bytes now in the file. */
+async function readInto(core: TerminalClient, id: string, file: RemoteFile, handle: FileHandle, from: number, onBytes: (n: number) => void): Promise<number> {
+  let offset = from;
+  for (;;) {
+    const chunk = await core.call('job.file.read', { id, path: file.path, offset, length: MAX_CHUNK_BYTES });
+    const data = Buffer.from(chunk.data, 'base64');
+    if (data.length > 0) {
+      await handle.write(data, 0, data.length, offset);
+      offset += data.length;
+      onBytes(data.length);
+    }
+    if (chunk.eof || offset >= chunk.size) return offset;
+    if (data.length === 0) throw new CliError(`download of "${file.path}" stalled at byte ${offset} of ${chunk.size}`);
+  }
+}
+
 async function downloadFile(
   core: TerminalClient,
   id: string,
@@ -66,26 +119,26 @@ async function downloadFile(
   const target = destinationPath(root, file.path);
   await prepareDirectory(root, target);
   const part = target + PARTIAL_SUFFIX;
-  const handle = await open(part, from > 0 ? 'r+' : 'w', 0o644);
-  let offset = from;
-  try {
-    for (;;) {
-      const chunk = await core.call('job.file.read', { id, path: file.path, offset, length: MAX_CHUNK_BYTES });
-      const data = Buffer.from(chunk.data, 'base64');
-      if (data.length > 0) {
-        await handle.write(data, 0, data.length, offset);
-        offset += data.length;
-        onBytes(data.length);
+  let size: number;
+  for (let attempt = 0; ; attempt++) {
+    const handle = await open(part, from > 0 ? 'r+' : 'w', 0o644);
+    try {
+      size = (await streamInto(core, id, file, handle, from, onBytes)) ?? (await readInto(core, id, file, handle, from, onBytes));
+      await handle.truncate(size);
+      break;
+    } catch (error) {
+      // The kept part did not match the core's file (it changed since): fetch it whole, once.
+      if (attempt === 0 && from > 0 && error instanceof RpcError && error.code === ErrorCode.Integrity) {
+        from = 0;
+        continue;
       }
-      if (chunk.eof || offset >= chunk.size) break;
-      if (data.length === 0) throw new CliError(`download of "${file.path}" stalled at byte ${offset} of ${chunk.size}`);
+      throw error;
+    } finally {
+      await handle.close();
     }
-    await handle.truncate(offset);
-  } finally {
-    await handle.close();
   }
   await rename(part, target);
-  return { ...file, size: offset, local: target };
+  return { ...file, size, local: target };
 }
 
 /**

@@ -5,6 +5,7 @@ import { registerAdminUserRevoke } from './commands/admin-user-revoke.js';
 import { registerCancel } from './commands/cancel.js';
 import { registerDownload } from './commands/download.js';
 import { registerFlavors } from './commands/flavors.js';
+import { registerForward } from './commands/forward.js';
 import { registerImages } from './commands/images.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerLogs } from './commands/logs.js';
@@ -59,6 +60,7 @@ ${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '
   registerCancel(program);
   registerRequeue(program);
   registerDownload(program);
+  registerForward(program);
   registerRemotes(program);
   registerFlavors(program);
   registerImages(program);

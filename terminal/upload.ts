@@ -1,5 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { TerminalClient } from '../terminal-protocol/client.js';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import { sendFile, streamsOf } from '../terminal-protocol/streams.js';
 import { MAX_CHUNK_BYTES } from '../terminal-protocol/terminal-methods.js';
 import { CliError } from './exit-codes.js';
 import type { LocalInput } from './local-inputs.js';
@@ -9,7 +11,12 @@ import { forEachConcurrently } from './work-pool.js';
 /** Bytes per job.input.write: the protocol's largest chunk, so a big file takes as few round trips as it can. */
 export const UPLOAD_CHUNK_BYTES = MAX_CHUNK_BYTES;
 /** Files uploaded at once: many small files are bound by round trips, not bandwidth. */
-const PARALLEL_FILES = 4;
+const PARALLEL_FILES = 8;
+
+/** Test hooks: change a binary frame before it leaves (to prove the core catches corruption). */
+export interface UploadHooks {
+  tamper?: (frame: Buffer, offset: number, path: string) => void;
+}
 
 export interface UploadStep {
   input: LocalInput;
@@ -46,14 +53,60 @@ async function readChunk(file: FileHandle, position: number, size: number): Prom
 }
 
 /**
- * Sends one file from `from` to its end, one chunk in flight (the core appends in order) while the next is
- * read from disk. The core answers each write with the bytes it now holds; the upload continues from there.
+ * The fast path: the file as binary frames on the WebSocket (job.input.open), within the core's window,
+ * each frame CRC-checked and the whole file SHA-256-checked by the core as it arrives. Resolves null when
+ * the core does not offer it (an older core), so that the caller falls back to job.input.write.
  */
-async function uploadFile(core: TerminalClient, id: string, step: UploadStep, onBytes: (n: number) => void): Promise<void> {
+async function streamFile(
+  core: TerminalClient,
+  id: string,
+  step: UploadStep,
+  onBytes: (n: number) => void,
+  hooks: UploadHooks,
+): Promise<{ rewinds: number } | null> {
   const { input } = step;
-  const file = await open(input.absolute, 'r').catch((error: Error) => {
+  let opened;
+  try {
+    opened = await core.call('job.input.open', { id, path: input.path, offset: step.from });
+  } catch (error) {
+    if (error instanceof RpcError && error.code === ErrorCode.MethodNotFound) return null;
+    throw error;
+  }
+  const file = await openInput(input);
+  let acked = opened.offset;
+  try {
+    const { size } = await file.stat();
+    if (size !== input.size) throw new CliError(`input "${input.path}" changed size since it was hashed: is it still being written?`);
+    return await sendFile({
+      mux: streamsOf(core),
+      stream: opened.stream,
+      file,
+      from: opened.offset,
+      size: input.size,
+      window: opened.window,
+      onAcked: (now) => {
+        onBytes(now - acked);
+        acked = now;
+      },
+      tamper: hooks.tamper ? (frame, offset) => hooks.tamper!(frame, offset, input.path) : undefined,
+    });
+  } finally {
+    await file.close();
+  }
+}
+
+const openInput = (input: LocalInput): Promise<FileHandle> =>
+  open(input.absolute, 'r').catch((error: Error) => {
     throw new CliError(`cannot read input "${input.path}": ${error.message}`);
   });
+
+/**
+ * The fallback: one job.input.write (base64 in JSON) in flight at a time, the next chunk read from disk
+ * meanwhile. The core answers each write with the bytes it now holds; the upload continues from there.
+ */
+async function writeFileInChunks(core: TerminalClient, id: string, step: UploadStep, onBytes: (n: number) => void): Promise<void> {
+  const { input } = step;
+  const file = await openInput(input);
   try {
     let offset = step.from;
     let ahead = readChunk(file, offset, input.size);
@@ -81,12 +134,22 @@ async function uploadFile(core: TerminalClient, id: string, step: UploadStep, on
   }
 }
 
+/** Sends one file, fast path first; resolves with the frames the core asked for again. */
+async function uploadFile(core: TerminalClient, id: string, step: UploadStep, onBytes: (n: number) => void, hooks: UploadHooks): Promise<number> {
+  const streamed = await streamFile(core, id, step, onBytes, hooks);
+  if (streamed) return streamed.rewinds;
+  await writeFileInChunks(core, id, step, onBytes);
+  return 0;
+}
+
 export interface UploadResult {
   files: number;
   /** Bytes sent by this run. */
   sent: number;
   /** Bytes the core already had (an earlier, interrupted run). */
   alreadyThere: number;
+  /** Frames the core found corrupt and had sent again. */
+  rewinds: number;
 }
 
 /** Uploads what the core does not have yet of a job's declared inputs (asks job.input.status first). */
@@ -94,7 +157,7 @@ export async function uploadInputs(
   core: TerminalClient,
   id: string,
   inputs: readonly LocalInput[],
-  options: { progress: boolean },
+  options: { progress: boolean; hooks?: UploadHooks },
 ): Promise<UploadResult> {
   const status = await core.call('job.input.status', { id });
   const steps = remainingUploads(inputs, status.files);
@@ -103,15 +166,22 @@ export async function uploadInputs(
   const alreadyThere = total - toSend;
   const progress = startProgress({ enabled: options.progress, label: 'upload  ', total, startValue: alreadyThere });
   let sent = 0;
+  let rewinds = 0;
   try {
-    await forEachConcurrently(steps, PARALLEL_FILES, (step) =>
-      uploadFile(core, id, step, (n) => {
-        sent += n;
-        progress.advance(n);
-      }),
-    );
+    await forEachConcurrently(steps, PARALLEL_FILES, async (step) => {
+      rewinds += await uploadFile(
+        core,
+        id,
+        step,
+        (n) => {
+          sent += n;
+          progress.advance(n);
+        },
+        options.hooks ?? {},
+      );
+    });
   } finally {
     progress.finish();
   }
-  return { files: inputs.length, sent, alreadyThere };
+  return { files: inputs.length, sent, alreadyThere, rewinds };
 }

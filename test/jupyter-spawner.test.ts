@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { parseJobScript } from '../core/jobs/job-script.js';
 import type { ClientBundle } from './harness/certs.js';
@@ -27,14 +28,21 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
   let f: CoreFixture;
   let hubUser: ClientBundle;
   let port: number;
+  let hubPort: number;
+  let hub: Server;
 
   before(async () => {
     f = await startFixture();
     hubUser = await f.admin.call('admin.user.add', { name: 'hub-user' });
     port = await freePort();
+    // The hub's API, which the notebook server calls back through the job's `out` port.
+    hub = createServer((_request, response) => response.end('hub-ok'));
+    await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
+    hubPort = (hub.address() as { port: number }).port;
   });
   after(async () => {
     await f?.stop();
+    hub?.close();
   });
 
   const getJob = async (id: string): Promise<SpawnerJob> => {
@@ -78,13 +86,17 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
     expect(script).to.match(/^exec jupyter lab --ip 0\.0\.0\.0 --port 8888 --no-browser$/m);
   });
 
-  it('submits a notebook job, polls it to R, reaches the server at node_ips[0], and stops it with DELETE', async () => {
-    const server = `require('http').createServer((q, s) => s.end('jupyter-ok')).listen(${port})`;
+  it('submits a notebook job, polls it to R, reaches the server at node_ips[0] (which reached the hub), and stops it with DELETE', async () => {
+    // Calls the hub through its `out` port (on the node at $SWM_PORT_<hub port>), then serves its page.
+    const server = [
+      `fetch('http://127.0.0.1:' + process.env.SWM_PORT_${hubPort} + '/').then((r) => r.text())`,
+      `.then((hub) => require('http').createServer((q, s) => s.end('jupyter-ok ' + hub)).listen(${port}))`,
+    ].join('');
     const script = [
       '#!/bin/sh',
       '#SWM name jupyter',
       '#SWM relocatable',
-      `#SWM ports ${port}/tcp/in`,
+      `#SWM ports ${port}/tcp/in,${hubPort}/tcp/out`,
       '#SWM input-files ',
       `exec '${process.execPath}' -e "${server}"`,
       '',
@@ -99,7 +111,7 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
     expect(job.state, job.state_details).to.equal('R');
     expect(job.node_ips).to.have.length(1);
     const page = await fetchPage(`http://${job.node_ips[0]}:${port}/`);
-    expect(page).to.equal('jupyter-ok');
+    expect(page, 'the notebook server reached the hub through its out port').to.equal('jupyter-ok hub-ok');
 
     const stopped = await rest(f.core.port, hubUser, `/user/job/${id}`, { method: 'DELETE' });
     expect(stopped.status, stopped.text).to.equal(200);

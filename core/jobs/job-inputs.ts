@@ -100,6 +100,11 @@ export class JobInputs {
   async verify(): Promise<void> {
     for (const file of this.declared) {
       const { path } = this.pathOf(file.path);
+      if (file.size === 0 && !existsSync(path)) {
+        // Nothing to send: an empty input arrives as its declaration alone.
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        closeSync(openSync(path, 'w', 0o600));
+      }
       const info = existsSync(path) ? statSync(path) : null;
       const size = info?.size ?? -1;
       if (size !== file.size)

@@ -86,6 +86,9 @@ async function logReply(ctx: RestContext, stream: 'stdout' | 'stderr'): Promise<
   return { status: 200, textStream: chunks() };
 }
 
+/** The client's address ("::ffff:10.0.0.5" → "10.0.0.5"), where a job's `out` ports lead unless its script names a submission-address. */
+const clientAddress = (request: IncomingMessage): string | undefined => request.socket.remoteAddress?.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+
 /**
  * Submit: the script from the form or the raw body; host input files (compat.inputRoots) are copied into
  * the job and committed before the answer, so the job is queued exactly as one submitted with swm.
@@ -95,7 +98,7 @@ async function submit(ctx: RestContext): Promise<Reply> {
   const opened = await openHostInputs(hostInputs, ctx.services.config.compat.inputRoots);
   try {
     const inputs = opened.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
-    const { id, warnings } = await ctx.jobs.submit(ctx.caller, { script, ...(inputs.length ? { inputs } : {}) });
+    const { id, warnings } = await ctx.jobs.submit(ctx.caller, { script, ...(inputs.length ? { inputs } : {}) }, { address: clientAddress(ctx.request) });
     if (inputs.length) {
       try {
         await copyHostInputs(opened, inputsRoot(ctx.services.spool.job(id)));

@@ -11,6 +11,7 @@ import {
   hashFilePrefix,
   receiveFile,
   sendFile,
+  spliceStreams,
   writeFailure,
 } from '../../terminal-protocol/streams.js';
 import { JobInputs } from '../jobs/job-inputs.js';
@@ -71,7 +72,10 @@ export class TerminalStreams {
     const opened = await inputs.openForStream(path, offset);
     const from = offset ?? opened.received;
     let admitted: { id: number; abort: AbortController };
+    let prefix;
     try {
+      // Hashed before answering: the terminal starts sending as soon as it has the answer.
+      prefix = await hashFilePrefix(opened.file, from);
       admitted = this.admitFile();
     } catch (error) {
       await opened.file.close();
@@ -82,42 +86,43 @@ export class TerminalStreams {
     TerminalStreams.uploading.get(key)?.abort();
     TerminalStreams.uploading.set(key, abort);
     const window = FILE_STREAM_WINDOW;
-    const run = async () => {
-      const prefix = await hashFilePrefix(opened.file, from);
-      let truncated = false;
-      const result = await receiveFile({
-        mux: this.mux,
-        stream: id,
-        from,
-        size: opened.declared.size,
-        window,
-        prefix,
-        expectedSha256: opened.declared.sha256,
-        signal: abort.signal,
-        sink: {
-          write: async (data, at) => {
-            if (!truncated && at < opened.received) {
-              // Re-sending from an earlier point: what followed is no longer trusted.
-              await opened.file.truncate(at);
-              truncated = true;
-            }
-            try {
-              let done = 0;
-              while (done < data.length) done += (await opened.file.write(data, done, data.length - done, at + done)).bytesWritten;
-            } catch (error) {
-              throw writeFailure(error);
-            }
-          },
+    let truncated = false;
+    receiveFile({
+      mux: this.mux,
+      stream: id,
+      from,
+      size: opened.declared.size,
+      window,
+      prefix,
+      expectedSha256: opened.declared.sha256,
+      signal: abort.signal,
+      complete: async (sha256) => {
+        await opened.file.close();
+        if (sha256 === opened.declared.sha256) JobInputs.recordVerified(opened.path, sha256);
+      },
+      sink: {
+        write: async (data, at) => {
+          if (!truncated && at < opened.received) {
+            // Re-sending from an earlier point: what followed is no longer trusted.
+            await opened.file.truncate(at);
+            truncated = true;
+          }
+          try {
+            let done = 0;
+            while (done < data.length) done += (await opened.file.write(data, done, data.length - done, at + done)).bytesWritten;
+          } catch (error) {
+            throw writeFailure(error);
+          }
         },
-      });
-      await opened.file.close();
-      if (result.sha256 === opened.declared.sha256) JobInputs.recordVerified(opened.path, result.sha256);
-    };
-    run()
-      .catch((error: Error) => {
-        opened.file.close().catch(() => undefined);
-        if (!abort.signal.aborted) this.logger.info({ job: job.id, path, err: error.message }, 'input upload stopped');
-      })
+      },
+    })
+      .then(
+        () => undefined,
+        (error: Error) => {
+          void opened.file.close().catch(() => undefined);
+          if (!abort.signal.aborted) this.logger.info({ job: job.id, path, err: error.message }, 'input upload stopped');
+        },
+      )
       .finally(() => {
         this.files.delete(id);
         if (TerminalStreams.uploading.get(key) === abort) TerminalStreams.uploading.delete(key);
@@ -177,26 +182,6 @@ export class TerminalStreams {
     });
     return { stream: id, window: FORWARD_STREAM_WINDOW };
   }
-}
-
-/**
- * Join two byte streams both ways, keeping half-closes (one side's end ends the other's writing, as TCP
- * does). A side that fails, or closes before its end (an abort), takes the other down with it; otherwise
- * each closes on its own once both directions are done. `onClosed` runs once, when both have closed.
- */
-export function spliceStreams(a: Duplex, b: Duplex, onClosed?: () => void): void {
-  let closed = 0;
-  const watch = (x: Duplex, y: Duplex) => {
-    x.on('error', (error: Error) => y.destroy(error));
-    x.once('close', () => {
-      if (!x.readableEnded && !y.destroyed) y.destroy();
-      if (++closed === 2) onClosed?.();
-    });
-  };
-  watch(a, b);
-  watch(b, a);
-  a.pipe(b);
-  b.pipe(a);
 }
 
 /** SHA-256 hex of a whole file, streamed. */

@@ -1,0 +1,116 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Command } from 'commander';
+import type { TerminalClient } from '../../terminal-protocol/client.js';
+import type { Job } from '../../terminal-protocol/job.js';
+import { MuxStream, spliceStreams, streamsOf } from '../../terminal-protocol/streams.js';
+import { withCore } from '../connect.js';
+import { CliError, ExitCode } from '../exit-codes.js';
+import { note, printJson } from '../format.js';
+import { bundleOptionsOf, examples } from '../global-options.js';
+import { parseJobId } from '../job-arguments.js';
+
+const ENDED = new Set(['F', 'E', 'C']);
+
+function parsePort(value: string, what: string, allowZero = false): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > 65535 || (n === 0 && !allowZero)) throw new CliError(`${what} "${value}" is not a TCP port`, ExitCode.Usage);
+  return n;
+}
+
+/** Listen on the local address; a port already taken is a clear error, not a stack trace. */
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new CliError(error.code === 'EADDRINUSE' ? `local port ${host}:${port} is in use: choose another with --local` : `cannot listen on ${host}:${port}: ${error.message}`)),
+    );
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+/**
+ * Each local connection becomes one stream on the terminal's WebSocket (job.forward.open), which the core
+ * carries on over SSH to the job's port on its head node. A connection that fails (nothing listens in the
+ * job yet) is closed alone; the others go on.
+ */
+function forwardConnection(core: TerminalClient, id: string, port: number, socket: Socket): void {
+  socket.pause();
+  socket.setNoDelay(true);
+  socket.once('error', () => socket.destroy());
+  core.call('job.forward.open', { id, port }).then(
+    (opened) => {
+      if (socket.destroyed) return;
+      const stream = new MuxStream(streamsOf(core), opened.stream, opened.window);
+      spliceStreams(socket, stream);
+      socket.resume();
+    },
+    (error: Error) => {
+      note(`connection from ${socket.remoteAddress}:${socket.remotePort} refused: ${error.message}`);
+      socket.destroy();
+    },
+  );
+}
+
+export function registerForward(program: Command): void {
+  program
+    .command('forward')
+    .description("reach a running job's port from this machine (a local port forwarded to it)")
+    .argument('<id>', 'job id (the full UUID)')
+    .argument('<port>', 'the job\'s port, declared in its script as "#SWM ports PORT/tcp/in"')
+    .option('-l, --local <port>', 'the local port to listen on (default: the same number; 0: any free port)')
+    .option('--bind <address>', 'the local address to listen on', '127.0.0.1')
+    .option('--json', 'print one JSON line with the local address once listening')
+    .addHelpText(
+      'after',
+      `
+Every connection to the local port travels over your connection to the core, and on over SSH to the job's
+node. Runs until the job ends or you press Ctrl-C. Inside the job, a plain process finds the port it should
+listen on in $SWM_PORT_<port> (the port itself unless another job on the same host holds it).
+${examples('$ swm forward "$id" 8888', '$ swm forward "$id" 8888 --local 18888 &  # then open http://localhost:18888')}`,
+    )
+    .action(async (idText: string, portText: string, opts: { local?: string; bind: string; json?: boolean }, command: Command) => {
+      const id = parseJobId(idText);
+      const port = parsePort(portText, 'port');
+      const localPort = opts.local !== undefined ? parsePort(opts.local, '--local', true) : port;
+      await withCore(
+        bundleOptionsOf(command),
+        async (core) => {
+          const job = await core.call('job.get', { id });
+          if (!job.ports.includes(`${port}/tcp/in`))
+            throw new CliError(`job ${id} declares no port ${port}/tcp/in${job.ports.length ? ` (its ports: ${job.ports.join(', ')})` : ''}`, ExitCode.NotFound);
+          if (ENDED.has(job.state)) throw new CliError(`job ${id} has ended (${job.state}): its ports are closed`);
+
+          const connections = new Set<Socket>();
+          const server = createServer((socket) => {
+            connections.add(socket);
+            socket.once('close', () => connections.delete(socket));
+            forwardConnection(core, id, port, socket);
+          });
+          const bound = await listen(server, localPort, opts.bind);
+          const local = `${opts.bind}:${bound}`;
+          if (opts.json) printJson({ id, port, local });
+          else note(`forwarding ${local} to port ${port} of job ${id}${job.state === 'R' ? '' : ` (the job is ${job.state}: connections are refused until it runs)`}; Ctrl-C to stop`);
+
+          const ended = await new Promise<Job | null>((resolve) => {
+            const onNotification = (name: string, event: Job) => {
+              if (name === 'job.event' && event.id === id && ENDED.has(event.state)) resolve(event);
+            };
+            const subscribe = () =>
+              core.call('job.subscribe', { id }).then(
+                (current) => ENDED.has(current.state) && resolve(current),
+                () => undefined,
+              );
+            core.on('notification', onNotification);
+            core.on('connected', subscribe);
+            void subscribe();
+            const stop = () => resolve(null);
+            process.once('SIGINT', stop);
+            process.once('SIGTERM', stop);
+          });
+          server.close();
+          for (const socket of connections) socket.destroy();
+          if (ended && !opts.json) note(`job ${id} ended (${ended.state}): forwarding stopped`);
+        },
+        { reconnect: true },
+      );
+    });
+}

@@ -1,0 +1,225 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import type { Job } from '../terminal-protocol/job.js';
+import { FRAME_HEADER_BYTES } from '../terminal-protocol/streams.js';
+import { uploadInputs } from '../terminal/upload.js';
+import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { runInPty, runSwm } from './harness/pty.js';
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** Every regular file below `root`, by relative path, with its SHA-256. */
+function treeHashes(root: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.isFile()) out.set(relative(root, full), sha256(readFileSync(full)));
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/** A file of `size` bytes that is not all one byte (so misplaced blocks change its hash). */
+function writePatterned(path: string, size: number): void {
+  const block = randomBytes(1024 * 1024 + 13);
+  const chunks: Buffer[] = [];
+  for (let n = 0; n < size; n += block.length) chunks.push(block.subarray(0, Math.min(block.length, size - n)));
+  writeFileSync(path, Buffer.concat(chunks));
+}
+
+describe('data staging: terminal ↔ core ↔ node', function () {
+  this.timeout(90_000);
+  let f: CoreFixture;
+  let scratch: string;
+  let env: NodeJS.ProcessEnv;
+  const swm = (args: string[], cwd = scratch) => runSwm(SWM_MAIN, args, { cwd, env });
+
+  before(async () => {
+    f = await startFixture();
+    scratch = mkdtempSync(join(tmpdir(), 'skyport-transfer-'));
+    env = { SWM_HOME: f.spool.homeDir };
+  });
+  after(async () => {
+    await f?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const finished = (id: string) => waitForJob(f.admin, id, isFinal, 60_000);
+
+  it('round-trips a directory tree of mixed sizes byte for byte, with the same hashes', async () => {
+    const tree = join(scratch, 'tree');
+    mkdirSync(join(tree, 'b', 'd'), { recursive: true });
+    writeFileSync(join(tree, 'empty.txt'), '');
+    writeFileSync(join(tree, 'b', 'one.bin'), 'x');
+    writePatterned(join(tree, 'b', 'd', 'page.bin'), 4096);
+    writePatterned(join(tree, 'b', 'd', 'mib.bin'), 1024 * 1024 + 7);
+    writePatterned(join(tree, 'big.bin'), 9 * 1024 * 1024 + 3);
+    writeFileSync(join(tree, 'with space.txt'), 'spaces survive\n');
+    writeFileSync(join(scratch, 'tree.sh'), '#!/bin/sh\n#SWM output-files out\ncp -R tree out\n');
+
+    const submitted = await swm(['submit', 'tree.sh', '--input', 'tree', '--json']);
+    expect(submitted.code, submitted.stderr).to.equal(0);
+    const { id, inputs } = JSON.parse(submitted.stdout) as { id: string; inputs: { path: string }[] };
+    expect(inputs.map((i) => i.path)).to.include.members(['tree/b/d/mib.bin', 'tree/empty.txt', 'tree/with space.txt']);
+    const job = await finished(id);
+    expect(job.state, job.state_details).to.equal('F');
+
+    const downloaded = await swm(['download', id, '--to', 'back', '--json', 'out/**']);
+    expect(downloaded.code, downloaded.stderr).to.equal(0);
+    expect(treeHashes(join(scratch, 'back', 'out'))).to.deep.equal(treeHashes(tree));
+  });
+
+  it('resumes an upload interrupted by killing the terminal, without sending again what arrived', async () => {
+    const size = 256 * 1024 * 1024;
+    writePatterned(join(scratch, 'huge.bin'), size);
+    writeFileSync(join(scratch, 'huge.sh'), '#!/bin/sh\n#SWM name resume-me\nwc -c < huge.bin\n');
+    const args = [SWM_MAIN, 'submit', 'huge.sh', '--input', 'huge.bin', '--json'];
+    const first = spawn(process.execPath, args, { cwd: scratch, env: { ...process.env, ...env }, stdio: 'ignore' });
+    const firstExit = new Promise((resolve) => first.once('exit', resolve));
+
+    // Find the job once the terminal declared it, then stop the terminal as soon as bytes arrive.
+    let id: string | null = null;
+    let received = 0;
+    for (let i = 0; i < 3000 && received === 0; i++) {
+      if (!id) id = (await f.admin.call('job.list', { states: ['Q'] })).jobs.find((j) => j.name === 'resume-me')?.id ?? null;
+      if (id) received = (await f.admin.call('job.input.status', { id })).files[0]!.received;
+      if (received === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(id, 'the job was submitted').to.be.a('string');
+    first.kill('SIGSTOP');
+    first.kill('SIGKILL');
+    await firstExit;
+    expect(received).to.be.greaterThan(0);
+
+    // What the core holds once it has written what was in flight when the terminal died.
+    let held = -1;
+    for (let now = received; now !== held; await new Promise((r) => setTimeout(r, 100))) {
+      held = now;
+      now = (await f.admin.call('job.input.status', { id: id! })).files[0]!.received;
+    }
+    expect(held).to.be.below(size);
+
+    const second = await runSwm(SWM_MAIN, args.slice(1), { cwd: scratch, env });
+    expect(second.code, second.stderr).to.equal(0);
+    const summary = JSON.parse(second.stdout) as { id: string; resumed: boolean; uploadedBytes: number };
+    expect(summary.id).to.equal(id);
+    expect(summary.resumed).to.equal(true);
+    expect(summary.uploadedBytes).to.equal(size - held);
+    const job = await finished(id!);
+    expect(job.state, job.state_details).to.equal('F');
+    expect((await f.admin.call('job.logs', { id: id!, stream: 'stdout' })).data.trim()).to.equal(String(size));
+  });
+
+  it('detects a corrupted chunk and has it sent again', async () => {
+    const path = join(scratch, 'fragile.bin');
+    writePatterned(path, 5 * 1024 * 1024 + 11);
+    const content = readFileSync(path);
+    const input = { path: 'fragile.bin', absolute: path, size: content.length, sha256: sha256(content) };
+    const { id } = await f.admin.call('job.submit', {
+      script: '#!/bin/sh\nsha256sum fragile.bin\n',
+      inputs: [{ path: input.path, size: input.size, sha256: input.sha256 }],
+    });
+    let corrupted = 0;
+    const result = await uploadInputs(f.admin, id, [input], {
+      progress: false,
+      hooks: {
+        // Flip a byte of the frame at 2 MiB, once: after its CRC was computed, as a faulty link would.
+        tamper: (frame, offset) => {
+          if (offset === 2 * 1024 * 1024 && corrupted++ === 0) frame[FRAME_HEADER_BYTES + 100] ^= 0xff;
+        },
+      },
+    });
+    expect(corrupted).to.be.greaterThan(0);
+    expect(result.rewinds).to.equal(1);
+    const committed = await f.admin.call('job.input.commit', { id });
+    expect(committed.state).to.equal('Q');
+    const job = await finished(id);
+    expect(job.state, job.state_details).to.equal('F');
+    expect((await f.admin.call('job.logs', { id, stream: 'stdout' })).data).to.contain(input.sha256);
+  });
+
+  it('refuses paths that escape, on the terminal, on the core and on the node', async () => {
+    const work = join(scratch, 'escape', 'work');
+    mkdirSync(work, { recursive: true });
+    writeFileSync(join(scratch, 'escape', 'secret.txt'), 'not yours\n');
+    symlinkSync('../secret.txt', join(work, 'link.txt'));
+    writeFileSync(join(work, 'job.sh'), '#!/bin/sh\ntrue\n');
+    // Terminal: `..`, an absolute path and a symbolic link, all leading out of the current directory.
+    for (const [input, message] of [
+      ['../secret.txt', 'outside the current directory'],
+      [join(scratch, 'escape', 'secret.txt'), 'outside the current directory'],
+      ['link.txt', 'symbolic link'],
+    ] as const) {
+      const run = await swm(['submit', 'job.sh', '--input', input], work);
+      expect(run.code, input).to.equal(1);
+      expect(run.stderr, input).to.contain(message);
+    }
+
+    // Core: stream and chunk methods refuse paths leaving the job directory.
+    const { id: waiting } = await f.admin.call('job.submit', { script: '#!/bin/sh\ntrue\n', inputs: [{ path: 'a.txt', size: 1, sha256: sha256(Buffer.from('a')) }] });
+    for (const call of [
+      () => f.admin.call('job.input.open', { id: waiting, path: '../a.txt' }),
+      () => f.admin.call('job.input.open', { id: waiting, path: '/etc/passwd' }),
+      () => f.admin.call('job.file.open', { id: waiting, path: 'x/../../../config.json' }),
+    ]) {
+      const error = await call().catch((e: RpcError) => e);
+      expect(error).to.be.instanceOf(RpcError);
+      expect((error as RpcError).code).to.equal(ErrorCode.InvalidParams);
+    }
+    await f.admin.call('job.cancel', { id: waiting });
+    const script = await f.admin.call('job.submit', { script: '#!/bin/sh\n#SWM output-files ../../etc\ntrue\n' }).catch((e: RpcError) => e);
+    expect((script as RpcError).code).to.equal(ErrorCode.InvalidScript);
+
+    // Node: a result that is a symbolic link leading out of the job directory is never fetched.
+    const details: string[] = [];
+    const { id } = await f.admin.call('job.submit', {
+      script: '#!/bin/sh\n#SWM output-files out\nmkdir out\necho fine > out/fine.txt\nln -s /etc/passwd out/passwd\nln -s ../../.. out/up\n',
+    });
+    const job = await waitForJob(f.admin, id, (j: Job) => {
+      details.push(j.state_details);
+      return isFinal(j);
+    }, 60_000);
+    expect(job.state, job.state_details).to.equal('F');
+    const files = (await f.admin.call('job.files', { id })).files.map((x) => x.path);
+    expect(files).to.include('out/fine.txt');
+    expect(files.some((p) => p.startsWith('out/passwd') || p.startsWith('out/up'))).to.equal(false);
+    expect(details.join('\n')).to.contain('out/passwd (a symbolic link leading outside the job directory: refused)');
+
+    // Terminal again: a download never writes through a symbolic link leading out of --to.
+    const to = join(scratch, 'escape', 'to');
+    mkdirSync(to, { recursive: true });
+    mkdirSync(join(scratch, 'escape', 'elsewhere'));
+    symlinkSync('../elsewhere', join(to, 'out'));
+    const download = await swm(['download', id, '--to', to, 'out/fine.txt']);
+    expect(download.code).to.equal(1);
+    expect(download.stderr).to.contain('symbolic link');
+    expect(readdirSync(join(scratch, 'escape', 'elsewhere'))).to.deep.equal([]);
+  });
+
+  it('shows progress on a terminal, and none with --json', async () => {
+    const dir = join(scratch, 'tty');
+    mkdirSync(dir);
+    writePatterned(join(dir, 'data.bin'), 48 * 1024 * 1024);
+    writeFileSync(join(dir, 'job.sh'), '#!/bin/sh\n#SWM input-files data.bin\ntrue\n');
+
+    const watched = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh'], { cwd: dir, env });
+    expect(watched.code, watched.output).to.equal(0);
+    expect(watched.output).to.match(/upload\s+\S*\s*100%/);
+    expect(watched.output).to.contain('48.0 MiB / 48.0 MiB');
+
+    const scripted = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh', '--json', '--name', 'quiet'], { cwd: dir, env });
+    expect(scripted.code, scripted.output).to.equal(0);
+    expect(scripted.output).to.not.match(/upload|checksum|%|ETA/);
+    const summary = JSON.parse(scripted.output.trim()) as { uploadedBytes: number };
+    expect(summary.uploadedBytes).to.equal(48 * 1024 * 1024);
+    expect(statSync(join(dir, 'data.bin')).size).to.equal(48 * 1024 * 1024);
+  });
+});
