@@ -212,8 +212,8 @@ describe('data staging: terminal ↔ core ↔ node', function () {
 
     const watched = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh'], { cwd: dir, env });
     expect(watched.code, watched.output).to.equal(0);
-    expect(watched.output).to.match(/upload\s+\S*\s*100%/);
-    expect(watched.output).to.contain('48.0 MiB / 48.0 MiB');
+    expect(watched.output).to.match(/upload\s+=+ 100%\s+48 MiB \/ 48 MiB\s+[\d.]+ [KMG]?i?B\/s/);
+    expect(watched.output).to.match(/checksum\s+=+ 100%/);
 
     const scripted = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh', '--json', '--name', 'quiet'], { cwd: dir, env });
     expect(scripted.code, scripted.output).to.equal(0);

@@ -29,6 +29,8 @@ const MAX_CRASHES = 5;
  * `transition`; this actor persists each new state before acting on it (so recovery is a replay) and runs the
  * step's effect in the background, posting the result back to itself.
  */
+let incarnations = 0;
+
 export function spawnJobActor(parent: Ref<unknown>, initial: JobRecord, services: CoreServices, onSettled: (job: JobRecord) => void): Ref<JobMessage> {
   const logger: Logger = services.logger.child({ job: initial.id });
   let crashes = 0;
@@ -101,7 +103,8 @@ export function spawnJobActor(parent: Ref<unknown>, initial: JobRecord, services
       }
       return armTimeLimit(updated, self);
     },
-    initial.id,
+    // A fresh name per incarnation: a finished job's actor may still be stopping when a requeue revives the job.
+    `${initial.id}.${++incarnations}`,
     {
       onCrash: (_message: unknown, error: unknown, ctx: { self: unknown; stop: symbol; reset: symbol }) => {
         crashes++;
