@@ -289,7 +289,6 @@ async function measureSlurm(): Promise<SlurmResult | { skipped: string }> {
   const missing = ensureSlurm();
   if (missing) return { skipped: missing };
   let cluster: SlurmCluster | null = null;
-  const stop = onExit(async () => cluster?.stop());
   try {
     cluster = await startSlurm({ cpus: options.maxNodes, partitionUp: true, schedulerParameters: options.slurmSchedulerParameters, recordJobTimes: true });
     if ((await runSbatchJobs(cluster, WARMUP_JOBS, options.slurmSubmitters, 60_000)).timedOut) throw new Error('the warm-up jobs did not finish');
@@ -305,7 +304,7 @@ async function measureSlurm(): Promise<SlurmResult | { skipped: string }> {
   } catch (error) {
     return { skipped: `the one-node Slurm failed: ${(error as Error).message}` };
   } finally {
-    await stop();
+    await cluster?.stop();
   }
 }
 

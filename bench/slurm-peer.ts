@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/harness/spool.js';
+import { onExit } from './cleanup.js';
 import { peakRssKiB } from './stats.js';
 
 const INSTALL_SCRIPT = fileURLToPath(new URL('../../scripts/install-slurm.sh', import.meta.url));
@@ -62,7 +63,7 @@ export interface SlurmCluster {
   settings: string[];
   /** Peak RSS of slurmctld in KiB (read it before stop). */
   controllerPeakRssKiB: () => number | null;
-  /** Stop every daemon (cancelling what is left) and remove the directory; safe to call twice. */
+  /** Stop every daemon (cancelling what is left) and remove the directory; safe to call twice, and run on SIGINT/SIGTERM. */
   stop: () => Promise<void>;
 }
 
@@ -151,16 +152,14 @@ export async function startSlurm(options: SlurmOptions): Promise<SlurmCluster> {
   const daemons: Daemon[] = [];
   const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SLURM_')));
   env.SLURM_CONF = conf;
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
+  // Registered at once: an interrupted start must not leave daemons behind either.
+  const stop = onExit(async () => {
     const ctld = daemons.find((d) => d.name === 'slurmctld');
     if (ctld && ctld.child.exitCode === null) await slurmCommand(env, paths.work, 'scancel', ['--quiet', '--full', '--user', 'root']).catch(() => {});
     // Reverse order: the node, then the controller, then the authentication daemon they both use.
     for (const d of [...daemons].reverse()) await stopDaemon(d);
     rmSync(dir, { recursive: true, force: true });
-  };
+  });
 
   try {
     const made = spawnSync(locate('mungekey')!, ['--create', '--keyfile', key], { encoding: 'utf8' });

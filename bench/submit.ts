@@ -8,7 +8,7 @@
  * reason: sbatch is answered once slurmctld has queued the job, and nothing runs.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectTerminal, killGates, startCoreProcess, type CoreProcess } from '../test/harness/core.js';
@@ -121,7 +121,6 @@ async function measureSlurm(): Promise<{ run: SbatchRun; ctldRssKiB: number | nu
   const missing = ensureSlurm();
   if (missing) return { skipped: missing };
   let cluster: SlurmCluster | null = null;
-  const stop = onExit(async () => cluster?.stop());
   try {
     cluster = await startSlurm({ cpus: availableParallelism(), partitionUp: false, schedulerParameters: 'default_queue_depth=100', recordJobTimes: false });
     await runSbatch(cluster, Math.min(50, options.slurmSubmitters * 10), options.slurmSubmitters); // warm-up
@@ -130,7 +129,7 @@ async function measureSlurm(): Promise<{ run: SbatchRun; ctldRssKiB: number | nu
   } catch (error) {
     return { skipped: `the one-node Slurm failed: ${(error as Error).message}` };
   } finally {
-    await stop();
+    await cluster?.stop();
   }
 }
 
@@ -138,8 +137,8 @@ async function main(): Promise<void> {
   const total = options.jobs;
   process.stdout.write(
     `bench/submit: ${total} job.submit calls from ${options.terminals} terminals (mTLS WebSocket each), ` +
-      `${options.inFlight} in flight per terminal, after ${WARMUP_PER_TERMINAL} warm-up submissions per terminal; ` +
-      `machine: ${availableParallelism()} CPUs\n` +
+      `${options.inFlight} in flight per terminal, after ${WARMUP_PER_TERMINAL} warm-up submissions per terminal\n` +
+      `machine: ${availableParallelism()} CPUs, load average at start ${loadavg()[0]!.toFixed(2)}\n` +
       `core: real swm-core process, fresh spool, gate unreachable so jobs stay queued (durable submit path only)\n`,
   );
   const ours = await measureOurs();

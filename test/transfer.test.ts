@@ -217,7 +217,8 @@ describe('data staging: terminal ↔ core ↔ node', function () {
 
     const scripted = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh', '--json', '--name', 'quiet'], { cwd: dir, env });
     expect(scripted.code, scripted.output).to.equal(0);
-    expect(scripted.output).to.not.match(/upload|checksum|%|ETA/);
+    // No bar, no cursor control: only the JSON document.
+    expect(scripted.output).to.not.match(/upload |checksum|%|ETA|\u001b/);
     const summary = JSON.parse(scripted.output.trim()) as { uploadedBytes: number };
     expect(summary.uploadedBytes).to.equal(48 * 1024 * 1024);
     expect(statSync(join(dir, 'data.bin')).size).to.equal(48 * 1024 * 1024);

@@ -164,6 +164,14 @@ export class NodeSession {
     });
   }
 
+  /**
+   * Start a command and hand back its channel: the caller writes its stdin and reads its output (a
+   * long-running helper, such as a checksum fed as a transfer progresses).
+   */
+  openExec(command: string): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => this.client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))));
+  }
+
   /** Run a command that must succeed; rejects with its stderr otherwise. */
   async run(command: string, signal?: AbortSignal): Promise<string> {
     const result = await this.exec(command, { signal });

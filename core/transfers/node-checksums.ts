@@ -70,3 +70,65 @@ export async function nodeDigests(
   const result = await session.exec(hashCommand(tool, dir, listFile), { signal });
   return parseDigests(result.stdout);
 }
+
+const MIB = 1024 * 1024;
+/** The streaming hasher reads the file in segments of this many MiB (one `dd` each). */
+const SEGMENT_MIB = 64;
+
+/** The first SHA-256 (hex) in a hash tool's output. Pure. */
+export const firstDigest = (output: string): string | null => /\b([0-9a-f]{64})\b/.exec(output)?.[1] ?? null;
+
+/**
+ * SHA-256 of one file on the node, computed while the file is still being written: it is told how far
+ * the bytes are complete (`advance`) and hashes up to there, segment by segment, so that when the last
+ * byte arrives only the last segment is left to hash. Worth it for large files, where hashing after the
+ * transfer would add a second or more per GiB.
+ */
+export class NodeFileHasher {
+  private hashedMib = 0;
+  private output = '';
+  private readonly done: Promise<string>;
+
+  private constructor(private readonly channel: import('ssh2').ClientChannel) {
+    channel.stderr.resume();
+    this.done = new Promise((resolve, reject) => {
+      channel.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+      channel.once('error', reject);
+      channel.once('close', () => {
+        const digest = firstDigest(this.output);
+        if (digest) resolve(digest);
+        else reject(new Error('the node did not report a checksum'));
+      });
+    });
+    this.done.catch(() => undefined);
+  }
+
+  static async start(session: NodeSession, tool: Exclude<HashTool, null>, path: string): Promise<NodeFileHasher> {
+    const hash = tool === 'openssl' ? 'openssl dgst -sha256 -r' : 'sha256sum';
+    const command = `f=${shellQuote(path)}; while read skip count; do dd if="$f" bs=${MIB} skip="$skip" count="$count" 2>/dev/null || exit 1; done | ${hash}`;
+    return new NodeFileHasher(await session.openExec(command));
+  }
+
+  /** Bytes 0..upTo of the file are complete on the node. */
+  advance(upTo: number): void {
+    const complete = Math.floor(upTo / MIB);
+    if (complete - this.hashedMib >= SEGMENT_MIB) this.feed(complete);
+  }
+
+  /** The file is complete at `size` bytes: the SHA-256 of all of it. */
+  finish(size: number): Promise<string> {
+    this.feed(Math.ceil(size / MIB));
+    this.channel.end();
+    return this.done;
+  }
+
+  abort(): void {
+    this.channel.close();
+  }
+
+  private feed(toMib: number): void {
+    if (toMib <= this.hashedMib) return;
+    this.channel.write(`${this.hashedMib} ${toMib - this.hashedMib}\n`);
+    this.hashedMib = toMib;
+  }
+}

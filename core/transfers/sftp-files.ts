@@ -22,6 +22,27 @@ export interface BlockTransferOptions {
   signal?: AbortSignal;
   /** Bytes acknowledged by the other side, as they are. */
   onBytes?: (n: number) => void;
+  /** Bytes from..upTo are all acknowledged (blocks complete in any order; this only moves forward). */
+  onContiguous?: (upTo: number) => void;
+}
+
+/** Follows blocks acknowledged in any order and reports how far they are complete without a gap. */
+class ContiguousMark {
+  private readonly done = new Map<number, number>();
+  constructor(
+    private mark: number,
+    private readonly report?: (upTo: number) => void,
+  ) {}
+  complete(start: number, length: number): void {
+    this.done.set(start, length);
+    let moved = false;
+    for (let next = this.done.get(this.mark); next !== undefined; next = this.done.get(this.mark)) {
+      this.done.delete(this.mark);
+      this.mark += next;
+      moved = true;
+    }
+    if (moved) this.report?.(this.mark);
+  }
 }
 
 const DEFAULT_INFLIGHT = 32;
@@ -97,6 +118,9 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
   try {
     const block = Math.min(o.blockBytes ?? DEFAULT_BLOCK, limitOf(sftp, '_maxWriteLen'));
     const lanes = new Lanes(o.inflight ?? DEFAULT_INFLIGHT);
+    const mark = new ContiguousMark(o.from, o.onContiguous);
+    // ssh2 copies a WRITE's data into its packet at once, so one read buffer serves every block.
+    const buffer = Buffer.allocUnsafe(Math.min(block, Math.max(1, o.size - o.from)));
     for (let at = o.from; at < o.size && !failure; ) {
       await lanes.take();
       failure ??= aborted(o.signal);
@@ -105,7 +129,6 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
         break;
       }
       const length = Math.min(block, o.size - at);
-      const buffer = Buffer.allocUnsafe(length);
       const { bytesRead } = await local.read(buffer, 0, length, at);
       if (bytesRead !== length) {
         lanes.give();
@@ -114,7 +137,10 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
       const position = at;
       sftp.write(handle, buffer, 0, length, position, (error) => {
         if (error) failure ??= error;
-        else o.onBytes?.(length);
+        else {
+          o.onBytes?.(length);
+          mark.complete(position, length);
+        }
         lanes.give();
       });
       at += length;

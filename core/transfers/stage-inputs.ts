@@ -4,7 +4,7 @@ import type { SFTPWrapper } from 'ssh2';
 import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
-import { hashablePath, nodeDigests } from './node-checksums.js';
+import { NodeFileHasher, hashToolOf, hashablePath, nodeDigests } from './node-checksums.js';
 import { isRegular, listRemote, putBlocks } from './sftp-files.js';
 import { diagnoseNodeWrite } from './transfer-errors.js';
 import { forEachLimited } from './work-lanes.js';
@@ -13,6 +13,8 @@ import { forEachLimited } from './work-lanes.js';
 const SMALL_FILE_BYTES = 1024 * 1024;
 const SMALL_FILE_LANES = 64;
 const LARGE_FILE_LANES = 4;
+/** Files at least this big are hashed on the node while they arrive (NodeFileHasher), not after. */
+const HASH_WHILE_SENDING_BYTES = 64 * 1024 * 1024;
 const INFLIGHT = 32;
 const BLOCK = 256 * 1024;
 /** Bytes before the end of a partial remote file that are sent again on resume: blocks complete out of order. */
@@ -80,7 +82,9 @@ export async function stageInputs(
   o: StageInputsOptions = {},
 ): Promise<StageInputsResult> {
   const relativeDirs = [...new Set(files.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))];
-  await makeDirectories(session, [remoteDir, ...relativeDirs.filter(Boolean).map((d) => `${remoteDir}/${d}`)], o.signal);
+  const listFile = o.listFile ?? '.swm/inputs.list';
+  const toMake = new Set([remoteDir, posix.dirname(`${remoteDir}/${listFile}`), ...relativeDirs.filter(Boolean).map((d) => `${remoteDir}/${d}`)]);
+  await makeDirectories(session, [...toMake], o.signal);
   const sftp = await session.sftp();
   const existing = await remoteSizes(sftp, remoteDir, relativeDirs);
 
@@ -89,6 +93,9 @@ export async function stageInputs(
     sentBytes += n;
     o.onBytes?.(n);
   };
+  const tool = await hashToolOf(session, o.signal);
+  /** SHA-256 of large files, computed on the node as they arrived. */
+  const hashedWhileSent = new Map<string, string>();
   const send = async (file: InputFile, from: number): Promise<void> => {
     let local: FileHandle;
     try {
@@ -96,11 +103,24 @@ export async function stageInputs(
     } catch (error) {
       throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
     }
+    const remote = `${remoteDir}/${file.path}`;
+    const hasher = tool && file.size >= HASH_WHILE_SENDING_BYTES && hashablePath(file.path) ? await NodeFileHasher.start(session, tool, remote) : null;
     try {
       const size = (await local.stat()).size;
       if (size !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${size} bytes, ${file.size} declared`);
-      await putBlocks(sftp, local, `${remoteDir}/${file.path}`, { from, size: file.size, inflight: INFLIGHT, blockBytes: BLOCK, signal: o.signal, onBytes });
+      hasher?.advance(from);
+      await putBlocks(sftp, local, remote, {
+        from,
+        size: file.size,
+        inflight: INFLIGHT,
+        blockBytes: BLOCK,
+        signal: o.signal,
+        onBytes,
+        onContiguous: hasher ? (upTo) => hasher.advance(upTo) : undefined,
+      });
+      if (hasher) hashedWhileSent.set(file.path, await hasher.finish(file.size));
     } catch (error) {
+      hasher?.abort();
       throw await diagnoseNodeWrite(session, remoteDir, file.path, file.size - from, error);
     } finally {
       await local.close();
@@ -123,10 +143,11 @@ export async function stageInputs(
   ]);
 
   // Check what the node holds. A file that fails is sent again from its first byte, once.
-  const listFile = o.listFile ?? '.swm/inputs.list';
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
-    const hashable = candidates.filter((f) => hashablePath(f.path));
-    const digests = await nodeDigests(session, sftp, remoteDir, listFile, hashable.map((f) => f.path), o.signal);
+    const toHash = candidates.filter((f) => hashablePath(f.path) && !hashedWhileSent.has(f.path));
+    const digests = await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
+    for (const [path, digest] of hashedWhileSent) digests?.set(path, digest);
+    hashedWhileSent.clear();
     const sizes = await remoteSizes(sftp, remoteDir, [...new Set(candidates.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))]);
     const bad = candidates.filter((f) => {
       if (sizes.get(f.path) !== f.size) return true;

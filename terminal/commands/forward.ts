@@ -5,7 +5,7 @@ import type { Job } from '../../terminal-protocol/job.js';
 import { MuxStream, spliceStreams, streamsOf } from '../../terminal-protocol/streams.js';
 import { withCore } from '../connect.js';
 import { CliError, ExitCode } from '../exit-codes.js';
-import { note, printJson } from '../format.js';
+import { note } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 import { parseJobId } from '../job-arguments.js';
 
@@ -87,7 +87,8 @@ ${examples('$ swm forward "$id" 8888', '$ swm forward "$id" 8888 --local 18888 &
           });
           const bound = await listen(server, localPort, opts.bind);
           const local = `${opts.bind}:${bound}`;
-          if (opts.json) printJson({ id, port, local });
+          // One line, at once: a script waits for it to know the forward is up.
+          if (opts.json) process.stdout.write(`${JSON.stringify({ id, port, local })}\n`);
           else note(`forwarding ${local} to port ${port} of job ${id}${job.state === 'R' ? '' : ` (the job is ${job.state}: connections are refused until it runs)`}; Ctrl-C to stop`);
 
           const ended = await new Promise<Job | null>((resolve) => {

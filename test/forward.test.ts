@@ -1,0 +1,151 @@
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { get } from 'node:http';
+import { createInterface } from 'node:readline';
+import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+
+const NODE = process.execPath;
+
+/** A job whose process serves HTTP on its `in` port (found in $SWM_PORT_<port>), answering with its id. */
+const httpJob = (port: number): string =>
+  `#!/bin/sh
+#SWM ports ${port}/tcp/in
+exec ${NODE} -e "require('http').createServer((q, r) => r.end('job ' + process.env.SWM_JOB_ID)).listen(+process.env.SWM_PORT_${port}, '127.0.0.1', () => console.log('listening on ' + process.env.SWM_PORT_${port}))"
+`;
+
+/** A job whose process echoes every TCP connection on its `in` port. */
+const echoJob = (port: number): string =>
+  `#!/bin/sh
+#SWM ports ${port}/tcp/in
+exec ${NODE} -e "require('net').createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(+process.env.SWM_PORT_${port}, '127.0.0.1', () => console.log('listening'))"
+`;
+
+const httpGet = (url: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    get(url, { agent: false }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+
+/** One round trip on an open connection: write, then read what comes back. */
+async function echo(socket: Socket, text: string): Promise<string> {
+  socket.write(text);
+  const [chunk] = (await once(socket, 'data')) as [Buffer];
+  return chunk.toString();
+}
+
+describe('port forwarding', function () {
+  this.timeout(60_000);
+  let f: CoreFixture;
+  const forwards: ChildProcess[] = [];
+  const servers: Server[] = [];
+
+  before(async () => {
+    f = await startFixture();
+  });
+  after(async () => {
+    for (const child of forwards) child.kill('SIGKILL');
+    for (const server of servers) server.close();
+    await f?.stop();
+  });
+
+  /** Submit, then wait until the job's process printed its first line (it is listening). */
+  async function runningJob(script: string): Promise<string> {
+    const { id } = await f.admin.call('job.submit', { script });
+    await waitForJob(f.admin, id, (j) => (j.state === 'R' && j.state_details === 'running') || isFinal(j));
+    for (let i = 0; i < 400; i++) {
+      if ((await f.admin.call('job.logs', { id, stream: 'stdout' })).data.includes('listening')) return id;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`job ${id} never started listening: ${(await f.admin.call('job.logs', { id, stream: 'stderr' })).data}`);
+  }
+
+  /** `swm forward ID PORT --local 0 --json`; resolves with the process and the local address it listens on. */
+  async function swmForward(id: string, port: number): Promise<{ child: ChildProcess; local: string; exited: Promise<number | null> }> {
+    const child = spawn(NODE, [SWM_MAIN, 'forward', id, String(port), '--local', '0', '--json'], {
+      env: { ...process.env, SWM_HOME: f.spool.homeDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    forwards.push(child);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once('line', resolve);
+      void exited.then((code) => reject(new Error(`swm forward exited with ${code}: ${stderr}`)));
+    });
+    return { child, local: (JSON.parse(line) as { local: string }).local, exited };
+  }
+
+  it('reaches an HTTP server inside the job through swm forward, and from the core host', async () => {
+    const id = await runningJob(httpJob(8888));
+    const { local } = await swmForward(id, 8888);
+    expect(await httpGet(`http://${local}/`)).to.equal(`job ${id}`);
+    expect(await httpGet(`http://${local}/again`)).to.equal(`job ${id}`);
+
+    const { ports } = await f.admin.call('job.ports', { id });
+    expect(ports).to.have.length(1);
+    expect(ports[0]!.direction).to.equal('in');
+    expect(ports[0]!.coreListen).to.match(/^127\.0\.0\.1:\d+$/);
+    expect(await httpGet(`http://${ports[0]!.coreListen}/`)).to.equal(`job ${id}`);
+    await f.admin.call('job.cancel', { id });
+  });
+
+  it('gives two jobs using the same port each their own', async () => {
+    const [first, second] = await Promise.all([runningJob(httpJob(9090)), runningJob(httpJob(9090))]);
+    const nodePorts = await Promise.all([first, second].map(async (id) => (await f.admin.call('job.ports', { id })).ports[0]!.nodePort));
+    expect(nodePorts[0]).to.not.equal(nodePorts[1]);
+    const [a, b] = await Promise.all([swmForward(first, 9090), swmForward(second, 9090)]);
+    expect(await httpGet(`http://${a.local}/`)).to.equal(`job ${first}`);
+    expect(await httpGet(`http://${b.local}/`)).to.equal(`job ${second}`);
+    await Promise.all([first, second].map((id) => f.admin.call('job.cancel', { id })));
+  });
+
+  it('lets the job reach a server on the submitting host through an out port', async () => {
+    const server = createServer((socket) => socket.end('hello from the submitting host'));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const port = (server.address() as { port: number }).port;
+    const script = `#!/bin/sh
+#SWM ports ${port}/tcp/out
+${NODE} -e "const s = require('net').connect(+process.env.SWM_PORT_${port}, '127.0.0.1'); let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => console.log('got: ' + b))"
+`;
+    const { id } = await f.admin.call('job.submit', { script });
+    const job = await waitForJob(f.admin, id, isFinal);
+    expect(job.state, job.state_details).to.equal('F');
+    expect((await f.admin.call('job.logs', { id, stream: 'stdout' })).data).to.equal('got: hello from the submitting host\n');
+  });
+
+  it('keeps the other connections when one breaks, and closes every forward when the job ends', async () => {
+    const id = await runningJob(echoJob(7070));
+    const { local, exited } = await swmForward(id, 7070);
+    const [host, port] = local.split(':');
+    const open = async () => {
+      const socket = connect(Number(port), host);
+      await once(socket, 'connect');
+      return socket;
+    };
+    const [a, b] = await Promise.all([open(), open()]);
+    expect(await echo(a, 'ping a')).to.equal('ping a');
+    expect(await echo(b, 'ping b')).to.equal('ping b');
+    a.resetAndDestroy();
+    expect(await echo(b, 'still here')).to.equal('still here');
+    const c = await open();
+    expect(await echo(c, 'new one')).to.equal('new one');
+
+    const corePort = (await f.admin.call('job.ports', { id })).ports[0]!.coreListen!;
+    await f.admin.call('job.cancel', { id });
+    expect(await exited).to.equal(0);
+    await Promise.all([b, c].map((s) => (s.destroyed ? Promise.resolve() : once(s, 'close'))));
+    const refused = await new Promise<string>((resolve) => {
+      const probe = connect(Number(corePort.split(':')[1]), '127.0.0.1');
+      probe.once('connect', () => resolve('connected'));
+      probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+    });
+    expect(refused).to.equal('ECONNREFUSED');
+  });
+});
