@@ -6,4 +6,4 @@ export * from './terminal-methods.js';
 export * from './gate-methods.js';
 export * from './peer.js';
 export * from './client.js';
-export * from './fingerprint.js';
+export * from './ssh-keys.js';

@@ -1,6 +1,6 @@
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-import { sshFingerprint } from '../../terminal-protocol/fingerprint.js';
+import { sshFingerprint } from '../../terminal-protocol/ssh-keys.js';
 import type { PartitionNode } from '../../terminal-protocol/common.js';
 
 export interface ExecResult {

@@ -1,9 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { writeFileAtomic } from '../../spool-bootstrap/files.js';
 import type { SpoolPaths } from '../../spool-bootstrap/paths.js';
-import { sshFingerprint } from '../../terminal-protocol/fingerprint.js';
+import { generateEd25519KeyPair } from '../../terminal-protocol/ssh-keys.js';
 
 export interface PartitionKeys {
   privateKey: string;
@@ -21,10 +20,10 @@ export function partitionKeys(spool: SpoolPaths, partition: string): PartitionKe
   if (existsSync(privatePath) && existsSync(publicPath))
     return { privateKey: readFileSync(privatePath, 'utf8'), publicKey: readFileSync(publicPath, 'utf8').trim() };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `skyport ${partition}` });
-  writeFileAtomic(publicPath, pair.public + '\n', 0o644);
-  writeFileAtomic(privatePath, pair.private, 0o600);
-  return { privateKey: pair.private, publicKey: pair.public.trim() };
+  const pair = generateEd25519KeyPair(`skyport ${partition}`);
+  writeFileAtomic(publicPath, pair.publicKey + '\n', 0o644);
+  writeFileAtomic(privatePath, pair.privateKey, 0o600);
+  return { privateKey: pair.privateKey, publicKey: pair.publicKey };
 }
 
 /**
@@ -40,11 +39,9 @@ export function nodeHostKeys(spool: SpoolPaths, partition: string, count: number
   const privateKeys: string[] = [];
   const fingerprints: string[] = [];
   for (let i = 0; i < count; i++) {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
-    const parsed = ssh2.utils.parseKey(pair.public);
-    if (parsed instanceof Error) throw parsed;
-    privateKeys.push(pair.private);
-    fingerprints.push(sshFingerprint(parsed.getPublicSSH()));
+    const pair = generateEd25519KeyPair();
+    privateKeys.push(pair.privateKey);
+    fingerprints.push(pair.fingerprint);
   }
   writeFileAtomic(path, JSON.stringify({ privateKeys, fingerprints }), 0o600);
   return { privateKeys, fingerprints };

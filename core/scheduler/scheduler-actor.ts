@@ -32,9 +32,14 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
     parent as Ref<never>,
     async (state: null, _message: SchedulerMessage) => {
       pending = false;
+      const usage = services.store.nodesInUse();
+      const capacity = remotes();
+      // Nothing can be placed while every remote is full or has not told us its flavors: skip reading the queue,
+      // which would otherwise make a burst of submits quadratic.
+      if (!capacity.some((r) => r.flavors !== null && r.maxNodes > (usage.get(r.name) ?? 0))) return state;
       const queued = services.store.queued();
       if (!queued.length) return state;
-      const plan = schedule({ queued, remotes: remotes(), usage: services.store.nodesInUse() });
+      const plan = schedule({ queued, remotes: capacity, usage });
       const moves = [
         ...plan.assignments.map((a) => jobs.send(a.jobId, { type: 'scheduled', remote: a.remote, flavor: a.flavor })),
         ...plan.rejections.map((r) => jobs.send(r.jobId, { type: 'unschedulable', reason: r.reason })),

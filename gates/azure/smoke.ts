@@ -23,7 +23,7 @@ import { spoolPaths } from '../../spool-bootstrap/paths.js';
 import type { Partition, PartitionNode } from '../../terminal-protocol/common.js';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { createAzureGate } from './index.js';
-import { fingerprintOfBlob } from './host-keys.js';
+import { generateEd25519KeyPair, sshFingerprint } from '../../terminal-protocol/ssh-keys.js';
 
 const env = (name: string, fallback?: string): string => {
   const value = process.env[name] ?? fallback;
@@ -57,7 +57,7 @@ async function checkSsh(node: PartitionNode, privateKey: string, deadline: numbe
             username: node.sshUser,
             privateKey,
             readyTimeout: 20_000,
-            hostVerifier: (key: Buffer) => fingerprintOfBlob(key) === node.hostKeyFingerprint,
+            hostVerifier: (key: Buffer) => sshFingerprint(key) === node.hostKeyFingerprint,
           });
       });
     } catch (error) {
@@ -118,14 +118,14 @@ async function main(): Promise<void> {
   say(`newest image: ${images[0]?.id ?? '(none)'}`);
 
   const name = `${coreId}-p`;
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = generateEd25519KeyPair();
   let failure: unknown = null;
   try {
-    await gate.create({ name, jobId: `${coreId}-job`, owner: 'smoke', flavor, image: null, nodeCount: 1, ports: [], sshPublicKey: key.public, tags: {} });
+    await gate.create({ name, jobId: `${coreId}-job`, owner: 'smoke', flavor, image: null, nodeCount: 1, ports: [], sshPublicKey: key.publicKey, tags: {} });
     const up = await waitFor(name, ['up', 'failed']);
     if (up.status === 'failed') throw new Error(`partition failed: ${up.error}`);
     say(`up: ${JSON.stringify(up.nodes)}`);
-    if (sourceCidr) say(`ssh with the pinned host key: ${await checkSsh(up.nodes[0]!, key.private, Date.now() + timeoutMs)}`);
+    if (sourceCidr) say(`ssh with the pinned host key: ${await checkSsh(up.nodes[0]!, key.privateKey, Date.now() + timeoutMs)}`);
   } catch (error) {
     failure = error;
   } finally {

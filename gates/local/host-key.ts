@@ -1,9 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import ssh2 from 'ssh2';
+import { timingSafeEqual } from 'node:crypto';
 import type { ParsedKey } from 'ssh2';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-
-const { utils } = ssh2;
+import { generateEd25519KeyPair, parseSshKey, sshFingerprint } from '../../terminal-protocol/ssh-keys.js';
 
 /** A node's SSH host key: the private part stays in the gate's state, the fingerprint goes to the core. */
 export interface HostKey {
@@ -11,30 +9,21 @@ export interface HostKey {
   fingerprint: string;
 }
 
-/** OpenSSH's fingerprint format: "SHA256:" + unpadded base64 of the SHA-256 of the public key blob. */
-export const fingerprintOfBlob = (blob: Buffer): string =>
-  `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
-
-const parseOne = (data: string): ParsedKey | Error => {
-  const parsed = utils.parseKey(data);
-  return Array.isArray(parsed) ? (parsed[0] as ParsedKey) : parsed;
-};
-
 export function generateHostKey(): HostKey {
-  const pair = utils.generateKeyPairSync('ed25519');
-  return { privateKey: pair.private, fingerprint: hostKeyFingerprint(pair.private) };
+  const pair = generateEd25519KeyPair();
+  return { privateKey: pair.privateKey, fingerprint: pair.fingerprint };
 }
 
 /** The fingerprint of a host key, from its private (or public) form. */
 export function hostKeyFingerprint(key: string): string {
-  const parsed = parseOne(key);
+  const parsed = parseSshKey(key);
   if (parsed instanceof Error) throw new Error(`unreadable host key: ${parsed.message}`);
-  return fingerprintOfBlob(parsed.getPublicSSH());
+  return sshFingerprint(parsed.getPublicSSH());
 }
 
 /** The one public key a partition's nodes accept; InvalidParams when the line is not an SSH public key. */
 export function parseAuthorizedKey(line: string): ParsedKey {
-  const parsed = parseOne(line.trim());
+  const parsed = parseSshKey(line.trim());
   if (parsed instanceof Error || parsed.isPrivateKey())
     throw new RpcError(ErrorCode.InvalidParams, `sshPublicKey is not an OpenSSH public key${parsed instanceof Error ? `: ${parsed.message}` : ''}`);
   return parsed;
