@@ -14,3 +14,18 @@ export function writeFileAtomic(path: string, content: string | Buffer, mode = 0
   }
   renameSync(tmp, path);
 }
+
+/** writeFileAtomic without blocking the event loop on the fsync. */
+export async function writeFileAtomicAsync(path: string, content: string | Buffer, mode = 0o644): Promise<void> {
+  const { mkdir, open, rename } = await import('node:fs/promises');
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  const handle = await open(tmp, 'w', mode);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, path);
+}

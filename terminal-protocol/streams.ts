@@ -461,6 +461,21 @@ export function spliceStreams(a: Duplex, b: Duplex, onClosed?: () => void): void
 // ---------------------------------------------------------------------------------------------------------
 // File streams (uploads and downloads): a sender that reads a file and a receiver that writes one.
 
+/**
+ * A SHA-256 fed in order, that may live elsewhere (the core hashes in a worker thread, off the path that
+ * moves the bytes). `hex` resolves with the digest of everything fed; the hash is used up then.
+ */
+export interface RunningHash {
+  update(data: Buffer): void;
+  hex(): Promise<string>;
+}
+
+/** A RunningHash on this thread. */
+export const localHash = (hash: Hash = createHash('sha256')): RunningHash => ({
+  update: (data) => void hash.update(data),
+  hex: async () => hash.digest('hex'),
+});
+
 export interface FileSendOptions {
   mux: StreamMux;
   stream: number;
@@ -471,8 +486,11 @@ export interface FileSendOptions {
   /** The file's size: the stream ends there. */
   size: number;
   window: number;
-  /** Put the SHA-256 of the whole file (bytes 0..size, the unsent prefix included) in the END frame. */
-  digest?: boolean;
+  /**
+   * Put the SHA-256 of the whole file in the END frame: this hash, already fed bytes 0..from (the part the
+   * receiver has), is fed the rest as it is sent.
+   */
+  digest?: RunningHash;
   /** The receiver acknowledged bytes up to here (progress). */
   onAcked?: (acked: number) => void;
   signal?: AbortSignal;
@@ -513,13 +531,14 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
   let failure: Error | null = null;
   let rewinds = 0;
   let sentBytes = 0;
+  let digest: Buffer | null = null;
   let wake: (() => void) | null = null;
   const poke = () => {
     const w = wake;
     wake = null;
     w?.();
   };
-  let hash: Hash | null = null;
+  const hash = o.digest ?? null;
   let hashed = o.from;
 
   const endpoint: StreamEndpoint = {
@@ -560,7 +579,6 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
   o.signal?.addEventListener('abort', onAbort, { once: true });
   mux.attach(stream, endpoint);
   try {
-    if (o.digest) hash = await hashFilePrefix(file, o.from);
     while (!accepted && !failure) {
       if (next < size && next < acked + window && mux.writable) {
         const at = next;
@@ -586,8 +604,9 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
         continue;
       }
       if (next >= size && !endSent) {
-        const digest = hash && hashed === size ? hash.copy().digest() : EMPTY;
-        mux.sendControl(encodeFrame(FrameType.End, stream, size, digest));
+        if (hash && hashed === size && !digest) digest = Buffer.from(await hash.hex(), 'hex');
+        if (failure || accepted) break;
+        mux.sendControl(encodeFrame(FrameType.End, stream, size, digest ?? EMPTY));
         endSent = true;
         continue;
       }
@@ -619,7 +638,7 @@ export interface FileReceiveOptions {
   size: number;
   window: number;
   /** SHA-256 of bytes 0..from already there, continued with what arrives; the full digest is checked at END. */
-  prefix?: Hash;
+  prefix?: RunningHash;
   /** The expected SHA-256 (hex); without it, the one the sender's END carries (if any). */
   expectedSha256?: string;
   /** Bytes written so far (progress). */
@@ -691,7 +710,7 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
       if (frame.type === FrameType.End) {
         if (expected < size || rewindingFrom !== null) return; // the resent bytes (and another END) follow
         if (frame.offset !== size) throw new RpcError(ErrorCode.Integrity, `stream ${stream}: sender ended at ${frame.offset}, expected ${size}`);
-        const sha256 = hash ? hash.digest('hex') : null;
+        const sha256 = hash ? await hash.hex() : null;
         const claimed = o.expectedSha256 ?? (frame.payload.length === 32 ? frame.payload.toString('hex') : null);
         if (sha256 && claimed && sha256 !== claimed) throw new RpcError(ErrorCode.Integrity, `SHA-256 ${sha256} of the received file, expected ${claimed}`);
         await o.complete?.(sha256);

@@ -2,7 +2,7 @@ import { lstat, mkdir, open, realpath, rename, type FileHandle } from 'node:fs/p
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
-import { hashFilePrefix, receiveFile, streamsOf } from '../terminal-protocol/streams.js';
+import { hashFilePrefix, localHash, receiveFile, streamsOf } from '../terminal-protocol/streams.js';
 import { MAX_CHUNK_BYTES, RelativePath } from '../terminal-protocol/terminal-methods.js';
 import { CliError } from './exit-codes.js';
 import { startProgress } from './progress.js';
@@ -70,7 +70,7 @@ async function streamInto(core: TerminalClient, id: string, file: RemoteFile, ha
     if (error instanceof RpcError && error.code === ErrorCode.MethodNotFound) return null;
     throw error;
   }
-  const prefix = await hashFilePrefix(handle, from);
+  const prefix = localHash(await hashFilePrefix(handle, from));
   let written = from;
   await receiveFile({
     mux: streamsOf(core),

@@ -15,6 +15,7 @@ import {
   writeFailure,
 } from '../../terminal-protocol/streams.js';
 import { JobInputs } from '../jobs/job-inputs.js';
+import { workerHash } from './hash-worker.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
@@ -72,15 +73,14 @@ export class TerminalStreams {
     const opened = await inputs.openForStream(path, offset);
     const from = offset ?? opened.received;
     let admitted: { id: number; abort: AbortController };
-    let prefix;
     try {
-      // Hashed before answering: the terminal starts sending as soon as it has the answer.
-      prefix = await hashFilePrefix(opened.file, from);
       admitted = this.admitFile();
     } catch (error) {
       await opened.file.close();
       throw error;
     }
+    // The bytes already here are hashed by the worker first; what arrives follows in order.
+    const prefix = workerHash({ path: opened.path, bytes: from });
     const { id, abort } = admitted;
     const key = `${job.id}/${path}`;
     TerminalStreams.uploading.get(key)?.abort();
@@ -119,6 +119,7 @@ export class TerminalStreams {
       .then(
         () => undefined,
         (error: Error) => {
+          prefix.drop();
           void opened.file.close().catch(() => undefined);
           if (!abort.signal.aborted) this.logger.info({ job: job.id, path, err: error.message }, 'input upload stopped');
         },
@@ -154,8 +155,10 @@ export class TerminalStreams {
     }
     const { id, abort } = admitted;
     const window = FILE_STREAM_WINDOW;
-    sendFile({ mux: this.mux, stream: id, file, from: offset, size, window, digest: true, signal: abort.signal })
+    const digest = workerHash({ path: real, bytes: offset });
+    sendFile({ mux: this.mux, stream: id, file, from: offset, size, window, digest, signal: abort.signal })
       .catch((error: Error) => {
+        digest.drop();
         if (!abort.signal.aborted) this.logger.info({ job: job.id, path, err: error.message }, 'download stopped');
       })
       .finally(() => {

@@ -145,7 +145,7 @@ export class LocalGate implements Gate {
     this.records.set(record.id, record);
     try {
       await this.store.writeHostKeys(record.name, names.map((node, i) => ({ node, privateKey: hostKeys[i]!.privateKey })));
-      this.persist();
+      await this.persist();
     } catch (error) {
       this.records.delete(record.id);
       throw error;
@@ -199,6 +199,7 @@ export class LocalGate implements Gate {
     const servers = [...this.servers.values()].flat();
     this.servers.clear();
     await Promise.all(servers.map((s) => s.close()));
+    await this.persist().catch(() => undefined);
   }
 
   private existingCreate(record: PartitionRecord): { id: string; status: 'creating' | 'up' } {
@@ -228,8 +229,8 @@ export class LocalGate implements Gate {
     }
   }
 
-  private persist(): void {
-    this.store.save(this.records.values());
+  private persist(): Promise<void> {
+    return this.store.save(() => this.records.values());
   }
 
   private assertOpen(): void {
@@ -290,7 +291,7 @@ export class LocalGate implements Gate {
     record.nodes.forEach((node, i) => (node.port = servers[i]!.port));
     record.status = 'up';
     delete record.error;
-    this.persist();
+    await this.persist();
     log.info({ ports: servers.map((s) => s.port) }, 'partition up');
     this.emit(record);
   }
@@ -298,11 +299,7 @@ export class LocalGate implements Gate {
   private fail(record: PartitionRecord, reason: string): void {
     record.status = 'failed';
     record.error = reason;
-    try {
-      this.persist();
-    } catch (error) {
-      this.logger.error({ err: error, partition: record.name }, 'state not saved');
-    }
+    this.persist().catch((error: unknown) => this.logger.error({ err: error, partition: record.name }, 'state not saved'));
     this.logger.warn({ partition: record.name, job: record.jobId, reason }, 'partition failed');
     this.emit(record);
   }
@@ -311,14 +308,14 @@ export class LocalGate implements Gate {
   private async removePartition(record: PartitionRecord): Promise<void> {
     if (!this.records.has(record.id)) return;
     record.status = 'deleting';
-    this.persist();
+    await this.persist();
     this.emit(record);
     const servers = this.servers.get(record.id) ?? [];
     this.servers.delete(record.id);
     await Promise.all(servers.map((s) => s.close()));
     await this.store.removePartitionFiles(record.name);
     this.records.delete(record.id);
-    this.persist();
+    await this.persist();
     this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');
     this.emit(record, 'deleted');
   }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../../spool-bootstrap/files.js';
+import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import { PortSpec } from '../../terminal-protocol/gate-methods.js';
 
 export const NodeRecord = z.object({
@@ -70,8 +70,23 @@ export class LocalGateStore {
     return parsed.data.partitions;
   }
 
-  save(partitions: Iterable<PartitionRecord>): void {
-    writeFileAtomic(this.statePath, JSON.stringify({ version: 1, partitions: [...partitions] }, null, 2) + '\n', 0o600);
+  private writes: Promise<void> = Promise.resolve();
+  private nextWrite: Promise<void> | null = null;
+
+  /**
+   * Persist the partitions, fsynced, off the event loop. Changes made while a write is in flight are grouped
+   * into the next one; the snapshot is taken when that write starts, so every caller's change is in the write
+   * its promise waits for.
+   */
+  save(snapshot: () => Iterable<PartitionRecord>): Promise<void> {
+    if (this.nextWrite) return this.nextWrite;
+    const write = this.writes.then(async () => {
+      this.nextWrite = null;
+      await writeFileAtomicAsync(this.statePath, JSON.stringify({ version: 1, partitions: [...snapshot()] }, null, 2) + '\n', 0o600);
+    });
+    this.nextWrite = write;
+    this.writes = write.catch(() => undefined);
+    return write;
   }
 
   async writeHostKeys(partition: string, keys: Array<{ node: string; privateKey: string }>): Promise<void> {

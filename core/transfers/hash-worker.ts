@@ -1,0 +1,107 @@
+import { Worker } from 'node:worker_threads';
+import type { RunningHash } from '../../terminal-protocol/streams.js';
+
+/**
+ * SHA-256 of streamed files in a worker thread. Hashing costs about as much CPU as receiving the bytes
+ * (TLS, WebSocket framing, CRC, disk); done on the core's event loop it would halve the rate of a transfer
+ * on a machine with a second core idle. Each hash is fed in order by messages; the worker keeps one
+ * running hash per id. A prefix already on disk (a resumed upload, a download from an offset) is read and
+ * hashed by the worker itself.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+const { openSync, readSync, closeSync } = require('node:fs');
+const hashes = new Map();
+const of = (id) => { let h = hashes.get(id); if (!h) hashes.set(id, (h = createHash('sha256'))); return h; };
+parentPort.on('message', (m) => {
+  try {
+    if (m.type === 'update') of(m.id).update(m.data);
+    else if (m.type === 'prefix') {
+      const h = of(m.id);
+      if (m.length > 0) {
+        const fd = openSync(m.path, 'r');
+        try {
+          const buffer = Buffer.allocUnsafe(Math.min(4 << 20, m.length));
+          for (let at = 0; at < m.length; ) {
+            const n = readSync(fd, buffer, 0, Math.min(buffer.length, m.length - at), at);
+            if (n === 0) throw new Error('file shrank: ' + at + ' of ' + m.length + ' bytes left');
+            h.update(buffer.subarray(0, n));
+            at += n;
+          }
+        } finally { closeSync(fd); }
+      }
+    } else if (m.type === 'digest') {
+      const h = of(m.id);
+      hashes.delete(m.id);
+      parentPort.postMessage({ id: m.id, hex: h.digest('hex') });
+    } else if (m.type === 'drop') hashes.delete(m.id);
+  } catch (error) {
+    hashes.delete(m.id);
+    parentPort.postMessage({ id: m.id, error: String(error && error.message || error) });
+  }
+});
+`;
+
+let worker: Worker | null = null;
+let nextId = 1;
+const waiting = new Map<number, { resolve: (hex: string) => void; reject: (error: Error) => void }>();
+/** Hashes whose prefix failed: their digest rejects. */
+const failed = new Map<number, string>();
+
+function theWorker(): Worker {
+  if (worker) return worker;
+  const w = new Worker(WORKER_SOURCE, { eval: true });
+  w.unref();
+  w.on('message', (m: { id: number; hex?: string; error?: string }) => {
+    const waiter = waiting.get(m.id);
+    if (m.error !== undefined && !waiter) {
+      failed.set(m.id, m.error);
+      return;
+    }
+    waiting.delete(m.id);
+    if (m.error !== undefined) waiter?.reject(new Error(m.error));
+    else waiter?.resolve(m.hex!);
+  });
+  w.on('error', (error) => {
+    for (const waiter of waiting.values()) waiter.reject(error);
+    waiting.clear();
+    worker = null;
+  });
+  w.on('exit', () => (worker = null));
+  worker = w;
+  return w;
+}
+
+/**
+ * A RunningHash computed by the worker, starting with the first `prefixBytes` bytes of the file at
+ * `path` (read by the worker). Each update copies its bytes once, to hand them over.
+ */
+export function workerHash(prefix?: { path: string; bytes: number }): RunningHash & { drop(): void } {
+  const id = nextId++;
+  const w = theWorker();
+  if (prefix && prefix.bytes > 0) w.postMessage({ type: 'prefix', id, path: prefix.path, length: prefix.bytes });
+  let done = false;
+  return {
+    update: (data) => {
+      const copy = new Uint8Array(data);
+      w.postMessage({ type: 'update', id, data: copy }, [copy.buffer]);
+    },
+    hex: () => {
+      done = true;
+      const error = failed.get(id);
+      if (error) {
+        failed.delete(id);
+        return Promise.reject(new Error(error));
+      }
+      return new Promise((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        w.postMessage({ type: 'digest', id });
+      });
+    },
+    drop: () => {
+      if (!done) w.postMessage({ type: 'drop', id });
+      done = true;
+    },
+  };
+}
