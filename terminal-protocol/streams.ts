@@ -466,6 +466,7 @@ export function spliceStreams(a: Duplex, b: Duplex, onClosed?: () => void): void
  * moves the bytes). `hex` resolves with the digest of everything fed; the hash is used up then.
  */
 export interface RunningHash {
+  /** Feed bytes; the caller will not use `data` again (its memory may be handed to another thread). */
   update(data: Buffer): void;
   hex(): Promise<string>;
 }
@@ -593,7 +594,8 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
         if (failure || accepted) break;
         if (next !== at) continue; // a REWIND arrived during the read: this block is not the one wanted now
         if (hash && hashed === at) {
-          hash.update(frame.subarray(FRAME_HEADER_BYTES));
+          // A copy: the frame itself is still to be sent, and the hash may take what it is given.
+          hash.update(Buffer.from(frame.subarray(FRAME_HEADER_BYTES)));
           hashed += length;
         }
         sealFrame(frame, FrameType.Data, stream, at);
@@ -698,6 +700,7 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
           return;
         }
         await sink.write(frame.payload, frame.offset);
+        // Written: nothing here uses the payload again, so the hash may take its memory.
         hash?.update(frame.payload);
         expected += frame.payload.length;
         o.onWritten?.(expected);

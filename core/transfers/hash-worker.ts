@@ -16,7 +16,7 @@ const hashes = new Map();
 const of = (id) => { let h = hashes.get(id); if (!h) hashes.set(id, (h = createHash('sha256'))); return h; };
 parentPort.on('message', (m) => {
   try {
-    if (m.type === 'update') of(m.id).update(m.data);
+    if (m.type === 'update') of(m.id).update(new Uint8Array(m.data, m.offset, m.length));
     else if (m.type === 'prefix') {
       const h = of(m.id);
       if (m.length > 0) {
@@ -84,8 +84,13 @@ export function workerHash(prefix?: { path: string; bytes: number }): RunningHas
   let done = false;
   return {
     update: (data) => {
-      const copy = new Uint8Array(data);
-      w.postMessage({ type: 'update', id, data: copy }, [copy.buffer]);
+      // The payload of a binary frame that arrived as a WebSocket message of its own sits at the end of
+      // memory holding nothing else but its header: that memory is handed over as it is. Anything that may
+      // share memory with other data is copied first.
+      const own = data.byteOffset <= 64 && data.byteOffset + data.length === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+      const memory = own ? (data.buffer as ArrayBuffer) : new Uint8Array(data).buffer;
+      const offset = own ? data.byteOffset : 0;
+      w.postMessage({ type: 'update', id, data: memory, offset, length: data.length }, [memory]);
     },
     hex: () => {
       done = true;
