@@ -699,10 +699,11 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
           mux.sendControl(encodeFrame(FrameType.Rewind, stream, expected));
           return;
         }
+        const length = frame.payload.length;
         await sink.write(frame.payload, frame.offset);
         // Written: nothing here uses the payload again, so the hash may take its memory.
         hash?.update(frame.payload);
-        expected += frame.payload.length;
+        expected += length;
         o.onWritten?.(expected);
         if (expected - credited >= window / 4 || expected === size) {
           credited = expected;

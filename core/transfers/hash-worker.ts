@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { RunningHash } from '../../terminal-protocol/streams.js';
+import { FRAME_HEADER_BYTES, type RunningHash } from '../../terminal-protocol/streams.js';
 
 /**
  * SHA-256 of streamed files in a worker thread. Hashing costs about as much CPU as receiving the bytes
@@ -84,10 +84,10 @@ export function workerHash(prefix?: { path: string; bytes: number }): RunningHas
   let done = false;
   return {
     update: (data) => {
-      // The payload of a binary frame that arrived as a WebSocket message of its own sits at the end of
-      // memory holding nothing else but its header: that memory is handed over as it is. Anything that may
-      // share memory with other data is copied first.
-      const own = data.byteOffset <= 64 && data.byteOffset + data.length === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
+      // The payload of a binary frame in memory of its own (a WebSocket message assembled from several
+      // reads: exactly header + payload) is handed over as it is. Anything else may share its memory with
+      // other frames, and is copied.
+      const own = data.byteOffset === FRAME_HEADER_BYTES && data.buffer.byteLength === FRAME_HEADER_BYTES + data.length && data.buffer instanceof ArrayBuffer;
       const memory = own ? (data.buffer as ArrayBuffer) : new Uint8Array(data).buffer;
       const offset = own ? data.byteOffset : 0;
       w.postMessage({ type: 'update', id, data: memory, offset, length: data.length }, [memory]);
