@@ -38,6 +38,8 @@ export const MAX_FRAME_PAYLOAD = 1024 * 1024;
 /** Default windows: files want a deep pipe, forwarded connections a fair share of one socket. */
 export const FILE_STREAM_WINDOW = 16 * 1024 * 1024;
 export const FORWARD_STREAM_WINDOW = 4 * 1024 * 1024;
+/** Disk writes a file receiver keeps going at once. */
+const WRITES_IN_FLIGHT = 4;
 /** CRC failures tolerated on one stream before it is given up as broken. */
 const MAX_REWINDS = 16;
 
@@ -686,6 +688,24 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
     };
     const onAbort = () => fail(new RpcError(ErrorCode.Conflict, 'transfer aborted'));
 
+    // Writes of consecutive frames overlap (up to WRITES_IN_FLIGHT); they are committed (hashed, counted,
+    // credited) in order as each completes, so a slow disk costs its latency once, not once per frame.
+    const writing: { payload: Buffer; length: number; done: Promise<void> }[] = [];
+    let written = o.from;
+    const commitOldest = async (): Promise<void> => {
+      const oldest = writing[0]!;
+      await oldest.done;
+      writing.shift();
+      // Written: nothing here uses the payload again, so the hash may take its memory.
+      hash?.update(oldest.payload);
+      written += oldest.length;
+      o.onWritten?.(written);
+      if (written - credited >= window / 4 || written === size) {
+        credited = written;
+        mux.sendControl(encodeFrame(FrameType.Credit, stream, credited));
+      }
+    };
+
     const handle = async (frame: StreamFrame): Promise<void> => {
       if (frame.type === FrameType.Data) {
         if (rewindingFrom !== null) {
@@ -700,20 +720,17 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
           return;
         }
         const length = frame.payload.length;
-        await sink.write(frame.payload, frame.offset);
-        // Written: nothing here uses the payload again, so the hash may take its memory.
-        hash?.update(frame.payload);
+        const done = sink.write(frame.payload, frame.offset);
+        done.catch(() => undefined); // awaited in order by commitOldest
+        writing.push({ payload: frame.payload, length, done });
         expected += length;
-        o.onWritten?.(expected);
-        if (expected - credited >= window / 4 || expected === size) {
-          credited = expected;
-          mux.sendControl(encodeFrame(FrameType.Credit, stream, credited));
-        }
+        while (writing.length >= WRITES_IN_FLIGHT || (writing.length > 0 && queue.length === 0)) await commitOldest();
         return;
       }
       if (frame.type === FrameType.End) {
         if (expected < size || rewindingFrom !== null) return; // the resent bytes (and another END) follow
         if (frame.offset !== size) throw new RpcError(ErrorCode.Integrity, `stream ${stream}: sender ended at ${frame.offset}, expected ${size}`);
+        while (writing.length > 0) await commitOldest();
         const sha256 = hash ? await hash.hex() : null;
         const claimed = o.expectedSha256 ?? (frame.payload.length === 32 ? frame.payload.toString('hex') : null);
         if (sha256 && claimed && sha256 !== claimed) throw new RpcError(ErrorCode.Integrity, `SHA-256 ${sha256} of the received file, expected ${claimed}`);

@@ -17,9 +17,12 @@ export class Jobs {
     private readonly services: CoreServices,
   ) {}
 
-  /** Respawn every job the store says is not done, each resuming its recorded step. */
+  /**
+   * Respawn every job that was in the middle of a step, each resuming it. Jobs waiting in the queue (or for
+   * their inputs) get an actor only when something happens to them: a burst of submissions costs no actors.
+   */
   resumeAll(): number {
-    const active = this.services.store.active();
+    const active = this.services.store.active().filter((job) => job.step !== 'queue' && job.step !== 'inputs');
     for (const job of active) this.spawn(job);
     return active.length;
   }
@@ -40,7 +43,7 @@ export class Jobs {
   send(id: string, event: JobEvent): Promise<JobRecord> {
     let ref = this.actors.get(id);
     if (!ref) {
-      // A finished job has no actor; requeue brings it back to life.
+      // Queued and finished jobs have no actor; the first event for them starts one (requeue revives a finished job).
       const job = this.services.store.get(id);
       if (!job) return Promise.reject(new RpcError(ErrorCode.NotFound, `job ${id} not found`));
       if (job.step === 'done' && event.type !== 'requeue') {

@@ -82,7 +82,6 @@ export class JobHandlers {
       runStartedMs: null,
     };
     await this.services.store.insert(job);
-    this.jobs.spawn(job);
     if (!awaitingInputs) this.services.kickScheduler();
     return { id, warnings, awaitingInputs };
   }

@@ -86,7 +86,8 @@ export class TerminalStreams {
     TerminalStreams.uploading.get(key)?.abort();
     TerminalStreams.uploading.set(key, abort);
     const window = FILE_STREAM_WINDOW;
-    let truncated = false;
+    // Sent again from an earlier point: what followed is no longer trusted.
+    if (from < opened.received) await opened.file.truncate(from);
     receiveFile({
       mux: this.mux,
       stream: id,
@@ -102,11 +103,6 @@ export class TerminalStreams {
       },
       sink: {
         write: async (data, at) => {
-          if (!truncated && at < opened.received) {
-            // Re-sending from an earlier point: what followed is no longer trusted.
-            await opened.file.truncate(at);
-            truncated = true;
-          }
           try {
             let done = 0;
             while (done < data.length) done += (await opened.file.write(data, done, data.length - done, at + done)).bytesWritten;
