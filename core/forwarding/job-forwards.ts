@@ -276,7 +276,7 @@ export class JobForwards {
       this.logger.warn({ job: forwarding.job.id, port: declared.port }, 'out port used, but the job has no submission address');
       return connection.reject();
     }
-    const socket: Socket = connect({ host, port: declared.port });
+    const socket: Socket = connect({ host, port: declared.port, allowHalfOpen: true });
     socket.once('error', (error) => {
       if (!socket.connecting) return;
       this.logger.info({ job: forwarding.job.id, target: `${host}:${declared.port}`, err: error.message }, 'out port: target refused');
@@ -295,7 +295,7 @@ export class JobForwards {
   }
 
   private async listenOnCore(forwarding: Forwarding, p: NodePort): Promise<void> {
-    const server = createServer((socket) => {
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
       socket.pause();
       this.connectIn(forwarding.job, p.port).then(
         (channel) => {

@@ -1,22 +1,21 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AcceptConnection, Connection, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
+import { spliceStreams } from '../../terminal-protocol/streams.js';
 
 const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '::1']);
 
 /** A node forwards only to its own loopback: the core reaches a job's ports, nothing else. Pure. */
 export const isLoopbackDestination = (host: string): boolean => LOOPBACK_NAMES.has(host.toLowerCase());
 
+/**
+ * Join a TCP connection and an SSH channel both ways. Half-closes pass through (a client that has finished
+ * sending still gets its answer), and each side closes once both directions are done, so the last bytes
+ * are never cut off; an error or abort on either side takes the other down.
+ */
 const splice = (socket: Socket, channel: ServerChannel): void => {
-  socket.pipe(channel).pipe(socket);
-  const close = () => {
-    socket.destroy();
-    channel.destroy();
-  };
-  socket.on('error', close);
-  socket.on('close', close);
-  channel.on('error', close);
-  channel.on('close', close);
+  socket.setNoDelay(true);
+  spliceStreams(socket, channel);
 };
 
 /** `direct-tcpip` (ssh -L): a connection to a loopback port of the node, accepted once it is made. */
@@ -26,7 +25,7 @@ export function openDirectTcpip(accept: AcceptConnection<ServerChannel>, reject:
     reject();
     return;
   }
-  const socket = connect({ host: info.destIP, port: info.destPort });
+  const socket = connect({ host: info.destIP, port: info.destPort, allowHalfOpen: true });
   socket.once('error', () => reject());
   socket.once('connect', () => {
     socket.removeAllListeners('error');
@@ -65,7 +64,7 @@ export class ReverseForwards {
 
   private listen(info: TcpipBindInfo, accept: ((port?: number) => void) | undefined, reject: (() => void) | undefined): void {
     const host = info.bindAddr === '::1' ? '::1' : '127.0.0.1';
-    const listener = createServer((socket) => {
+    const listener = createServer({ allowHalfOpen: true }, (socket) => {
       const boundPort = (listener.address() as AddressInfo).port;
       this.client.forwardOut(info.bindAddr, boundPort, socket.remoteAddress ?? host, socket.remotePort ?? 0, (error, channel) => {
         if (error) {

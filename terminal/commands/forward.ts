@@ -80,7 +80,8 @@ ${examples('$ swm forward "$id" 8888', '$ swm forward "$id" 8888 --local 18888 &
           if (ENDED.has(job.state)) throw new CliError(`job ${id} has ended (${job.state}): its ports are closed`);
 
           const connections = new Set<Socket>();
-          const server = createServer((socket) => {
+          // Half-open: a client that finishes sending (shutdown) still gets the job's answer.
+          const server = createServer({ allowHalfOpen: true }, (socket) => {
             connections.add(socket);
             socket.once('close', () => connections.delete(socket));
             forwardConnection(core, id, port, socket);
