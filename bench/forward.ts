@@ -157,7 +157,7 @@ async function main(): Promise<void> {
     spool.cleanup();
   });
   const core = await startCoreProcess(spool, { SWM_LOG_LEVEL: 'warn' });
-  const stopCore = onExit(async () => void (await core.kill('SIGKILL')));
+  const stopCore = onExit(async () => void (await core.kill('SIGTERM')));
   const terminal = await connectTerminal(spool.homeDir);
   const script = `#!/bin/sh\n#SWM ports ${JOB_PORT}/tcp/in\nexec ${NODE} -e "${SERVER_JS.replace(/"/g, '\\"')}" "$SWM_PORT_${JOB_PORT}"\n`;
   const { id } = await terminal.call('job.submit', { script });
@@ -167,7 +167,11 @@ async function main(): Promise<void> {
     env: { ...process.env, SWM_HOME: spool.homeDir },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const stopForward = onExit(async () => void forward.kill('SIGKILL'));
+  const stopForward = onExit(async () => {
+    const exited = new Promise((r) => forward.once('exit', r));
+    forward.kill('SIGTERM');
+    await exited;
+  });
   const swmLocal = Number((JSON.parse(await waitForLine(forward, /^\{/)) as { local: string }).local.split(':')[1]);
   const nodePort = (await terminal.call('job.ports', { id })).ports[0]!.nodePort!;
 

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { ErrorCode, RpcError } from './errors.js';
@@ -12,13 +13,15 @@ import { ErrorCode, RpcError } from './errors.js';
  *
  *   byte 0   u8   version (1)
  *        1   u8   type: DATA 0, CREDIT 1, END 2, RESET 3, REWIND 4
- *        2   u16  reserved (0)
+ *        2   u16  flags: 1 = UNCHECKED (no CRC: the CRC field is 0); other bits 0
  *        4   u32  stream id
  *        8   u64  offset
  *       16   u32  CRC-32 of the payload (0 when there is none)
  *       20   ...  payload
  *
- * - DATA    bytes of the stream at `offset` (at most MAX_FRAME_PAYLOAD of them).
+ * - DATA    bytes of the stream at `offset` (at most MAX_FRAME_PAYLOAD of them). File streams always carry
+ *           a CRC; forwarded connections may not (UNCHECKED): their bytes are TCP payload the two ends check
+ *           themselves if they care, and TLS already guards the wire.
  * - CREDIT  the receiver has consumed the stream up to `offset`; the sender may have at most `window` bytes
  *           (announced by the open method) past that point in flight. This is the backpressure: a slow disk
  *           or socket on the receiving side stops the sender, and neither side ever holds more than a window.
@@ -36,7 +39,7 @@ export const FRAME_HEADER_BYTES = 20;
 /** Largest DATA payload: big enough that per-frame costs vanish, small enough to keep memory flat. */
 export const MAX_FRAME_PAYLOAD = 1024 * 1024;
 /** Default windows: files want a deep pipe, forwarded connections a fair share of one socket. */
-export const FILE_STREAM_WINDOW = 16 * 1024 * 1024;
+export const FILE_STREAM_WINDOW = 8 * 1024 * 1024;
 export const FORWARD_STREAM_WINDOW = 4 * 1024 * 1024;
 /** Disk writes a file receiver keeps going at once. */
 const WRITES_IN_FLIGHT = 4;
@@ -44,6 +47,8 @@ const WRITES_IN_FLIGHT = 4;
 const MAX_REWINDS = 16;
 
 export const FrameType = { Data: 0, Credit: 1, End: 2, Reset: 3, Rewind: 4 } as const;
+/** Frame flags (bits of the u16 after the type). */
+export const FrameFlag = { Unchecked: 1 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 export interface StreamFrame {
@@ -53,6 +58,7 @@ export interface StreamFrame {
   payload: Buffer;
   /** The CRC-32 the frame carries (DATA only is checked, by `crcMatches`). */
   crc: number;
+  flags: number;
 }
 
 /** A malformed binary frame: the other side does not speak this protocol. */
@@ -62,10 +68,10 @@ export class StreamFrameError extends Error {
 
 const EMPTY = Buffer.alloc(0);
 
-function writeHeader(frame: Buffer, type: FrameType, stream: number, offset: number, crc: number): void {
+function writeHeader(frame: Buffer, type: FrameType, stream: number, offset: number, crc: number, flags = 0): void {
   frame.writeUInt8(STREAM_FRAME_VERSION, 0);
   frame.writeUInt8(type, 1);
-  frame.writeUInt16BE(0, 2);
+  frame.writeUInt16BE(flags, 2);
   frame.writeUInt32BE(stream >>> 0, 4);
   frame.writeUInt32BE(Math.floor(offset / 0x1_0000_0000), 8);
   frame.writeUInt32BE(offset % 0x1_0000_0000, 12);
@@ -75,10 +81,11 @@ function writeHeader(frame: Buffer, type: FrameType, stream: number, offset: num
 /** A frame buffer whose payload (bytes FRAME_HEADER_BYTES..) the caller fills in place, then `sealFrame`s. */
 export const allocFrame = (payloadBytes: number): Buffer => Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes);
 
-/** Writes the header (and the payload's CRC) of a frame made by allocFrame. */
-export function sealFrame(frame: Buffer, type: FrameType, stream: number, offset: number): Buffer {
+/** Writes the header (and the payload's CRC, unless `unchecked`) of a frame made by allocFrame. */
+export function sealFrame(frame: Buffer, type: FrameType, stream: number, offset: number, unchecked = false): Buffer {
   const payload = frame.subarray(FRAME_HEADER_BYTES);
-  writeHeader(frame, type, stream, offset, payload.length ? crc32(payload) : 0);
+  if (unchecked) writeHeader(frame, type, stream, offset, 0, FrameFlag.Unchecked);
+  else writeHeader(frame, type, stream, offset, payload.length ? crc32(payload) : 0);
   return frame;
 }
 
@@ -100,10 +107,15 @@ export function decodeFrame(data: Buffer): StreamFrame {
   const payload = data.subarray(FRAME_HEADER_BYTES);
   if (type === FrameType.Data && payload.length > MAX_FRAME_PAYLOAD)
     throw new StreamFrameError(`DATA frame of ${payload.length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
-  return { type: type as FrameType, stream: data.readUInt32BE(4), offset, payload, crc: data.readUInt32BE(16) };
+  return { type: type as FrameType, stream: data.readUInt32BE(4), offset, payload, crc: data.readUInt32BE(16), flags: data.readUInt16BE(2) };
 }
 
-export const crcMatches = (frame: StreamFrame): boolean => (frame.payload.length ? crc32(frame.payload) : 0) === frame.crc;
+/** Whether a frame's payload is what was sent: its CRC matches, or it was sent without one. */
+export const crcMatches = (frame: StreamFrame): boolean =>
+  (frame.flags & FrameFlag.Unchecked) !== 0 || (frame.payload.length ? crc32(frame.payload) : 0) === frame.crc;
+
+/** Whether a frame carries a CRC (file streams refuse frames that do not). */
+export const isChecked = (frame: StreamFrame): boolean => (frame.flags & FrameFlag.Unchecked) === 0;
 
 export const resetFrame = (stream: number, error: RpcError): Buffer =>
   encodeFrame(FrameType.Reset, stream, 0, Buffer.from(JSON.stringify({ code: error.code, message: error.message })));
@@ -330,6 +342,29 @@ export function streamsOf(connection: BinaryConnection): StreamMux {
   return mux;
 }
 
+/**
+ * Gather the writes made to a TCP socket in one turn of the event loop into one system call. SSH
+ * implementations write every SSH packet (32 KiB at most) on its own, and a burst of forwarded data
+ * arrives as many small chunks: without this, bulk transfers spend much of their CPU in write(2). Call it
+ * after connect(), which puts the prototype's write back.
+ */
+export function coalesceWrites<S extends Socket>(socket: S): S {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  socket.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return write(...args);
+  }) as S['write'];
+  return socket;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Byte streams (port forwarding): a Duplex per stream, credit-based in both directions.
 
@@ -368,8 +403,8 @@ export class MuxStream extends Duplex {
           return;
         }
         this.received += frame.payload.length;
-        // A copy: the payload is a view into the socket's buffer.
-        this.push(Buffer.from(frame.payload));
+        // The payload is a view of the WebSocket message, which nothing else writes to: no copy.
+        this.push(frame.payload);
         return;
       case FrameType.Credit:
         if (frame.offset > this.peerConsumed) this.peerConsumed = Math.min(frame.offset, this.sent);
@@ -392,8 +427,10 @@ export class MuxStream extends Duplex {
   }
 
   override _read(): void {
-    // The reader wants more: everything pushed so far is (or will soon be) consumed.
-    if (this.received - this.credited >= this.window / 4 || (this.received > this.credited && this.readableLength === 0)) {
+    // The reader wants more: what was pushed is (nearly) consumed. Credit in quarters of the window: the
+    // sender still has three quarters to go on meanwhile, and a sender that waits for credit has sent a
+    // whole window, so the threshold is always reached.
+    if (this.received - this.credited >= this.window / 4) {
       this.credited = this.received;
       this.mux.sendControl(encodeFrame(FrameType.Credit, this.id, this.credited));
     }
@@ -401,6 +438,11 @@ export class MuxStream extends Duplex {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.sendChunk(chunk).then(() => callback(), callback);
+  }
+
+  /** Several chunks waiting (the peer's window or the socket held them back): one frame for all of them. */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.sendChunk(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
   }
 
   private async sendChunk(chunk: Buffer): Promise<void> {
@@ -417,7 +459,7 @@ export class MuxStream extends Duplex {
       const n = Math.min(chunk.length - at, room, MAX_FRAME_PAYLOAD);
       const frame = allocFrame(n);
       chunk.copy(frame, FRAME_HEADER_BYTES, at, at + n);
-      this.mux.sendData(sealFrame(frame, FrameType.Data, this.id, this.sent));
+      this.mux.sendData(sealFrame(frame, FrameType.Data, this.id, this.sent, true));
       this.sent += n;
       at += n;
     }
@@ -581,13 +623,25 @@ export async function sendFile(o: FileSendOptions): Promise<FileSendResult> {
   };
   o.signal?.addEventListener('abort', onAbort, { once: true });
   mux.attach(stream, endpoint);
+  // One read ahead: the next block comes off the disk (in the thread pool) while this one is sealed and sent.
+  let ahead: { at: number; length: number; frame: Buffer; read: Promise<{ bytesRead: number }> } | null = null;
+  const readBlock = (at: number, length: number) => {
+    const frame = allocFrame(length);
+    const read = file.read(frame, FRAME_HEADER_BYTES, length, at);
+    read.catch(() => undefined);
+    return { at, length, frame, read };
+  };
   try {
     while (!accepted && !failure) {
       if (next < size && next < acked + window && mux.writable) {
         const at = next;
-        const length = Math.min(MAX_FRAME_PAYLOAD, size - at, acked + window - at);
-        const frame = allocFrame(length);
-        const { bytesRead } = await file.read(frame, FRAME_HEADER_BYTES, length, at);
+        const wanted = Math.min(MAX_FRAME_PAYLOAD, size - at, acked + window - at);
+        const block = ahead && ahead.at === at && ahead.length <= wanted ? ahead : readBlock(at, wanted);
+        ahead = null;
+        const { length, frame } = block;
+        const { bytesRead } = await block.read;
+        const following = at + length;
+        if (following < size && following < acked + window) ahead = readBlock(following, Math.min(MAX_FRAME_PAYLOAD, size - following, acked + window - following));
         if (bytesRead !== length) {
           failure = new RpcError(ErrorCode.Integrity, `the file shrank while being sent (${at + bytesRead} of ${size} bytes)`);
           mux.sendControl(resetFrame(stream, failure as RpcError));
@@ -714,6 +768,7 @@ export function receiveFile(o: FileReceiveOptions): Promise<FileReceiveResult> {
         }
         if (frame.offset !== expected) throw new RpcError(ErrorCode.Integrity, `stream ${stream}: DATA at ${frame.offset}, expected ${expected}`);
         if (expected + frame.payload.length > size) throw new RpcError(ErrorCode.TooLarge, `stream ${stream}: data past the end (${size} bytes)`);
+        if (!isChecked(frame)) throw new RpcError(ErrorCode.Integrity, `stream ${stream}: a file's frames must carry a CRC`);
         if (!crcMatches(frame)) {
           rewindingFrom = expected;
           mux.sendControl(encodeFrame(FrameType.Rewind, stream, expected));

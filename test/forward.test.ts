@@ -120,6 +120,34 @@ ${NODE} -e "const s = require('net').connect(+process.env.SWM_PORT_${port}, '127
     expect((await f.admin.call('job.logs', { id, stream: 'stdout' })).data).to.equal('got: hello from the submitting host\n');
   });
 
+  it('sets the forwards of a running job up again after a core restart', async () => {
+    const server = createServer((socket) => socket.end('still the submitting host'));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const outPort = (server.address() as { port: number }).port;
+    // Serves HTTP on its in port; on each request, fetches from its out port and answers with what it got.
+    const script = `#!/bin/sh
+#SWM ports 8080/tcp/in,${outPort}/tcp/out
+exec ${NODE} -e "require('http').createServer((q, r) => { const s = require('net').connect(+process.env.SWM_PORT_${outPort}, '127.0.0.1'); let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => r.end(b)); s.on('error', (e) => r.end('error ' + e.message)); }).listen(+process.env.SWM_PORT_8080, '127.0.0.1', () => console.log('listening'))"
+`;
+    const id = await runningJob(script);
+    const before = (await f.admin.call('job.ports', { id })).ports;
+    expect(await httpGet(`http://${before.find((p) => p.direction === 'in')!.coreListen}/`)).to.equal('still the submitting host');
+
+    await f.restart('SIGKILL');
+    await waitForJob(f.admin, id, (j) => j.state === 'R');
+    let after = (await f.admin.call('job.ports', { id })).ports;
+    for (let i = 0; i < 200 && !after.find((p) => p.direction === 'in')!.coreListen; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      after = (await f.admin.call('job.ports', { id })).ports;
+    }
+    expect(after.map((p) => p.nodePort)).to.deep.equal(before.map((p) => p.nodePort));
+    expect(await httpGet(`http://${after.find((p) => p.direction === 'in')!.coreListen}/`)).to.equal('still the submitting host');
+    const { local } = await swmForward(id, 8080);
+    expect(await httpGet(`http://${local}/`)).to.equal('still the submitting host');
+    await f.admin.call('job.cancel', { id });
+  });
+
   it('keeps the other connections when one breaks, and closes every forward when the job ends', async () => {
     const id = await runningJob(echoJob(7070));
     const { local, exited } = await swmForward(id, 7070);

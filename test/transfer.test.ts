@@ -6,8 +6,22 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { Job } from '../terminal-protocol/job.js';
-import { FRAME_HEADER_BYTES } from '../terminal-protocol/streams.js';
+import {
+  FRAME_HEADER_BYTES,
+  FrameType,
+  StreamFrameError,
+  StreamMux,
+  decodeFrame,
+  encodeFrame,
+  localHash,
+  receiveFile,
+  sendFile,
+} from '../terminal-protocol/streams.js';
+import { open } from 'node:fs/promises';
 import { uploadInputs } from '../terminal/upload.js';
+import { RESUME_MARGIN, resumePoint } from '../core/transfers/stage-inputs.js';
+import { keptOfPartial } from '../core/transfers/stage-outputs.js';
+import { formatPortsFile, parsePortsFile } from '../core/forwarding/node-ports.js';
 import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { runInPty, runSwm } from './harness/pty.js';
 
@@ -34,6 +48,97 @@ function writePatterned(path: string, size: number): void {
   for (let n = 0; n < size; n += block.length) chunks.push(block.subarray(0, Math.min(block.length, size - n)));
   writeFileSync(path, Buffer.concat(chunks));
 }
+
+describe('binary stream frames', () => {
+  /** Two muxes joined back to back, each frame delivered on a later turn (as a socket would). */
+  function pair(): [StreamMux, StreamMux] {
+    let a: StreamMux;
+    let b: StreamMux;
+    a = new StreamMux({ sendBinary: (data, done) => setImmediate(() => (b.receive(Buffer.from(data)), done?.())) });
+    b = new StreamMux({ sendBinary: (data, done) => setImmediate(() => (a.receive(Buffer.from(data)), done?.())) }, { holdUnknown: true });
+    return [a, b];
+  }
+
+  it('decodes what it encodes, and refuses malformed frames', () => {
+    const frame = decodeFrame(encodeFrame(FrameType.Data, 7, 2 ** 40 + 3, Buffer.from('abc')));
+    expect([frame.type, frame.stream, frame.offset, frame.payload.toString()]).to.deep.equal([FrameType.Data, 7, 2 ** 40 + 3, 'abc']);
+    const wrongVersion = encodeFrame(FrameType.Data, 1, 0);
+    wrongVersion[0] = 9;
+    const unknownType = encodeFrame(FrameType.Data, 1, 0);
+    unknownType[1] = 42;
+    for (const bad of [Buffer.alloc(5), wrongVersion, unknownType, encodeFrame(FrameType.Data, 1, 0, Buffer.alloc(1024 * 1024 + 1))])
+      expect(() => decodeFrame(bad)).to.throw(StreamFrameError);
+  });
+
+  it('never lets the sender run more than a window ahead of a slow receiver, and keeps early frames for their stream', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skyport-frames-'));
+    try {
+      const content = randomBytes(6 * 1024 * 1024 + 5);
+      writeFileSync(join(dir, 'in.bin'), content);
+      const [sender, receiver] = pair();
+      const window = 2 * 1024 * 1024;
+      let sent = 0;
+      let acked = 0;
+      let worst = 0;
+      const file = await open(join(dir, 'in.bin'), 'r');
+      const sending = sendFile({
+        mux: sender,
+        stream: 3,
+        file,
+        from: 0,
+        size: content.length,
+        window,
+        tamper: (frame) => {
+          sent += frame.length - FRAME_HEADER_BYTES;
+          worst = Math.max(worst, sent - acked);
+        },
+        onAcked: (n) => (acked = n),
+      });
+      // The receiver attaches late (its first frames are held) and writes slowly.
+      await new Promise((r) => setTimeout(r, 20));
+      const out = await open(join(dir, 'out.bin'), 'w+');
+      const received = await receiveFile({
+        mux: receiver,
+        stream: 3,
+        from: 0,
+        size: content.length,
+        window,
+        prefix: localHash(),
+        expectedSha256: sha256(content),
+        sink: { write: async (data, at) => void (await new Promise((r) => setTimeout(r, 2)), await out.write(data, 0, data.length, at)) },
+      });
+      await sending;
+      await Promise.all([file.close(), out.close()]);
+      expect(received.sha256).to.equal(sha256(content));
+      expect(readFileSync(join(dir, 'out.bin')).equals(content)).to.equal(true);
+      expect(worst).to.be.at.most(window);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('resuming transfers between core and node', () => {
+  const MIB = 1024 * 1024;
+  it('continues a partial file on the node from before its last blocks in flight, and starts over when it is too long', () => {
+    expect(resumePoint(undefined, 10 * MIB)).to.equal(0);
+    expect(resumePoint(100 * MIB, 64 * MIB)).to.equal(0);
+    expect(resumePoint(64 * MIB, 64 * MIB)).to.equal(64 * MIB);
+    expect(resumePoint(40 * MIB + 123, 64 * MIB)).to.equal(40 * MIB - RESUME_MARGIN);
+    expect(resumePoint(1000, 64 * MIB)).to.equal(0);
+    expect(keptOfPartial(40 * MIB + 123, 64 * MIB)).to.equal(40 * MIB - RESUME_MARGIN);
+    expect(keptOfPartial(65 * MIB, 64 * MIB)).to.equal(0);
+  });
+
+  it('records node ports in .swm/ports and reads them back', () => {
+    const ports = [
+      { port: 8888, direction: 'in' as const, nodePort: 41234 },
+      { port: 8081, direction: 'out' as const, nodePort: 8081 },
+    ];
+    expect(parsePortsFile(formatPortsFile(ports))).to.deep.equal(ports);
+    expect(parsePortsFile('garbage\n8888 in 1\n')).to.deep.equal([{ port: 8888, direction: 'in', nodePort: 1 }]);
+  });
+});
 
 describe('data staging: terminal ↔ core ↔ node', function () {
   this.timeout(90_000);

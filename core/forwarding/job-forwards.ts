@@ -7,7 +7,7 @@ import { nodeJobDir } from '../jobs/node-layout.js';
 import type { NodeSession, ReverseConnection } from '../nodes/node-session.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
-import { spliceStreams } from '../../terminal-protocol/streams.js';
+import { coalesceWrites, spliceStreams } from '../../terminal-protocol/streams.js';
 import { NODE_LOOPBACK, coversAll, formatPortsFile, parsePortsFile, probeFreePort, type NodePort } from './node-ports.js';
 
 /** Steps during which a job's forwards exist: `out` ones from stage-in (the job may connect at once), all while it runs. */
@@ -328,6 +328,7 @@ export class JobForwards {
       return;
     }
     socket.setNoDelay(true);
+    coalesceWrites(socket);
     forwarding.connections.add(socket);
     forwarding.connections.add(channel);
     spliceStreams(socket, channel, () => {

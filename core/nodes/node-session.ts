@@ -1,5 +1,7 @@
+import { Socket } from 'node:net';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import { coalesceWrites } from '../../terminal-protocol/streams.js';
 import { sshFingerprint } from '../../terminal-protocol/ssh-keys.js';
 import type { PartitionNode } from '../../terminal-protocol/common.js';
 
@@ -122,9 +124,13 @@ export class NodeSession {
           reject(new HostKeyMismatch(`host key of node ${node.name} is ${presented}, expected ${expected}: refusing to connect`));
         else reject(error);
       });
+      const socket = new Socket();
+      socket.setNoDelay(true);
+      socket.connect({ host, port: node.sshPort });
+      // After connect(), which puts back the prototype's write.
+      coalesceWrites(socket);
       client.connect({
-        host,
-        port: node.sshPort,
+        sock: socket,
         username: node.sshUser,
         privateKey,
         readyTimeout: options.timeoutMs ?? 20_000,

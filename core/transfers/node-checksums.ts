@@ -86,50 +86,64 @@ export const firstDigest = (output: string): string | null => /\b([0-9a-f]{64})\
  */
 export class NodeFileHasher {
   private hashedMib = 0;
+  private wantedMib = 0;
+  private channel: import('ssh2').ClientChannel | null = null;
   private output = '';
+  private finishing = false;
+  private aborted = false;
   private readonly done: Promise<string>;
 
-  private constructor(private readonly channel: import('ssh2').ClientChannel) {
-    channel.stderr.resume();
-    this.done = new Promise((resolve, reject) => {
-      channel.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
-      channel.once('error', reject);
-      channel.once('close', () => {
-        const digest = firstDigest(this.output);
-        if (digest) resolve(digest);
-        else reject(new Error('the node did not report a checksum'));
-      });
-    });
-    this.done.catch(() => undefined);
-  }
-
-  static async start(session: NodeSession, tool: Exclude<HashTool, null>, path: string): Promise<NodeFileHasher> {
+  /** Starts the hashing command on the node; `advance` may be called at once (it is kept until the command runs). */
+  constructor(session: NodeSession, tool: Exclude<HashTool, null>, path: string) {
     const hash = tool === 'openssl' ? 'openssl dgst -sha256 -r' : 'sha256sum';
     // Niced: the transfer it follows comes first; the hash catches up on what CPU is left.
     const command = `f=${shellQuote(path)}; while read skip count; do dd if="$f" bs=${MIB} skip="$skip" count="$count" 2>/dev/null || exit 1; done | nice -n 10 ${hash}`;
-    return new NodeFileHasher(await session.openExec(command));
+    this.done = session.openExec(command).then(
+      (channel) =>
+        new Promise<string>((resolve, reject) => {
+          this.channel = channel;
+          if (this.aborted) channel.close();
+          channel.stderr.resume();
+          channel.on('data', (chunk: Buffer) => (this.output += chunk.toString('utf8')));
+          channel.once('error', reject);
+          channel.once('close', () => {
+            const digest = firstDigest(this.output);
+            if (digest) resolve(digest);
+            else reject(new Error('the node did not report a checksum'));
+          });
+          this.feed();
+          if (this.finishing) channel.end();
+        }),
+    );
+    this.done.catch(() => undefined);
   }
 
   /** Bytes 0..upTo of the file are complete on the node. */
   advance(upTo: number): void {
     const complete = Math.floor(upTo / MIB);
-    if (complete - this.hashedMib >= SEGMENT_MIB) this.feed(complete);
+    if (complete - this.hashedMib >= SEGMENT_MIB) {
+      this.wantedMib = complete;
+      this.feed();
+    }
   }
 
   /** The file is complete at `size` bytes: the SHA-256 of all of it. */
   finish(size: number): Promise<string> {
-    this.feed(Math.ceil(size / MIB));
-    this.channel.end();
+    this.wantedMib = Math.ceil(size / MIB);
+    this.finishing = true;
+    this.feed();
+    this.channel?.end();
     return this.done;
   }
 
   abort(): void {
-    this.channel.close();
+    this.aborted = true;
+    this.channel?.close();
   }
 
-  private feed(toMib: number): void {
-    if (toMib <= this.hashedMib) return;
-    this.channel.write(`${this.hashedMib} ${toMib - this.hashedMib}\n`);
-    this.hashedMib = toMib;
+  private feed(): void {
+    if (!this.channel || this.wantedMib <= this.hashedMib) return;
+    this.channel.write(`${this.hashedMib} ${this.wantedMib - this.hashedMib}\n`);
+    this.hashedMib = this.wantedMib;
   }
 }

@@ -61,16 +61,6 @@ const limitOf = (sftp: SFTPWrapper, field: '_maxWriteLen' | '_maxReadLen'): numb
   return typeof value === 'number' && value > 0 ? value : 32 * 1024;
 };
 
-/**
- * The TCP socket under an SFTP session (ssh2 keeps it on the client). A WRITE of 256 KiB leaves as eight
- * SSH packets; corking the socket while they are queued sends them in one system call instead of eight,
- * about a tenth of the CPU a transfer costs. Null if ssh2 ever stops exposing it (then nothing is corked).
- */
-const socketOf = (sftp: SFTPWrapper): { cork(): void; uncork(): void } | null => {
-  const socket = (sftp as unknown as { _client?: { _sock?: { cork?: unknown; uncork?: unknown } } })._client?._sock;
-  return socket && typeof socket.cork === 'function' && typeof socket.uncork === 'function' ? (socket as { cork(): void; uncork(): void }) : null;
-};
-
 const call = <T>(run: (cb: (error: Error | null | undefined, value?: T) => void) => void): Promise<T> =>
   new Promise((resolve, reject) => run((error, value) => (error ? reject(error) : resolve(value as T))));
 
@@ -129,7 +119,6 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
     const block = Math.min(o.blockBytes ?? DEFAULT_BLOCK, limitOf(sftp, '_maxWriteLen'));
     const lanes = new Lanes(o.inflight ?? DEFAULT_INFLIGHT);
     const mark = new ContiguousMark(o.from, o.onContiguous);
-    const socket = socketOf(sftp);
     // ssh2 copies a WRITE's data into its packet at once, so one read buffer serves every block.
     const buffer = Buffer.allocUnsafe(Math.min(block, Math.max(1, o.size - o.from)));
     for (let at = o.from; at < o.size && !failure; ) {
@@ -146,7 +135,6 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
         throw Object.assign(new Error(`the local file shrank while being sent (${at + bytesRead} of ${o.size} bytes)`), { code: 'ESHRANK' });
       }
       const position = at;
-      socket?.cork();
       sftp.write(handle, buffer, 0, length, position, (error) => {
         if (error) failure ??= error;
         else {
@@ -155,7 +143,6 @@ export async function putBlocks(sftp: SFTPWrapper, local: FileHandle, remote: st
         }
         lanes.give();
       });
-      if (socket) process.nextTick(() => socket.uncork());
       at += length;
     }
     await lanes.idle();

@@ -26,6 +26,8 @@ export interface StageInputsOptions {
   onBytes?: (n: number) => void;
   /** Name of the NUL-separated list of files to hash, written in the job directory. */
   listFile?: string;
+  /** False: check sizes only, as on a node with no hash tool (for measuring what the checksums cost). */
+  checksums?: boolean;
 }
 
 export interface StageInputsResult {
@@ -58,9 +60,14 @@ async function makeDirectories(session: NodeSession, dirs: readonly string[], si
   await flush();
 }
 
-/** Sizes of the regular files already in the directories inputs go to (relative to `remoteDir`). */
+/**
+ * Sizes of the regular files already in the directories inputs go to (relative to `remoteDir`). A job
+ * directory holding nothing but the runner's files is a first attempt: its subdirectories are not listed.
+ */
 async function remoteSizes(sftp: SFTPWrapper, remoteDir: string, relativeDirs: readonly string[]): Promise<Map<string, number>> {
   const sizes = new Map<string, number>();
+  const top = (await listRemote(sftp, remoteDir)).filter((e) => e.filename !== '.' && e.filename !== '..' && e.filename !== '.swm');
+  if (top.length === 0) return sizes;
   await forEachLimited(relativeDirs, 16, async (dir) => {
     for (const entry of await listRemote(sftp, dir ? `${remoteDir}/${dir}` : remoteDir))
       if (isRegular(entry.attrs)) sizes.set(dir ? `${dir}/${entry.filename}` : entry.filename, entry.attrs.size);
@@ -84,8 +91,8 @@ export async function stageInputs(
   const relativeDirs = [...new Set(files.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))];
   const listFile = o.listFile ?? '.swm/inputs.list';
   const toMake = new Set([remoteDir, posix.dirname(`${remoteDir}/${listFile}`), ...relativeDirs.filter(Boolean).map((d) => `${remoteDir}/${d}`)]);
-  await makeDirectories(session, [...toMake], o.signal);
-  const sftp = await session.sftp();
+  // Independent round trips, at once: they add up to a good part of a small transfer.
+  const [sftp, tool] = await Promise.all([session.sftp(), hashToolOf(session, o.signal), makeDirectories(session, [...toMake], o.signal)]);
   const existing = await remoteSizes(sftp, remoteDir, relativeDirs);
 
   let sentBytes = 0;
@@ -93,7 +100,6 @@ export async function stageInputs(
     sentBytes += n;
     o.onBytes?.(n);
   };
-  const tool = await hashToolOf(session, o.signal);
   /** SHA-256 of large files, computed on the node as they arrived. */
   const hashedWhileSent = new Map<string, string>();
   const send = async (file: InputFile, from: number): Promise<void> => {
@@ -104,7 +110,7 @@ export async function stageInputs(
       throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
     }
     const remote = `${remoteDir}/${file.path}`;
-    const hasher = tool && file.size >= HASH_WHILE_SENDING_BYTES && hashablePath(file.path) ? await NodeFileHasher.start(session, tool, remote) : null;
+    const hasher = tool && o.checksums !== false && file.size >= HASH_WHILE_SENDING_BYTES && hashablePath(file.path) ? new NodeFileHasher(session, tool, remote) : null;
     try {
       const size = (await local.stat()).size;
       if (size !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${size} bytes, ${file.size} declared`);
@@ -145,15 +151,13 @@ export async function stageInputs(
   // Check what the node holds. A file that fails is sent again from its first byte, once.
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
     const toHash = candidates.filter((f) => hashablePath(f.path) && !hashedWhileSent.has(f.path));
-    const digests = await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
+    const digests = o.checksums === false ? null : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
     for (const [path, digest] of hashedWhileSent) digests?.set(path, digest);
     hashedWhileSent.clear();
-    const sizes = await remoteSizes(sftp, remoteDir, [...new Set(candidates.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))]);
-    const bad = candidates.filter((f) => {
-      if (sizes.get(f.path) !== f.size) return true;
-      if (digests && hashablePath(f.path)) return digests.get(f.path) !== f.sha256;
-      return false;
-    });
+    // A matching SHA-256 vouches for the size too: sizes are listed only for files the node could not hash.
+    const unhashed = candidates.filter((f) => !digests || !hashablePath(f.path));
+    const sizes = unhashed.length ? await remoteSizes(sftp, remoteDir, [...new Set(unhashed.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))]) : new Map<string, number>();
+    const bad = candidates.filter((f) => (digests && hashablePath(f.path) ? digests.get(f.path) !== f.sha256 : sizes.get(f.path) !== f.size));
     return { bad, verified: digests ? 'sha256' : 'size' };
   };
   const first = await check(files);

@@ -2,13 +2,12 @@ import { realpath, open, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-import type { RpcPeer } from '../../terminal-protocol/peer.js';
 import {
   FILE_STREAM_WINDOW,
   FORWARD_STREAM_WINDOW,
   MuxStream,
   StreamMux,
-  hashFilePrefix,
+  type FrameTransport,
   receiveFile,
   sendFile,
   spliceStreams,
@@ -19,11 +18,13 @@ import { workerHash } from './hash-worker.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
-import { createHash } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 
-/** Streams one terminal may have open at once: files (each up to a window in memory) and forwarded connections. */
-const MAX_FILE_STREAMS = 32;
+/**
+ * Streams one terminal may have open at once. Each holds at most its window in memory (frames received and
+ * not yet written): 16 file streams of 8 MiB and 256 forwarded connections of 4 MiB bound a terminal's share.
+ */
+const MAX_FILE_STREAMS = 16;
 const MAX_FORWARD_STREAMS = 256;
 
 /**
@@ -39,7 +40,7 @@ export class TerminalStreams {
   private readonly forwards = new Set<Duplex>();
 
   constructor(
-    peer: RpcPeer<never, never, never> | { sendBinary: RpcPeer<never, never, never>['sendBinary'] },
+    peer: FrameTransport,
     private readonly services: CoreServices,
     private readonly logger: Logger,
   ) {
@@ -180,15 +181,5 @@ export class TerminalStreams {
       onClose?.();
     });
     return { stream: id, window: FORWARD_STREAM_WINDOW };
-  }
-}
-
-/** SHA-256 hex of a whole file, streamed. */
-export async function sha256OfFile(path: string): Promise<string> {
-  const file = await open(path, 'r');
-  try {
-    return (await hashFilePrefix(file, (await file.stat()).size, createHash('sha256'))).digest('hex');
-  } finally {
-    await file.close();
   }
 }

@@ -1,7 +1,7 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AcceptConnection, Connection, RejectConnection, ServerChannel, TcpipBindInfo, TcpipRequestInfo } from 'ssh2';
-import { spliceStreams } from '../../terminal-protocol/streams.js';
+import { coalesceWrites, spliceStreams } from '../../terminal-protocol/streams.js';
 
 const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost', '::1']);
 
@@ -15,7 +15,7 @@ export const isLoopbackDestination = (host: string): boolean => LOOPBACK_NAMES.h
  */
 const splice = (socket: Socket, channel: ServerChannel): void => {
   socket.setNoDelay(true);
-  spliceStreams(socket, channel);
+  spliceStreams(coalesceWrites(socket), channel);
 };
 
 /** `direct-tcpip` (ssh -L): a connection to a loopback port of the node, accepted once it is made. */

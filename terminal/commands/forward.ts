@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Command } from 'commander';
 import type { TerminalClient } from '../../terminal-protocol/client.js';
 import type { Job } from '../../terminal-protocol/job.js';
-import { MuxStream, spliceStreams, streamsOf } from '../../terminal-protocol/streams.js';
+import { MuxStream, coalesceWrites, spliceStreams, streamsOf } from '../../terminal-protocol/streams.js';
 import { withCore } from '../connect.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { note } from '../format.js';
@@ -35,6 +35,7 @@ function listen(server: Server, port: number, host: string): Promise<number> {
 function forwardConnection(core: TerminalClient, id: string, port: number, socket: Socket): void {
   socket.pause();
   socket.setNoDelay(true);
+  coalesceWrites(socket);
   socket.once('error', () => socket.destroy());
   core.call('job.forward.open', { id, port }).then(
     (opened) => {

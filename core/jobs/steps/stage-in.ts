@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { forwardsOf } from '../../forwarding/job-forwards.js';
 import { stageInputs } from '../../transfers/stage-inputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
