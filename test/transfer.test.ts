@@ -212,15 +212,19 @@ describe('data staging: terminal ↔ core ↔ node', function () {
     }
     expect(held).to.be.below(size);
 
+    const details: string[] = [];
+    const watching = waitForJob(f.admin, id!, (j) => (details.push(j.state_details), isFinal(j)), 60_000);
     const second = await runSwm(SWM_MAIN, args.slice(1), { cwd: scratch, env });
     expect(second.code, second.stderr).to.equal(0);
     const summary = JSON.parse(second.stdout) as { id: string; resumed: boolean; uploadedBytes: number };
     expect(summary.id).to.equal(id);
     expect(summary.resumed).to.equal(true);
     expect(summary.uploadedBytes).to.equal(size - held);
-    const job = await finished(id!);
+    const job = await watching;
     expect(job.state, job.state_details).to.equal('F');
     expect((await f.admin.call('job.logs', { id: id!, stream: 'stdout' })).data.trim()).to.equal(String(size));
+    // The stage-in to the node reported its progress in the words JupyterHub spawners look for.
+    expect(details).to.include('data uploaded 256.0 MB / 256.0 MB');
   });
 
   it('detects a corrupted chunk and has it sent again', async () => {

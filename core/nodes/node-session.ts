@@ -193,6 +193,14 @@ export class NodeSession {
     return this.sftpSession;
   }
 
+  /**
+   * An SFTP session of its own (the caller ends it). An SSH server serves each session in its own process,
+   * so thousands of small files spread over a few sessions are written in parallel on the node.
+   */
+  openSftp(): Promise<SFTPWrapper> {
+    return new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp))));
+  }
+
   close(): void {
     this.closed = true;
     this.client.end();

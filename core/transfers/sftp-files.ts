@@ -52,12 +52,23 @@ const DEFAULT_BLOCK = 256 * 1024;
 export const sftpCode = (error: unknown): number | undefined => (error as { code?: number })?.code;
 export const isNoSuchFile = (error: unknown): boolean => sftpCode(error) === STATUS_CODE.NO_SUCH_FILE;
 
+/** What ssh2's own SFTP server (the local gate's nodes) accepts per packet, like OpenSSH, without saying so. */
+const SSH2JS_REQUEST_BYTES = 256 * 1024 - 2 * 1024;
+
 /**
  * The largest WRITE / READ the server takes in one request. ssh2 learns it from OpenSSH's limits extension
- * and splits larger requests into parts it sends one after the other, which would undo the pipelining.
+ * (other servers get the 32 KiB the protocol guarantees) and splits larger requests into parts it sends
+ * one after the other, which would undo the pipelining. ssh2's own server takes 256 KiB but does not
+ * announce it: for it, the client's limits are raised (ssh2 keeps them on the session object).
  */
 const limitOf = (sftp: SFTPWrapper, field: '_maxWriteLen' | '_maxReadLen'): number => {
-  const value = (sftp as unknown as Record<string, unknown>)[field];
+  const session = sftp as unknown as Record<string, unknown> & { _client?: { _protocol?: { _remoteIdentRaw?: unknown } } };
+  const ident = session._client?._protocol?._remoteIdentRaw;
+  if (typeof ident === 'string' && ident.startsWith('SSH-2.0-ssh2js')) {
+    for (const name of ['_maxWriteLen', '_maxReadLen'] as const)
+      if (typeof session[name] === 'number' && (session[name] as number) < SSH2JS_REQUEST_BYTES) session[name] = SSH2JS_REQUEST_BYTES;
+  }
+  const value = session[field];
   return typeof value === 'number' && value > 0 ? value : 32 * 1024;
 };
 
@@ -212,6 +223,15 @@ export async function getBlocks(sftp: SFTPWrapper, remote: string, local: FileHa
     await closeRemote(sftp, handle).catch(() => undefined);
   }
   return total;
+}
+
+/** A small file whole: OPEN, one WRITE, CLOSE, the three pipelined by the server's order of requests. */
+export async function putWhole(sftp: SFTPWrapper, remote: string, data: Buffer): Promise<void> {
+  const handle = await openRemote(sftp, remote, 'w');
+  let failure: Error | null = null;
+  if (data.length > 0) await call<void>((cb) => sftp.write(handle, data, 0, data.length, 0, (e) => cb(e))).catch((e: Error) => (failure = e));
+  await closeRemote(sftp, handle).catch((e: Error) => (failure ??= e));
+  if (failure) throw failure;
 }
 
 async function writeAll(file: FileHandle, data: Buffer, position: number): Promise<void> {

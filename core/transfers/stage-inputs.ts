@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { SFTPWrapper } from 'ssh2';
@@ -5,14 +6,22 @@ import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
 import { NodeFileHasher, hashToolOf, hashablePath, nodeDigests } from './node-checksums.js';
-import { isRegular, listRemote, putBlocks } from './sftp-files.js';
+import { isRegular, listRemote, putBlocks, putWhole } from './sftp-files.js';
 import { diagnoseNodeWrite } from './transfer-errors.js';
 import { forEachLimited } from './work-lanes.js';
 
 /** Files below this size go through the many-lanes pool: they are bound by round trips, not bandwidth. */
 const SMALL_FILE_BYTES = 1024 * 1024;
 const SMALL_FILE_LANES = 64;
+/** SFTP sessions for many small files (the server handles each session's requests one after the other). */
+const SMALL_FILE_SESSIONS = 4;
+const MANY_FILES = 256;
 const LARGE_FILE_LANES = 4;
+/**
+ * Files up to this size are read whole, synchronously (a few microseconds), and sent in one WRITE: for
+ * thousands of small files, four thread-pool round trips per file would cost more than the transfer.
+ */
+const WHOLE_FILE_BYTES = 64 * 1024;
 /** Files at least this big are hashed on the node while they arrive (NodeFileHasher), not after. */
 const HASH_WHILE_SENDING_BYTES = 64 * 1024 * 1024;
 const INFLIGHT = 32;
@@ -75,6 +84,12 @@ async function remoteSizes(sftp: SFTPWrapper, remoteDir: string, relativeDirs: r
   return sizes;
 }
 
+/** Up to `count` more SFTP sessions; fewer (or none) if the server refuses them. */
+async function openExtraSessions(session: NodeSession, count: number): Promise<SFTPWrapper[]> {
+  const opened = await Promise.allSettled(Array.from({ length: count }, () => session.openSftp()));
+  return opened.filter((r): r is PromiseFulfilledResult<SFTPWrapper> => r.status === 'fulfilled').map((r) => r.value);
+}
+
 /**
  * Upload a job's inputs from the core's spool (`localRoot`) to its directory on the node (`remoteDir`):
  * many blocks in flight per file, many small files at once, each file continued from what the node already
@@ -102,7 +117,23 @@ export async function stageInputs(
   };
   /** SHA-256 of large files, computed on the node as they arrived. */
   const hashedWhileSent = new Map<string, string>();
-  const send = async (file: InputFile, from: number): Promise<void> => {
+  const sendWhole = async (file: InputFile, via: SFTPWrapper): Promise<void> => {
+    let data: Buffer;
+    try {
+      data = readFileSync(join(localRoot, file.path));
+    } catch (error) {
+      throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
+    }
+    if (data.length !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${data.length} bytes, ${file.size} declared`);
+    try {
+      await putWhole(via, `${remoteDir}/${file.path}`, data);
+      onBytes(data.length);
+    } catch (error) {
+      throw await diagnoseNodeWrite(session, remoteDir, file.path, file.size, error);
+    }
+  };
+  const send = async (file: InputFile, from: number, via: SFTPWrapper = sftp): Promise<void> => {
+    if (file.size <= WHOLE_FILE_BYTES) return sendWhole(file, via);
     let local: FileHandle;
     try {
       local = await open(join(localRoot, file.path), 'r');
@@ -115,7 +146,7 @@ export async function stageInputs(
       const size = (await local.stat()).size;
       if (size !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${size} bytes, ${file.size} declared`);
       hasher?.advance(from);
-      await putBlocks(sftp, local, remote, {
+      await putBlocks(via, local, remote, {
         from,
         size: file.size,
         inflight: INFLIGHT,
@@ -143,10 +174,17 @@ export async function stageInputs(
   const pending = plan.filter((p) => p.from < p.file.size || (p.file.size === 0 && !existing.has(p.file.path)));
   const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES);
   const large = pending.filter((p) => p.file.size >= SMALL_FILE_BYTES);
-  await Promise.all([
-    forEachLimited(large, LARGE_FILE_LANES, (p) => send(p.file, p.from)),
-    forEachLimited(small, SMALL_FILE_LANES, (p) => send(p.file, p.from)),
-  ]);
+  const extra = small.length >= MANY_FILES ? await openExtraSessions(session, SMALL_FILE_SESSIONS - 1) : [];
+  try {
+    const sessions = [sftp, ...extra];
+    let turn = 0;
+    await Promise.all([
+      forEachLimited(large, LARGE_FILE_LANES, (p) => send(p.file, p.from)),
+      forEachLimited(small, SMALL_FILE_LANES, (p) => send(p.file, p.from, sessions[turn++ % sessions.length]!)),
+    ]);
+  } finally {
+    for (const s of extra) s.end();
+  }
 
   // Check what the node holds. A file that fails is sent again from its first byte, once.
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
