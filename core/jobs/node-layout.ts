@@ -81,12 +81,15 @@ if [ -e .swm/exitcode ]; then echo "exit $(cat .swm/exitcode)"; else echo lost; 
 /** Stop a running job: the container, then the runner's whole process group; TERM, then KILL. */
 export function killCommand(jobId: string, runtime: string | null): string {
   const dir = shellQuote(nodeJobDir(jobId));
-  const container = runtime === 'podman' || runtime === 'docker' ? `${runtime} kill ${containerName(jobId)} >/dev/null 2>&1; ` : '';
+  const container = runtime === 'podman' || runtime === 'docker';
+  const kill = container ? `${runtime} kill ${containerName(jobId)} >/dev/null 2>&1; ` : '';
+  // A container stopped while it was still being created is left "Created" by the killed `run --rm`.
+  const remove = container ? `\n${runtime} rm -f ${containerName(jobId)} >/dev/null 2>&1` : '';
   return `cd ${dir} 2>/dev/null || exit 0
 [ -e .swm/pid ] || exit 0
-${container}pid=$(cat .swm/pid)
+${kill}pid=$(cat .swm/pid)
 kill -TERM -"$pid" 2>/dev/null
 i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-kill -KILL -"$pid" 2>/dev/null
+kill -KILL -"$pid" 2>/dev/null${remove}
 exit 0`;
 }
