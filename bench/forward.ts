@@ -36,6 +36,17 @@ const options = new Command('bench-forward')
   .opts<{ mib: number; requests: number; rounds: number }>();
 
 const MIB = 1024 * 1024;
+
+/** What this run started, stopped in reverse order at the end, and also when the run fails or is interrupted. */
+const started: Array<() => Promise<void>> = [];
+const cleanup = (stop: () => Promise<void>): (() => Promise<void>) => {
+  const run = onExit(stop);
+  started.push(run);
+  return run;
+};
+async function stopEverything(): Promise<void> {
+  for (const stop of started.reverse()) await stop();
+}
 const JOB_PORT = 9000;
 const NODE = process.execPath;
 
@@ -138,36 +149,42 @@ async function main(): Promise<void> {
 
   // OpenSSH: the server beside sshd, reached through ssh -L.
   const peer = await startOpenSsh();
-  const stopPeer = onExit(() => peer.stop());
+  const stopPeer = cleanup(() => peer.stop());
   const serverPort = await freePort();
   const server = spawn(NODE, ['-e', SERVER_JS, String(serverPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const stopServer = onExit(async () => void server.kill('SIGKILL'));
+  const stopServer = cleanup(async () => void server.kill('SIGKILL'));
   await waitForLine(server, /listening/);
   const sshLocal = await freePort();
   const ssh = spawn('ssh', ['-N', ...peer.clientOptions('-p'), '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${sshLocal}:127.0.0.1:${serverPort}`, `${peer.user}@127.0.0.1`], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const stopSsh = onExit(async () => void ssh.kill('SIGKILL'));
+  const stopSsh = cleanup(async () => void ssh.kill('SIGKILL'));
   await whenListening(sshLocal);
 
   // Sky Port: a core and its local gate; the server runs inside a job; swm forward on this machine.
   const spool = await makeTestSpool();
-  const stopSpool = onExit(async () => {
+  const stopSpool = cleanup(async () => {
     killGates(spool);
     spool.cleanup();
   });
   const core = await startCoreProcess(spool, { SWM_LOG_LEVEL: 'warn' });
-  const stopCore = onExit(async () => void (await core.kill('SIGTERM')));
+  const stopCore = cleanup(async () => void (await core.kill('SIGTERM')));
   const terminal = await connectTerminal(spool.homeDir);
   const script = `#!/bin/sh\n#SWM ports ${JOB_PORT}/tcp/in\nexec ${NODE} -e "${SERVER_JS.replace(/"/g, '\\"')}" "$SWM_PORT_${JOB_PORT}"\n`;
   const { id } = await terminal.call('job.submit', { script });
+  // The job's process runs detached on the node: end the job (its teardown kills it) before the core goes.
+  const endJob = cleanup(async () => {
+    await terminal.call('job.cancel', { id }).catch(() => undefined);
+    await waitForJob(terminal, id, (j) => ['F', 'E', 'C'].includes(j.state), 60_000).catch(() => undefined);
+    await terminal.close();
+  });
   await waitForJob(terminal, id, (j) => j.state === 'R' && j.state_details === 'running', 60_000);
   for (let i = 0; i < 400 && !(await terminal.call('job.logs', { id, stream: 'stdout' })).data.includes('listening'); i++) await new Promise((r) => setTimeout(r, 25));
   const forward = spawn(NODE, [SWM_MAIN, 'forward', id, String(JOB_PORT), '--local', '0', '--json'], {
     env: { ...process.env, SWM_HOME: spool.homeDir },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const stopForward = onExit(async () => {
+  const stopForward = cleanup(async () => {
     const exited = new Promise((r) => forward.once('exit', r));
     forward.kill('SIGTERM');
     await exited;
@@ -192,9 +209,8 @@ async function main(): Promise<void> {
   }
   const rss = peakRssKiB(core.child.pid!);
 
-  await terminal.call('job.cancel', { id });
-  await terminal.close();
   await stopForward();
+  await endJob();
   await stopCore();
   await stopSpool();
   await stopSsh();
@@ -219,8 +235,9 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
-  (error: Error) => {
+  () => stopEverything().then(() => process.exit(0)),
+  async (error: Error) => {
+    await stopEverything();
     process.stderr.write(`bench-forward: ${error.stack ?? error.message}\n`);
     process.exit(1);
   },

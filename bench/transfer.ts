@@ -46,6 +46,17 @@ const options = new Command('bench-transfer')
 
 const MIB = 1024 * 1024;
 
+/** What this run started, stopped in reverse order at the end, and also when the run fails or is interrupted. */
+const started: Array<() => Promise<void>> = [];
+const cleanup = (stop: () => Promise<void>): (() => Promise<void>) => {
+  const run = onExit(stop);
+  started.push(run);
+  return run;
+};
+async function stopEverything(): Promise<void> {
+  for (const stop of started.reverse()) await stop();
+}
+
 /** CPU seconds from /proc/<pid>/stat: its own, and that of the children it has reaped (sshd's sessions, scp's ssh). */
 function cpuOf(pid: number, which: 'self-and-children' | 'children'): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -140,7 +151,7 @@ async function main(): Promise<void> {
   const missing = ensureOpenSsh();
   if (missing) throw new Error(`cannot run: ${missing}`);
   const work = mkdtempSync(join(tmpdir(), 'skyport-bench-transfer-'));
-  const removeWork = onExit(async () => rmSync(work, { recursive: true, force: true }));
+  const removeWork = cleanup(async () => rmSync(work, { recursive: true, force: true }));
   const bigBytes = options.bigMib * MIB;
   process.stdout.write(`bench-transfer: ${options.bigMib} MiB file, ${options.smallFiles} × ${options.smallKib} KiB files, ${options.rounds} rounds, load ${loadavg()[0]!.toFixed(2)}\n`);
   const src = join(work, 'src');
@@ -149,7 +160,7 @@ async function main(): Promise<void> {
   const small = makeSmallFiles(src, options.smallFiles, options.smallKib * 1024);
 
   const peer = await startOpenSsh();
-  const stopPeer = onExit(() => peer.stop());
+  const stopPeer = cleanup(() => peer.stop());
   const node: PartitionNode = {
     name: 'openssh-peer',
     role: 'head',
@@ -202,12 +213,12 @@ async function main(): Promise<void> {
 
   // The real system: a core and its local gate, a terminal uploading 1 GiB, then the job's stage-in to its node.
   const spool = await makeTestSpool();
-  const stopSpool = onExit(async () => {
+  const stopSpool = cleanup(async () => {
     killGates(spool);
     spool.cleanup();
   });
   const core = await startCoreProcess(spool, { SWM_LOG_LEVEL: 'warn' });
-  const stopCore = onExit(async () => {
+  const stopCore = cleanup(async () => {
     await core.kill('SIGKILL');
   });
   const terminal = await connectTerminal(spool.homeDir);
@@ -260,8 +271,9 @@ async function main(): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
-  (error: Error) => {
+  () => stopEverything().then(() => process.exit(0)),
+  async (error: Error) => {
+    await stopEverything();
     process.stderr.write(`bench-transfer: ${error.stack ?? error.message}\n`);
     process.exit(1);
   },

@@ -43,9 +43,21 @@ describe('port forwarding', function () {
   let f: CoreFixture;
   const forwards: ChildProcess[] = [];
   const servers: Server[] = [];
+  /** Jobs a test started: ended after it, pass or fail, so that no job process outlives the suite. */
+  let started: string[] = [];
 
   before(async () => {
     f = await startFixture();
+  });
+  afterEach(async () => {
+    const ids = started;
+    started = [];
+    await Promise.all(
+      ids.map(async (id) => {
+        await f.admin.call('job.cancel', { id }).catch(() => undefined);
+        await waitForJob(f.admin, id, isFinal, 30_000).catch(() => undefined);
+      }),
+    );
   });
   after(async () => {
     for (const child of forwards) child.kill('SIGKILL');
@@ -56,6 +68,7 @@ describe('port forwarding', function () {
   /** Submit, then wait until the job's process printed its first line (it is listening). */
   async function runningJob(script: string): Promise<string> {
     const { id } = await f.admin.call('job.submit', { script });
+    started.push(id);
     await waitForJob(f.admin, id, (j) => (j.state === 'R' && j.state_details === 'running') || isFinal(j));
     for (let i = 0; i < 400; i++) {
       if ((await f.admin.call('job.logs', { id, stream: 'stdout' })).data.includes('listening')) return id;
@@ -92,7 +105,6 @@ describe('port forwarding', function () {
     expect(ports[0]!.direction).to.equal('in');
     expect(ports[0]!.coreListen).to.match(/^127\.0\.0\.1:\d+$/);
     expect(await httpGet(`http://${ports[0]!.coreListen}/`)).to.equal(`job ${id}`);
-    await f.admin.call('job.cancel', { id });
   });
 
   it('gives two jobs using the same port each their own', async () => {
@@ -102,7 +114,6 @@ describe('port forwarding', function () {
     const [a, b] = await Promise.all([swmForward(first, 9090), swmForward(second, 9090)]);
     expect(await httpGet(`http://${a.local}/`)).to.equal(`job ${first}`);
     expect(await httpGet(`http://${b.local}/`)).to.equal(`job ${second}`);
-    await Promise.all([first, second].map((id) => f.admin.call('job.cancel', { id })));
   });
 
   it('lets the job reach a server on the submitting host through an out port', async () => {
@@ -115,6 +126,7 @@ describe('port forwarding', function () {
 ${NODE} -e "const s = require('net').connect(+process.env.SWM_PORT_${port}, '127.0.0.1'); let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => console.log('got: ' + b))"
 `;
     const { id } = await f.admin.call('job.submit', { script });
+    started.push(id);
     const job = await waitForJob(f.admin, id, isFinal);
     expect(job.state, job.state_details).to.equal('F');
     expect((await f.admin.call('job.logs', { id, stream: 'stdout' })).data).to.equal('got: hello from the submitting host\n');
@@ -145,7 +157,6 @@ exec ${NODE} -e "require('http').createServer((q, r) => { const s = require('net
     expect(await httpGet(`http://${after.find((p) => p.direction === 'in')!.coreListen}/`)).to.equal('still the submitting host');
     const { local } = await swmForward(id, 8080);
     expect(await httpGet(`http://${local}/`)).to.equal('still the submitting host');
-    await f.admin.call('job.cancel', { id });
   });
 
   it('keeps the other connections when one breaks, and closes every forward when the job ends', async () => {

@@ -54,6 +54,8 @@ export const submissionHost = (job: JobRecord): string | null => {
  */
 export class JobForwards {
   private readonly jobs = new Map<string, Forwarding>();
+  /** Per node host, the tail of its port allocations: one at a time, so two jobs never get the same port. */
+  private readonly allocating = new Map<string, Promise<unknown>>();
   private started = false;
   private readonly logger: Logger;
 
@@ -87,20 +89,36 @@ export class JobForwards {
     const declared = job.directives.ports;
     if (declared.length === 0) return [];
     const recorded = await this.readPortsFile(job, session);
-    let ports: NodePort[];
-    if (recorded && coversAll(declared, recorded)) ports = recorded;
-    else {
+    const ports = recorded && coversAll(declared, recorded) ? recorded : await this.allocate(job, session);
+    const forwarding = this.track(job, ports);
+    await this.ensure(forwarding);
+    return ports;
+  }
+
+  /**
+   * Choose and record the node ports of a job, one job at a time per node host: a port is free for the
+   * first job that probes it, and taken (by this core's records) for the next one.
+   */
+  private allocate(job: JobRecord, session: NodeSession): Promise<NodePort[]> {
+    const host = session.node.publicIp ?? session.node.privateIp ?? session.node.name;
+    const previous = this.allocating.get(host) ?? Promise.resolve();
+    const turn = previous.catch(() => undefined).then(async () => {
       const taken = this.portsTakenOn(session);
-      ports = [];
-      for (const d of declared) {
+      const ports: NodePort[] = [];
+      for (const d of job.directives.ports) {
         const nodePort = await probeFreePort(session, d.port, new Set([...taken, ...ports.map((p) => p.nodePort)]));
         ports.push({ port: d.port, direction: d.direction, nodePort });
       }
       await this.writePortsFile(job, session, ports);
-    }
-    const forwarding = this.track(job, ports);
-    await this.ensure(forwarding);
-    return ports;
+      // Recorded before the next allocation on this host starts.
+      this.track(job, ports);
+      return ports;
+    });
+    this.allocating.set(host, turn);
+    void turn.finally(() => {
+      if (this.allocating.get(host) === turn) this.allocating.delete(host);
+    }).catch(() => undefined);
+    return turn;
   }
 
   /** A connection from the job's head node to one of its `in` ports (for `swm forward` and the core-side listener). */
