@@ -27,3 +27,18 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     void Promise.all([...pending].map((stop) => stop())).finally(() => process.exit(130));
   });
 }
+
+/** The stops of one run, in the order things were started; `stopAll` runs them newest first. */
+export function runTeardown(): { cleanup: (stop: () => Promise<void>) => () => Promise<void>; stopAll: () => Promise<void> } {
+  const stops: Array<() => Promise<void>> = [];
+  return {
+    cleanup: (stop) => {
+      const run = onExit(stop);
+      stops.push(run);
+      return run;
+    },
+    stopAll: async () => {
+      for (const stop of stops.reverse()) await stop();
+    },
+  };
+}

@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { SWM_MAIN, connectTerminal, killGates, startCoreProcess, waitForJob } from '../test/harness/core.js';
 import { freePort, makeTestSpool } from '../test/harness/spool.js';
-import { onExit } from './cleanup.js';
+import { runTeardown } from './cleanup.js';
 import { ensureOpenSsh, startOpenSsh } from './openssh-peer.js';
 import { cpuSeconds, fmtMiB, fmtMs, fmtRatio, peakRssKiB, percentile, printSection } from './stats.js';
 
@@ -37,16 +37,8 @@ const options = new Command('bench-forward')
 
 const MIB = 1024 * 1024;
 
-/** What this run started, stopped in reverse order at the end, and also when the run fails or is interrupted. */
-const started: Array<() => Promise<void>> = [];
-const cleanup = (stop: () => Promise<void>): (() => Promise<void>) => {
-  const run = onExit(stop);
-  started.push(run);
-  return run;
-};
-async function stopEverything(): Promise<void> {
-  for (const stop of started.reverse()) await stop();
-}
+/** What this run started, stopped newest first at the end, and also when the run fails or is interrupted. */
+const { cleanup, stopAll: stopEverything } = runTeardown();
 const JOB_PORT = 9000;
 const NODE = process.execPath;
 

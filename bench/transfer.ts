@@ -25,7 +25,7 @@ import { makeTestSpool } from '../test/harness/spool.js';
 import type { PartitionNode } from '../terminal-protocol/common.js';
 import type { InputFile } from '../terminal-protocol/terminal-methods.js';
 import { uploadInputs } from '../terminal/upload.js';
-import { onExit } from './cleanup.js';
+import { runTeardown } from './cleanup.js';
 import { ensureOpenSsh, startOpenSsh, type OpenSshPeer } from './openssh-peer.js';
 import { cpuSeconds, fmtMiB, fmtRatio, peakRssKiB, printSection } from './stats.js';
 
@@ -46,16 +46,8 @@ const options = new Command('bench-transfer')
 
 const MIB = 1024 * 1024;
 
-/** What this run started, stopped in reverse order at the end, and also when the run fails or is interrupted. */
-const started: Array<() => Promise<void>> = [];
-const cleanup = (stop: () => Promise<void>): (() => Promise<void>) => {
-  const run = onExit(stop);
-  started.push(run);
-  return run;
-};
-async function stopEverything(): Promise<void> {
-  for (const stop of started.reverse()) await stop();
-}
+/** What this run started, stopped newest first at the end, and also when the run fails or is interrupted. */
+const { cleanup, stopAll: stopEverything } = runTeardown();
 
 /** CPU seconds from /proc/<pid>/stat: its own, and that of the children it has reaped (sshd's sessions, scp's ssh). */
 function cpuOf(pid: number, which: 'self-and-children' | 'children'): number {
