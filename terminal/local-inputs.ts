@@ -4,7 +4,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { RelativePath } from '../terminal-protocol/terminal-methods.js';
 import { CliError } from './exit-codes.js';
-import { globBase, hasGlobMagic, matchesGlob, normalizeRelative } from './glob.js';
+import { globBase, hasGlobMagic, matchesGlob, normalizeRelative } from '../terminal-protocol/path-patterns.js';
 
 /**
  * The local files a job takes as inputs. Each keeps its path relative to the directory `swm` runs in,

@@ -23,7 +23,7 @@ import {
   renderTable,
   type Column,
 } from '../terminal/format.js';
-import { globBase, globToRegExp, matchesGlob, selectByGlobs } from '../terminal/glob.js';
+import { globBase, globToRegExp, matchesGlob, selectByGlobs } from '../terminal-protocol/path-patterns.js';
 import { readInputFilesDirective, scriptNamesItself } from '../terminal/input-files.js';
 import { parseJobId, parseJobStates } from '../terminal/job-arguments.js';
 import { collectInputs, hashInputs, inputPathFor, type LocalInput } from '../terminal/local-inputs.js';

@@ -1,5 +1,5 @@
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-import type { JobRecord, JobStep, Outcome, Runtime } from '../store/job-record.js';
+import { notYetRun, type JobRecord, type JobStep, type Outcome, type Runtime } from '../store/job-record.js';
 
 /** Everything that can happen to a job. Produced by terminals, the scheduler, the step effects and timers. */
 export type JobEvent =
@@ -36,19 +36,7 @@ const requeued = (job: JobRecord, details: string): JobRecord => ({
   step: 'queue',
   state: 'Q',
   stateDetails: details,
-  startTime: null,
-  endTime: null,
-  exitcode: null,
-  signal: null,
-  remote: null,
-  flavor: null,
-  nodeNames: [],
-  nodeIps: [],
-  partitionName: null,
-  partitionId: null,
-  runtime: null,
-  outcome: null,
-  runStartedMs: null,
+  ...notYetRun(),
 });
 
 const ending = (job: JobRecord, outcome: Outcome): JobRecord => ({

@@ -53,6 +53,27 @@ export interface JobRecord {
   runStartedMs: number | null;
 }
 
+/** What a job holds before it first runs: a new job starts with it, a requeued one goes back to it. */
+export const notYetRun = (): Pick<
+  JobRecord,
+  | 'startTime' | 'endTime' | 'exitcode' | 'signal' | 'remote' | 'flavor' | 'nodeNames' | 'nodeIps'
+  | 'partitionName' | 'partitionId' | 'runtime' | 'outcome' | 'runStartedMs'
+> => ({
+  startTime: null,
+  endTime: null,
+  exitcode: null,
+  signal: null,
+  remote: null,
+  flavor: null,
+  nodeNames: [],
+  nodeIps: [],
+  partitionName: null,
+  partitionId: null,
+  runtime: null,
+  outcome: null,
+  runStartedMs: null,
+});
+
 /** The wire shape (field names of the original Sky Port REST API). */
 export function toWireJob(job: JobRecord): Job {
   const d = job.directives;

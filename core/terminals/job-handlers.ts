@@ -13,7 +13,7 @@ import type { Jobs } from '../jobs/jobs.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import { place } from '../scheduler/schedule.js';
 import type { CoreServices } from '../services.js';
-import { toWireJob, type JobRecord } from '../store/job-record.js';
+import { notYetRun, toWireJob, type JobRecord } from '../store/job-record.js';
 import { visibleJob } from './caller.js';
 import { forwardsOf, type JobForwards } from '../forwarding/job-forwards.js';
 import type { TerminalStreams } from '../transfers/terminal-streams.js';
@@ -67,19 +67,7 @@ export class JobHandlers {
       inputs,
       priority: directives.priority,
       submitTime: new Date().toISOString(),
-      startTime: null,
-      endTime: null,
-      exitcode: null,
-      signal: null,
-      remote: null,
-      flavor: null,
-      nodeNames: [],
-      nodeIps: [],
-      partitionName: null,
-      partitionId: null,
-      runtime: null,
-      outcome: null,
-      runStartedMs: null,
+      ...notYetRun(),
     };
     await this.services.store.insert(job);
     if (!awaitingInputs) this.services.kickScheduler();

@@ -5,7 +5,7 @@ import type { SFTPWrapper } from 'ssh2';
 import { hashFilePrefix } from '../../terminal-protocol/streams.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { hashablePath, nodeDigests } from './node-checksums.js';
-import { fixedBase, hasMagic, matches, normalize, patternRegExp } from './path-patterns.js';
+import { globBase, hasGlobMagic, matchesGlob, normalizeRelative } from '../../terminal-protocol/path-patterns.js';
 import { getBlocks, isDirectoryMode, isNoSuchFile, isRegular, isSymlinkMode, listRemote, lstatRemote, realpathRemote, statRemoteEntry } from './sftp-files.js';
 import { describeLocalWrite } from './transfer-errors.js';
 import { forEachLimited } from './work-lanes.js';
@@ -83,12 +83,12 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
   };
 
   for (const raw of entries) {
-    const entry = normalize(raw);
+    const entry = normalizeRelative(raw);
     if (!entry || entry.split('/').includes('..')) {
       refused.add(raw);
       continue;
     }
-    if (!hasMagic(entry)) {
+    if (!hasGlobMagic(entry)) {
       const attrs = await lstatRemote(sftp, `${remoteDir}/${entry}`).catch((error: unknown) => {
         if (isNoSuchFile(error)) return null;
         throw error;
@@ -104,10 +104,9 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
       }
       continue;
     }
-    const pattern = patternRegExp(entry);
-    const base = fixedBase(entry);
+    const base = globBase(entry);
     const baseAttrs = base ? await lstatRemote(sftp, `${remoteDir}/${base}`).catch(() => null) : null;
-    const kept = !base || (baseAttrs && isDirectoryMode(baseAttrs)) ? await walk(base, (path) => matches(path, pattern)) : 0;
+    const kept = !base || (baseAttrs && isDirectoryMode(baseAttrs)) ? await walk(base, (path) => matchesGlob(path, entry)) : 0;
     if (kept === 0) missing.push(raw);
   }
   return { files: [...found.values()].sort((a, b) => (a.path < b.path ? -1 : 1)), missing, refused: [...refused] };

@@ -5,7 +5,7 @@ import { downloadJobFiles } from '../download.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { formatBytes, printResult } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
-import { selectByGlobs } from '../glob.js';
+import { selectByGlobs } from '../../terminal-protocol/path-patterns.js';
 import { parseJobId } from '../job-arguments.js';
 import { progressWanted } from '../progress.js';
 

@@ -1,5 +1,6 @@
 /**
- * Glob patterns over relative, `/`-separated paths (download selections, `input-files` entries):
+ * Glob patterns over relative, `/`-separated paths in a job's directory, one grammar for both sides of the
+ * wire (the terminal's `input-files` and download selections, the core's `output-files`):
  * `*` and `?` stay within one path segment, `**` spans any number of segments, `[abc]`, `[a-z]` and
  * `[!abc]` match one character. A pattern also selects everything below a directory it matches, so
  * `out` and `out/*` both select `out/run1/result.csv`.
