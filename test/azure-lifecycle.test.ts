@@ -33,15 +33,13 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
     sshPort = await freePort();
     const options = azureGateOptionsFor(fake, scratch, { sshPort, pollIntervalMs: 10 });
     f = await startFixture({
-      configure: {
-        configure: (config) => {
-          const gate = config.gates.find((g) => g.name === 'azure')!;
-          gate.managed = true;
-          gate.options = options;
-          const remote = config.remotes.find((r) => r.name === 'azure')!;
-          remote.location = 'eastus';
-          remote.maxNodes = 4;
-        },
+      configure: (config) => {
+        const gate = config.gates.find((g) => g.name === 'azure')!;
+        gate.managed = true;
+        gate.options = options;
+        const remote = config.remotes.find((r) => r.name === 'azure')!;
+        remote.location = 'eastus';
+        remote.maxNodes = 4;
       },
     });
   });

@@ -1,11 +1,9 @@
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import type { CoreConfig } from '../spool-bootstrap/config.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
 import { freePort, unreachableGates } from './harness/spool.js';
 
-/** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
 const JOBS = 50;
 const TERMINALS = 5;
 
@@ -18,7 +16,7 @@ describe('durability of acknowledged submissions (real swm-core, kill -9)', func
   const acknowledged = new Map<string, number>();
 
   before(async () => {
-    fixture = await startFixture({ configure: { configure: unreachableGates(await freePort()) } });
+    fixture = await startFixture({ configure: unreachableGates(await freePort()) });
   });
   after(async () => {
     await fixture?.stop();

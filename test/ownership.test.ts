@@ -3,25 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CoreConfig } from '../spool-bootstrap/config.js';
 import { writeBundle } from '../spool-bootstrap/users.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
-import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import { ErrorCode } from '../terminal-protocol/errors.js';
 import { connectAs } from './harness/certs.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
+import { rejection } from './harness/rpc.js';
 import { freePort, unreachableGates } from './harness/spool.js';
-
-/** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
-/** The error a call rejects with (fails the test if it resolves). */
-async function rejection(call: Promise<unknown>): Promise<RpcError> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).to.be.instanceOf(RpcError);
-    return error as RpcError;
-  }
-  expect.fail('the call succeeded');
-}
 
 const SCRIPT = '#!/bin/sh\n#SWM name alice-private\n#SWM comment only alice may see this\necho secret\n';
 
@@ -34,7 +22,7 @@ describe('job ownership (real swm-core)', function () {
   let jobId: string;
 
   before(async () => {
-    fixture = await startFixture({ configure: { configure: unreachableGates(await freePort()) } });
+    fixture = await startFixture({ configure: unreachableGates(await freePort()) });
     const aliceBundle = await fixture.admin.call('admin.user.add', { name: 'alice' });
     alice = await connectAs(fixture.core.port, aliceBundle);
     // Bob uses his bundle the way `swm` does: written out as a $SWM_HOME directory.

@@ -1,13 +1,12 @@
 import { expect } from 'chai';
 import type { WebSocket } from 'ws';
-import type { CoreConfig } from '../spool-bootstrap/config.js';
-import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
+import { ErrorCode } from '../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../terminal-protocol/terminal-methods.js';
 import { adminBundle, closeCodeOf, openRawSocket } from './harness/certs.js';
 import { connectTerminal, startFixture, type CoreFixture } from './harness/core.js';
+import { rejection } from './harness/rpc.js';
 import { freePort, unreachableGates } from './harness/spool.js';
 
-/** Keeps every job in Q: no gate is started, and every gate is looked for on a port nobody listens on. */
 interface Response {
   jsonrpc: string;
   id: string | number | null;
@@ -52,16 +51,6 @@ class RawTerminal {
   }
 }
 
-async function rejection(call: Promise<unknown>): Promise<RpcError> {
-  try {
-    await call;
-  } catch (error) {
-    expect(error).to.be.instanceOf(RpcError);
-    return error as RpcError;
-  }
-  expect.fail('the call succeeded');
-}
-
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
 describe('terminal protocol robustness (real swm-core)', function () {
@@ -74,11 +63,9 @@ describe('terminal protocol robustness (real swm-core)', function () {
     before(async () => {
       const unusedPort = await freePort();
       fixture = await startFixture({
-        configure: {
-          configure: (config) => {
-            unreachableGates(unusedPort)(config);
-            config.core.maxMessageBytes = MAX_MESSAGE_BYTES;
-          },
+        configure: (config) => {
+          unreachableGates(unusedPort)(config);
+          config.core.maxMessageBytes = MAX_MESSAGE_BYTES;
         },
       });
       raw = new RawTerminal(await openRawSocket(fixture.core.port, adminBundle(fixture.spool)));
@@ -168,7 +155,7 @@ describe('terminal protocol robustness (real swm-core)', function () {
     let fixture: CoreFixture;
 
     before(async () => {
-      fixture = await startFixture({ configure: { configure: unreachableGates(await freePort()) } });
+      fixture = await startFixture({ configure: unreachableGates(await freePort()) });
     });
     after(async () => {
       await fixture?.stop();

@@ -13,7 +13,7 @@ describe('the reaper and managed gates', function () {
   let gate: GateConnection;
 
   before(async () => {
-    f = await startFixture({ configure: { configure: (config) => (config.reaper.intervalSec = 1) } });
+    f = await startFixture({ configure: (config) => (config.reaper.intervalSec = 1) });
     const local = f.spool.config.gates.find((g) => g.name === 'local')!;
     const { spool } = f.spool;
     gate = new GateConnection({

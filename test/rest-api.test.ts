@@ -66,7 +66,7 @@ describe('REST user API (real swm-core)', function () {
 
   before(async () => {
     inputRoot = mkdtempSync(join(tmpdir(), 'skyport-inputs-'));
-    f = await startFixture({ configure: { configure: (config) => void (config.compat.inputRoots = [inputRoot]) } });
+    f = await startFixture({ configure: (config) => void (config.compat.inputRoots = [inputRoot]) });
     admin = adminBundle(f.spool);
     alice = await f.admin.call('admin.user.add', { name: 'alice' });
     bob = await f.admin.call('admin.user.add', { name: 'bob' });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { TerminalClient } from '../../terminal-protocol/client.js';
 import type { Job } from '../../terminal-protocol/job.js';
 import { homePaths } from '../../spool-bootstrap/paths.js';
-import type { TestSpool } from './spool.js';
+import { makeTestSpool, type TestSpool, type TestSpoolOptions } from './spool.js';
 
 export const DIST = fileURLToPath(new URL('../../', import.meta.url));
 export const CORE_MAIN = join(DIST, 'core/main.js');
@@ -127,9 +127,8 @@ export interface CoreFixture {
  * Start a core (with its managed local gate) on a fresh spool and connect its admin.
  * Call `stop()` in `after`: it kills the core, the gates it started and removes the spool.
  */
-export async function startFixture(options: { configure?: Parameters<typeof import('./spool.js').makeTestSpool>[0] } = {}): Promise<CoreFixture> {
-  const { makeTestSpool } = await import('./spool.js');
-  const spool = await makeTestSpool(options.configure);
+export async function startFixture(options: TestSpoolOptions = {}): Promise<CoreFixture> {
+  const spool = await makeTestSpool(options);
   let core = await startCoreProcess(spool);
   let admin = await connectTerminal(spool.homeDir);
   const fixture: CoreFixture = {
