@@ -79,7 +79,8 @@ describe('azure gate', function () {
     const ca = createCa('Service principal CA');
     const principal = issueCertificate(ca, { role: 'user', name: 'skyport-gate-sp' });
     fake = await FakeArm.start({
-      provisioningDelayMs: 40,
+      // Long enough that parallel requests overlap even on a loaded machine (the parallelism test relies on it).
+      provisioningDelayMs: 150,
       deletionDelayMs: 40,
       clients: [
         { clientId: FAKE_CLIENT_ID, secret: FAKE_CLIENT_SECRET },
