@@ -25,11 +25,11 @@ start: build
 
 test: build
 	@bash scripts/install-system-deps.sh
-	npx mocha
+	npx mocha 'dist/test/**/*.test.js'
 
 # Run the tests without reinstalling (for a quick loop).
 test-only:
-	npx tsc -p tsconfig.json && npx mocha
+	npx tsc -p tsconfig.json && npx mocha 'dist/test/**/*.test.js'
 
 protocol-schema: build
 	node dist/terminal-protocol/export-schema.js terminal-protocol/schema.json

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs against besides npm packages: podman (with runc and the two settings
-# these sandboxes need), busybox-static for a local test image, and OpenSSH as a benchmark peer.
+# these sandboxes need), busybox-static for a local test image, OpenSSH as a benchmark peer, and what the
+# local gate isolates nodes with (uidmap for rootless podman, iproute2, util-linux, procps).
 # Only acts as root on Debian/Ubuntu; elsewhere it says what is missing and leaves the machine alone.
 set -euo pipefail
 
@@ -10,6 +11,11 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+# The local gate runs nodes as accounts of their own, in network namespaces of their own, with rootless podman.
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v unshare >/dev/null 2>&1 || need+=(util-linux)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -34,6 +34,8 @@ export const ErrorCode = {
   Timeout: -32009,
   /** Data failed its integrity check (size or SHA-256 mismatch). */
   Integrity: -32010,
+  /** The spool's disk is full: nothing was stored. Reads and cancels still work; retry once space is freed. */
+  DiskFull: -32011,
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -24,6 +24,8 @@ export const PartitionRequest = z
     sshPublicKey: z.string(),
     /** Host keys the core generated for the nodes (private parts), when the gate cannot report them. */
     hostKeys: z.array(z.string()).optional(),
+    /** Container images the partition's jobs will run: a gate may have them on the nodes before it reports up. */
+    containerImages: z.array(z.string()).max(16).optional(),
     tags: z.record(z.string(), z.string()),
   })
   .strict();

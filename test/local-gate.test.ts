@@ -15,6 +15,8 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createLocalGate } from '../gates/local/index.js';
+import { localNodesRoot } from '../gates/local/local-gate.js';
+import { canIsolate } from '../gates/local/node-accounts.js';
 import { resolveLexically } from '../gates/local/node-directory.js';
 import { ReplyQueue } from '../gates/local/sftp-server.js';
 import { closeClient, connectNode, exec, openSftp } from './harness/ssh-client.js';
@@ -87,7 +89,7 @@ describe('local gate', function () {
   const clients: SshClient[] = [];
   const daemons: number[] = [];
 
-  const nodeDir = (partition: string, node: string) => join(spool.gateState('local'), 'partitions', partition, node);
+  const nodeDir = (partition: string, node: string) => join(localNodesRoot(spool.gateState('local')), partition, node);
   const connectTo = async (node: Partition['nodes'][number]) => {
     const client = await connectNode(node, partitionKey.private);
     clients.push(client);
@@ -328,20 +330,32 @@ describe('local gate', function () {
   });
 
   describe('node TCP forwarding', () => {
-    let http: HttpServer;
-    let httpPort: number;
     let client: SshClient;
+    let server: { port: number; stop: () => void };
+    /** An HTTP server run on the node itself (the node's loopback may be a namespace of its own). */
+    const serveOnNode = (ssh: SshClient): Promise<{ port: number; stop: () => void }> =>
+      new Promise((resolve, reject) => {
+        const program = `const s=require('http').createServer((q,r)=>r.end('from the node')).listen(0,'127.0.0.1',()=>console.log(s.address().port))`;
+        ssh.exec(`exec ${process.execPath} -e "${program}"`, (error, stream) => {
+          if (error) return reject(error);
+          stream.once('data', (d: Buffer) => resolve({ port: Number(d.toString().trim()), stop: () => stream.signal('KILL') }));
+          stream.stderr.on('data', (d: Buffer) => reject(new Error(d.toString())));
+        });
+      });
+    /** What a client connecting from the node to its own loopback port reads, or the connect error's code. */
+    const readOnNode = async (ssh: SshClient, port: number): Promise<string> => {
+      const program = `require('net').connect(${port},'127.0.0.1').on('error',e=>process.stdout.write(e.code)).pipe(process.stdout)`;
+      return (await exec(ssh, `${process.execPath} -e "${program}"`)).stdout;
+    };
     before(async () => {
-      http = createHttpServer((_req, res) => res.end('from the node'));
-      await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()));
-      httpPort = (http.address() as AddressInfo).port;
       client = await connectTo((await gate.get({ name: 'alpha' })).nodes[0]!);
+      server = await serveOnNode(client);
     });
-    after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+    after(() => server.stop());
 
     it('forwards a direct-tcpip channel to a loopback port', async () => {
       const response = await new Promise<string>((resolve, reject) => {
-        client.forwardOut('127.0.0.1', 0, '127.0.0.1', httpPort, (error, stream) => {
+        client.forwardOut('127.0.0.1', 0, '127.0.0.1', server.port, (error, stream) => {
           if (error) return reject(error);
           let text = '';
           stream.on('data', (d: Buffer) => (text += d.toString()));
@@ -361,17 +375,9 @@ describe('local gate', function () {
     it('serves a reverse forward on the node loopback, then cancels it', async () => {
       client.on('tcp connection', (_info, accept) => accept().end('from the client'));
       const port = await new Promise<number>((resolve, reject) => client.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p))));
-      const received = await new Promise<string>((resolve, reject) => {
-        let text = '';
-        connect(port, '127.0.0.1')
-          .on('data', (d) => (text += d.toString()))
-          .on('end', () => resolve(text))
-          .on('error', reject);
-      });
-      expect(received).to.equal('from the client');
+      expect(await readOnNode(client, port)).to.equal('from the client');
       await new Promise<void>((resolve, reject) => client.unforwardIn('127.0.0.1', port, (e) => (e ? reject(e) : resolve())));
-      const refused = await new Promise<string>((resolve) => connect(port, '127.0.0.1').on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? '')).on('connect', () => resolve('connected')));
-      expect(refused).to.equal('ECONNREFUSED');
+      expect(await readOnNode(client, port)).to.equal('ECONNREFUSED');
     });
   });
 
@@ -420,19 +426,20 @@ describe('local gate', function () {
       expect(existsSync(nodeDir('alpha', 'alpha-0'))).to.equal(true);
     });
 
-    it('deletes idempotently: servers stop, directories go, processes stay', async () => {
+    it('deletes idempotently: servers stop, directories go, processes go with the node account', async () => {
       const alpha = await gate.get({ name: 'alpha' });
       const deleted = nextEvent(gate, 'alpha', 'deleted');
       expect(await gate.delete(alpha.id)).to.deep.equal({ id: alpha.id, status: 'deleted' });
       await deleted;
-      expect(existsSync(join(spool.gateState('local'), 'partitions', 'alpha'))).to.equal(false);
+      expect(existsSync(join(localNodesRoot(spool.gateState('local')), 'alpha'))).to.equal(false);
       expect(readFileSync(join(spool.gateState('local'), 'state.json'), 'utf8')).to.not.contain(alpha.id);
       const refused = await connectNode(alpha.nodes[0]!, partitionKey.private).catch((e: NodeJS.ErrnoException) => e);
       expect((refused as NodeJS.ErrnoException).code).to.equal('ECONNREFUSED');
       expect(await gate.delete(alpha.id)).to.deep.equal({ id: alpha.id, status: 'deleted' });
       const gone = await gate.get({ id: alpha.id }).catch((e: RpcError) => e);
       expect((gone as RpcError).code).to.equal(ErrorCode.NotFound);
-      for (const pid of daemons) expect(isAlive(pid), `process ${pid}`).to.equal(true);
+      // A node with an account of its own leaves nothing running; without one (not root) processes stay, as under sshd.
+      for (const pid of daemons) expect(isAlive(pid), `process ${pid}`).to.equal(!canIsolate());
     });
   });
 });

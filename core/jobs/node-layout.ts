@@ -17,24 +17,43 @@ export const nodeJobDir = (jobId: string): string => `swm/${jobId}`;
 export const containerName = (jobId: string): string => `swm-${jobId}`;
 
 /**
- * The job's own command line. Declared ports: a plain process finds each at $SWM_PORT_<port> (its node port);
- * a container listens on the declared port inside and is published on the node's loopback at the node port.
- * A container with `out` ports shares the node's network instead (so that localhost reaches the node's end
- * of the reverse forward); its `in` ports then cannot be remapped and are the node ports themselves.
+ * The job's own command line. Declared ports: a plain process finds each at $SWM_PORT_<port> (its node port).
+ * A container's network depends on the node, which says so in $SWM_CONTAINER_NETWORK:
+ * - `host`: the node's network is a namespace of its own (the local gate), so the container shares it; it
+ *   reaches the node's ends of its forwards and nothing else, and its ports are the node ports.
+ * - otherwise (a cloud VM): no ports, the runtime's default network (outbound, but not the node's
+ *   loopback); `in` ports only, published on the node's loopback at the node port while the container
+ *   listens on the declared port; any `out` port, the node's network (so that localhost reaches the node's
+ *   end of the reverse forward), with its `in` ports then the node ports themselves.
+ * Never `--privileged`, and the image is always an argument, never an option.
  */
+function containerCommand(job: JobRecord, runtime: string, image: string, env: Array<[string, string]>, ports: readonly NodePort[]): string {
+  if (image.startsWith('-')) throw new Error(`container image ${JSON.stringify(image)} would be read as an option`);
+  const run = (hostNetwork: boolean, network: string): string => {
+    const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
+    const envFlags = [...env, ...portEnv].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
+    return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
+  };
+  const onCloud =
+    ports.length === 0
+      ? run(false, '')
+      : ports.some((p) => p.direction === 'out')
+        ? run(true, '--network host')
+        : run(false, ports.filter((p) => p.direction === 'in').map((p) => `-p 127.0.0.1:${p.nodePort}:${p.port}`).join(' '));
+  return `if [ "\${SWM_CONTAINER_NETWORK:-}" = host ]; then
+${run(true, '--network host')}
+else
+${onCloud}
+fi`;
+}
+
 export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = []): string {
   const d = job.directives;
   const env = Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name });
   const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
   let command: string;
   if (image && (job.runtime === 'podman' || job.runtime === 'docker')) {
-    const hostNetwork = ports.length === 0 || ports.some((p) => p.direction === 'out');
-    const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
-    const envFlags = [...env, ...portEnv].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
-    const network = hostNetwork
-      ? '--network host'
-      : ports.filter((p) => p.direction === 'in').map((p) => `-p 127.0.0.1:${p.nodePort}:${p.port}`).join(' ');
-    command = `${job.runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
+    command = containerCommand(job, job.runtime, image, env, ports);
   } else {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
     const exports = [...env, ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');

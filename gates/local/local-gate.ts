@@ -1,5 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { homedir, userInfo } from 'node:os';
+import { createHash, randomUUID } from 'node:crypto';
+import { chmod, chown, mkdir } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ParsedKey } from 'ssh2';
@@ -8,8 +9,9 @@ import { ErrorCode, RpcError, notFound } from '../../terminal-protocol/errors.js
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import type { Gate, GateContext } from '../gate.js';
 import { generateHostKey, hostKeyFingerprint, parseAuthorizedKey } from './host-key.js';
-import { NodeDirectory } from './node-directory.js';
-import { NodeServer } from './node-server.js';
+import { NodeAccounts, accountPrefix, canIsolate, type NodeAccount } from './node-accounts.js';
+import { seedImages } from './node-images.js';
+import { NodeProcess } from './node-process.js';
 import { parseLocalGateOptions, type LocalGateOptions } from './options.js';
 import { LocalGateStore, type PartitionRecord } from './state.js';
 
@@ -19,7 +21,8 @@ const LOOPBACK = '127.0.0.1';
 export const nodeNames = (partition: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${partition}-${i}`);
 
 /** What the wire shows of a partition record. Pure. */
-export function partitionView(record: PartitionRecord, sshUser: string): Partition {
+export function partitionView(record: PartitionRecord, gateUser: string): Partition {
+  const sshUser = record.account ?? gateUser;
   const serving = record.status === 'up';
   return {
     id: record.id,
@@ -49,21 +52,39 @@ const loginName = (): string => {
   }
 };
 
+/** Where isolated nodes live: outside the spool, whose directories their accounts cannot pass through. */
+const ISOLATED_NODES_ROOT = '/var/lib/skyport/nodes';
+
 /**
- * The environment of commands on a node: a login-like minimum (HOME is the node directory), PATH from the
- * gate, and the user's container storage locations, so that every node sees the container images this
- * machine already has (a rootless runtime would otherwise look for them under the node's HOME).
+ * The directory holding a gate's node directories: under the gate's state when it cannot isolate, else
+ * `/var/lib/skyport/nodes/<12 hex of the state directory>` (one per gate of each spool on the machine).
  */
-function nodeEnvironment(user: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
+export function localNodesRoot(stateRoot: string, isolate = canIsolate()): string {
+  return isolate ? join(ISOLATED_NODES_ROOT, createHash('sha256').update(stateRoot).digest('hex').slice(0, 12)) : join(stateRoot, 'partitions');
+}
+
+/**
+ * The environment of commands on a node: a login-like minimum (HOME, set per session, is the node
+ * directory) and PATH from the gate. Nodes with an account keep their container state in the partition's
+ * account directory and their runtime state in the account's runtime directory; their containers use the
+ * node's network, which is a namespace of its own (SWM_CONTAINER_NETWORK tells the job runner so).
+ */
+function nodeEnvironment(user: string, accountHome: string | null, runtimeDir: string | null): Record<string, string> {
+  const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     USER: user,
     LOGNAME: user,
     SHELL: '/bin/sh',
-    XDG_DATA_HOME: process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'),
-    XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'),
   };
-  for (const name of ['LANG', 'TZ', 'XDG_RUNTIME_DIR', 'CONTAINER_HOST', 'DOCKER_HOST']) if (process.env[name]) env[name] = process.env[name];
+  for (const name of ['LANG', 'TZ']) if (process.env[name]) env[name] = process.env[name]!;
+  if (accountHome && runtimeDir) {
+    env.XDG_DATA_HOME = join(accountHome, 'share');
+    env.XDG_CONFIG_HOME = join(accountHome, 'config');
+    env.XDG_RUNTIME_DIR = runtimeDir;
+    env.SWM_CONTAINER_NETWORK = 'host';
+  } else {
+    for (const name of ['XDG_RUNTIME_DIR', 'XDG_DATA_HOME', 'XDG_CONFIG_HOME', 'CONTAINER_HOST', 'DOCKER_HOST']) if (process.env[name]) env[name] = process.env[name]!;
+  }
   return env;
 }
 
@@ -75,13 +96,14 @@ function nodeEnvironment(user: string): NodeJS.ProcessEnv {
 export class LocalGate implements Gate {
   readonly kind = 'local';
   private readonly records = new Map<string, PartitionRecord>();
-  private readonly servers = new Map<string, NodeServer[]>();
+  private readonly servers = new Map<string, NodeProcess[]>();
   /** Per partition, the tail of its serialised operations (start, delete). */
   private readonly operations = new Map<string, Promise<void>>();
   private readonly listeners: Array<(partition: Partition) => void> = [];
   private readonly store: LocalGateStore;
   private readonly sshUser = loginName();
-  private readonly env: NodeJS.ProcessEnv;
+  /** The nodes' OS accounts; null when the gate cannot isolate them (it does not run as root). */
+  private readonly accounts: NodeAccounts | null;
   private closed = false;
 
   constructor(
@@ -89,8 +111,15 @@ export class LocalGate implements Gate {
     private readonly options: LocalGateOptions,
     private readonly logger: Logger,
   ) {
-    this.store = new LocalGateStore(context.spool.gateState(context.name));
-    this.env = nodeEnvironment(this.sshUser);
+    const stateRoot = context.spool.gateState(context.name);
+    const isolate = canIsolate();
+    this.accounts = isolate ? new NodeAccounts(accountPrefix(stateRoot), logger) : null;
+    this.store = new LocalGateStore(stateRoot, localNodesRoot(stateRoot, isolate));
+    if (!isolate)
+      logger.warn(
+        { user: this.sshUser },
+        'the local gate does not run as root: node commands run as the gate\'s own user, with no isolation from the spool',
+      );
   }
 
   /** Load the state and bring back every partition that was creating or up. */
@@ -137,6 +166,7 @@ export class LocalGate implements Gate {
       image: request.image,
       ports: request.ports,
       sshPublicKey: request.sshPublicKey,
+      ...(request.containerImages?.length ? { containerImages: request.containerImages } : {}),
       tags: { ...request.tags, job: request.jobId, partition: request.name, core: this.context.coreId },
       createdAt: new Date().toISOString(),
       nodes: names.map((name, i) => ({ name, port: null, hostKeyFingerprint: hostKeys[i]!.fingerprint })),
@@ -260,24 +290,36 @@ export class LocalGate implements Gate {
 
   private async listenOnNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
     const log = this.logger.child({ partition: record.name, job: record.jobId });
-    let key: ParsedKey;
     try {
-      key = authorizedKey ?? parseAuthorizedKey(record.sshPublicKey);
+      if (!authorizedKey) parseAuthorizedKey(record.sshPublicKey);
     } catch (error) {
       return this.fail(record, `partition key unreadable: ${(error as Error).message}`);
     }
+    const firstStart = record.status === 'creating';
+    const account = await this.accountFor(record);
+    const accountHome = join(this.store.partitionDir(record.name), '.account');
+    const runtimeDir = account ? await this.accounts!.prepareRuntimeDir(account) : null;
+    await this.prepareDirectories(record, account, accountHome);
+    const env = nodeEnvironment(account?.name ?? this.sshUser, account ? accountHome : null, runtimeDir);
+    if (account && firstStart && record.containerImages?.length)
+      await seedImages(record.containerImages, account, { ...env, HOME: accountHome }, accountHome, log);
     const started = await Promise.allSettled(
       record.nodes.map(async (node) =>
-        NodeServer.start({
-          directory: await NodeDirectory.open(this.store.nodeDir(record.name, node.name)),
-          hostKey: await this.store.readHostKey(record.name, node.name),
-          authorizedKey: key,
-          user: this.sshUser,
-          host: LOOPBACK,
-          port: node.port ?? 0,
-          env: this.env,
-          logger: log.child({ node: node.name }),
-        }),
+        NodeProcess.start(
+          {
+            node: node.name,
+            directory: this.store.nodeDir(record.name, node.name),
+            hostKey: await this.store.readHostKey(record.name, node.name),
+            authorizedKey: record.sshPublicKey,
+            user: account?.name ?? this.sshUser,
+            env,
+            account: account ? { uid: account.uid, gid: account.gid } : null,
+            privateNetwork: account !== null,
+            logLevel: this.logger.level,
+          },
+          { host: LOOPBACK, port: node.port ?? 0 },
+          log.child({ node: node.name }),
+        ),
       ),
     );
     const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
@@ -292,8 +334,35 @@ export class LocalGate implements Gate {
     record.status = 'up';
     delete record.error;
     await this.persist();
-    log.info({ ports: servers.map((s) => s.port) }, 'partition up');
+    log.info({ ports: servers.map((s) => s.port), account: account?.name }, 'partition up');
     this.emit(record);
+  }
+
+  /** The partition's account, recorded in the state before it is made (so a crash in between leaks nothing). */
+  private async accountFor(record: PartitionRecord): Promise<NodeAccount | null> {
+    if (!this.accounts) return null;
+    if (!record.account) {
+      const inUse = new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : [])));
+      record.account = this.accounts.freeName(inUse);
+      await this.persist();
+    }
+    return this.accounts.acquire(record.account, new Set());
+  }
+
+  /**
+   * Node directories: 0700 and owned by the account, under directories of the gate's that anyone may pass
+   * through but nobody may list (0711), outside the spool.
+   */
+  private async prepareDirectories(record: PartitionRecord, account: NodeAccount | null, accountHome: string): Promise<void> {
+    if (!account) return;
+    const partitionDir = this.store.partitionDir(record.name);
+    await mkdir(partitionDir, { recursive: true, mode: 0o711 });
+    await chmod(this.store.nodesRoot, 0o711);
+    await chmod(partitionDir, 0o711);
+    for (const dir of [accountHome, ...record.nodes.map((n) => this.store.nodeDir(record.name, n.name))]) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chown(dir, account.uid, account.gid);
+    }
   }
 
   private fail(record: PartitionRecord, reason: string): void {
@@ -304,7 +373,10 @@ export class LocalGate implements Gate {
     this.emit(record);
   }
 
-  /** Stop the node servers and remove the node directories; the processes jobs started are left alone. */
+  /**
+   * Stop the node processes, kill whatever the partition's account still runs (jobs left behind, container
+   * processes) and remove the node directories. Without accounts, processes jobs started are left alone.
+   */
   private async removePartition(record: PartitionRecord): Promise<void> {
     if (!this.records.has(record.id)) return;
     record.status = 'deleting';
@@ -313,6 +385,10 @@ export class LocalGate implements Gate {
     const servers = this.servers.get(record.id) ?? [];
     this.servers.delete(record.id);
     await Promise.all(servers.map((s) => s.close()));
+    if (this.accounts && record.account) {
+      const account = await this.accounts.lookup(record.account);
+      if (account) await this.accounts.release(account);
+    }
     await this.store.removePartitionFiles(record.name);
     this.records.delete(record.id);
     await this.persist();

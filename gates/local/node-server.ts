@@ -18,21 +18,30 @@ export interface NodeServerOptions {
   hostKey: string;
   /** The partition's public key: the only credential accepted. */
   authorizedKey: ParsedKey;
-  /** The login name a client must use (the gate's user, as reported in the partition's nodes). */
+  /** The login name a client must use (the node's account, as reported in the partition's nodes). */
   user: string;
-  host: string;
-  /** 0 for any free port (a new node); the recorded port when a restarted gate brings a node back. */
-  port: number;
   /** Environment of the commands run on the node (before the session's own `env` requests). */
   env: NodeJS.ProcessEnv;
   logger: Logger;
 }
 
+/** A TCP listener on host:port (0 for any free port); rejects with EADDRINUSE when the port is taken. */
+export function listenOn(host: string, port: number): Promise<TcpServer> {
+  const listener = createServer();
+  return new Promise((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(port, host, () => {
+      listener.off('error', reject);
+      resolve(listener);
+    });
+  });
+}
+
 /**
  * One sandbox node's SSH server: public-key authentication with the partition key only, then exec,
- * SFTP confined to the node directory, and TCP forwarding to and from the node's loopback. The TCP
- * listener is ours (ssh2 gets each socket by injectSocket), so that stopping a node can end every
- * connection for sure.
+ * SFTP confined to the node directory, and TCP forwarding to and from the node's loopback. It runs in the
+ * node's own process (node-main.ts), as the node's account; the TCP listener is handed to it already
+ * listening (ssh2 gets each socket by injectSocket), so that stopping a node can end every connection for sure.
  */
 export class NodeServer {
   private constructor(
@@ -42,8 +51,13 @@ export class NodeServer {
     readonly port: number,
   ) {}
 
-  /** Listen; rejects (e.g. EADDRINUSE) when the port cannot be had. */
-  static start(options: NodeServerOptions): Promise<NodeServer> {
+  /** Listen, then serve, in this process (the Azure tests' played VMs). */
+  static async start(options: NodeServerOptions & { host: string; port: number }): Promise<NodeServer> {
+    return NodeServer.serve(await listenOn(options.host, options.port), options);
+  }
+
+  /** Serve SSH on a listener that is already listening. */
+  static serve(listener: TcpServer, options: NodeServerOptions): NodeServer {
     const connections = new Set<Connection>();
     const sockets = new Set<Socket>();
     const ssh = new SshServer({ hostKeys: [options.hostKey] }, (client, info) => {
@@ -67,21 +81,15 @@ export class NodeServer {
         client.on('close', () => forwards.closeAll());
       });
     });
-    const listener = createServer((socket) => {
+    listener.on('connection', (socket: Socket) => {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
       // Commands and their small answers go out at once rather than waiting on Nagle's algorithm.
       socket.setNoDelay(true);
       ssh.injectSocket(socket);
     });
-    return new Promise((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(options.port, options.host, () => {
-        listener.off('error', reject);
-        listener.on('error', (error: Error) => options.logger.error({ err: error }, 'node listener error'));
-        resolve(new NodeServer(listener, sockets, connections, (listener.address() as AddressInfo).port));
-      });
-    });
+    listener.on('error', (error: Error) => options.logger.error({ err: error }, 'node listener error'));
+    return new NodeServer(listener, sockets, connections, (listener.address() as AddressInfo).port);
   }
 
   /** Stop listening and end every SSH connection. Processes started on the node keep running. */

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { refusalIfDiskFull } from '../../spool-bootstrap/disk-full.js';
 import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import { PortSpec } from '../../terminal-protocol/gate-methods.js';
 
@@ -28,6 +29,10 @@ export const PartitionRecord = z.object({
   tags: z.record(z.string(), z.string()),
   createdAt: z.string(),
   nodes: z.array(NodeRecord),
+  /** Container images the partition's jobs will run (put in the account's image store at creation). */
+  containerImages: z.array(z.string()).optional(),
+  /** The OS account the nodes run as (recorded before it is made); absent when the gate does not isolate. */
+  account: z.string().optional(),
 });
 export type PartitionRecord = z.infer<typeof PartitionRecord>;
 
@@ -38,17 +43,25 @@ const StateFile = z.object({ version: z.literal(1), partitions: z.array(Partitio
  *
  *   state.json                          partitions (0600)
  *   host-keys/<partition>/<node>.key    node host private keys (0600)
- *   partitions/<partition>/<node>/      node directories
+ *   partitions/<partition>/<node>/      node directories, unless they live elsewhere (`nodesRoot`)
  */
 export class LocalGateStore {
-  constructor(readonly root: string) {}
+  /** Where node directories live: outside the spool when the nodes run as accounts of their own. */
+  readonly nodesRoot: string;
+
+  constructor(
+    readonly root: string,
+    nodesRoot?: string,
+  ) {
+    this.nodesRoot = nodesRoot ?? join(root, 'partitions');
+  }
 
   get statePath(): string {
     return join(this.root, 'state.json');
   }
 
   partitionDir(partition: string): string {
-    return join(this.root, 'partitions', partition);
+    return join(this.nodesRoot, partition);
   }
 
   nodeDir(partition: string, node: string): string {
@@ -82,7 +95,15 @@ export class LocalGateStore {
     if (this.nextWrite) return this.nextWrite;
     const write = this.writes.then(async () => {
       this.nextWrite = null;
-      await writeFileAtomicAsync(this.statePath, JSON.stringify({ version: 1, partitions: [...snapshot()] }, null, 2) + '\n', 0o600);
+      try {
+        await writeFileAtomicAsync(this.statePath, JSON.stringify({ version: 1, partitions: [...snapshot()] }, null, 2) + '\n', 0o600);
+      } catch (error) {
+        // A full disk leaves the temporary file half written: give its space back, say why (DiskFull).
+        const tornWrite = `state.json.${process.pid}.`;
+        const names = await readdir(this.root).catch(() => [] as string[]);
+        await Promise.all(names.filter((n) => n.startsWith(tornWrite) && n.endsWith('.tmp')).map((n) => rm(join(this.root, n), { force: true })));
+        throw refusalIfDiskFull(error, "the gate's state was not saved");
+      }
     });
     this.nextWrite = write;
     this.writes = write.catch(() => undefined);
@@ -90,8 +111,13 @@ export class LocalGateStore {
   }
 
   async writeHostKeys(partition: string, keys: Array<{ node: string; privateKey: string }>): Promise<void> {
-    await mkdir(this.hostKeyDir(partition), { recursive: true, mode: 0o700 });
-    await Promise.all(keys.map(({ node, privateKey }) => writeFile(this.hostKeyPath(partition, node), privateKey, { mode: 0o600 })));
+    try {
+      await mkdir(this.hostKeyDir(partition), { recursive: true, mode: 0o700 });
+      await Promise.all(keys.map(({ node, privateKey }) => writeFile(this.hostKeyPath(partition, node), privateKey, { mode: 0o600 })));
+    } catch (error) {
+      await rm(this.hostKeyDir(partition), { recursive: true, force: true });
+      throw refusalIfDiskFull(error, 'the partition was not created');
+    }
   }
 
   readHostKey(partition: string, node: string): Promise<string> {

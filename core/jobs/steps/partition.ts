@@ -45,6 +45,7 @@ export const partitionStep: StepEffect = async ({ job, services, signal, emit, l
         ports,
         sshPublicKey: keys.publicKey,
         ...(hostKeys ? { hostKeys: hostKeys.privateKeys } : {}),
+        ...(job.directives.containerImage ? { containerImages: [job.directives.containerImage] } : {}),
         tags: { 'skyport-job': job.id, 'skyport-owner': job.owner },
       });
       id = created.id;

@@ -1,0 +1,63 @@
+/**
+ * A local node's process. The gate starts one per node (in a network namespace of its own when it runs as
+ * root) and hands it, over the IPC channel, the node's description and its listening SSH socket. The process
+ * brings up its loopback, opens the node directory, then drops to the node's account for good: from then
+ * on the SSH server, the SFTP server, the forwards and every command a client runs are the account's, and
+ * the operating system, not a path check, keeps them out of the spool and of other nodes.
+ *
+ * It exits when the gate says stop, or when the gate goes away (the IPC channel closes): a restarted gate
+ * starts its nodes again on the recorded ports.
+ */
+import { execFileSync } from 'node:child_process';
+import type { Server } from 'node:net';
+import { destination, pino } from 'pino';
+import { parseAuthorizedKey } from './host-key.js';
+import { NodeDirectory } from './node-directory.js';
+import { NodeServer } from './node-server.js';
+import { NodeSpec, type NodeCommand, type NodeReport } from './node-spec.js';
+
+const report = (message: NodeReport): void => {
+  process.send?.(message);
+};
+
+/** Become the account: groups first, then the group, then the user; checked, since a half drop is worse than none. */
+function dropTo(account: { uid: number; gid: number }): void {
+  process.setgroups!([]);
+  process.setgid!(account.gid);
+  process.setuid!(account.uid);
+  if (process.getuid!() !== account.uid || process.geteuid!() !== account.uid || process.getgid!() !== account.gid)
+    throw new Error(`could not drop to uid ${account.uid}`);
+  let regained = false;
+  try {
+    process.setuid!(0);
+    regained = true;
+  } catch {
+    // expected: the drop is permanent
+  }
+  if (regained) throw new Error('the node process could become root again');
+}
+
+async function start(raw: unknown, listener: Server | undefined): Promise<void> {
+  const spec = NodeSpec.parse(raw);
+  if (!listener) throw new Error('no listening socket was handed over');
+  const logger = pino({ name: 'node', level: spec.logLevel, base: { node: spec.node } }, destination(2));
+  if (spec.privateNetwork) execFileSync('ip', ['link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+  const directory = await NodeDirectory.open(spec.directory);
+  const authorizedKey = parseAuthorizedKey(spec.authorizedKey);
+  if (spec.account) dropTo(spec.account);
+  process.chdir(directory.root);
+  const server = NodeServer.serve(listener, { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger });
+  process.on('message', (command: NodeCommand) => {
+    if (command?.type === 'stop') void server.close().then(() => process.exit(0));
+  });
+  report({ type: 'ready', port: server.port });
+}
+
+process.on('disconnect', () => process.exit(0));
+process.once('message', (message: unknown, handle: unknown) => {
+  start(message, handle as Server | undefined).catch((error: unknown) => {
+    report({ type: 'failed', reason: (error as Error)?.message ?? String(error) });
+    process.exitCode = 1;
+    process.disconnect?.();
+  });
+});

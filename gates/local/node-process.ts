@@ -1,0 +1,93 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { listenOn } from './node-server.js';
+import type { NodeCommand, NodeReport, NodeSpec } from './node-spec.js';
+
+const NODE_MAIN = fileURLToPath(new URL('./node-main.js', import.meta.url));
+/** How long a node process gets to start, and to stop before it is killed. */
+const START_LIMIT_MS = 15_000;
+const STOP_LIMIT_MS = 2_000;
+
+/** Lines a node process writes to stderr (pino JSON) go on in the gate's log, under the node's name. */
+function relayLog(child: ChildProcess, logger: Logger): void {
+  const lines = createInterface({ input: child.stderr! });
+  lines.on('line', (line) => {
+    try {
+      const { level, msg, time: _time, pid: _pid, hostname: _host, name: _name, ...fields } = JSON.parse(line) as Record<string, unknown>;
+      const method = PINO_LEVELS[level as number] ?? 'info';
+      logger[method](fields, String(msg ?? ''));
+    } catch {
+      if (line.trim()) logger.warn({ output: line.slice(0, 2_000) }, 'node process wrote');
+    }
+  });
+}
+const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+/**
+ * A node's process, seen from the gate. The gate binds the node's SSH port itself (so that a taken port is
+ * a clear start error), starts the process (as root in a new network namespace when the gate isolates, so
+ * that the node's loopback is its own: a job cannot reach the core's, the gate's or another node's ports),
+ * and hands it the listener; the process drops to the node's account before it serves anyone.
+ */
+export class NodeProcess {
+  private exited: Promise<void>;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly port: number,
+  ) {
+    this.exited = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
+  }
+
+  static async start(spec: NodeSpec, where: { host: string; port: number }, logger: Logger): Promise<NodeProcess> {
+    const listener = await listenOn(where.host, where.port);
+    // Until the node process has it, a connection that reaches the gate is closed rather than left hanging.
+    listener.on('connection', (socket) => socket.destroy());
+    const port = (listener.address() as AddressInfo).port;
+    const [command, args] = spec.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN]] : [process.execPath, [NODE_MAIN]];
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    relayLog(child, logger);
+    try {
+      const report = await new Promise<NodeReport>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`node process did not start within ${START_LIMIT_MS / 1000} s`)), START_LIMIT_MS);
+        child.once('message', (message: NodeReport) => {
+          clearTimeout(timer);
+          resolve(message);
+        });
+        child.once('error', (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          reject(new Error(`node process exited at start (${signal ?? `code ${code}`})`));
+        });
+        child.send(spec, listener, (error) => {
+          if (error) reject(error);
+        });
+      });
+      if (report.type === 'failed') throw new Error(report.reason);
+    } catch (error) {
+      child.kill('SIGKILL');
+      throw error;
+    } finally {
+      // The node process holds its own copy of the socket now.
+      listener.close();
+    }
+    return new NodeProcess(child, port);
+  }
+
+  /** Ask the process to stop (ending its SSH connections); kill it if it does not. Commands it started go on. */
+  async close(): Promise<void> {
+    if (this.child.connected) this.child.send({ type: 'stop' } satisfies NodeCommand, () => undefined);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_LIMIT_MS);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}

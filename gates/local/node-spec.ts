@@ -1,0 +1,31 @@
+import { z } from 'zod';
+
+/**
+ * What the gate tells a node process when it starts it (over the IPC channel, with the node's listening
+ * socket as the message's handle). The node process needs nothing else: it reads no file of the gate's.
+ */
+export const NodeSpec = z.object({
+  node: z.string(),
+  /** The node directory: the commands' cwd and HOME, SFTP's root. Owned by the account. */
+  directory: z.string(),
+  /** The node's host private key (OpenSSH format). */
+  hostKey: z.string(),
+  /** The partition's public key, the only credential accepted. */
+  authorizedKey: z.string(),
+  /** The login name clients must use. */
+  user: z.string(),
+  /** Environment of the commands run on the node. */
+  env: z.record(z.string(), z.string()),
+  /** The account the node runs as; null when the gate cannot isolate (it does not run as root). */
+  account: z.object({ uid: z.number().int().positive(), gid: z.number().int().positive() }).nullable(),
+  /** The process was started in a network namespace of its own, whose loopback it must bring up. */
+  privateNetwork: z.boolean(),
+  logLevel: z.string(),
+});
+export type NodeSpec = z.infer<typeof NodeSpec>;
+
+/** Node process → gate. */
+export type NodeReport = { type: 'ready'; port: number } | { type: 'failed'; reason: string };
+
+/** Gate → node process, after the start message. */
+export type NodeCommand = { type: 'stop' };
