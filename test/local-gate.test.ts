@@ -70,10 +70,10 @@ const sftpCode = async (promise: Promise<unknown>): Promise<number> => {
 const readRemote = (sftp: SFTPWrapper, path: string): Promise<Buffer> => sftpCall<Buffer>((cb) => sftp.readFile(path, cb));
 const writeRemote = (sftp: SFTPWrapper, path: string, data: Buffer | string): Promise<void> => sftpCall<void>((cb) => sftp.writeFile(path, data, cb));
 
+/** Running, not merely a zombie (a killed process stays one until whoever adopted it reaps it). */
 const isAlive = (pid: number): boolean => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { chmod, chown, mkdir, rmdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -9,7 +9,7 @@ import { ErrorCode, RpcError, notFound } from '../../terminal-protocol/errors.js
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import type { Gate, GateContext } from '../gate.js';
 import { generateHostKey, hostKeyFingerprint, parseAuthorizedKey } from './host-key.js';
-import { NodeAccounts, accountPrefix, canIsolate, type NodeAccount } from './node-accounts.js';
+import { NodeAccounts, canIsolate, type NodeAccount } from './node-accounts.js';
 import { seedImages } from './node-images.js';
 import { NodeProcess } from './node-process.js';
 import { parseLocalGateOptions, type LocalGateOptions } from './options.js';
@@ -113,7 +113,7 @@ export class LocalGate implements Gate {
   ) {
     const stateRoot = context.spool.gateState(context.name);
     const isolate = canIsolate();
-    this.accounts = isolate ? new NodeAccounts(accountPrefix(stateRoot), logger) : null;
+    this.accounts = isolate ? new NodeAccounts(stateRoot, logger) : null;
     this.store = new LocalGateStore(stateRoot, localNodesRoot(stateRoot, isolate));
     if (!isolate)
       logger.warn(
@@ -125,6 +125,7 @@ export class LocalGate implements Gate {
   /** Load the state and bring back every partition that was creating or up. */
   async restore(): Promise<void> {
     for (const record of this.store.load()) this.records.set(record.id, record);
+    await this.accounts?.releaseUnrecorded(new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : []))));
     const resumed: Promise<void>[] = [];
     for (const record of this.records.values()) {
       // Another core's partitions (the spool's core id changed) are kept as they are, never served.
@@ -342,11 +343,10 @@ export class LocalGate implements Gate {
   private async accountFor(record: PartitionRecord): Promise<NodeAccount | null> {
     if (!this.accounts) return null;
     if (!record.account) {
-      const inUse = new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : [])));
-      record.account = this.accounts.freeName(inUse);
+      record.account = await this.accounts.claim();
       await this.persist();
     }
-    return this.accounts.acquire(record.account, new Set());
+    return this.accounts.ensure(record.account);
   }
 
   /**
@@ -390,6 +390,8 @@ export class LocalGate implements Gate {
       if (account) await this.accounts.release(account);
     }
     await this.store.removePartitionFiles(record.name);
+    // The gate's directory under the machine's nodes root goes with its last partition.
+    if (this.accounts) await rmdir(this.store.nodesRoot).catch(() => undefined);
     this.records.delete(record.id);
     await this.persist();
     this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');

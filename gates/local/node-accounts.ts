@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { readFile, rm, mkdir, chown } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 
@@ -19,11 +20,10 @@ const KILL_ROUNDS = 20;
 /** Whether this gate can give its nodes accounts of their own: creating accounts and dropping to them needs root. */
 export const canIsolate = (): boolean => process.getuid?.() === 0;
 
-/**
- * The pool name prefix of one gate: `swm` and 6 hex digits of its state directory, so that the gates of two
- * spools on one machine never share an account. Pure.
- */
-export const accountPrefix = (stateRoot: string): string => `swm${createHash('sha256').update(stateRoot).digest('hex').slice(0, 6)}-`;
+/** The machine's pool of node accounts, shared by the local gates of every spool. */
+export const ACCOUNT_PREFIX = 'swm-node-';
+/** One claim file per account in use: it holds the state directory of the gate that holds the account. */
+export const CLAIMS_DIR = '/var/lib/skyport/accounts';
 
 /** An entry of /etc/passwd, or null. Pure. */
 export function passwdEntry(passwd: string, name: string): NodeAccount | null {
@@ -35,30 +35,70 @@ export function passwdEntry(passwd: string, name: string): NodeAccount | null {
 }
 
 /**
- * The OS accounts a local gate runs its nodes as: a pool named `<prefix><n>`, one account per partition at
- * a time. Accounts are made on demand (useradd, with subordinate ids for rootless containers) and kept for
- * reuse, because creating one takes a few hundred milliseconds and locks /etc/passwd; releasing one kills
- * every process it still runs and removes its runtime directory, so the next partition starts with nothing
- * of the previous one. An account never has a password, a shell or a home outside its node directory.
+ * The OS accounts local gates run their nodes as: one machine-wide pool named `swm-node-<n>`, one account
+ * per partition at a time. A gate claims a free account by creating its claim file exclusively (so the gates
+ * of two spools never share one), makes the account on first use (useradd, with subordinate ids for rootless
+ * containers) and keeps it for reuse, because creating one takes a few hundred milliseconds and locks
+ * /etc/passwd. Releasing an account kills every process it still runs and removes its runtime state, so the
+ * next partition starts with nothing of the previous one. An account never has a password, a shell or a home
+ * outside its node directory. A claim whose gate's state directory is gone (its spool was removed) is stale
+ * and is taken over.
  */
 export class NodeAccounts {
   /** useradd and userdel lock /etc/passwd: one at a time. */
   private accountChanges: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly prefix: string,
+    /** The state directory of the gate: what its claims hold. */
+    private readonly owner: string,
     private readonly logger: Logger,
   ) {}
 
-  /** The account for a partition: `name` when recorded earlier (made again if it went missing), else a free pool name. */
-  async acquire(recorded: string | undefined, inUse: ReadonlySet<string>): Promise<NodeAccount> {
-    const name = recorded ?? this.freeName(inUse);
+  /** Claim a free account of the pool; returns its name (the account itself is made by `ensure`). */
+  async claim(): Promise<string> {
+    await mkdir(CLAIMS_DIR, { recursive: true, mode: 0o700 });
+    for (let i = 0; ; i++) {
+      const name = `${ACCOUNT_PREFIX}${i}`;
+      const path = join(CLAIMS_DIR, name);
+      try {
+        const file = await open(path, 'wx', 0o600);
+        await file.writeFile(this.owner);
+        await file.close();
+        return name;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const holder = await readFile(path, 'utf8').catch(() => null);
+      if (holder !== null && holder !== '' && !existsSync(holder)) {
+        // Stale: the spool that held it is gone. Whoever unlinks it first retries the exclusive create.
+        const account = await this.lookup(name);
+        if (account) await this.killProcesses(account);
+        await unlink(path).catch(() => undefined);
+        i--;
+      }
+    }
+  }
+
+  /** The recorded account of a partition, claimed again if the claim went missing and made if the account did. */
+  async ensure(name: string): Promise<NodeAccount> {
+    const path = join(CLAIMS_DIR, name);
+    await mkdir(CLAIMS_DIR, { recursive: true, mode: 0o700 });
+    const holder = await readFile(path, 'utf8').catch(() => null);
+    if (holder === null) await rm(path, { force: true }).then(() => open(path, 'wx', 0o600)).then(async (f) => (await f.writeFile(this.owner), f.close())).catch(() => undefined);
+    else if (holder !== this.owner) throw new Error(`node account ${name} is claimed by the gate of ${holder}`);
     return (await this.lookup(name)) ?? (await this.create(name));
   }
 
-  /** The first pool name no partition holds. Pure given its input. */
-  freeName(inUse: ReadonlySet<string>): string {
-    for (let i = 0; ; i++) if (!inUse.has(`${this.prefix}${i}`)) return `${this.prefix}${i}`;
+  /** Claims of this gate that no partition records (a crash between claiming and recording): released. */
+  async releaseUnrecorded(recorded: ReadonlySet<string>): Promise<void> {
+    const names = await readdir(CLAIMS_DIR).catch(() => [] as string[]);
+    for (const name of names) {
+      if (recorded.has(name)) continue;
+      if ((await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) !== this.owner) continue;
+      const account = await this.lookup(name);
+      if (account) await this.release(account);
+      else await unlink(join(CLAIMS_DIR, name)).catch(() => undefined);
+    }
   }
 
   async lookup(name: string): Promise<NodeAccount | null> {
@@ -77,8 +117,16 @@ export class NodeAccounts {
     return dir;
   }
 
-  /** Kill every process the account runs (jobs left behind, container pause processes), then remove its runtime state. */
+  /** Kill every process the account runs (jobs left behind, container pause processes), remove its runtime state, give it back. */
   async release(account: NodeAccount): Promise<void> {
+    await this.killProcesses(account);
+    await rm(this.runtimeDir(account), { recursive: true, force: true });
+    await rm(`/tmp/containers-user-${account.uid}`, { recursive: true, force: true });
+    await rm(`/tmp/podman-run-${account.uid}`, { recursive: true, force: true });
+    await unlink(join(CLAIMS_DIR, account.name)).catch(() => undefined);
+  }
+
+  private async killProcesses(account: NodeAccount): Promise<void> {
     for (let round = 0; round < KILL_ROUNDS; round++) {
       const killed = await run('pkill', ['-KILL', '-U', String(account.uid)]).then(
         () => true,
@@ -87,9 +135,6 @@ export class NodeAccounts {
       if (!killed) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    await rm(this.runtimeDir(account), { recursive: true, force: true });
-    await rm(`/tmp/containers-user-${account.uid}`, { recursive: true, force: true });
-    await rm(`/tmp/podman-run-${account.uid}`, { recursive: true, force: true });
   }
 
   private create(name: string): Promise<NodeAccount> {

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const TEST_IMAGE = 'localhost/skyport-test:latest';
-const APPLETS = ['sh', 'echo', 'cat', 'ls', 'wc', 'sleep', 'head', 'true', 'false', 'mkdir', 'cp', 'env', 'id', 'hostname', 'tr', 'sha256sum'];
+export const TEST_IMAGE = 'localhost/skyport-test:2';
+const APPLETS = ['sh', 'echo', 'cat', 'ls', 'wc', 'sleep', 'head', 'true', 'false', 'mkdir', 'cp', 'env', 'id', 'hostname', 'tr', 'sha256sum', 'nc'];
 
 /** Whether podman can run containers here (installed and configured by scripts/install-system-deps.sh). */
 export const podmanWorks = (): boolean =>
