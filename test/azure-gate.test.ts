@@ -226,6 +226,9 @@ describe('azure gate', function () {
         expect(config.packages).to.deep.equal(['podman']);
         expect(config.runcmd).to.deep.include(['sudo', '-iu', 'skyport', 'podman', 'pull', 'docker.io/library/busybox:1.36']);
         expect(config.write_files[0].content).to.include('PasswordAuthentication no');
+        // The metadata endpoint is closed to jobs before anything they could run is installed.
+        expect(config.runcmd[0]).to.deep.equal(['iptables', '-I', 'OUTPUT', '-d', '169.254.169.254', '-m', 'owner', '!', '--uid-owner', '0', '-j', 'REJECT']);
+        expect(config.runcmd[1]).to.deep.equal(['iptables', '-I', 'FORWARD', '-d', '169.254.169.254', '-j', 'REJECT']);
       });
     });
 

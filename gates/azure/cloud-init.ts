@@ -15,8 +15,20 @@ export interface CloudInitInput {
  * disabled and the partition's public key authorized; this adds:
  * - the host key the core pinned (and no other: existing keys are deleted, none are generated),
  * - sshd hardening (no passwords, no keyboard-interactive, no root),
- * - the container runtime, and the job's image pulled as the admin user (who runs the job).
+ * - the container runtime, and the job's image pulled as the admin user (who runs the job),
+ * - the instance metadata endpoint closed to everything but root (jobs run as the admin user, rootless
+ *   containers as the admin user too, docker's containers through FORWARD): the VM has no managed identity,
+ *   so the endpoint holds no token, but it would tell a job its subscription, resource group and tags.
  */
+/** Azure's instance metadata service (IMDS), reachable from every VM. */
+export const METADATA_ENDPOINT = '169.254.169.254';
+
+/** Firewall rules that keep the metadata endpoint for root (the guest agent, cloud-init) alone. */
+const closeMetadataEndpoint: string[][] = [
+  ['iptables', '-I', 'OUTPUT', '-d', METADATA_ENDPOINT, '-m', 'owner', '!', '--uid-owner', '0', '-j', 'REJECT'],
+  ['iptables', '-I', 'FORWARD', '-d', METADATA_ENDPOINT, '-j', 'REJECT'],
+];
+
 export function cloudConfig(input: CloudInitInput): string {
   const { adminUser, hostKey, containerRuntime, containerImage, sshPort } = input;
   const sshd = ['PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', ...(sshPort !== 22 ? [`Port ${sshPort}`] : [])];
@@ -33,7 +45,7 @@ export function cloudConfig(input: CloudInitInput): string {
     write_files: [{ path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` }],
     package_update: true,
     packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'],
-    runcmd: [['systemctl', 'try-reload-or-restart', 'ssh'], ...runtimeSetup, ...pull],
+    runcmd: [...closeMetadataEndpoint, ['systemctl', 'try-reload-or-restart', 'ssh'], ...runtimeSetup, ...pull],
   };
   return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
 }
