@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import type { Logger } from 'pino';
 import { ConfigError } from '../spool-bootstrap/config.js';
 import { defaultSpoolDir } from '../spool-bootstrap/paths.js';
 import { restRoutes } from './rest/rest-api.js';
@@ -15,8 +16,39 @@ const program = new Command('swm-core')
 
 const options = program.parse().opts<{ spool?: string; stopGatesOnExit?: boolean }>();
 
+/** The exit status after an error nothing handled (EX_SOFTWARE). */
+const EXIT_INTERNAL_ERROR = 70;
+/** How long the last words may take to reach the log before the core exits anyway. */
+const LAST_WORDS_MS = 1_000;
+let logger: Logger | null = null;
+let dying = false;
+
+/**
+ * The last resort: an exception or a rejection that nothing handled leaves the core in a state nobody knows,
+ * so it says what happened (stderr and its log) and exits non-zero instead of running on. Its supervisor (the
+ * release container, systemd) starts it again; the store and the nodes' own files make that safe.
+ */
+const lastResort = (what: string) => (error: unknown) => {
+  if (dying) return;
+  dying = true;
+  const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`swm-core: ${what}, exiting: ${text}\n`);
+  const exit = () => process.exit(EXIT_INTERNAL_ERROR);
+  if (!logger) exit();
+  setTimeout(exit, LAST_WORDS_MS);
+  try {
+    logger!.fatal({ err: error }, `${what}: exiting`);
+    logger!.flush(exit);
+  } catch {
+    exit();
+  }
+};
+process.on('uncaughtException', lastResort('uncaught exception'));
+process.on('unhandledRejection', lastResort('unhandled rejection'));
+
 try {
   const core = await startCore({ spoolDir: options.spool ?? defaultSpoolDir(), httpRoutes: restRoutes });
+  logger = core.services.logger;
   process.stderr.write(`swm-core ${VERSION} listening on port ${core.port} (spool ${core.services.spool.root})\n`);
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -100,6 +100,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     port: config.core.port,
     revocations,
     maxMessageBytes: config.core.maxMessageBytes,
+    limits: config.core,
     onSocket: (socket, identity) => {
       if (identity.role === 'core' || identity.role === 'gate') {
         socket.close(4003, 'terminals only');

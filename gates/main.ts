@@ -10,10 +10,14 @@ import { defaultSpoolDir, spoolPaths, type SpoolPaths } from '../spool-bootstrap
 import type { Gate } from './gate.js';
 import { GATE_KINDS, createGate, type GateKind } from './registry.js';
 import { PRODUCT_VERSION, serveGate, type GateServer } from './server.js';
+import { watchSpool } from './spool-watch.js';
 
 /** Exit codes: 0 clean stop, 1 failure, 2 bad usage. */
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+
+/** A gate whose spool is gone exits within this long even if its last log lines cannot be written. */
+const GONE_EXIT_MS = 5_000;
 
 /** Where a running gate says who it is: `{"pid":..,"port":..}`, removed on a clean stop. */
 const gatePidfile = (spool: SpoolPaths, name: string): string => join(spool.gateState(name), 'gate.pid');
@@ -41,6 +45,16 @@ function parseArguments(argv: string[]): Arguments {
   }
   const options = program.opts<{ kind: GateKind; name: string; spool?: string }>();
   return { kind: options.kind, name: options.name, spool: resolve(options.spool ?? defaultSpoolDir()) };
+}
+
+/** Why the gate could not start, in words that say what to do (the core shows its last stderr line). */
+function startFailure(error: unknown, gate: { name: string; host: string; port: number }, configPath: string): string {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === 'EADDRINUSE') {
+    return `cannot listen on ${gate.host}:${gate.port}: the port is in use (another spool's gate or another program); give gate "${gate.name}" a free port in ${configPath}`;
+  }
+  if (code === 'EACCES') return `cannot listen on ${gate.host}:${gate.port}: permission denied (a port below 1024 needs privileges)`;
+  return (error as Error)?.message ?? String(error);
 }
 
 async function main(): Promise<void> {
@@ -96,16 +110,27 @@ async function main(): Promise<void> {
       port: entry.port,
       logger,
       maxMessageBytes: config.core.maxMessageBytes,
+      limits: config.core,
     });
   } catch (error) {
-    logger.fatal({ err: error }, 'gate failed to start');
-    process.stderr.write(`swm-gate: ${(error as Error).message}\n`);
+    const reason = startFailure(error, entry, spool.config);
+    logger.fatal({ err: error, reason }, 'gate failed to start');
+    process.stderr.write(`swm-gate: ${reason}\n`);
     await gate?.close().catch(() => undefined);
     await new Promise<void>((done) => logger.flush(() => done()));
     process.exit(EXIT_FAILURE);
   }
   writeFileAtomic(pidfile, JSON.stringify({ pid: process.pid, port: server.port }) + '\n', 0o600);
   logger.info({ kind: args.kind, pid: process.pid, port: server.port }, 'gate ready');
+  watchSpool(spool, (reason) => {
+    if (stopping) return;
+    stopping = true;
+    logger.error({ reason }, `${reason}: the gate exits`);
+    process.stderr.write(`swm-gate: ${reason}; exiting\n`);
+    // No clean stop: closing the gate saves its state, which would bring a piece of the removed spool back.
+    setTimeout(() => process.exit(EXIT_FAILURE), GONE_EXIT_MS);
+    logger.flush(() => process.exit(EXIT_FAILURE));
+  });
 }
 
 main().catch((error: unknown) => {

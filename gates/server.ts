@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { ConnectionLimits } from '../spool-bootstrap/connection-limits.js';
 import { listenMtls } from '../spool-bootstrap/listener.js';
 import type { SpoolPaths } from '../spool-bootstrap/paths.js';
 import { Revocations } from '../spool-bootstrap/revocations.js';
@@ -17,6 +18,8 @@ export interface ServeGateOptions {
   port: number;
   logger: Logger;
   maxMessageBytes?: number;
+  /** Connection caps and the TLS handshake time-out of the gate's listener (defaults when absent). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export interface GateServer {
@@ -80,6 +83,7 @@ export async function serveGate(gate: Gate, options: ServeGateOptions): Promise<
     port: options.port,
     revocations: new Revocations(spool.revoked),
     maxMessageBytes,
+    ...(options.limits ? { limits: options.limits } : {}),
     onRefused: (reason, remote) => logger.warn({ remote, reason }, 'connection refused'),
     onSocket: (socket, identity, request) => {
       const log = logger.child({ peer: identity.name, role: identity.role, remote: request.socket.remoteAddress });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_CONNECTION_LIMITS } from './connection-limits.js';
 
 export const LocalFlavorConfig = z
   .object({
@@ -54,6 +55,11 @@ export const CoreConfig = z
         port: z.number().int().min(0).max(65535).default(8443),
         logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
         maxMessageBytes: z.number().int().positive().default(24 * 1024 * 1024),
+        /** Connections the core (and each gate) admits at once, and per client (spool-bootstrap/connection-limits.ts). */
+        maxConnections: z.number().int().positive().default(DEFAULT_CONNECTION_LIMITS.maxConnections),
+        maxConnectionsPerClient: z.number().int().positive().default(DEFAULT_CONNECTION_LIMITS.maxConnectionsPerClient),
+        /** A TLS handshake not finished within this many milliseconds is abandoned. */
+        handshakeTimeoutMs: z.number().int().positive().default(DEFAULT_CONNECTION_LIMITS.handshakeTimeoutMs),
       })
       .strict(),
     remotes: z.array(RemoteConfig).min(1),

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { destination, multistream, pino, type Level, type Logger, type StreamEntry } from 'pino';
+import { multistream, pino, symbols, type Level, type Logger, type StreamEntry } from 'pino';
+import { LogDestination } from './log-destination.js';
 
 /** Keys whose values never reach a log line, whatever object they sit in. */
 export const REDACTED_KEYS = [
@@ -17,17 +18,37 @@ export const REDACTED_KEYS = [
   '*.headers.authorization',
 ];
 
+/** The destination of record of each logger's stream (its file, else stderr): what `logHealth` reports. */
+const recordOf = new WeakMap<object, LogDestination>();
+
 /**
  * A pino logger writing JSON lines to `<logsDir>/<name>.log` (and to stderr when `echo` is set).
  * Job id and partition go on every line that concerns them, via `logger.child({ job, partition })`.
+ * Logging never blocks and never stops the process: lines that cannot be written (a full disk) are dropped
+ * and counted (`logHealth`), and writing resumes by itself (log-destination.ts).
  */
 export function createLogger(name: string, options: { logsDir?: string; level?: string; echo?: boolean } = {}): Logger {
   const level = options.level ?? process.env.SWM_LOG_LEVEL ?? 'info';
-  const streams: StreamEntry[] = [];
+  const destinations: LogDestination[] = [];
   if (options.logsDir) {
     mkdirSync(options.logsDir, { recursive: true, mode: 0o700 });
-    streams.push({ level: level as Level, stream: destination({ dest: join(options.logsDir, `${name}.log`), mkdir: true, sync: false }) });
+    destinations.push(new LogDestination({ path: join(options.logsDir, `${name}.log`) }, name));
   }
-  if (options.echo || !options.logsDir) streams.push({ level: level as Level, stream: destination(2) });
-  return pino({ name, level, redact: { paths: REDACTED_KEYS, censor: '[redacted]' } }, multistream(streams));
+  if (options.echo || !options.logsDir) destinations.push(new LogDestination({ fd: 2 }, name));
+  const streams = multistream(destinations.map((stream): StreamEntry => ({ level: level as Level, stream })));
+  // pino's multistream has no flush: without one, `logger.flush(cb)` would call back before anything is written.
+  Object.assign(streams, {
+    flush: (cb?: (error?: Error) => void) => {
+      for (const destination of destinations) destination.flushSync();
+      cb?.();
+    },
+  });
+  recordOf.set(streams, destinations[0]!);
+  return pino({ name, level, redact: { paths: REDACTED_KEYS, censor: '[redacted]' } }, streams);
+}
+
+/** How a logger made by `createLogger` (or a child of it) is doing: lines dropped since the process started. */
+export function logHealth(logger: Logger): { droppedLines: number } {
+  const stream = (logger as unknown as Record<symbol, object | undefined>)[symbols.streamSym];
+  return { droppedLines: (stream && recordOf.get(stream)?.droppedLines) ?? 0 };
 }

@@ -42,7 +42,7 @@ const program = new Command('swm-setup')
   .option('--home <dir>', "where the admin's bundle goes (env SWM_HOME, default ~/.swm)")
   .option('--user <name>', 'the first admin (env SKYPORT_USER, default $USER)')
   .option('--uid <n>', 'owner of the bundle files (env SKYPORT_USER_ID, default the current uid)')
-  .option('--port <n>', 'port swm-core listens on for terminals (default 8443)')
+  .option('--port <n>', 'port swm-core listens on for terminals; the gates take the free ports after it (default: 8443, or the first free block of ports after it)')
   .option('--host <name>', 'host name terminals use to reach the core (default localhost)')
   .option('--location <name>', 'Azure region of the azure remote (env SKYPORT_REMOTE_LOCATION, default eastus2)')
   .option('--yes', 'ask nothing: what is not given takes its default')
@@ -82,6 +82,7 @@ function describe(created: CreatedSpool, answers: SetupAnswers): string {
     `  authority       ${spool.ca.cert}`,
     `  certificates    core; gates ${config.gates.map((g) => g.name).join(', ')}; admin ${answers.user}`,
     `  remotes         ${remotes.join('; ')}`,
+    `  ports           core ${config.core.port}; gates ${config.gates.map((g) => `${g.name} ${g.port}`).join(', ')}`,
     `  admin bundle    ${home.root} (cert.pem, key.pem, ca.pem, config.json: ${coreUrlOf(config)})`,
     '',
     'Next steps:',
@@ -131,7 +132,8 @@ async function main(argv: string[]): Promise<number> {
       user: answers.user,
       uid: answers.uid,
       host: answers.host,
-      port: answers.port,
+      // Only a port the user chose is kept as it is; otherwise setup finds a block of free ones.
+      port: known.port,
       remoteLocation: answers.location,
       force: answers.force,
     });

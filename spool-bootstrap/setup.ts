@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { parseCoreConfig, type CoreConfig } from './config.js';
 import { defaultCoreConfig } from './defaults.js';
 import { writeFileAtomic } from './files.js';
 import { recordIssued } from './issued.js';
-import { homePaths, spoolPaths, type CertPaths, type HomePaths, type SpoolPaths } from './paths.js';
+import { defaultSpoolDir, homePaths, spoolPaths, type CertPaths, type HomePaths, type SpoolPaths } from './paths.js';
 import { createCa, issueCertificate, type CertifiedKey, type IssueOptions } from './pki.js';
+import { chooseSpoolPorts, portsOfSpools } from './spool-ports.js';
 import { USER_NAME_PATTERN, issueUserBundle, writeBundle } from './users.js';
 
 export interface CreateSpoolOptions {
@@ -18,8 +19,11 @@ export interface CreateSpoolOptions {
   /** Owner of the bundle in homeDir (the host user when setup runs as root in the release container). */
   uid?: number;
   host?: string;
+  /** The core's port; when absent, the first block of free ports from 8443 on (the gates take the next ones). */
   port?: number;
   remoteLocation?: string;
+  /** Spools whose configured ports this one must not take (default: ~/.swm/spool and $SWM_SPOOL). */
+  otherSpools?: string[];
   /** Replace an existing spool (its content is removed first). */
   force?: boolean;
   /** Edit the configuration before it is validated and written (tests choose free ports this way). */
@@ -58,21 +62,28 @@ export async function createSpool(options: CreateSpoolOptions): Promise<CreatedS
   const homeDir = resolve(options.homeDir);
   checkPreconditions(spoolDir, homeDir, options);
 
-  const spool = spoolPaths(spoolDir);
-  const home = homePaths(homeDir);
-  if (options.force) clearDirectory(spoolDir);
-  for (const dir of [spool.root, spool.secure, spool.ca.dir, spool.core.dir, join(spool.secure, 'gates'), spool.usersDir, spool.dbDir, spool.jobsDir, spool.partitionsDir, spool.logsDir]) {
-    makePrivateDir(dir);
-  }
-
   const config = defaultCoreConfig({
     coreId: randomUUID(),
     host: options.host,
     port: options.port,
     remoteLocation: options.remoteLocation,
   });
+  const ports = await chooseSpoolPorts({
+    corePort: options.port,
+    gateCount: config.gates.length,
+    claimed: portsOfSpools(options.otherSpools ?? [join(homedir(), '.swm', 'spool'), defaultSpoolDir()], spoolDir),
+  });
+  config.core.port = ports.core;
+  config.gates.forEach((gate, i) => (gate.port = ports.gates[i]!));
   options.configure?.(config);
   const validated = parseCoreConfig(config, 'configuration');
+
+  const spool = spoolPaths(spoolDir);
+  const home = homePaths(homeDir);
+  if (options.force) clearDirectory(spoolDir);
+  for (const dir of [spool.root, spool.secure, spool.ca.dir, spool.core.dir, join(spool.secure, 'gates'), spool.usersDir, spool.dbDir, spool.jobsDir, spool.partitionsDir, spool.logsDir]) {
+    makePrivateDir(dir);
+  }
 
   const ca = createCa(`Sky Port CA ${validated.core.id.slice(0, 8)}`);
   writeCertifiedKey(spool.ca, ca);

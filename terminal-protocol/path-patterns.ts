@@ -87,3 +87,39 @@ export function globBase(pattern: string): string {
   const firstMagic = segments.findIndex(hasGlobMagic);
   return segments.slice(0, firstMagic === -1 ? segments.length : firstMagic).join('/');
 }
+
+/**
+ * The runner's own directory inside a job's directory (its script, runner, pid and exit code live there,
+ * core/jobs/node-layout.ts): no file the job declares may be there, or it would overwrite them.
+ */
+export const RUNNER_DIR = '.swm';
+/** The longest name of one path segment, in bytes (Linux's NAME_MAX). */
+export const MAX_SEGMENT_BYTES = 255;
+/** The longest path, in bytes (Linux's PATH_MAX). */
+export const MAX_PATH_BYTES = 4096;
+
+/**
+ * Why a path cannot name a file of a job's directory. `escape`: it leads out of the directory; `reserved`: it
+ * lies in the runner's own `.swm/`; `malformed`: no file system would take it.
+ */
+export interface JobPathProblem {
+  kind: 'escape' | 'reserved' | 'malformed';
+  reason: string;
+}
+
+/**
+ * Why `path` cannot name a file (or a pattern of files) in a job's directory, or null when it can. One rule for
+ * every name a job gives: its inputs, its outputs, its stdin, stdout and stderr. Pure.
+ */
+export function jobPathProblem(path: string): JobPathProblem | null {
+  if (path.includes('\0')) return { kind: 'malformed', reason: 'contains a NUL byte' };
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) return { kind: 'malformed', reason: `is longer than ${MAX_PATH_BYTES} bytes` };
+  const long = path.split('/').find((segment) => Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES);
+  if (long !== undefined) return { kind: 'malformed', reason: `has a name longer than ${MAX_SEGMENT_BYTES} bytes ("${long.slice(0, 32)}...")` };
+  if (path.startsWith('/') || path.split('/').includes('..'))
+    return { kind: 'escape', reason: 'must be a path inside the job directory (relative, no "..")' };
+  const normal = normalizeRelative(path);
+  if (normal === '') return { kind: 'malformed', reason: 'names the job directory itself, not a file in it' };
+  if (normal.split('/')[0] === RUNNER_DIR) return { kind: 'reserved', reason: `lies in ${RUNNER_DIR}/, the runner's own directory` };
+  return null;
+}

@@ -1,9 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Role } from './common.js';
 import { ErrorCode, RpcError } from './errors.js';
+import { decodeFrame, describeZodError, type DecodeContext, type Decoded, type Id, type WireError } from './frame-decoder.js';
+import { INLINE_FRAME_BYTES, frameThread } from './frame-thread.js';
 import type { MethodTable, NotificationTable, ParamsOf, ResultOf } from './method.js';
+import { methodTableName } from './method-tables.js';
+
+export { describeZodError };
 
 /** Largest text message accepted; bigger ones get a TooLarge error (the socket stays open). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 24 * 1024 * 1024;
@@ -13,7 +18,9 @@ export const hardFrameLimit = (maxMessageBytes: number): number => maxMessageByt
 export const SUBPROTOCOL = 'skyport.v1';
 export const WS_PATH = '/ws';
 
-type Id = string | number;
+/** Frames received and not yet acted on beyond which the socket stops reading (the sender then waits). */
+const MAX_BACKLOG = 4;
+
 interface Pending {
   method: string;
   resolve: (v: unknown) => void;
@@ -39,28 +46,24 @@ export interface PeerOptions<Served extends MethodTable, Called extends MethodTa
   onViolation?: (error: RpcError) => void;
 }
 
-const Envelope = z.object({
-  jsonrpc: z.literal('2.0'),
-  id: z.union([z.string().max(128), z.number().int()]).nullable().optional(),
-  method: z.string().max(128).optional(),
-  params: z.unknown().optional(),
-  result: z.unknown().optional(),
-  error: z.object({ code: z.number().int(), message: z.string(), data: z.unknown().optional() }).optional(),
-});
-
-export const describeZodError = (error: z.ZodError): string =>
-  error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(params)'}: ${i.message}`).join('; ');
-
 /**
  * One JSON-RPC 2.0 conversation over one WebSocket, symmetric: either side may call, answer and notify.
  * Every inbound message is validated against its schema before anything acts on it; a bad message gets an
- * error response and changes nothing. Binary frames are handed to `binary` listeners untouched.
+ * error response and changes nothing. Binary frames are handed to `binary` listeners untouched. Frames are
+ * acted on in the order they arrived; large text frames of a served table are decoded off the event loop
+ * (frame-thread.ts), so that no message, however built, stalls the other connections of this process.
  */
 export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Heard extends NotificationTable> extends EventEmitter {
   private nextId = 1;
   private readonly pending = new Map<Id, Pending>();
   private readonly maxMessageBytes: number;
   private readonly callTimeoutMs: number;
+  private readonly context: DecodeContext;
+  /** The served table's name when its large frames can be decoded by the decoder thread. */
+  private readonly offloadTable: string | null;
+  /** Frames waiting for an earlier one to be decoded, and the end of that queue. */
+  private backlog = 0;
+  private inbox: Promise<void> = Promise.resolve();
   closed = false;
 
   constructor(
@@ -70,10 +73,11 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
     super();
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
-    socket.on('message', (data, isBinary) => {
-      if (isBinary) this.emit('binary', toBuffer(data));
-      else void this.receive(toBuffer(data));
-    });
+    const { serves, hears } = options;
+    this.context = { ...(serves ? { serves: { methods: serves.methods, role: serves.role } } : {}), ...(hears ? { hears } : {}) };
+    // A peer that only calls (a terminal, the core towards a gate) hears from the side it chose to trust.
+    this.offloadTable = serves && !hears ? methodTableName(serves.methods) : null;
+    socket.on('message', (data, isBinary) => this.receive(toBuffer(data), isBinary));
     socket.on('close', (code, reason) => this.shutdown(code, reason.toString()));
     socket.on('error', (error) => this.emit('socket-error', error));
   }
@@ -124,55 +128,68 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
     this.sendJson({ jsonrpc: '2.0', id, error: error.toJSON() });
   }
 
-  private async receive(data: Buffer): Promise<void> {
+  private receive(data: Buffer, isBinary: boolean): void {
+    const offload = !isBinary && this.offloadTable !== null && data.length > INLINE_FRAME_BYTES && data.length <= this.maxMessageBytes;
+    if (this.backlog === 0 && !offload) {
+      if (isBinary) this.emit('binary', data);
+      else this.act(this.decode(data));
+      return;
+    }
+    // Decoding starts now; acting waits for every frame before this one.
+    const decoding = isBinary ? null : offload ? frameThread.decode(data, this.offloadTable!, this.options.serves!.role) : Promise.resolve(this.decode(data));
+    if (++this.backlog >= MAX_BACKLOG) this.socket.pause();
+    this.inbox = this.inbox
+      .then(async () => {
+        if (decoding) this.act(await decoding);
+        else this.emit('binary', data);
+      })
+      // A listener that throws fails as it would have on the event loop, and the queue goes on.
+      .catch((error: unknown) => queueMicrotask(() => {
+        throw error;
+      }))
+      .finally(() => {
+        if (--this.backlog < MAX_BACKLOG && this.socket.isPaused) this.socket.resume();
+      });
+  }
+
+  private decode(data: Buffer): Decoded {
     if (data.length > this.maxMessageBytes) {
-      this.fail(null, new RpcError(ErrorCode.TooLarge, `message of ${data.length} bytes exceeds the limit of ${this.maxMessageBytes}`));
-      return;
+      const message = `message of ${data.length} bytes exceeds the limit of ${this.maxMessageBytes}`;
+      return { kind: 'refused', id: null, error: { code: ErrorCode.TooLarge, message } };
     }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(data.toString('utf8'));
-    } catch (error) {
-      this.fail(null, new RpcError(ErrorCode.ParseError, `malformed JSON: ${(error as Error).message}`));
-      return;
-    }
-    const parsed = Envelope.safeParse(raw);
-    if (!parsed.success) {
-      const id = typeof raw === 'object' && raw && 'id' in raw && (typeof raw.id === 'string' || typeof raw.id === 'number') ? raw.id : null;
-      this.fail(id, new RpcError(ErrorCode.InvalidRequest, `not a JSON-RPC 2.0 message: ${describeZodError(parsed.error)}`));
-      return;
-    }
-    const message = parsed.data;
-    if (message.method !== undefined) {
-      if (message.id === undefined || message.id === null) this.hearNotification(message.method, message.params);
-      else await this.answer(message.id, message.method, message.params);
-    } else if (message.id !== undefined && message.id !== null) {
-      this.settle(message.id, message.result, message.error);
-    } else if (message.error) {
-      this.emit('remote-error', new RpcError(message.error.code, message.error.message, message.error.data));
-    } else {
-      this.fail(null, new RpcError(ErrorCode.InvalidRequest, 'message has neither method nor id'));
+    return decodeFrame(data, this.context);
+  }
+
+  private act(decoded: Decoded): void {
+    switch (decoded.kind) {
+      case 'request':
+        void this.answer(decoded.id, decoded.method, decoded.params);
+        return;
+      case 'notification':
+        this.emit('notification', decoded.method, decoded.params);
+        return;
+      case 'response':
+        this.settle(decoded.id, decoded.result, decoded.error);
+        return;
+      case 'remote-error':
+        this.emit('remote-error', rpcError(decoded.error));
+        return;
+      case 'refused':
+        this.fail(decoded.id, rpcError(decoded.error));
+        return;
+      case 'violation':
+        this.options.onViolation?.(rpcError(decoded.error));
+        return;
+      case 'ignored':
+        return;
     }
   }
 
+  /** Run the handler of a call whose method, role and params the decoder has checked. */
   private async answer(id: Id, name: string, params: unknown): Promise<void> {
-    const serves = this.options.serves;
-    const spec = serves && Object.hasOwn(serves.methods, name) ? serves.methods[name] : undefined;
-    if (!serves || !spec) {
-      this.fail(id, new RpcError(ErrorCode.MethodNotFound, `unknown method "${name}"`));
-      return;
-    }
-    if (!spec.roles.includes(serves.role)) {
-      this.fail(id, new RpcError(ErrorCode.Forbidden, `role "${serves.role}" may not call ${name}`));
-      return;
-    }
-    const checked = spec.params.safeParse(params);
-    if (!checked.success) {
-      this.fail(id, new RpcError(ErrorCode.InvalidParams, `${name}: ${describeZodError(checked.error)}`));
-      return;
-    }
+    const serves = this.options.serves!;
     try {
-      const result = await serves.handler(name as keyof Served & string, checked.data as never);
+      const result = await serves.handler(name as keyof Served & string, params as never);
       this.sendJson({ jsonrpc: '2.0', id, result: result ?? null });
     } catch (error) {
       const rpc =
@@ -184,28 +201,19 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
     }
   }
 
-  private settle(id: Id, result: unknown, error: { code: number; message: string; data?: unknown } | undefined): void {
+  private settle(id: Id, result: unknown, error: WireError | undefined): void {
     const pending = this.pending.get(id);
     if (!pending) return;
     this.pending.delete(id);
     clearTimeout(pending.timer);
     if (error) {
-      pending.reject(new RpcError(error.code, error.message, error.data));
+      pending.reject(rpcError(error));
       return;
     }
     const spec = this.options.calls?.[pending.method];
     const checked = spec ? spec.result.safeParse(result) : { success: true as const, data: result };
     if (checked.success) pending.resolve(checked.data);
     else pending.reject(new RpcError(ErrorCode.InvalidRequest, `${pending.method}: invalid result: ${describeZodError(checked.error!)}`));
-  }
-
-  private hearNotification(name: string, params: unknown): void {
-    const hears = this.options.hears;
-    const schema = hears && Object.hasOwn(hears, name) ? hears[name] : undefined;
-    if (!schema) return; // notifications are fire-and-forget: unknown ones are ignored, per JSON-RPC
-    const checked = schema.safeParse(params);
-    if (checked.success) this.emit('notification', name, checked.data);
-    else this.options.onViolation?.(new RpcError(ErrorCode.InvalidParams, `${name}: ${describeZodError(checked.error)}`));
   }
 
   private shutdown(code: number, reason: string): void {
@@ -219,6 +227,8 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
     this.emit('close', code, reason);
   }
 }
+
+const rpcError = (error: WireError): RpcError => new RpcError(error.code, error.message, error.data);
 
 function toBuffer(data: unknown): Buffer {
   if (Buffer.isBuffer(data)) return data;

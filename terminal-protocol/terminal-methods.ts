@@ -31,6 +31,16 @@ export const GateHealth = z.object({
   kind: z.string(),
   managed: z.boolean(),
   connected: z.boolean(),
+  /**
+   * healthy: connected and answering its heartbeat; not-answering: silent past the heartbeat's time-out (stopped,
+   * hung); unreachable: no connection; other-spool: the port is served by a gate of another spool; wrong-gate: by
+   * another gate of this spool; connecting: not connected yet since the core started.
+   */
+  health: z.enum(['connecting', 'healthy', 'not-answering', 'unreachable', 'other-spool', 'wrong-gate']),
+  /** Why it is not healthy, in one line (null when healthy). */
+  problem: z.string().nullable(),
+  /** Seconds since the gate last answered, or null if it never has. */
+  silentSec: z.number().nullable(),
   restarts: z.number().int(),
   crashLoop: z.boolean(),
   lastError: z.string().nullable(),
@@ -69,6 +79,8 @@ export const terminalMethods = {
       uptimeSec: z.number(),
       gates: z.array(GateHealth),
       jobs: z.record(z.string(), z.number()),
+      /** Log lines the core could not write (its disk was full) since it started; writing resumes by itself. */
+      droppedLogLines: z.number().int().nonnegative().optional(),
     }),
   ),
   'job.submit': method(

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
+import { DEFAULT_PRIORITY, MAX_DURATION_SEC, parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../terminal-protocol/terminal-methods.js';
 
@@ -58,7 +58,7 @@ describe('job script parser (parseJobScript)', () => {
         '#SWM account research-42',
         '#SWM flavor local.medium',
         '#SWM cloud-image Canonical:ubuntu-24_04-lts:server:latest',
-        '#SWM container-image registry.example.org/team/app:1.2@sha256:abc',
+        '#SWM container-image registry.example.org/team/app:1.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
       );
       expect(d).to.include({
         name: 'my job',
@@ -66,7 +66,7 @@ describe('job script parser (parseJobScript)', () => {
         account: 'research-42',
         flavor: 'local.medium',
         cloudImage: 'Canonical:ubuntu-24_04-lts:server:latest',
-        containerImage: 'registry.example.org/team/app:1.2@sha256:abc',
+        containerImage: 'registry.example.org/team/app:1.2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
       });
     });
 
@@ -128,6 +128,11 @@ describe('job script parser (parseJobScript)', () => {
       expect(directivesOf('#SWM duration 100:00:00').durationSec).to.equal(100 * 3600);
     });
 
+    it('duration up to 365 days, past what one timer can hold (2^31-1 ms, about 24.8 days)', () => {
+      expect(directivesOf('#SWM duration 25-00:00:00').durationSec).to.equal(25 * 86_400);
+      expect(directivesOf('#SWM duration 365-00:00:00').durationSec).to.equal(MAX_DURATION_SEC);
+    });
+
     it('env KEY=VALUE, the value keeping its own "=" and spaces', () => {
       const d = directivesOf('#SWM env MODE=fast', '#SWM env OPTS=--level=3 --verbose', '#SWM env EMPTY=');
       expect(d.env).to.deep.equal({ MODE: 'fast', OPTS: '--level=3 --verbose', EMPTY: '' });
@@ -138,6 +143,7 @@ describe('job script parser (parseJobScript)', () => {
       expect(directivesOf('#SWM priority -5').priority).to.equal(-5);
       expect(directivesOf('#SWM priority 5000').priority).to.equal(1000);
       expect(directivesOf('#SWM priority -5000').priority).to.equal(-1000);
+      expect(directivesOf().priority).to.equal(DEFAULT_PRIORITY);
     });
 
     it('keys in any case, trailing blanks and CRLF line ends', () => {
@@ -208,6 +214,17 @@ describe('job script parser (parseJobScript)', () => {
       ['#SWM env MY-VAR=x', 'env key with a dash'],
       ['#SWM priority high', 'priority not a number'],
       ['#SWM priority 1.5', 'fractional priority'],
+      ['#SWM duration 366-00:00:00', 'duration over a year'],
+      ['#SWM duration 99999999999999999999', 'duration of astronomical seconds'],
+      ['#SWM container-image --privileged', 'container-image that is an option'],
+      ['#SWM container-image -v', 'container-image that is a short option'],
+      ['#SWM container-image alpine\t--privileged', 'container-image with a tab'],
+      ['#SWM container-image alpine\x01', 'container-image with a control character'],
+      ['#SWM container-image Alpine', 'container-image not in lower case'],
+      ['#SWM container-image alpine:', 'container-image with an empty tag'],
+      ['#SWM container-image alpine@sha256:abc', 'container-image with a short digest'],
+      ['#SWM cloud-image --privileged', 'cloud-image that is an option'],
+      ['#SWM cloud-image a\x01b', 'cloud-image with a control character'],
     ];
     for (const [directive, what] of cases) {
       it(`${what}: "${directive}"`, () => expectInvalidAtLine3(directive));
@@ -240,7 +257,51 @@ describe('job script parser (parseJobScript)', () => {
     }
 
     it('accepts names that merely contain dots', () => {
+      expect(directivesOf('#SWM output-files .swmrc swm/.swm').outputFiles).to.deep.equal(['.swmrc', 'swm/.swm']);
       expect(directivesOf('#SWM input-files ..hidden a..b .config/x').inputFiles).to.deep.equal(['..hidden', 'a..b', '.config/x']);
+    });
+  });
+
+  describe('stdin, stdout and stderr are files of the job directory, checked like inputs and outputs', () => {
+    const refused = ['/etc/passwd', '/dev/tcp/127.0.0.1/22', '../outside.log', 'logs/../../outside.log', '.swm/exitcode', './.swm/pid', '.swm', '.', 'a\0b'];
+    for (const key of ['stdin', 'stdout', 'stderr']) {
+      for (const path of refused) {
+        it(`refuses ${key} ${JSON.stringify(path)}`, () => expectInvalidAtLine3(`#SWM ${key} ${path}`, key));
+      }
+    }
+
+    it('names what is wrong: an escape, the runner directory, a NUL byte', () => {
+      expect(parseError(script('#SWM stdout /tmp/x')).message).to.include('inside the job directory');
+      expect(parseError(script('#SWM stderr .swm/exitcode')).message).to.include("the runner's own directory");
+      expect(parseError(script('#SWM stdin a\0b')).message).to.include('NUL byte').and.include('a\\0b');
+    });
+
+    it('accepts relative paths, with or without a leading ./', () => {
+      expect(directivesOf('#SWM stdout logs/out.log', '#SWM stderr ./err.log', '#SWM stdin data/in.txt')).to.include({
+        stdout: 'logs/out.log',
+        stderr: 'err.log',
+        stdin: 'data/in.txt',
+      });
+    });
+  });
+
+  describe('input-files: no NUL byte, no over-long name or path, nothing in the runner directory', () => {
+    const long = 'n'.repeat(256);
+    const cases: [string, string, string][] = [
+      ['a\0b.txt', 'a NUL byte', 'NUL byte'],
+      [long, 'a 256-byte name', 'longer than 255 bytes'],
+      [`dir/${'é'.repeat(128)}`, 'a name of 128 characters but 256 bytes', 'longer than 255 bytes'],
+      [Array.from({ length: 20 }, () => 'd'.repeat(250)).join('/'), 'a path over 4096 bytes', 'longer than 4096 bytes'],
+      ['.swm/run.sh', 'the runner script', "the runner's own directory"],
+      ['.swm', 'the runner directory itself', "the runner's own directory"],
+      ['./.swm//job.sh', 'the runner directory behind ./ and //', "the runner's own directory"],
+    ];
+    for (const [path, what, mentions] of cases) {
+      it(`refuses ${what}`, () => expectInvalidAtLine3(`#SWM input-files ok.txt ${path}`, mentions));
+    }
+
+    it('accepts a name of exactly 255 bytes', () => {
+      expect(directivesOf(`#SWM input-files ${'n'.repeat(255)}`).inputFiles).to.deep.equal(['n'.repeat(255)]);
     });
   });
 

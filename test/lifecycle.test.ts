@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
@@ -26,6 +26,8 @@ describe('job lifecycle on the local gate (plain processes)', function () {
   before(async () => {
     f = await startFixture();
     scratch = mkdtempSync(join(tmpdir(), 'skyport-lifecycle-'));
+    // Jobs run as node accounts of their own: the drop box they report their pids in must be open to them.
+    chmodSync(scratch, 0o1777);
   });
   after(async () => {
     await f?.stop();
@@ -184,6 +186,7 @@ describe('job lifecycle across crashes', function () {
   beforeEach(async () => {
     f = await startFixture();
     scratch = mkdtempSync(join(tmpdir(), 'skyport-crash-'));
+    chmodSync(scratch, 0o1777);
   });
   afterEach(async () => {
     await f?.stop();

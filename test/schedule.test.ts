@@ -136,7 +136,7 @@ describe('scheduler (pure schedule function)', () => {
 
     it('keeps the job waiting: neither assigned nor rejected', () => {
       const plan = schedule(snapshot([job('j'), job('k', { flavor: 'anything' })], [silent]));
-      expect(plan).to.deep.equal({ assignments: [], rejections: [] });
+      expect(plan).to.deep.equal({ assignments: [], rejections: [], waiting: [] });
     });
 
     it('says why in place()', () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -11,6 +11,11 @@ const GATE_MAIN = fileURLToPath(new URL('../../gates/main.js', import.meta.url))
 /** Restart policy: exponential backoff up to a ceiling; this many restarts in the window is a crash loop. */
 const BACKOFF_MS = [500, 1_000, 2_000, 5_000, 10_000, 30_000];
 const CRASH_LOOP = { restarts: 5, windowMs: 60_000 };
+
+/** How much of the gate's output is searched for the reason it gave when it exited. */
+const EXIT_REASON_WINDOW = 16 * 1024;
+/** swm-gate's last word on stderr before exiting with a failure. */
+const EXIT_REASON = /^swm-gate: (.+)$/;
 
 const alive = (pid: number): boolean => {
   try {
@@ -29,8 +34,11 @@ const alive = (pid: number): boolean => {
 export class GateProcess {
   pid: number | null = null;
   restarts = 0;
-  crashLoop = false;
+  /** Why the gate last exited, in its own words (e.g. its port is taken), or null if it said nothing. */
+  lastExit: string | null = null;
   private recent: number[] = [];
+  /** Where the current launch's output starts in the gate's output file. */
+  private outputFrom = 0;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -39,6 +47,16 @@ export class GateProcess {
     private readonly spool: SpoolPaths,
     private readonly logger: Logger,
   ) {}
+
+  /** Restarted this often within the window: a crash loop, until the gate stays up long enough. */
+  get crashLoop(): boolean {
+    const now = Date.now();
+    return this.recent.filter((t) => now - t < CRASH_LOOP.windowMs).length >= CRASH_LOOP.restarts;
+  }
+
+  private get outputFile(): string {
+    return join(this.spool.logsDir, `gate-${this.config.name}.out`);
+  }
 
   private get pidfile(): string {
     return join(this.spool.gateState(this.config.name), 'gate.pid');
@@ -58,6 +76,8 @@ export class GateProcess {
     const adopted = this.recordedPid();
     if (adopted) {
       this.pid = adopted;
+      // What it wrote before we met it is not about the run we watch.
+      this.outputFrom = existsSync(this.outputFile) ? statSync(this.outputFile).size : 0;
       this.logger.info({ gate: this.config.name, pid: adopted }, 'adopted running gate');
     } else this.launch();
     this.watch();
@@ -65,13 +85,15 @@ export class GateProcess {
 
   private launch(): void {
     mkdirSync(this.spool.logsDir, { recursive: true, mode: 0o700 });
-    const out = openSync(join(this.spool.logsDir, `gate-${this.config.name}.out`), 'a', 0o600);
+    const out = openSync(this.outputFile, 'a', 0o600);
+    this.outputFrom = fstatSync(out).size;
     const child = spawn(process.execPath, [GATE_MAIN, '--kind', this.config.kind, '--name', this.config.name, '--spool', this.spool.root], {
       detached: true,
       stdio: ['ignore', out, out],
       env: process.env,
     });
     child.unref();
+    closeSync(out);
     this.pid = child.pid ?? null;
     this.logger.info({ gate: this.config.name, pid: this.pid }, 'started managed gate');
   }
@@ -94,15 +116,42 @@ export class GateProcess {
   private onExit(): void {
     const now = Date.now();
     this.recent = [...this.recent.filter((t) => now - t < CRASH_LOOP.windowMs), now];
-    this.crashLoop = this.recent.length >= CRASH_LOOP.restarts;
     const delay = BACKOFF_MS[Math.min(this.recent.length - 1, BACKOFF_MS.length - 1)]!;
     this.pid = null;
     this.restarts++;
-    const log = this.crashLoop ? this.logger.error.bind(this.logger) : this.logger.warn.bind(this.logger);
-    log({ gate: this.config.name, restarts: this.restarts, delayMs: delay, crashLoop: this.crashLoop }, 'managed gate exited; restarting');
+    this.lastExit = this.exitReason();
+    const crashLoop = this.crashLoop;
+    const log = crashLoop ? this.logger.error.bind(this.logger) : this.logger.warn.bind(this.logger);
+    log(
+      { gate: this.config.name, restarts: this.restarts, delayMs: delay, crashLoop, reason: this.lastExit },
+      `managed gate exited${this.lastExit ? `: ${this.lastExit}` : ''}; restarting`,
+    );
     setTimeout(() => {
       if (!this.stopped) this.launch();
     }, delay).unref();
+  }
+
+  /** The last `swm-gate: ...` line the exited launch wrote (an adopted gate's output is not ours to read). */
+  private exitReason(): string | null {
+    let fd: number | null = null;
+    try {
+      fd = openSync(this.outputFile, 'r');
+      const size = fstatSync(fd).size;
+      const from = Math.max(this.outputFrom, size - EXIT_REASON_WINDOW);
+      if (size <= from) return null;
+      const buffer = Buffer.alloc(size - from);
+      readSync(fd, buffer, 0, buffer.length, from);
+      const lines = buffer.toString('utf8').split('\n').reverse();
+      for (const line of lines) {
+        const m = EXIT_REASON.exec(line.trim());
+        if (m) return m[1]!;
+      }
+      return null;
+    } catch {
+      return null;
+    } finally {
+      if (fd !== null) closeSync(fd);
+    }
   }
 
   /** Stop watching. The gate itself keeps running unless `terminate` (a clean shutdown of the whole system). */

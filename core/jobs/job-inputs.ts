@@ -3,13 +3,26 @@ import { createReadStream, mkdirSync, openSync, closeSync, writeSync, fstatSync,
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import { jobPathProblem } from '../../terminal-protocol/path-patterns.js';
 import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
+import { quotedPath } from './job-script.js';
 
 /**
  * Digests of input files received whole over a stream, checked against their declared SHA-256 as the bytes
  * arrived: commit need not read them again. Keyed by path; valid while size and mtime are unchanged.
  */
 const streamedDigests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+
+/**
+ * Refuse a declared input whose name cannot be a file of the job's directory (path-patterns.ts): a path out of
+ * it or into the runner's `.swm/` is PathEscape, a NUL byte or an over-long name or path InvalidParams.
+ */
+export function checkInputPath(path: string): void {
+  const problem = jobPathProblem(path);
+  if (!problem) return;
+  const code = problem.kind === 'malformed' ? ErrorCode.InvalidParams : ErrorCode.PathEscape;
+  throw new RpcError(code, `input "${quotedPath(path)}" ${problem.reason}`);
+}
 
 /** An input file opened for a stream: bytes from `received` on go to `file`. */
 export interface OpenedInput {
@@ -34,6 +47,7 @@ export class JobInputs {
   private pathOf(relative: string): { file: InputFile; path: string } {
     const file = this.declared.find((f) => f.path === relative);
     if (!file) throw new RpcError(ErrorCode.NotFound, `input "${relative}" was not declared at submit`);
+    checkInputPath(relative);
     const root = resolve(this.jobDir, 'inputs');
     const path = resolve(root, relative);
     if (!path.startsWith(root + sep)) throw new RpcError(ErrorCode.PathEscape, `input path "${relative}" escapes the job directory`);

@@ -1,6 +1,8 @@
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
 import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
+import { imageReferenceProblem } from '../../terminal-protocol/image-reference.js';
+import { jobPathProblem } from '../../terminal-protocol/path-patterns.js';
 
 /** What a job script asks for through its `#SWM <key> <value>` lines. */
 export interface Directives {
@@ -34,6 +36,11 @@ export interface ParsedScript {
 }
 
 const DIRECTIVE = /^#SWM\s+(\S+)(?:\s+(.*?))?\s*$/;
+
+/** The priority of a job that names none; only admins may submit above it (core/terminals/job-handlers.ts). */
+export const DEFAULT_PRIORITY = 0;
+/** The longest time limit a script may ask for (one year): every duration accepted is honoured to the second. */
+export const MAX_DURATION_SEC = 365 * 86_400;
 
 const invalid = (line: number, message: string): RpcError =>
   new RpcError(ErrorCode.InvalidScript, `line ${line}: ${message}`, { line });
@@ -69,11 +76,23 @@ const parsePorts = (line: number, value: string): PortSpec[] =>
       return { port, protocol: 'tcp' as const, direction: m[3] as 'in' | 'out' };
     });
 
+/** A path as a message shows it: NUL bytes visible, at most 80 characters. */
+export const quotedPath = (path: string): string => {
+  const visible = path.replace(/\0/g, '\\0');
+  return visible.length > 80 ? `${visible.slice(0, 77)}...` : visible;
+};
+
+/** A file of the job's directory (input, output, stdin, stdout, stderr), by the one rule of path-patterns.ts. */
 const relativeFile = (line: number, key: string, path: string): string => {
-  if (path.includes('\0')) throw invalid(line, `${key}: path contains a NUL byte`);
-  if (path.startsWith('/') || path.split('/').includes('..'))
-    throw invalid(line, `${key}: "${path}" must be a path inside the job directory (relative, no "..")`);
+  const problem = jobPathProblem(path);
+  if (problem) throw invalid(line, `${key}: "${quotedPath(path)}" ${problem.reason}`);
   return path.replace(/^(\.\/)+/, '');
+};
+
+/** A cloud image is a marketplace URN, an image id or a container reference: never an option, never two words. */
+const cloudImage = (line: number, value: string): string => {
+  if (value.startsWith('-') || /[\s\x00-\x1f\x7f]/.test(value)) throw invalid(line, `cloud-image "${value}" is not an image name`);
+  return value;
 };
 
 /**
@@ -92,7 +111,7 @@ export function parseJobScript(script: string): ParsedScript {
     outputFiles: [],
     relocatable: false,
     env: {},
-    priority: 0,
+    priority: DEFAULT_PRIORITY,
   };
   const warnings: string[] = [];
   const lines = script.split('\n');
@@ -122,12 +141,14 @@ export function parseJobScript(script: string): ParsedScript {
         d.flavor = needValue();
         break;
       case 'cloud-image':
-        d.cloudImage = needValue();
+        d.cloudImage = cloudImage(n, needValue());
         break;
-      case 'container-image':
-        if (!/^[\w./:@-]+$/.test(needValue())) throw invalid(n, `container-image "${value}" is not an image reference`);
+      case 'container-image': {
+        const problem = imageReferenceProblem(needValue());
+        if (problem) throw invalid(n, `container-image "${value}" ${problem}`);
         d.containerImage = value;
         break;
+      }
       case 'gpus':
         d.gpus = positiveInt(n, key, needValue(), 0, 64);
         break;
@@ -141,6 +162,7 @@ export function parseJobScript(script: string): ParsedScript {
       case 'duration': {
         const seconds = parseDuration(needValue());
         if (seconds === null || seconds === 0) throw invalid(n, `duration "${value}" is not HH:MM:SS`);
+        if (seconds > MAX_DURATION_SEC) throw invalid(n, `duration "${value}" is longer than ${MAX_DURATION_SEC / 86_400} days`);
         d.durationSec = seconds;
         break;
       }
@@ -168,13 +190,13 @@ export function parseJobScript(script: string): ParsedScript {
         d.submissionAddress = needValue();
         break;
       case 'stdin':
-        d.stdin = needValue();
+        d.stdin = relativeFile(n, key, needValue());
         break;
       case 'stdout':
-        d.stdout = needValue();
+        d.stdout = relativeFile(n, key, needValue());
         break;
       case 'stderr':
-        d.stderr = needValue();
+        d.stderr = relativeFile(n, key, needValue());
         break;
       case 'env': {
         const eq = needValue().indexOf('=');
@@ -185,6 +207,7 @@ export function parseJobScript(script: string): ParsedScript {
       }
       case 'priority':
         if (!/^-?\d+$/.test(needValue())) throw invalid(n, `priority must be an integer`);
+        // Clamped to ±1000; above DEFAULT_PRIORITY is for admins, which the submit checks (the parser knows no caller).
         d.priority = Math.max(-1000, Math.min(1000, Number(value)));
         break;
       default:

@@ -32,7 +32,7 @@ function containerCommand(job: JobRecord, runtime: string, image: string, env: A
   const run = (hostNetwork: boolean, network: string): string => {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
     const envFlags = [...env, ...portEnv].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
-    return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
+    return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} -- ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
   };
   const onCloud =
     ports.length === 0

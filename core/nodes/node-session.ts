@@ -109,16 +109,23 @@ export class NodeSession {
     return new Promise((resolve, reject) => {
       const client = new Client();
       let presented: string | null = null;
+      let settled = false;
       const onAbort = () => {
+        settled = true;
         client.end();
         reject(new RpcError(ErrorCode.Conflict, 'aborted'));
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
       client.once('ready', () => {
         options.signal?.removeEventListener('abort', onAbort);
+        settled = true;
         resolve(new NodeSession(node, client));
       });
-      client.once('error', (error) => {
+      // `on`, not `once`: a failed handshake can emit several errors (a reset or a time-out, then "Connection
+      // lost before handshake" when the socket closes), and an error nobody listens to would end the process.
+      client.on('error', (error) => {
+        if (settled) return;
+        settled = true;
         options.signal?.removeEventListener('abort', onAbort);
         if (presented !== null && presented !== expected)
           reject(new HostKeyMismatch(`host key of node ${node.name} is ${presented}, expected ${expected}: refusing to connect`));
@@ -181,6 +188,9 @@ export class NodeSession {
   /** Run a command that must succeed; rejects with its stderr otherwise. */
   async run(command: string, signal?: AbortSignal): Promise<string> {
     const result = await this.exec(command, { signal });
+    // No exit status at all: the connection went down under the command (the node or its gate restarting).
+    if (result.code === null && result.signal === null)
+      throw new RpcError(ErrorCode.Unavailable, `lost the connection to node ${this.node.name} while running "${command.slice(0, 80)}"`);
     if (result.code !== 0) throw new Error(`"${command.slice(0, 80)}" failed on ${this.node.name} (${result.code ?? result.signal}): ${result.stderr.trim()}`);
     return result.stdout;
   }

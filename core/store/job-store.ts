@@ -1,9 +1,11 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { DiskFullError, freeBytes, isDiskFull } from '../../spool-bootstrap/disk-full.js';
 import type { JobState } from '../../terminal-protocol/job.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
+import { SpaceReserve } from './space-reserve.js';
 
 interface Row {
   seq: number;
@@ -91,27 +93,52 @@ const toParams = (j: JobRecord) => ({
 const COLUMNS = Object.keys(toParams({} as JobRecord));
 
 type Write = { kind: 'insert' | 'update'; job: JobRecord };
+type Queued = { write: Write; resolve: () => void; reject: (e: unknown) => void };
+
+/** How often, at most, a commit checks whether a released reserve can be made again. */
+const RESERVE_CHECK_MS = 1_000;
+
+function openDatabase(path: string): Database.Database {
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
 
 /**
  * The durable job table. Writes are group-committed: every write made during one turn of the event loop
  * goes into one transaction, fsynced (WAL, synchronous=FULL), and each write's promise resolves only after
  * that commit. Nothing is acknowledged before it is on disk.
+ *
+ * A full disk (space-reserve.ts): a new job is refused (its promise rejects with a disk-full error: SQLITE_FULL,
+ * or DiskFullError when refused before trying); the changes to accepted jobs in the same commit are committed
+ * again in the room the reserve frees. A failed commit leaves nothing behind: the transaction is rolled back,
+ * and the next one starts afresh.
  */
 export class JobStore {
   private readonly db: Database.Database;
-  private queue: { write: Write; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly dir: string;
+  private readonly reserve: SpaceReserve;
+  private reserveCheckedAt = 0;
+  private queue: Queued[] = [];
   private flushScheduled = false;
   private readonly insertStmt: Database.Statement;
   private readonly updateStmt: Database.Statement;
   private readonly getStmt: Database.Statement;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    migrate(this.db);
+    this.dir = dirname(path);
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.reserve = new SpaceReserve(join(this.dir, 'swm.reserve'));
+    this.db = this.open(path);
+    this.reserve.ensure();
     this.insertStmt = this.db.prepare(
       `INSERT INTO jobs (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`,
     );
@@ -121,7 +148,9 @@ export class JobStore {
     this.getStmt = this.db.prepare('SELECT * FROM jobs WHERE id = ?');
   }
 
+  /** Store a new job; refused (DiskFullError) while the disk lacks the room the store keeps for accepted jobs. */
   insert(job: JobRecord): Promise<void> {
+    if (!this.reserve.ensure()) return Promise.reject(new DiskFullError(`no room for new jobs under ${this.dir} (${freeBytes(this.dir) ?? '?'} bytes free)`));
     return this.enqueue({ kind: 'insert', job: { ...job } });
   }
 
@@ -187,8 +216,13 @@ export class JobStore {
     return new Map(rows.map((r) => [r.remote, r.nodes]));
   }
 
-  countsByState(): Record<string, number> {
-    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as { state: string; n: number }[];
+  /** Jobs per state: everyone's, or those of `owner`. */
+  countsByState(owner?: string): Record<string, number> {
+    const rows = (
+      owner === undefined
+        ? this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all()
+        : this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs WHERE owner = ? GROUP BY state').all(owner)
+    ) as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
@@ -221,28 +255,81 @@ export class JobStore {
     const batch = this.queue;
     if (!batch.length) return;
     this.queue = [];
+    const failure = this.commit(batch);
+    if (failure === null) {
+      for (const item of batch) item.resolve();
+      this.remakeReserve();
+      return;
+    }
+    if (isDiskFull(failure, this.dir)) return this.commitOnFullDisk(batch, failure);
+    // One bad write must not sink the others: retry them one by one so each gets its own answer.
+    for (const item of batch) {
+      const error = this.commit([item]);
+      if (error === null) item.resolve();
+      else item.reject(error);
+    }
+  }
+
+  /** New jobs are refused; changes to accepted jobs are committed again in the room the reserve frees. */
+  private commitOnFullDisk(batch: Queued[], failure: unknown): void {
+    const updates = batch.filter((item) => item.write.kind === 'update');
+    for (const item of batch) if (item.write.kind === 'insert') item.reject(failure);
+    if (!updates.length) return;
+    const error = this.reserve.release() ? this.commit(updates) : failure;
+    for (const item of updates) {
+      if (error === null) item.resolve();
+      else item.reject(error);
+    }
+  }
+
+  /** One transaction; the error, or null once committed. better-sqlite3 rolls a failed transaction back. */
+  private commit(items: Queued[]): unknown {
     try {
       this.db.transaction(() => {
-        for (const { write } of batch) {
+        for (const { write } of items) {
           const params = toParams(write.job);
           if (write.kind === 'insert') this.insertStmt.run(params);
           else this.updateStmt.run(params);
         }
       })();
+      return null;
     } catch (error) {
-      // One bad write must not sink the others: retry them one by one so each gets its own answer.
-      for (const item of batch) {
+      // SQLite may have ended the transaction itself (SQLITE_FULL), or not: never leave one open, and never
+      // throw from here, where no caller would hear it and every queued write would wait for ever.
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch {
+        /* the failed commit's own error is the one to report */
+      }
+      return error;
+    }
+  }
+
+  /** After space was freed: make the reserve again (checked at most once a second, only while it is missing). */
+  private remakeReserve(): void {
+    const now = Date.now();
+    if (now - this.reserveCheckedAt < RESERVE_CHECK_MS) return;
+    this.reserveCheckedAt = now;
+    this.reserve.ensure();
+  }
+
+  /**
+   * Open the database. On a disk that filled up while the core was down, SQLite cannot even create its
+   * shared-memory file: the reserve is given back to open it, and without one the start fails with a clear reason.
+   */
+  private open(path: string): Database.Database {
+    try {
+      return openDatabase(path);
+    } catch (error) {
+      if (!isDiskFull(error, this.dir)) throw error;
+      if (this.reserve.release()) {
         try {
-          const params = toParams(item.write.job);
-          if (item.write.kind === 'insert') this.insertStmt.run(params);
-          else this.updateStmt.run(params);
-          item.resolve();
-        } catch (e) {
-          item.reject(e);
+          return openDatabase(path);
+        } catch (again) {
+          if (!isDiskFull(again, this.dir)) throw again;
         }
       }
-      return;
+      throw new DiskFullError(`the spool's disk is full: cannot open the store ${path} (${freeBytes(this.dir) ?? '?'} bytes free); free some space and start again`);
     }
-    for (const item of batch) item.resolve();
   }
 }

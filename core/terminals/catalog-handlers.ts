@@ -1,5 +1,8 @@
+import { logHealth } from '../../spool-bootstrap/log.js';
 import type { Identity } from '../../spool-bootstrap/pki.js';
 import type { Flavor, Image, Partition, Remote } from '../../terminal-protocol/common.js';
+import type { z } from 'zod';
+import type { GateHealth } from '../../terminal-protocol/terminal-methods.js';
 import type { CoreServices } from '../services.js';
 
 /** Remotes, flavors, images and partitions: what the core's gates offer and hold. */
@@ -17,6 +20,34 @@ export class CatalogHandlers {
       defaultImage: r.defaultImage,
       defaultFlavor: r.defaultFlavor,
     }));
+  }
+
+  /** For `status`: log lines the core could not write (a full disk) since it started; logging resumes by itself. */
+  droppedLogLines(): number {
+    return logHealth(this.services.logger).droppedLines;
+  }
+
+  /** Every configured gate's health for `status`: the core's view of it, and its process's when managed. */
+  gates(): z.infer<typeof GateHealth>[] {
+    return this.services.config.gates.map((g) => {
+      const client = this.services.gates.get(g.name);
+      const process = this.services.gateProcesses?.get(g.name);
+      // A managed gate that keeps exiting gave its reason (its port taken, ...): part of why it is not healthy.
+      const exited = process?.lastExit && (process.pid === null || process.crashLoop) ? `the managed gate exited: ${process.lastExit}` : null;
+      const problem = client?.healthy ? null : [client?.problem, exited].filter(Boolean).join('; ') || null;
+      return {
+        name: g.name,
+        kind: g.kind,
+        managed: g.managed,
+        connected: client?.connected ?? false,
+        health: client?.health ?? 'connecting',
+        problem,
+        silentSec: client?.silentSec ?? null,
+        restarts: process?.restarts ?? 0,
+        crashLoop: process?.crashLoop ?? false,
+        lastError: client?.lastError ?? null,
+      };
+    });
   }
 
   private remotesNamed(name?: string) {

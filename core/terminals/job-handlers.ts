@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { closeSync, openSync, readSync } from 'node:fs';
+import { refusalIfDiskFull } from '../../spool-bootstrap/disk-full.js';
 import type { Identity } from '../../spool-bootstrap/pki.js';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { ParamsOf, ResultOf } from '../../terminal-protocol/method.js';
 import type { TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
-import { JobInputs } from '../jobs/job-inputs.js';
+import { checkInputPath, JobInputs } from '../jobs/job-inputs.js';
 import { readJobLog } from '../jobs/job-logs.js';
-import { parseJobScript } from '../jobs/job-script.js';
+import { DEFAULT_PRIORITY, parseJobScript } from '../jobs/job-script.js';
 import type { Jobs } from '../jobs/jobs.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import { place } from '../scheduler/schedule.js';
@@ -46,7 +47,10 @@ export class JobHandlers {
   async submit(caller: Identity, params: P<'job.submit'>, origin: SubmissionOrigin = {}): Promise<R<'job.submit'>> {
     const { directives, warnings } = parseJobScript(params.script);
     if (!directives.submissionAddress && origin.address && directives.ports.some((p) => p.direction === 'out')) directives.submissionAddress = origin.address;
+    if (directives.priority > DEFAULT_PRIORITY && caller.role !== 'admin')
+      throw new RpcError(ErrorCode.Forbidden, `#SWM priority above the default (${DEFAULT_PRIORITY}) is for admins only`);
     const inputs = params.inputs ?? [];
+    for (const f of inputs) checkInputPath(f.path);
     const total = inputs.reduce((sum, f) => sum + f.size, 0);
     const limit = this.services.config.limits.maxInputBytes;
     if (total > limit) throw new RpcError(ErrorCode.TooLarge, `inputs total ${total} bytes, over this core's limit of ${limit}`);
@@ -69,7 +73,11 @@ export class JobHandlers {
       submitTime: new Date().toISOString(),
       ...notYetRun(),
     };
-    await this.services.store.insert(job);
+    try {
+      await this.services.store.insert(job);
+    } catch (error) {
+      throw this.refused(error, caller);
+    }
     if (!awaitingInputs) this.services.kickScheduler();
     return { id, warnings, awaitingInputs };
   }
@@ -84,6 +92,21 @@ export class JobHandlers {
     if ('reason' in where) throw new RpcError(ErrorCode.Unschedulable, where.reason);
   }
 
+  private diskFullLoggedAt = 0;
+
+  /**
+   * A submit or upload the spool's disk had no room for: refused with DiskFull. Said in the log at most every
+   * 10 s: what little room is left belongs to the jobs already accepted, not to a line per refused call.
+   */
+  private refused(error: unknown, caller: Identity, job?: string): unknown {
+    const refusal = refusalIfDiskFull(error);
+    if (refusal !== error && Date.now() - this.diskFullLoggedAt > 10_000) {
+      this.diskFullLoggedAt = Date.now();
+      this.services.logger.warn({ user: caller.name, job }, "the spool's disk is full: submits and uploads are refused");
+    }
+    return refusal;
+  }
+
   private inputsOf(job: JobRecord): JobInputs {
     return new JobInputs(this.services.spool.job(job.id), job.inputs);
   }
@@ -96,7 +119,11 @@ export class JobHandlers {
 
   inputWrite(caller: Identity, params: P<'job.input.write'>): R<'job.input.write'> {
     const job = this.awaitingInputs(caller, params.id);
-    return { received: this.inputsOf(job).write(params.path, params.offset, Buffer.from(params.data, 'base64')) };
+    try {
+      return { received: this.inputsOf(job).write(params.path, params.offset, Buffer.from(params.data, 'base64')) };
+    } catch (error) {
+      throw this.refused(error, caller, job.id);
+    }
   }
 
   inputStatus(caller: Identity, params: P<'job.input.status'>): R<'job.input.status'> {
@@ -129,8 +156,13 @@ export class JobHandlers {
 
   async inputCommit(caller: Identity, params: P<'job.input.commit'>): Promise<R<'job.input.commit'>> {
     const job = this.awaitingInputs(caller, params.id);
-    await this.inputsOf(job).verify();
-    const next = await this.jobs.send(job.id, { type: 'inputs-committed' });
+    let next: JobRecord;
+    try {
+      await this.inputsOf(job).verify();
+      next = await this.jobs.send(job.id, { type: 'inputs-committed' });
+    } catch (error) {
+      throw this.refused(error, caller, job.id);
+    }
     this.services.kickScheduler();
     return toWireJob(next);
   }

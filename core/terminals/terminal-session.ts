@@ -59,20 +59,10 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
               version: services.version,
               coreId: services.config.core.id,
               uptimeSec: (Date.now() - services.startedAt) / 1000,
-              gates: services.config.gates.map((g) => {
-                const client = services.gates.get(g.name);
-                const process = services.gateProcesses?.get(g.name);
-                return {
-                  name: g.name,
-                  kind: g.kind,
-                  managed: g.managed,
-                  connected: client?.connected ?? false,
-                  restarts: process?.restarts ?? 0,
-                  crashLoop: process?.crashLoop ?? false,
-                  lastError: client?.lastError ?? null,
-                };
-              }),
-              jobs: services.store.countsByState(),
+              gates: catalog.gates(),
+              // Users count their own jobs, as they see only those; admins count everyone's.
+              jobs: services.store.countsByState(caller.role === 'admin' ? undefined : caller.name),
+              droppedLogLines: catalog.droppedLogLines(),
             };
           case 'job.submit':
             return jobs.submit(caller, params, origin);

@@ -1,6 +1,7 @@
 import { realpath, open, stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
+import { refusalIfDiskFull } from '../../spool-bootstrap/disk-full.js';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import {
   FILE_STREAM_WINDOW,
@@ -71,7 +72,9 @@ export class TerminalStreams {
    */
   async openInput(job: JobRecord, path: string, offset?: number): Promise<{ stream: number; offset: number; size: number; window: number }> {
     const inputs = new JobInputs(this.services.spool.job(job.id), job.inputs);
-    const opened = await inputs.openForStream(path, offset);
+    const opened = await inputs.openForStream(path, offset).catch((error: unknown) => {
+      throw refusalIfDiskFull(error, 'the upload was not stored');
+    });
     const from = offset ?? opened.received;
     let admitted: { id: number; abort: AbortController };
     try {
@@ -108,7 +111,9 @@ export class TerminalStreams {
             let done = 0;
             while (done < data.length) done += (await opened.file.write(data, done, data.length - done, at + done)).bytesWritten;
           } catch (error) {
-            throw writeFailure(error);
+            // What arrived before stays: the terminal resumes from there once space is freed.
+            const refusal = refusalIfDiskFull(error, 'the rest of the upload was not stored');
+            throw refusal instanceof RpcError ? refusal : writeFailure(error);
           }
         },
       },

@@ -305,7 +305,7 @@ export class LocalGate implements Gate {
     if (account && firstStart && record.containerImages?.length)
       await seedImages(record.containerImages, account, { ...env, HOME: accountHome }, accountHome, log);
     const started = await Promise.allSettled(
-      record.nodes.map(async (node) =>
+      record.nodes.map(async (node, i) =>
         NodeProcess.start(
           {
             node: node.name,
@@ -317,6 +317,8 @@ export class LocalGate implements Gate {
             account: account ? { uid: account.uid, gid: account.gid } : null,
             privateNetwork: account !== null,
             logLevel: this.logger.level,
+            // As a cloud opens a VM's inbound ports: the head's `in` ports are reached at its address.
+            publishedPorts: account !== null && i === 0 ? record.ports.filter((p) => p.direction === 'in').map((p) => p.port) : [],
           },
           { host: LOOPBACK, port: node.port ?? 0 },
           log.child({ node: node.name }),

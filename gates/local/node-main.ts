@@ -9,7 +9,7 @@
  * starts its nodes again on the recorded ports.
  */
 import { execFileSync } from 'node:child_process';
-import type { Server } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { destination, pino } from 'pino';
 import { parseAuthorizedKey } from './host-key.js';
 import { NodeDirectory } from './node-directory.js';
@@ -47,10 +47,31 @@ async function start(raw: unknown, listener: Server | undefined): Promise<void> 
   if (spec.account) dropTo(spec.account);
   process.chdir(directory.root);
   const server = NodeServer.serve(listener, { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger });
-  process.on('message', (command: NodeCommand) => {
+  process.on('message', (command: NodeCommand, handle: unknown) => {
     if (command?.type === 'stop') void server.close().then(() => process.exit(0));
+    else if (command?.type === 'publish' && handle) publish(handle as Server, command.port);
   });
   report({ type: 'ready', port: server.port });
+}
+
+/**
+ * A port published on the machine's loopback: each connection is joined to the same port on the node's own
+ * loopback, as a cloud VM's published port is reached at its address.
+ */
+function publish(listener: Server, port: number): void {
+  listener.on('connection', (outside: Socket) => {
+    const inside = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    outside.setNoDelay(true);
+    inside.setNoDelay(true);
+    const close = () => {
+      outside.destroy();
+      inside.destroy();
+    };
+    outside.on('error', close);
+    inside.on('error', close);
+    outside.pipe(inside);
+    inside.pipe(outside);
+  });
 }
 
 process.on('disconnect', () => process.exit(0));

@@ -27,6 +27,23 @@ function relayLog(child: ChildProcess, logger: Logger): void {
 const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
 
 /**
+ * Bind each published port on the machine's loopback and hand it to the node process. A port another
+ * process holds is logged and left out: the job is still reached through the core's forwards.
+ */
+async function publishPorts(child: ChildProcess, ports: readonly number[], host: string, logger: Logger): Promise<void> {
+  for (const port of ports) {
+    const listener = await listenOn(host, port).catch((error: NodeJS.ErrnoException) => {
+      logger.warn({ port, err: error.code ?? error.message }, 'port not published on the machine: it is taken');
+      return null;
+    });
+    if (!listener) continue;
+    listener.on('connection', (socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => child.send({ type: 'publish', port } satisfies NodeCommand, listener, (error) => (error ? reject(error) : resolve())));
+    listener.close();
+  }
+}
+
+/**
  * A node's process, seen from the gate. The gate binds the node's SSH port itself (so that a taken port is
  * a clear start error), starts the process (as root in a new network namespace when the gate isolates, so
  * that the node's loopback is its own: a job cannot reach the core's, the gate's or another node's ports),
@@ -73,6 +90,7 @@ export class NodeProcess {
         });
       });
       if (report.type === 'failed') throw new Error(report.reason);
+      await publishPorts(child, spec.publishedPorts, where.host, logger);
     } catch (error) {
       child.kill('SIGKILL');
       throw error;

@@ -21,11 +21,13 @@ export const NodeSpec = z.object({
   /** The process was started in a network namespace of its own, whose loopback it must bring up. */
   privateNetwork: z.boolean(),
   logLevel: z.string(),
+  /** Ports of the node published on the machine's loopback (the job's `in` ports, on the head node). */
+  publishedPorts: z.array(z.number().int().min(1).max(65535)),
 });
 export type NodeSpec = z.infer<typeof NodeSpec>;
 
 /** Node process → gate. */
 export type NodeReport = { type: 'ready'; port: number } | { type: 'failed'; reason: string };
 
-/** Gate → node process, after the start message. */
-export type NodeCommand = { type: 'stop' };
+/** Gate → node process, after the start message: `publish` carries a listener on the machine's loopback as its handle. */
+export type NodeCommand = { type: 'stop' } | { type: 'publish'; port: number };

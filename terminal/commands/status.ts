@@ -17,9 +17,9 @@ export function registerStatus(program: Command): void {
             { header: 'GATE', value: (g) => g.name },
             { header: 'KIND', value: (g) => g.kind },
             { header: 'MANAGED', value: (g) => yesNo(g.managed) },
-            { header: 'CONNECTED', value: (g) => (g.crashLoop ? 'crash loop' : yesNo(g.connected)) },
+            { header: 'HEALTH', value: (g) => [g.health.replace('-', ' '), g.crashLoop ? 'crash loop' : ''].filter(Boolean).join(', ') },
             { header: 'RESTARTS', value: (g) => String(g.restarts), align: 'right' },
-            { header: 'LAST ERROR', value: (g) => g.lastError ?? '-' },
+            { header: 'PROBLEM', value: (g) => g.problem ?? g.lastError ?? '-' },
           ];
           const counts = Object.entries(status.jobs)
             .filter(([, n]) => n > 0)
@@ -32,6 +32,8 @@ export function registerStatus(program: Command): void {
               ['up', formatDuration(status.uptimeSec)],
               ['you', `${hello.user} (${hello.role})`],
               ['jobs', counts || 'none'],
+              // Lines the core could not log (a full disk) since it started.
+              ...(status.droppedLogLines ? [['log', `${status.droppedLogLines} lines dropped (the spool's disk was full or unwritable)`] as [string, string]] : []),
             ]) + (status.gates.length ? `\n${renderTable(gateColumns, status.gates)}` : '\nno gates\n')
           );
         });
