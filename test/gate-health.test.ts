@@ -280,6 +280,7 @@ describe('gate health', function () {
         expect(Date.now() - removedAt).to.be.below(5_000);
         expect(code).to.equal(1);
         expect(stderr).to.include(`swm-gate: the spool ${spool.spoolDir} was removed; exiting`);
+        expect(existsSync(spool.dir), 'nothing of the spool is written back').to.equal(false);
       } finally {
         if (gate.exitCode === null) gate.kill('SIGKILL');
         spool.cleanup();
