@@ -11,7 +11,7 @@ import type { Gate, GateContext } from '../gate.js';
 import { generateHostKey, hostKeyFingerprint, parseAuthorizedKey } from './host-key.js';
 import { NodeAccounts, canIsolate, type NodeAccount } from './node-accounts.js';
 import { seedImages } from './node-images.js';
-import { NodeProcess } from './node-process.js';
+import { NodeLauncher, NodeProcess } from './node-process.js';
 import { parseLocalGateOptions, type LocalGateOptions } from './options.js';
 import { LocalGateStore, type PartitionRecord } from './state.js';
 
@@ -104,6 +104,7 @@ export class LocalGate implements Gate {
   private readonly sshUser = loginName();
   /** The nodes' OS accounts; null when the gate cannot isolate them (it does not run as root). */
   private readonly accounts: NodeAccounts | null;
+  private readonly launcher: NodeLauncher;
   private closed = false;
 
   constructor(
@@ -115,6 +116,7 @@ export class LocalGate implements Gate {
     const isolate = canIsolate();
     this.accounts = isolate ? new NodeAccounts(stateRoot, logger) : null;
     this.store = new LocalGateStore(stateRoot, localNodesRoot(stateRoot, isolate));
+    this.launcher = new NodeLauncher(isolate, logger);
     if (!isolate)
       logger.warn(
         { user: this.sshUser },
@@ -230,6 +232,7 @@ export class LocalGate implements Gate {
     const servers = [...this.servers.values()].flat();
     this.servers.clear();
     await Promise.all(servers.map((s) => s.close()));
+    this.launcher.close();
     await this.persist().catch(() => undefined);
   }
 
@@ -321,6 +324,7 @@ export class LocalGate implements Gate {
             publishedPorts: account !== null && i === 0 ? record.ports.filter((p) => p.direction === 'in').map((p) => p.port) : [],
           },
           { host: LOOPBACK, port: node.port ?? 0 },
+          this.launcher,
           log.child({ node: node.name }),
         ),
       ),

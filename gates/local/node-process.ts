@@ -12,9 +12,10 @@ const START_LIMIT_MS = 15_000;
 const STOP_LIMIT_MS = 2_000;
 
 /** Lines a node process writes to stderr (pino JSON) go on in the gate's log, under the node's name. */
-function relayLog(child: ChildProcess, logger: Logger): void {
+function relayLog(child: ChildProcess, target: { logger: Logger }): void {
   const lines = createInterface({ input: child.stderr! });
   lines.on('line', (line) => {
+    const logger = target.logger;
     try {
       const { level, msg, time: _time, pid: _pid, hostname: _host, name: _name, ...fields } = JSON.parse(line) as Record<string, unknown>;
       const method = PINO_LEVELS[level as number] ?? 'info';
@@ -43,6 +44,58 @@ async function publishPorts(child: ChildProcess, ports: readonly number[], host:
   }
 }
 
+/** A node process started ahead of need: loaded and waiting for its node's description. */
+interface Spare {
+  child: ChildProcess;
+  log: { logger: Logger };
+}
+
+/**
+ * Starts node processes, keeping a few spares loaded ahead (starting Node.js and loading the SSH server
+ * takes most of a partition's creation time), so that a partition is served within milliseconds of its
+ * request. Spares are made after the first request only, so an idle gate holds none; they exit with the gate.
+ */
+export class NodeLauncher {
+  private readonly spares: Spare[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly privateNetwork: boolean,
+    private readonly logger: Logger,
+    private readonly spareCount = 2,
+  ) {}
+
+  /** A started process for a node, whose log lines go to `logger`. */
+  take(logger: Logger): Spare {
+    const spare = this.spares.shift() ?? this.spawn();
+    spare.log.logger = logger;
+    setImmediate(() => this.replenish());
+    return spare;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const spare of this.spares.splice(0)) spare.child.kill('SIGKILL');
+  }
+
+  private replenish(): void {
+    while (!this.closed && this.spares.length < this.spareCount) this.spares.push(this.spawn());
+  }
+
+  private spawn(): Spare {
+    const [command, args] = this.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN]] : [process.execPath, [NODE_MAIN]];
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    const spare: Spare = { child, log: { logger: this.logger } };
+    relayLog(child, spare.log);
+    child.once('exit', () => {
+      const at = this.spares.indexOf(spare);
+      if (at >= 0) this.spares.splice(at, 1);
+    });
+    child.once('error', (error) => this.logger.error({ err: error }, 'node process could not be started'));
+    return spare;
+  }
+}
+
 /**
  * A node's process, seen from the gate. The gate binds the node's SSH port itself (so that a taken port is
  * a clear start error), starts the process (as root in a new network namespace when the gate isolates, so
@@ -62,14 +115,12 @@ export class NodeProcess {
     });
   }
 
-  static async start(spec: NodeSpec, where: { host: string; port: number }, logger: Logger): Promise<NodeProcess> {
+  static async start(spec: NodeSpec, where: { host: string; port: number }, launcher: NodeLauncher, logger: Logger): Promise<NodeProcess> {
     const listener = await listenOn(where.host, where.port);
     // Until the node process has it, a connection that reaches the gate is closed rather than left hanging.
     listener.on('connection', (socket) => socket.destroy());
     const port = (listener.address() as AddressInfo).port;
-    const [command, args] = spec.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN]] : [process.execPath, [NODE_MAIN]];
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-    relayLog(child, logger);
+    const { child } = launcher.take(logger);
     try {
       const report = await new Promise<NodeReport>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`node process did not start within ${START_LIMIT_MS / 1000} s`)), START_LIMIT_MS);
