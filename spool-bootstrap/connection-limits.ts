@@ -18,6 +18,13 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   handshakeTimeoutMs: 10_000,
 };
 
+/** The limits set in `given` (a configuration's `core` section will do), the defaults for the others. */
+export const connectionLimits = (given: Partial<ConnectionLimits> = {}): ConnectionLimits => ({
+  maxConnections: given.maxConnections ?? DEFAULT_CONNECTION_LIMITS.maxConnections,
+  maxConnectionsPerClient: given.maxConnectionsPerClient ?? DEFAULT_CONNECTION_LIMITS.maxConnectionsPerClient,
+  handshakeTimeoutMs: given.handshakeTimeoutMs ?? DEFAULT_CONNECTION_LIMITS.handshakeTimeoutMs,
+});
+
 /** The admitted connections, counted in all and per client; `admit` refuses past the limits, saying which. */
 export class ConnectionCount {
   private total = 0;

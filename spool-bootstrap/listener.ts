@@ -7,7 +7,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCode } from '../terminal-protocol/errors.js';
 import { SUBPROTOCOL, WS_PATH, hardFrameLimit } from '../terminal-protocol/peer.js';
 import { describeCertificate, handshakeFailure, verificationRefusal } from './certificate-refusal.js';
-import { ConnectionCount, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
+import { ConnectionCount, connectionLimits, type ConnectionLimits } from './connection-limits.js';
 import { identityOf, type Identity } from './pki.js';
 import type { CertPaths } from './paths.js';
 import type { Revocations } from './revocations.js';
@@ -42,7 +42,7 @@ export interface MtlsListener {
 export const CLOSE_TRY_AGAIN_LATER = 1013;
 /** A close frame's reason holds at most 123 bytes. */
 const MAX_CLOSE_REASON_BYTES = 123;
-/** Refused connections beyond this many per second are counted and reported once a second, not one by one. */
+/** Sockets dropped before their handshake (a flood) are reported together, once per interval, not one by one. */
 const DROP_REPORT_INTERVAL_MS = 1000;
 
 const identityOfSocket = (socket: TLSSocket): Identity | null => {
@@ -76,7 +76,7 @@ function revocationRefusal(revocations: Revocations, identity: Identity): string
  * error, or a WebSocket closed with 1013 and the reason; its socket is closed right after.
  */
 export function listenMtls(options: MtlsListenerOptions): Promise<MtlsListener> {
-  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const limits = connectionLimits(options.limits);
   const count = new ConnectionCount(limits);
   const sockets = new Map<TLSSocket, Identity>();
   const overLimit = new Map<TLSSocket, string>();
@@ -139,7 +139,8 @@ export function listenMtls(options: MtlsListenerOptions): Promise<MtlsListener> 
       admission.release();
     });
   });
-  server.on('tlsClientError', (error, socket) => refuse(handshakeFailure(error, limits.handshakeTimeoutMs), socket.remoteAddress));
+  // Before https's own listener, which destroys the socket (and with it the address to report).
+  server.prependListener('tlsClientError', (error, socket) => refuse(handshakeFailure(error, limits.handshakeTimeoutMs), socket.remoteAddress));
 
   const wss = new WebSocketServer({
     noServer: true,

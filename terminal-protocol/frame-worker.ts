@@ -15,13 +15,16 @@ export interface FrameJob {
 }
 
 /**
- * The lowest scheduling priority for this thread alone, so that on a busy machine the event loop gets a core
- * first. Linux names the thread in /proc/thread-self and applies a thread id's priority to that thread only;
+ * A lower scheduling priority for this thread alone, so that on a busy machine the event loop gets a core
+ * first. Not the lowest: under load that starves the thread, and a large job script waits seconds to be
+ * read. Linux names the thread in /proc/thread-self and applies a thread id's priority to that thread only;
  * elsewhere the thread keeps the process's priority.
  */
+const DECODER_NICENESS = 10;
+
 function yieldToTheEventLoop(): void {
   try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), 19);
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), DECODER_NICENESS);
   } catch {
     // not Linux: nothing to do
   }

@@ -18,8 +18,11 @@ export const hardFrameLimit = (maxMessageBytes: number): number => maxMessageByt
 export const SUBPROTOCOL = 'skyport.v1';
 export const WS_PATH = '/ws';
 
-/** Frames received and not yet acted on beyond which the socket stops reading (the sender then waits). */
-const MAX_BACKLOG = 4;
+/**
+ * Frames received and not yet acted on at which the socket stops reading: while one of its frames is decoded
+ * off the event loop, a connection sends nothing more in (its sender waits), so it holds one large frame at most.
+ */
+const MAX_BACKLOG = 1;
 
 interface Pending {
   method: string;
@@ -77,6 +80,7 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
     this.context = { ...(serves ? { serves: { methods: serves.methods, role: serves.role } } : {}), ...(hears ? { hears } : {}) };
     // A peer that only calls (a terminal, the core towards a gate) hears from the side it chose to trust.
     this.offloadTable = serves && !hears ? methodTableName(serves.methods) : null;
+    if (this.offloadTable) frameThread.prepare();
     socket.on('message', (data, isBinary) => this.receive(toBuffer(data), isBinary));
     socket.on('close', (code, reason) => this.shutdown(code, reason.toString()));
     socket.on('error', (error) => this.emit('socket-error', error));
@@ -144,9 +148,11 @@ export class RpcPeer<Served extends MethodTable, Called extends MethodTable, Hea
         else this.emit('binary', data);
       })
       // A listener that throws fails as it would have on the event loop, and the queue goes on.
-      .catch((error: unknown) => queueMicrotask(() => {
-        throw error;
-      }))
+      .catch((error: unknown) => {
+        queueMicrotask(() => {
+          throw error;
+        });
+      })
       .finally(() => {
         if (--this.backlog < MAX_BACKLOG && this.socket.isPaused) this.socket.resume();
       });

@@ -125,7 +125,7 @@ export const terminalMethods = {
     z
       .object({
         all: z.boolean().optional(),
-        states: z.array(JobState).optional(),
+        states: z.array(JobState).max(16).optional(),
         limit: z.number().int().min(1).max(1000).optional(),
         before: z.string().optional(),
       })

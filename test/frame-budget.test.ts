@@ -1,7 +1,12 @@
 import { expect } from 'chai';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
 import { ErrorCode } from '../terminal-protocol/errors.js';
 import { exceedsBudget, FRAME_BUDGET } from '../terminal-protocol/frame-budget.js';
 import { frameThread } from '../terminal-protocol/frame-thread.js';
+import type { MethodTable, NotificationTable } from '../terminal-protocol/method.js';
+import { RpcPeer } from '../terminal-protocol/peer.js';
+import { terminalMethods, type TerminalMethods } from '../terminal-protocol/terminal-methods.js';
 
 /** A small seeded generator, so that a failing case can be replayed from the seed in the test's title. */
 function random(seed: number): (n: number) => number {
@@ -113,5 +118,50 @@ describe('the decoder thread (large frames, both wire tables)', () => {
     expect(decoded.error.code).to.equal(ErrorCode.InvalidParams);
     expect(decoded.error.message).to.match(/and \d+ more$/);
     expect(decoded.error.message.length).to.be.below(1500);
+  });
+});
+
+describe('a peer that decodes large frames off the event loop', () => {
+  let server: WebSocketServer;
+  let client: WebSocket;
+  const calls: string[] = [];
+  let answered: (id: number) => void = () => undefined;
+
+  before(async () => {
+    server = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((resolve) => server.once('listening', resolve));
+    server.on('connection', (socket) => {
+      new RpcPeer<TerminalMethods, MethodTable, NotificationTable>(socket, {
+        serves: {
+          methods: terminalMethods,
+          role: 'user',
+          handler: ((method: string) => {
+            calls.push(method);
+            return method === 'hello' ? { version: 'x', user: 'u', role: 'user', coreId: 'c', uptimeSec: 0 } : { id: '00000000-0000-4000-8000-000000000000', warnings: [], awaitingInputs: false };
+          }) as never,
+        },
+      });
+    });
+    client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    client.on('message', (data) => answered((JSON.parse(data.toString()) as { id: number }).id));
+    await new Promise((resolve) => client.once('open', resolve));
+  });
+  after(() => {
+    client?.terminate();
+    server?.close();
+  });
+
+  it('acts on frames in the order they came, a small call after a large one included', async () => {
+    const answers = new Set<number>();
+    const both = new Promise<void>((resolve) => {
+      answered = (id) => {
+        answers.add(id);
+        if (answers.size === 2) resolve();
+      };
+    });
+    client.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'job.submit', params: { script: `#!/bin/sh\n#${'x'.repeat(1024 * 1024)}\n` } }));
+    client.send(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'hello', params: {} }));
+    await both;
+    expect(calls).to.deep.equal(['job.submit', 'hello']);
   });
 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, watch } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { createCa, issueCertificate } from '../spool-bootstrap/pki.js';
@@ -59,8 +59,39 @@ async function rawTerminal(port: number, bundle: ClientBundle): Promise<RawTermi
   return { socket, closed, next: () => (inbox.length ? Promise.resolve(inbox.shift()!) : new Promise((resolve) => waiting.push(resolve))) };
 }
 
-const send = (raw: RawTerminal, text: string): Promise<void> =>
-  new Promise((resolve, reject) => raw.socket.send(text, (error) => (error ? reject(error) : resolve())));
+/** Send one text frame; resolves once it is written out. */
+const send = (raw: RawTerminal, text: string | Buffer): Promise<void> =>
+  new Promise((resolve, reject) => raw.socket.send(text, { binary: false }, (error) => (error ? reject(error) : resolve())));
+
+/**
+ * A large frame built in place, without the many strings a template would leave for this process's garbage
+ * collector to sweep while it measures the core's answers.
+ */
+function frameOf(head: string, body: (buffer: Buffer, at: number) => number, tail: string, size: number): Buffer {
+  const frame = Buffer.alloc(size);
+  let at = frame.write(head);
+  at = body(frame, at);
+  at += frame.write(tail, at);
+  return frame.subarray(0, at);
+}
+
+const nestedFrame = (depth: number): Buffer =>
+  frameOf('{"jsonrpc":"2.0","id":1,"method":"status","params":', (b, at) => b.fill('[', at, at + depth).fill(']', at + depth, at + 2 * depth) && at + 2 * depth, '}', 2 * depth + 100);
+
+const flatFrame = (count: number): Buffer =>
+  frameOf('{"jsonrpc":"2.0","id":2,"method":"status","params":[', (b, at) => b.fill('{},', at, at + 3 * count) && at + 3 * count - 1, ']}', 3 * count + 100);
+
+function distinctKeysFrame(count: number): Buffer {
+  return frameOf(
+    '{"jsonrpc":"2.0","id":3,"method":"job.list","params":{',
+    (b, at) => {
+      for (let i = 0; i < count; i++) at += b.write(i ? `,"key${i}":0` : `"key${i}":0`, at);
+      return at;
+    },
+    '}}',
+    count * 20 + 100,
+  );
+}
 
 /** Call `status` again and again until `until` settles; the slowest answer, in milliseconds. */
 async function slowestStatusWhile(terminal: TerminalClient, until: Promise<unknown>): Promise<number> {
@@ -122,6 +153,10 @@ describe('hostile input (real swm-core)', function () {
       fixture = await startFixture({ configure: unreachableGates(await freePort()) });
       hostile = await rawTerminal(fixture.core.port, adminBundle(fixture.spool));
       other = await connectTerminal(fixture.spool.homeDir, fixture.core.port);
+      // A large frame is decoded by the core's decoder thread, which starts with the first connection: this
+      // answer says it is up, so that what the tests measure is not its start.
+      await send(hostile, `${hello(0)}${' '.repeat(64 * 1024)}`);
+      expect((await hostile.next()).result).to.include({ user: 'admin' });
     });
     after(async () => {
       hostile?.socket.terminate();
@@ -130,7 +165,7 @@ describe('hostile input (real swm-core)', function () {
     });
 
     /** Send `text` on the hostile socket; its answer, and the slowest `status` of the other terminal meanwhile. */
-    async function sendWhileOthersAsk(text: string): Promise<{ reply: Reply; slowest: number }> {
+    async function sendWhileOthersAsk(text: Buffer): Promise<{ reply: Reply; slowest: number }> {
       const answer = hostile.next();
       await send(hostile, text);
       const slowest = await slowestStatusWhile(other, answer);
@@ -138,22 +173,20 @@ describe('hostile input (real swm-core)', function () {
     }
 
     it('refuses 10 MB of nesting with InvalidRequest while another terminal gets status within 100 ms', async () => {
-      const half = 5 * 1024 * 1024;
-      const { reply, slowest } = await sendWhileOthersAsk(`{"jsonrpc":"2.0","id":1,"method":"status","params":${'['.repeat(half)}${']'.repeat(half)}}`);
-      expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message nests deeper than 64 levels' });
+      const { reply, slowest } = await sendWhileOthersAsk(nestedFrame(5 * 1024 * 1024));
       expect(slowest, 'slowest status while the nested message was handled (ms)').to.be.below(100);
+      expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message nests deeper than 64 levels' });
     });
 
     it('refuses 10 MB of flat values the same way (500 000 values at most)', async () => {
-      const { reply, slowest } = await sendWhileOthersAsk(`{"jsonrpc":"2.0","id":2,"method":"status","params":[${'{},'.repeat(3_500_000)}{}]}`);
-      expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message has more than 500000 values' });
+      const { reply, slowest } = await sendWhileOthersAsk(flatFrame(3_500_000));
       expect(slowest, 'slowest status while the flat message was handled (ms)').to.be.below(100);
+      expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message has more than 500000 values' });
     });
 
     it('decodes a message within the budget but costly to parse off the event loop, and answers in a few lines', async () => {
       // 300 000 distinct keys: about a second of JSON.parse, and one error naming every key.
-      const keys = Array.from({ length: 300_000 }, (_, i) => `"key${i}":0`).join(',');
-      const { reply, slowest } = await sendWhileOthersAsk(`{"jsonrpc":"2.0","id":3,"method":"job.list","params":{${keys}}}`);
+      const { reply, slowest } = await sendWhileOthersAsk(distinctKeysFrame(300_000));
       expect(reply.id).to.equal(3);
       expect(reply.error?.code).to.equal(ErrorCode.InvalidParams);
       expect(reply.error?.message.length, 'length of the error message').to.be.below(500);
@@ -187,6 +220,29 @@ describe('hostile input (real swm-core)', function () {
     after(async () => {
       for (const raw of open) raw.socket.terminate();
       await fixture?.stop();
+    });
+
+    /** A TCP connection to the core that says nothing: no TLS handshake. */
+    const silentSocket = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(fixture.core.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.once('connect', () => resolve(socket));
+        socket.once('close', () => reject(new Error('closed before connecting')));
+      });
+
+    it('closes sockets past twice the connection limit before any TLS, and says how many in the log', async () => {
+      // Open now: the fixture's admin terminal. Seven silent sockets make the 2 × 4 the core holds.
+      const silent = await Promise.all(Array.from({ length: 7 }, silentSocket));
+      try {
+        const started = performance.now();
+        const extra = await silentSocket();
+        await new Promise((resolve) => extra.once('close', resolve));
+        expect(performance.now() - started, 'ms until the extra socket was closed').to.be.below(HANDSHAKE_TIMEOUT_MS / 2);
+        await logLine(coreLog, refusedBecause(/^1 connection\(s\) closed before their TLS handshake: 8 sockets already open$/));
+      } finally {
+        for (const socket of silent) socket.destroy();
+      }
     });
 
     it('closes a connection that never starts its TLS handshake once the handshake time-out passes, and logs why', async () => {
