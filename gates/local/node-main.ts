@@ -75,6 +75,11 @@ function publish(listener: Server, port: number): void {
 }
 
 process.on('disconnect', () => process.exit(0));
+// Also when the gate is gone without the channel saying so (killed while this process was busy): its parent changes.
+const gate = process.ppid;
+setInterval(() => {
+  if (process.ppid !== gate || !process.connected) process.exit(0);
+}, 1_000).unref();
 process.once('message', (message: unknown, handle: unknown) => {
   start(message, handle as Server | undefined).catch((error: unknown) => {
     report({ type: 'failed', reason: (error as Error)?.message ?? String(error) });
