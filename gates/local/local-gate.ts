@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { chmod, chown, mkdir, rmdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -54,6 +55,23 @@ const loginName = (): string => {
 
 /** Where isolated nodes live: outside the spool, whose directories their accounts cannot pass through. */
 const ISOLATED_NODES_ROOT = '/var/lib/skyport/nodes';
+
+/** Names the state directory of the gate a nodes root belongs to, so that the root of a removed spool is found. */
+const OWNER_FILE = '.owner';
+
+/**
+ * Remove the node directories of gates whose spool is gone (removed with partitions still on it): whatever
+ * processes their accounts ran were killed when another gate took the accounts over. Best effort.
+ */
+async function sweepAbandonedNodes(logger: Logger): Promise<void> {
+  for (const name of await readdir(ISOLATED_NODES_ROOT).catch(() => [] as string[])) {
+    const root = join(ISOLATED_NODES_ROOT, name);
+    const owner = await readFile(join(root, OWNER_FILE), 'utf8').catch(() => null);
+    if (owner !== null && existsSync(owner)) continue;
+    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    logger.info({ nodes: root, owner }, 'removed the node directories of a gate whose spool is gone');
+  }
+}
 
 /**
  * The directory holding a gate's node directories: under the gate's state when it cannot isolate, else
@@ -127,6 +145,7 @@ export class LocalGate implements Gate {
   /** Load the state and bring back every partition that was creating or up. */
   async restore(): Promise<void> {
     for (const record of this.store.load()) this.records.set(record.id, record);
+    if (this.accounts) await sweepAbandonedNodes(this.logger);
     await this.accounts?.releaseUnrecorded(new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : []))));
     const resumed: Promise<void>[] = [];
     for (const record of this.records.values()) {
@@ -363,6 +382,7 @@ export class LocalGate implements Gate {
     if (!account) return;
     const partitionDir = this.store.partitionDir(record.name);
     await mkdir(partitionDir, { recursive: true, mode: 0o711 });
+    await writeFile(join(this.store.nodesRoot, OWNER_FILE), this.store.root, { mode: 0o600 });
     await chmod(this.store.nodesRoot, 0o711);
     await chmod(partitionDir, 0o711);
     for (const dir of [accountHome, ...record.nodes.map((n) => this.store.nodeDir(record.name, n.name))]) {
@@ -397,7 +417,8 @@ export class LocalGate implements Gate {
     }
     await this.store.removePartitionFiles(record.name);
     // The gate's directory under the machine's nodes root goes with its last partition.
-    if (this.accounts) await rmdir(this.store.nodesRoot).catch(() => undefined);
+    if (this.accounts && ![...this.records.values()].some((r) => r.id !== record.id && r.account))
+      await rm(this.store.nodesRoot, { recursive: true, force: true });
     this.records.delete(record.id);
     await this.persist();
     this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');
