@@ -3,7 +3,7 @@ import type { Job } from '../terminal-protocol/job.js';
 
 /**
  * What `swm` exits with. Scripts switch on these, so a value never changes meaning.
- * `swm wait` (and `swm submit --wait`) exit with the job's own code instead; see exitCodeForJob.
+ * `swm wait --exit-code` and `swm submit --wait` exit with the job's own status instead; see exitCodeForJob.
  */
 export const ExitCode = {
   Ok: 0,
@@ -78,13 +78,19 @@ export function exitCodeForJob(job: Pick<Job, 'state' | 'exitcode' | 'signal'>):
   }
 }
 
-/** The `Exit status` section of `swm wait --help` and `swm submit --help`. */
+/**
+ * The `Exit status` section of `swm wait --help` and `swm submit --help`. The scheme keeps a job's exit
+ * status apart from swm's own: `swm wait` prints the job's status and exits 0 once the job has ended (as
+ * `docker wait` does), so a non-zero exit always means swm failed; the job's status becomes swm's exit
+ * code only when asked for (`swm wait --exit-code`, `swm submit --wait`).
+ */
 export const jobExitStatusHelp = `
-Exit status (of swm wait, and of swm submit --wait):
-  0        the job finished (state F)
-  N        the job ended in error (state E) with exit code N
-  128+N    the job was killed by signal N
-  130      the job was canceled (state C)
-  1        the job ended in error without an exit code (an infrastructure failure)
-  124      --timeout elapsed before the job ended
-  3, 4, 5  no such job, permission denied, cannot reach the core (with a message on stderr)`;
+Exit status:
+  swm wait JOB               prints the job's exit status on stdout (how it ended on stderr) and exits 0
+                             once the job has ended: a non-zero exit is always swm's own failure:
+                             1 error, 2 usage, 3 no such job, 4 permission denied, 5 cannot reach the core,
+                             124 --timeout elapsed before the job ended.
+  swm wait --exit-code JOB   exit with the job's status instead (swm submit --wait does so too):
+                             0 finished (F), N exit code N (E), 128+N killed by signal N, 130 canceled (C),
+                             1 error without an exit code (an infrastructure failure). swm's own failures
+                             keep their codes above and always print "swm: <message>" on stderr.`;

@@ -86,9 +86,28 @@ export function jobElapsed(job: Pick<Job, 'start_time' | 'end_time'>, now: Date 
   return formatDuration(Math.max(0, (end - start) / 1000));
 }
 
-/** The columns of `swm jobs`. Full ids: every command takes a full id. */
-export const jobColumns = (showOwner: boolean, now: Date = new Date()): Column<Job>[] => [
-  { header: 'ID', value: (j) => j.id },
+/** Characters of a job id tables show: the first group (8), more where two ids shown share it. */
+export const SHORT_ID = 8;
+
+/** The shortest length from SHORT_ID up at which every id of `ids` differs from the others. */
+export function shortIdLength(ids: readonly string[]): number {
+  const distinct = [...new Set(ids)];
+  const longest = Math.max(SHORT_ID, ...distinct.map((id) => id.length));
+  for (let length = SHORT_ID; length < longest; length++)
+    if (new Set(distinct.map((id) => id.slice(0, length))).size === distinct.length) return length;
+  return longest;
+}
+
+/** How a table shows the ids of its rows: short (unique among them), or whole with `--long`. */
+export const idShortener = (ids: readonly string[], long: boolean): ((id: string) => string) => {
+  if (long) return (id) => id;
+  const length = shortIdLength(ids);
+  return (id) => id.slice(0, length);
+};
+
+/** The columns of `swm jobs`. Short ids (every command takes a unique prefix), whole ones with `long`. */
+export const jobColumns = (showOwner: boolean, now: Date = new Date(), shownId: (id: string) => string = (id) => id): Column<Job>[] => [
+  { header: 'ID', value: (j) => shownId(j.id) },
   { header: 'NAME', value: (j) => j.name },
   ...(showOwner ? [{ header: 'OWNER', value: (j: Job) => j.owner }] : []),
   { header: 'ST', value: (j) => j.state },

@@ -1,18 +1,6 @@
 import { InvalidArgumentError } from 'commander';
-import { z } from 'zod';
 import { JobState, jobStateNames } from '../terminal-protocol/job.js';
 import { usageError } from './exit-codes.js';
-
-const Uuid = z.uuid();
-
-/** A job id as typed by the user: full UUIDs only, so that a command never acts on the wrong job. */
-export function parseJobId(text: string): string {
-  const id = text.trim().toLowerCase();
-  if (Uuid.safeParse(id).success) return id;
-  if (/^[0-9a-f-]{1,35}$/.test(id))
-    throw usageError(`"${text}" is not a full job id: give all 36 characters (swm jobs lists them)`);
-  throw usageError(`"${text}" is not a job id: a job id is a UUID such as 3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b`);
-}
 
 const stateByWord = new Map<string, JobState>(
   JobState.options.flatMap((s) => [
@@ -40,6 +28,12 @@ export function parseJobStates(values: readonly string[]): JobState[] {
 export function positiveInteger(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number above 0');
+  return n;
+}
+
+export function nonNegativeInteger(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number, 0 or more');
   return n;
 }
 

@@ -4,11 +4,13 @@ import type { NotificationOf } from '../terminal-protocol/method.js';
 import type { TerminalNotifications } from '../terminal-protocol/terminal-methods.js';
 import { CliError, ExitCode } from './exit-codes.js';
 import { note } from './format.js';
-import { LogCursor, type LogStream } from './log-stream.js';
+import { LogCursor, type LogSink, type LogStream } from './log-stream.js';
 
 export interface FollowOptions {
   /** Log streams to print while waiting, and where (none: only wait). */
-  streams?: Partial<Record<LogStream, NodeJS.WritableStream>>;
+  streams?: Partial<Record<LogStream, LogSink>>;
+  /** Byte offsets to start printing each stream from (default 0: from the beginning). */
+  from?: Partial<Record<LogStream, number>>;
   /** Give up after this long (CliError with ExitCode.WaitTimeout). */
   timeoutMs?: number;
   /** How often to ask the core directly, in case a notification was missed. */
@@ -39,7 +41,9 @@ class JobFollower {
     private readonly id: string,
     private readonly options: FollowOptions,
   ) {
-    this.cursors = Object.entries(options.streams ?? {}).map(([stream, out]) => new LogCursor(stream as LogStream, out!));
+    this.cursors = Object.entries(options.streams ?? {}).map(
+      ([stream, out]) => new LogCursor(stream as LogStream, out!, options.from?.[stream as LogStream] ?? 0),
+    );
   }
 
   run(): Promise<Job> {

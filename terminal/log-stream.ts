@@ -35,13 +35,27 @@ export function chunkStart(requested: number, answer: { data: string; offset: nu
   return answer.offset === requested + length ? requested : answer.offset;
 }
 
+/** Where a log's bytes go: stdout, or anything else that takes them (a buffer for --tail, JSON lines). */
+export interface LogSink {
+  write(data: Buffer): unknown;
+}
+
+/** The last `count` lines of a log's text (a final line without a newline counts as one). */
+export function lastLines(text: string, count: number): string {
+  if (count <= 0 || text === '') return '';
+  const body = text.endsWith('\n') ? text.slice(0, -1) : text;
+  const lines = body.split('\n');
+  const kept = lines.slice(Math.max(0, lines.length - count)).join('\n');
+  return text.endsWith('\n') ? `${kept}\n` : kept;
+}
+
 /** One stream of one job being printed: remembers the offset printed up to. */
 export class LogCursor {
-  next = 0;
-
   constructor(
     readonly stream: LogStream,
-    private readonly out: NodeJS.WritableStream,
+    private readonly out: LogSink,
+    /** The offset printed up to (where printing starts). */
+    public next = 0,
   ) {}
 
   /** Prints what is new in a chunk; returns false when the chunk lies beyond a gap (read it instead). */

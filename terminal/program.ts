@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerAdminUserAdd } from './commands/admin-user-add.js';
 import { registerAdminUserRevoke } from './commands/admin-user-revoke.js';
 import { registerCancel } from './commands/cancel.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerDownload } from './commands/download.js';
 import { registerFlavors } from './commands/flavors.js';
 import { registerForward } from './commands/forward.js';
@@ -46,9 +47,11 @@ export function buildProgram(): Command {
       'after',
       `
 The core's address comes from the bundle's config.json; SWM_CORE_URL=wss://HOST:PORT overrides it.
-Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 4 permission denied, 5 core unreachable;
-swm wait exits with the job's exit code (see swm wait --help).
-${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '$ swm help logs')}`,
+A job is named by its id, a unique prefix of it (4 characters or more, as swm jobs shows) or its name.
+Exit codes: 0 success, 1 error, 2 usage error, 3 not found, 4 permission denied, 5 core unreachable.
+swm wait prints the job's exit status and exits 0; swm wait --exit-code and swm submit --wait exit
+with the job's status instead (see swm wait --help).
+${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '$ swm logs --tail 20 train', '$ source <(swm completion bash)', '$ swm help logs')}`,
     );
 
   registerStatus(program);
@@ -76,6 +79,7 @@ ${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '
     .addHelpText('after', examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user revoke alice'));
   registerAdminUserAdd(user);
   registerAdminUserRevoke(user);
+  registerCompletion(program);
   return program;
 }
 

@@ -25,7 +25,7 @@ import {
 } from '../terminal/format.js';
 import { globBase, globToRegExp, matchesGlob, selectByGlobs } from '../terminal-protocol/path-patterns.js';
 import { readInputFilesDirective, scriptNamesItself } from '../terminal/input-files.js';
-import { parseJobId, parseJobStates } from '../terminal/job-arguments.js';
+import { parseJobStates } from '../terminal/job-arguments.js';
 import { collectInputs, hashInputs, inputPathFor, type LocalInput } from '../terminal/local-inputs.js';
 import { LogCursor, chunkStart, takeNew } from '../terminal/log-stream.js';
 import { PendingUploads, uploadKey } from '../terminal/pending-uploads.js';
@@ -193,12 +193,6 @@ describe('swm exit codes', () => {
 });
 
 describe('swm arguments', () => {
-  it('accepts full job ids only, with a short hint for prefixes', () => {
-    expect(parseJobId(ID.toUpperCase())).to.equal(ID);
-    expect(() => parseJobId('3f2b8c1e')).to.throw(CliError, /not a full job id/).with.property('exitCode', 2);
-    expect(() => parseJobId('train')).to.throw(CliError, /not a job id/).with.property('exitCode', 2);
-  });
-
   it('reads job states as letters or names, comma separated or repeated', () => {
     expect(parseJobStates(['R,q', 'finished', 'R'])).to.deep.equal(['R', 'Q', 'F']);
     expect(() => parseJobStates(['done'])).to.throw(CliError, /unknown job state "done"/);
@@ -472,19 +466,28 @@ describe('swm command line', () => {
     }
   });
 
-  it('documents the exit status of swm wait in its --help', async () => {
+  it('documents the exit status of swm wait in its --help: printed by default, passed on with --exit-code', async () => {
     const run = await runSwm(['wait', '--help']);
     expect(run.code).to.equal(0);
-    expect(run.stdout).to.include('128+N').and.include('130').and.include('124');
+    expect(run.stdout).to.include('128+N').and.include('130').and.include('124').and.include('--exit-code');
+    expect(run.stdout).to.include('a non-zero exit is always swm\'s own failure');
   });
 
   it('exits 2 with "swm: <message>" on stderr for usage errors', async () => {
     const unknown = await runSwm(['frobnicate']);
     expect(unknown.code).to.equal(2);
     expect(unknown.stderr).to.match(/^swm: unknown command 'frobnicate'/);
-    const badId = await runSwm(['show', 'not-a-uuid'], { SWM_HOME: tempDir() });
-    expect(badId.code).to.equal(2);
-    expect(badId.stderr).to.match(/^swm: "not-a-uuid" is not a/);
+    const noScript = await runSwm(['submit'], { SWM_HOME: tempDir() });
+    expect(noScript.code).to.equal(2);
+    expect(noScript.stderr).to.match(/^swm: which job script\?/);
+    const noJobs = await runSwm(['cancel'], { SWM_HOME: tempDir() });
+    expect(noJobs.code).to.equal(2);
+    expect(noJobs.stderr).to.match(/^swm: which jobs\?/);
+    const both = await runSwm(['submit', 'job.sh', '--wrap', 'true'], { SWM_HOME: tempDir() });
+    expect(both.code).to.equal(2);
+    const ended = await runSwm(['cancel', '--state', 'F'], { SWM_HOME: tempDir() });
+    expect(ended.code).to.equal(2);
+    expect(ended.stderr).to.include('have ended');
   });
 
   it('exits 1 and says what to do when the bundle is missing', async () => {

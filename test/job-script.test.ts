@@ -98,6 +98,14 @@ describe('job script parser (parseJobScript)', () => {
       expect(d.outputFiles).to.deep.equal(['out/result.h5', 'log.txt']);
     });
 
+    it('reads list directives with nothing after them (input-files, output-files, ports) as empty lists, as the original did', () => {
+      const d = directivesOf('#SWM input-files', '#SWM output-files ', '#SWM ports\t', '#SWM output-files out.txt');
+      expect(d.inputFiles).to.deep.equal([]);
+      expect(d.outputFiles).to.deep.equal(['out.txt']);
+      expect(d.ports).to.deep.equal([]);
+      expect(parseJobScript(script('#SWM output-files', '#SWM ports')).warnings).to.deep.equal([]);
+    });
+
     it('workdir, submission-address, stdin, stdout, stderr', () => {
       const d = directivesOf(
         '#SWM workdir /home/user/project',
@@ -192,15 +200,12 @@ describe('job script parser (parseJobScript)', () => {
       ['#SWM duration 01:75:00', 'minutes over 59'],
       ['#SWM duration 01:00:75', 'seconds over 59'],
       ['#SWM duration -01:00:00', 'negative duration'],
-      ['#SWM ports', 'ports without a value'],
       ['#SWM ports 8888', 'port without protocol and direction'],
       ['#SWM ports 8888/udp/in', 'port with a protocol other than tcp'],
       ['#SWM ports 8888/tcp/both', 'port with an unknown direction'],
       ['#SWM ports 0/tcp/in', 'port 0'],
       ['#SWM ports 70000/tcp/in', 'port over 65535'],
       ['#SWM ports 8888/tcp/in,,x', 'a bad entry after a good one'],
-      ['#SWM input-files', 'input-files without a value'],
-      ['#SWM output-files', 'output-files without a value'],
       ['#SWM workdir', 'workdir without a value'],
       ['#SWM relocatable maybe', 'relocatable not a boolean'],
       ['#SWM submission-address', 'submission-address without a value'],

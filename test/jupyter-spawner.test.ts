@@ -86,7 +86,7 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
     expect(script).to.match(/^exec jupyter lab --ip 0\.0\.0\.0 --port 8888 --no-browser$/m);
   });
 
-  it('submits a notebook job, polls it to R, reaches the server at node_ips[0] (which reached the hub), and stops it with DELETE', async () => {
+  it('submits a notebook job as the original spawner renders it (empty file lists), polls it to R, reaches the server at node_ips[0] (which reached the hub), and stops it with DELETE', async () => {
     // Calls the hub through its `out` port (on the node at $SWM_PORT_<hub port>), then serves its page.
     const server = [
       `fetch('http://127.0.0.1:' + process.env.SWM_PORT_${hubPort} + '/').then((r) => r.text())`,
@@ -97,7 +97,9 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
       '#SWM name jupyter',
       '#SWM relocatable',
       `#SWM ports ${port}/tcp/in,${hubPort}/tcp/out`,
+      // The original spawner's template renders its list directives empty when the user picks no files.
       '#SWM input-files ',
+      '#SWM output-files ',
       `exec '${process.execPath}' -e "${server}"`,
       '',
     ].join('\n');

@@ -166,18 +166,19 @@ export function parseJobScript(script: string): ParsedScript {
         d.durationSec = seconds;
         break;
       }
+      // List directives may be empty (an empty list), as in the original: templates render them so.
       case 'ports':
-        for (const port of parsePorts(n, needValue())) {
+        for (const port of parsePorts(n, value)) {
           if (d.ports.some((p) => p.port === port.port && p.direction === port.direction))
             throw invalid(n, `port ${port.port}/${port.direction} declared twice`);
           d.ports.push(port);
         }
         break;
       case 'input-files':
-        d.inputFiles.push(...fileList(needValue()).map((p) => relativeFile(n, key, p)));
+        d.inputFiles.push(...fileList(value).map((p) => relativeFile(n, key, p)));
         break;
       case 'output-files':
-        d.outputFiles.push(...fileList(needValue()).map((p) => relativeFile(n, key, p)));
+        d.outputFiles.push(...fileList(value).map((p) => relativeFile(n, key, p)));
         break;
       case 'workdir':
         d.workdir = needValue();

@@ -6,14 +6,14 @@ import { CliError, ExitCode } from '../exit-codes.js';
 import { formatBytes, printResult } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 import { selectByGlobs } from '../../terminal-protocol/path-patterns.js';
-import { parseJobId } from '../job-arguments.js';
+import { JOB_ARGUMENT, resolveJob } from '../job-reference.js';
 import { progressWanted } from '../progress.js';
 
 export function registerDownload(program: Command): void {
   program
     .command('download')
     .description("copy a job's files (outputs, logs, script, inputs) to this machine")
-    .argument('<id>', 'job id (the full UUID)')
+    .argument('<job>', JOB_ARGUMENT)
     .argument('[patterns...]', 'only files whose path matches one of these globs (default: all)')
     .option('-t, --to <dir>', 'where to put them (default: ./<job id>)')
     .option('--json', 'print one JSON document listing the files written')
@@ -25,15 +25,15 @@ path segment, ** spans directories, and a pattern naming a directory takes every
 Quote patterns so that your shell does not expand them. An interrupted download continues where it
 stopped when run again.
 ${examples(
-  '$ swm download 3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b',
+  '$ swm download 3f2b8c1e',
   '$ swm download "$id" --to results/ \'*.csv\' stdout.log',
   '$ swm download "$id" \'out/**/*.png\'',
 )}`,
     )
     .action(async (idText: string, patterns: string[], opts: { to?: string; json?: boolean }, command: Command) => {
-      const id = parseJobId(idText);
-      const to = resolve(opts.to ?? id);
       await withCore(bundleOptionsOf(command), async (core) => {
+        const id = await resolveJob(core, idText);
+        const to = resolve(opts.to ?? id);
         const { files } = await core.call('job.files', { id });
         const { selected, unmatched } = selectByGlobs(files, patterns);
         if (unmatched.length > 0)

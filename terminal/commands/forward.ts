@@ -7,7 +7,7 @@ import { withCore } from '../connect.js';
 import { CliError, ExitCode } from '../exit-codes.js';
 import { note } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
-import { parseJobId } from '../job-arguments.js';
+import { JOB_ARGUMENT, resolveJob } from '../job-reference.js';
 
 const ENDED = new Set(['F', 'E', 'C']);
 
@@ -55,7 +55,7 @@ export function registerForward(program: Command): void {
   program
     .command('forward')
     .description("reach a running job's port from this machine (a local port forwarded to it)")
-    .argument('<id>', 'job id (the full UUID)')
+    .argument('<job>', JOB_ARGUMENT)
     .argument('<port>', 'the job\'s port, declared in its script as "#SWM ports PORT/tcp/in"')
     .option('-l, --local <port>', 'the local port to listen on (default: the same number; 0: any free port)')
     .option('--bind <address>', 'the local address to listen on', '127.0.0.1')
@@ -69,12 +69,12 @@ listen on in $SWM_PORT_<port> (the port itself unless another job on the same ho
 ${examples('$ swm forward "$id" 8888', '$ swm forward "$id" 8888 --local 18888 &  # then open http://localhost:18888')}`,
     )
     .action(async (idText: string, portText: string, opts: { local?: string; bind: string; json?: boolean }, command: Command) => {
-      const id = parseJobId(idText);
       const port = parsePort(portText, 'port');
       const localPort = opts.local !== undefined ? parsePort(opts.local, '--local', true) : port;
       await withCore(
         bundleOptionsOf(command),
         async (core) => {
+          const id = await resolveJob(core, idText);
           const job = await core.call('job.get', { id });
           if (!job.ports.includes(`${port}/tcp/in`))
             throw new CliError(`job ${id} declares no port ${port}/tcp/in${job.ports.length ? ` (its ports: ${job.ports.join(', ')})` : ''}`, ExitCode.NotFound);

@@ -1,29 +1,79 @@
 import type { Command } from 'commander';
 import { withCore } from '../connect.js';
+import { printJson } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
-import { parseJobId } from '../job-arguments.js';
+import { nonNegativeInteger } from '../job-arguments.js';
+import { JOB_ARGUMENT, resolveJob } from '../job-reference.js';
 import { followJob } from '../job-follow.js';
-import { LogCursor, type LogStream } from '../log-stream.js';
+import { LogCursor, lastLines, type LogSink, type LogStream } from '../log-stream.js';
+
+interface LogsOptions {
+  stderr?: boolean;
+  follow?: boolean;
+  tail?: number;
+  json?: boolean;
+}
+
+/** Collects a log in memory (for --tail and --json), as bytes so that no character is cut in two. */
+class LogBuffer implements LogSink {
+  private readonly chunks: Buffer[] = [];
+  write(data: Buffer): void {
+    this.chunks.push(data);
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/** `-f --json`: one JSON line per piece of output as it arrives. */
+const jsonLines = (id: string, stream: LogStream): LogSink => ({
+  write: (data: Buffer) => process.stdout.write(`${JSON.stringify({ id, stream, data: data.toString('utf8') })}\n`),
+});
 
 export function registerLogs(program: Command): void {
   program
     .command('logs')
     .description("print a job's output (stdout, or stderr with --stderr)")
-    .argument('<id>', 'job id (the full UUID)')
+    .argument('<job>', JOB_ARGUMENT)
     .option('-e, --stderr', 'the standard error stream instead of standard output')
     .option('-f, --follow', 'keep printing as the job writes, until it ends')
+    .option('-n, --tail <lines>', 'only the last N lines written so far (with -f: then what follows)', nonNegativeInteger)
+    .option('--json', 'print one JSON document {id, stream, data, final}; with -f, one JSON line {id, stream, data} per piece of output')
     .addHelpText(
       'after',
-      examples('$ swm logs 3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b', '$ swm logs -f "$id"', '$ swm logs --stderr "$id" > errors.txt'),
+      `
+Output carries no time stamps of its own, so there is no --since: use --tail N (or -f --tail 0 for only
+what the job writes from now on).
+${examples(
+  '$ swm logs 3f2b8c1e',
+  '$ swm logs -f train',
+  '$ swm logs --tail 20 "$id"',
+  '$ swm logs -f --tail 0 "$id"',
+  '$ swm logs --stderr "$id" > errors.txt',
+  '$ swm logs "$id" --json | jq -r .data',
+)}`,
     )
-    .action(async (idText: string, opts: { stderr?: boolean; follow?: boolean }, command: Command) => {
-      const id = parseJobId(idText);
+    .action(async (jobText: string, opts: LogsOptions, command: Command) => {
       const stream: LogStream = opts.stderr ? 'stderr' : 'stdout';
+      const json = !!opts.json;
       await withCore(
         bundleOptionsOf(command),
         async (core) => {
-          if (opts.follow) await followJob(core, id, { streams: { [stream]: process.stdout } });
-          else await new LogCursor(stream, process.stdout).readAvailable(core, id);
+          const id = await resolveJob(core, jobText);
+          // What exists now: straight to stdout, unless it must be cut (--tail) or wrapped (--json).
+          const whole = opts.tail === undefined && !json;
+          const buffer = new LogBuffer();
+          const cursor = new LogCursor(stream, whole ? process.stdout : buffer);
+          const final = await cursor.readAvailable(core, id);
+          if (!whole) {
+            const text = opts.tail === undefined ? buffer.text() : lastLines(buffer.text(), opts.tail);
+            if (!json) process.stdout.write(text);
+            else if (opts.follow) {
+              if (text) jsonLines(id, stream).write(Buffer.from(text, 'utf8'));
+            } else printJson({ id, stream, data: text, final });
+          }
+          if (opts.follow && !final)
+            await followJob(core, id, { streams: { [stream]: json ? jsonLines(id, stream) : process.stdout }, from: { [stream]: cursor.next } });
         },
         { reconnect: !!opts.follow },
       );

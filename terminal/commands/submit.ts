@@ -1,9 +1,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
+import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
 import { withCore } from '../connect.js';
-import { CliError, exitCodeForJob, jobExitStatusHelp } from '../exit-codes.js';
+import { CliError, exitCodeForJob, jobExitStatusHelp, usageError } from '../exit-codes.js';
 import { formatBytes, note, printJson } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 import { collect } from '../job-arguments.js';
@@ -11,6 +12,7 @@ import { followJob } from '../job-follow.js';
 import { readInputFilesDirective, scriptNamesItself } from '../input-files.js';
 import { collectInputs, hashInputs } from '../local-inputs.js';
 import { progressWanted, startProgress } from '../progress.js';
+import { applyOverrides, wrapCommand, type OverriddenScript } from '../script-overrides.js';
 import { submitJob } from '../submit-job.js';
 
 interface SubmitOptions {
@@ -18,39 +20,116 @@ interface SubmitOptions {
   input?: string[];
   wait?: boolean;
   json?: boolean;
+  wrap?: string;
+  nodes?: string;
+  flavor?: string;
+  remote?: string;
+  image?: string;
+  duration?: string;
+  env?: string[];
+  outputFiles?: string[];
 }
 
-async function readScript(path: string): Promise<string> {
+const tooLarge = (what: string, bytes: number): CliError =>
+  new CliError(`${what} is ${formatBytes(bytes)}; the limit is ${formatBytes(MAX_SCRIPT_BYTES)}`);
+
+async function readScriptFile(path: string): Promise<string> {
   const info = await stat(path).catch(() => null);
   if (!info || !info.isFile()) throw new CliError(`no job script at ${path}`);
-  if (info.size > MAX_SCRIPT_BYTES)
-    throw new CliError(`job script ${path} is ${formatBytes(info.size)}; the limit is ${formatBytes(MAX_SCRIPT_BYTES)}`);
+  if (info.size > MAX_SCRIPT_BYTES) throw tooLarge(`job script ${path}`, info.size);
   return readFile(path, 'utf8');
+}
+
+/** `swm submit -`: the script is whatever arrives on stdin. */
+async function readScriptStdin(): Promise<string> {
+  if (process.stdin.isTTY) note('reading the job script from stdin (end it with Ctrl-D)');
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    if (bytes > MAX_SCRIPT_BYTES) throw tooLarge('the job script on stdin', bytes);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The script and the name it goes by when neither it nor --name names the job. */
+async function readScript(path: string | undefined, wrap: string | undefined, inputs: readonly string[]): Promise<{ script: string; fallbackName: string }> {
+  if (wrap !== undefined && path !== undefined) throw usageError('give a script or --wrap COMMAND, not both');
+  if (wrap !== undefined) {
+    if (wrap.trim() === '') throw usageError('--wrap needs a command');
+    return { script: wrapCommand(wrap), fallbackName: 'wrap' };
+  }
+  if (path === undefined)
+    throw usageError(
+      `which job script? give its path, - to read it from stdin, or --wrap COMMAND${inputs.length ? ' (--input takes every path up to the next option: put the script first, or end the paths with --)' : ''}`,
+    );
+  if (path === '-') return { script: await readScriptStdin(), fallbackName: 'stdin' };
+  return { script: await readScriptFile(path), fallbackName: basename(path) };
+}
+
+/** The core names the script's line in a refusal; a line the overrides added is named by its flag instead. */
+function blameFlag(error: unknown, overridden: OverriddenScript): unknown {
+  if (!(error instanceof RpcError) || error.code !== ErrorCode.InvalidScript) return error;
+  const line = (error.data as { line?: unknown } | undefined)?.line ?? Number(/^line (\d+):/.exec(error.message)?.[1]);
+  const flag = typeof line === 'number' ? overridden.flagOfLine.get(line) : undefined;
+  return flag ? usageError(`${flag}: ${error.message.replace(/^line \d+: /, '')}`) : error;
 }
 
 export function registerSubmit(program: Command): void {
   program
     .command('submit')
     .description('submit a job script, uploading its input files; prints the job id')
-    .argument('<script>', 'the job script (its #SWM lines say what it needs)')
-    .option('-n, --name <name>', 'job name (default: the script\'s #SWM name, else its file name)')
-    .option('-i, --input <path>', 'an input file or directory, path relative to here (repeatable)', collect)
-    .option('-w, --wait', 'wait for the job to end, printing its output; exit with its exit code')
+    .argument('[script]', 'the job script (its #SWM lines say what it needs); - reads it from stdin')
+    .option('-n, --name <name>', "job name (default: the script's #SWM name, else its file name)")
+    .option('-i, --input <paths...>', 'input files or directories, paths relative to here (one flag takes several)')
+    .option('--wrap <command>', 'run this shell command as the job (a script of one line, run by /bin/sh)')
+    .option('-N, --nodes <n>', 'number of nodes (overrides #SWM nodes)')
+    .option('--flavor <flavor>', 'node size, see swm flavors (overrides #SWM flavor)')
+    .option('--remote <remote>', 'where to run, see swm remotes (overrides #SWM remote)')
+    .option('--image <image>', 'container image (overrides #SWM container-image)')
+    .option('--duration <time>', 'time limit, HH:MM:SS or D-HH:MM:SS (overrides #SWM duration)')
+    .option('--env <name=value>', 'an environment variable of the job (repeatable; adds to #SWM env)', collect)
+    .option('--output-files <files>', 'files to bring back, space or comma separated (repeatable; overrides #SWM output-files)', collect)
+    .option('-w, --wait', 'wait for the job to end, printing its output; exit with its exit status')
     .option('--json', 'print one JSON document (no progress bar, no output streaming)')
     .addHelpText(
       'after',
       `
 Input files come from --input and from the script's "#SWM input-files" lines. Directories are sent
 with their whole tree; every file keeps its path relative to the current directory, which is the
-path the job sees. If an upload is interrupted, running the same command again resumes it.
+path the job sees. --input takes every path up to the next option: put the script first, or end the
+paths with --. If an upload is interrupted, running the same command again resumes it.
+
+Flags override the script's directives as sbatch flags override #SBATCH lines; the stored script
+shows them as directives after its own, whose overridden lines become comments (##SWM).
 ${jobExitStatusHelp}
-${examples('$ swm submit job.sh', '$ swm submit job.sh --input data.csv --input images/ --wait', '$ id=$(swm submit job.sh) && swm wait "$id"')}`,
+${examples(
+  '$ swm submit job.sh',
+  '$ swm submit job.sh --input data.csv images/ --wait',
+  '$ swm submit job.sh --nodes 2 --flavor local.small --duration 00:30:00',
+  '$ swm submit job.sh --image docker.io/library/python:3.12 --env EPOCHS=10 --env LR=0.1',
+  '$ swm submit job.sh --remote local --name nightly --output-files model.bin,metrics.json',
+  '$ swm submit --wrap "python train.py" --input train.py --wait',
+  '$ generate-job | swm submit - --name generated',
+  '$ id=$(swm submit job.sh) && swm wait --exit-code "$id"',
+)}`,
     )
-    .action(async (scriptPath: string, opts: SubmitOptions, command: Command) => {
+    .action(async (scriptPath: string | undefined, opts: SubmitOptions, command: Command) => {
       const json = !!opts.json;
       const progress = progressWanted(json);
-      const script = await readScript(scriptPath);
-      const name = opts.name ?? (scriptNamesItself(script) ? undefined : basename(scriptPath));
+      const { script: original, fallbackName } = await readScript(scriptPath, opts.wrap, opts.input ?? []);
+      const overridden = applyOverrides(original, {
+        nodes: opts.nodes,
+        flavor: opts.flavor,
+        remote: opts.remote,
+        image: opts.image,
+        duration: opts.duration,
+        env: opts.env,
+        outputFiles: opts.outputFiles,
+      });
+      const script = overridden.script;
+      const name = opts.name ?? (scriptNamesItself(script) ? undefined : fallbackName);
       const sources = await collectInputs([...(opts.input ?? []), ...readInputFilesDirective(script)], process.cwd());
       const totalBytes = sources.reduce((n, s) => n + s.size, 0);
       const hashing = startProgress({ enabled: progress, label: 'checksum', total: totalBytes });
@@ -59,7 +138,9 @@ ${examples('$ swm submit job.sh', '$ swm submit job.sh --input data.csv --input 
       await withCore(
         bundleOptionsOf(command),
         async (core, bundle) => {
-          const submitted = await submitJob(core, bundle, { script, name, inputs, progress });
+          const submitted = await submitJob(core, bundle, { script, name, inputs, progress }).catch((error: unknown) => {
+            throw blameFlag(error, overridden);
+          });
           for (const warning of submitted.warnings) note(`warning: ${warning}`);
           const summary = {
             id: submitted.id,
