@@ -16,6 +16,8 @@ command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
+# `swm completion zsh` is checked by running its output in zsh.
+command -v zsh >/dev/null 2>&1 || need+=(zsh)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
