@@ -101,6 +101,9 @@ async function main(): Promise<void> {
     void stop('uncaught exception', EXIT_FAILURE);
   });
 
+  // Recorded before the gate restores its partitions (which takes a while): a core restarted meanwhile adopts
+  // this process instead of launching a second gate that would act on the same state.
+  writeFileAtomic(pidfile, JSON.stringify({ pid: process.pid, port: entry.port }) + '\n', 0o600);
   try {
     gate = await createGate(args.kind, { name: args.name, coreId: config.core.id, spool, options: entry.options, logger });
     server = await serveGate(gate, {
@@ -116,6 +119,7 @@ async function main(): Promise<void> {
     const reason = startFailure(error, entry, spool.config);
     logger.fatal({ err: error, reason }, 'gate failed to start');
     process.stderr.write(`swm-gate: ${reason}\n`);
+    rmSync(pidfile, { force: true });
     await gate?.close().catch(() => undefined);
     await new Promise<void>((done) => logger.flush(() => done()));
     process.exit(EXIT_FAILURE);

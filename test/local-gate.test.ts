@@ -16,7 +16,7 @@ import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createLocalGate } from '../gates/local/index.js';
 import { localNodesRoot } from '../gates/local/local-gate.js';
-import { canIsolate } from '../gates/local/node-accounts.js';
+import { CLAIMS_DIR, NodeAccounts, canIsolate } from '../gates/local/node-accounts.js';
 import { resolveLexically } from '../gates/local/node-directory.js';
 import { ReplyQueue } from '../gates/local/sftp-server.js';
 import { closeClient, connectNode, exec, openSftp } from './harness/ssh-client.js';
@@ -440,6 +440,30 @@ describe('local gate', function () {
       expect((gone as RpcError).code).to.equal(ErrorCode.NotFound);
       // A node with an account of its own leaves nothing running; without one (not root) processes stay, as under sshd.
       for (const pid of daemons) expect(isAlive(pid), `process ${pid}`).to.equal(!canIsolate());
+    });
+  });
+
+  describe('node accounts', () => {
+    it('never gives one account to two gates, even when they race for the claim of a removed spool', async function () {
+      if (!canIsolate()) {
+        console.warn('    not root: no node accounts to claim');
+        this.skip();
+      }
+      // The stale claim sits where the next claim looks first: the lowest free account of the pool.
+      let free = 0;
+      while (existsSync(join(CLAIMS_DIR, `swm-node-${free}`))) free++;
+      const stale = join(CLAIMS_DIR, `swm-node-${free}`);
+      writeFileSync(stale, join(dir, 'a-spool-that-was-removed'));
+      const gates = [1, 2, 3].map((n) => new NodeAccounts(join(dir, `owner-${n}`), silent));
+      for (const n of [1, 2, 3]) writeFileSync(join(dir, `owner-${n}`), '');
+      try {
+        const claimed = await Promise.all([...gates, gates[0]!, gates[1]!].map((g) => g.claim()));
+        expect(new Set(claimed).size, claimed.join(' ')).to.equal(claimed.length);
+        expect(claimed, 'the stale claim was taken over').to.include(`swm-node-${free}`);
+      } finally {
+        for (const gate of gates) await gate.releaseUnrecorded(new Set());
+        rmSync(stale, { force: true });
+      }
     });
   });
 });

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -63,11 +64,13 @@ const OWNER_FILE = '.owner';
  * Remove the node directories of gates whose spool is gone (removed with partitions still on it): whatever
  * processes their accounts ran were killed when another gate took the accounts over. Best effort.
  */
-async function sweepAbandonedNodes(logger: Logger): Promise<void> {
+async function sweepAbandonedNodes(own: string, logger: Logger): Promise<void> {
   for (const name of await readdir(ISOLATED_NODES_ROOT).catch(() => [] as string[])) {
     const root = join(ISOLATED_NODES_ROOT, name);
+    if (root === own) continue;
     const owner = await readFile(join(root, OWNER_FILE), 'utf8').catch(() => null);
-    if (owner !== null && existsSync(owner)) continue;
+    // Only a root that names its owner, and whose owner is gone, is abandoned; anything else is left alone.
+    if (!owner || existsSync(owner)) continue;
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
     logger.info({ nodes: root, owner }, 'removed the node directories of a gate whose spool is gone');
   }
@@ -145,7 +148,7 @@ export class LocalGate implements Gate {
   /** Load the state and bring back every partition that was creating or up. */
   async restore(): Promise<void> {
     for (const record of this.store.load()) this.records.set(record.id, record);
-    if (this.accounts) await sweepAbandonedNodes(this.logger);
+    if (this.accounts) await sweepAbandonedNodes(this.store.nodesRoot, this.logger);
     await this.accounts?.releaseUnrecorded(new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : []))));
     const resumed: Promise<void>[] = [];
     for (const record of this.records.values()) {
@@ -382,7 +385,8 @@ export class LocalGate implements Gate {
     if (!account) return;
     const partitionDir = this.store.partitionDir(record.name);
     await mkdir(partitionDir, { recursive: true, mode: 0o711 });
-    await writeFile(join(this.store.nodesRoot, OWNER_FILE), this.store.root, { mode: 0o600 });
+    const ownerFile = join(this.store.nodesRoot, OWNER_FILE);
+    if (!existsSync(ownerFile)) await writeFileAtomicAsync(ownerFile, this.store.root, 0o600);
     await chmod(this.store.nodesRoot, 0o711);
     await chmod(partitionDir, 0o711);
     for (const dir of [accountHome, ...record.nodes.map((n) => this.store.nodeDir(record.name, n.name))]) {
@@ -416,9 +420,6 @@ export class LocalGate implements Gate {
       if (account) await this.accounts.release(account);
     }
     await this.store.removePartitionFiles(record.name);
-    // The gate's directory under the machine's nodes root goes with its last partition.
-    if (this.accounts && ![...this.records.values()].some((r) => r.id !== record.id && r.account))
-      await rm(this.store.nodesRoot, { recursive: true, force: true });
     this.records.delete(record.id);
     await this.persist();
     this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');

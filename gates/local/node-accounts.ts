@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, open, readFile, readdir, rm, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chown, link, mkdir, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
@@ -24,6 +26,26 @@ export const canIsolate = (): boolean => process.getuid?.() === 0;
 export const ACCOUNT_PREFIX = 'swm-node-';
 /** One claim file per account in use: it holds the state directory of the gate that holds the account. */
 export const CLAIMS_DIR = '/var/lib/skyport/accounts';
+const LOCK_SUFFIX = '.lock';
+const LOCK_EXPIRY_MS = 60_000;
+
+/**
+ * Create a file that must not exist yet, with its content in place the moment it appears (written aside,
+ * then hard-linked, which fails if the name exists): a reader never sees it empty. False when it exists.
+ */
+async function createExclusive(path: string, content: string): Promise<boolean> {
+  const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(aside, content, { mode: 0o600 });
+  try {
+    await link(aside, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await unlink(aside).catch(() => undefined);
+  }
+}
 
 /** An entry of /etc/passwd, or null. Pure. */
 export function passwdEntry(passwd: string, name: string): NodeAccount | null {
@@ -47,6 +69,8 @@ export function passwdEntry(passwd: string, name: string): NodeAccount | null {
 export class NodeAccounts {
   /** useradd and userdel lock /etc/passwd: one at a time. */
   private accountChanges: Promise<unknown> = Promise.resolve();
+  /** Claims of this gate, one at a time. */
+  private claims: Promise<unknown> = Promise.resolve();
 
   constructor(
     /** The state directory of the gate: what its claims hold. */
@@ -54,28 +78,44 @@ export class NodeAccounts {
     private readonly logger: Logger,
   ) {}
 
-  /** Claim a free account of the pool; returns its name (the account itself is made by `ensure`). */
-  async claim(): Promise<string> {
+  /** Claim a free account of the pool; returns its name (the account itself is made by `ensure`). One claim at a time per gate. */
+  claim(): Promise<string> {
+    const next = this.claims.then(() => this.claimFree());
+    this.claims = next.catch(() => undefined);
+    return next;
+  }
+
+  private async claimFree(): Promise<string> {
     await mkdir(CLAIMS_DIR, { recursive: true, mode: 0o700 });
     for (let i = 0; ; i++) {
       const name = `${ACCOUNT_PREFIX}${i}`;
       const path = join(CLAIMS_DIR, name);
-      try {
-        const file = await open(path, 'wx', 0o600);
-        await file.writeFile(this.owner);
-        await file.close();
-        return name;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      }
+      if (await createExclusive(path, this.owner)) return name;
       const holder = await readFile(path, 'utf8').catch(() => null);
-      if (holder !== null && holder !== '' && !existsSync(holder)) {
-        // Stale: the spool that held it is gone. Whoever unlinks it first retries the exclusive create.
-        const account = await this.lookup(name);
-        if (account) await this.killProcesses(account);
-        await unlink(path).catch(() => undefined);
-        i--;
-      }
+      if (holder && !existsSync(holder) && (await this.takeOver(name, path, holder))) return name;
+    }
+  }
+
+  /**
+   * Take over the claim of a removed spool's gate, under a lock, re-reading the claim once the lock is held:
+   * of two gates that found it stale, only one takes it. A lock left by a gate that died holding it expires.
+   */
+  private async takeOver(name: string, path: string, stale: string): Promise<boolean> {
+    const lock = `${path}${LOCK_SUFFIX}`;
+    if (!(await createExclusive(lock, this.owner))) {
+      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > LOCK_EXPIRY_MS) await unlink(lock).catch(() => undefined);
+      return false;
+    }
+    try {
+      if ((await readFile(path, 'utf8').catch(() => null)) !== stale) return false;
+      const account = await this.lookup(name);
+      if (account) await this.killProcesses(account);
+      await writeFileAtomicAsync(path, this.owner, 0o600);
+      this.logger.info({ account: name, from: stale }, 'node account taken over from a removed spool');
+      return true;
+    } finally {
+      await unlink(lock).catch(() => undefined);
     }
   }
 
@@ -83,9 +123,10 @@ export class NodeAccounts {
   async ensure(name: string): Promise<NodeAccount> {
     const path = join(CLAIMS_DIR, name);
     await mkdir(CLAIMS_DIR, { recursive: true, mode: 0o700 });
-    const holder = await readFile(path, 'utf8').catch(() => null);
-    if (holder === null) await rm(path, { force: true }).then(() => open(path, 'wx', 0o600)).then(async (f) => (await f.writeFile(this.owner), f.close())).catch(() => undefined);
-    else if (holder !== this.owner) throw new Error(`node account ${name} is claimed by the gate of ${holder}`);
+    if (!(await createExclusive(path, this.owner))) {
+      const holder = await readFile(path, 'utf8').catch(() => null);
+      if (holder !== this.owner) throw new Error(`node account ${name} is claimed by the gate of ${holder ?? 'another spool'}`);
+    }
     return (await this.lookup(name)) ?? (await this.create(name));
   }
 
@@ -93,7 +134,7 @@ export class NodeAccounts {
   async releaseUnrecorded(recorded: ReadonlySet<string>): Promise<void> {
     const names = await readdir(CLAIMS_DIR).catch(() => [] as string[]);
     for (const name of names) {
-      if (recorded.has(name)) continue;
+      if (recorded.has(name) || !name.startsWith(ACCOUNT_PREFIX) || name.endsWith(LOCK_SUFFIX) || name.endsWith('.tmp')) continue;
       if ((await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) !== this.owner) continue;
       const account = await this.lookup(name);
       if (account) await this.release(account);

@@ -14,13 +14,15 @@ const podmanMissing = async (): Promise<boolean> => run('podman', ['--version'])
  * partition is reported up. Nodes run containers as their account, whose store starts empty, and a node's
  * network is its own loopback, so they cannot pull: the gate takes each image from this machine's store
  * (pulling it there first when missing), saves it, and loads it as the account. An image that cannot be
- * had is logged and left out: the job then fails with the container runtime's own message.
+ * had fails the partition with the reason.
  */
 export async function seedImages(images: readonly string[], account: NodeAccount, env: NodeJS.ProcessEnv, workDir: string, logger: Logger): Promise<void> {
   if (images.length === 0 || (await podmanMissing())) return;
   for (const image of images) {
     const archive = join(workDir, `.image-${images.indexOf(image)}.tar`);
     try {
+      // What a gate killed in the middle of a save left behind (podman will not write over it).
+      await rm(archive, { force: true });
       if ((await run('podman', ['image', 'exists', image]).then(() => true, () => false)) === false) await run('podman', ['pull', '--quiet', image]);
       await run('podman', ['save', '--quiet', '--output', archive, image]);
       await chown(archive, account.uid, account.gid);
@@ -28,6 +30,7 @@ export async function seedImages(images: readonly string[], account: NodeAccount
       logger.info({ image }, 'container image on the partition');
     } catch (error) {
       logger.warn({ image, err: (error as Error).message }, 'container image could not be put on the partition');
+      throw new Error(`container image ${image} could not be put on the partition: ${(error as Error).message}`);
     } finally {
       await rm(archive, { force: true });
     }
