@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ACCOUNT_PREFIX, CLAIMS_DIR, canIsolate, passwdEntry } from '../gates/local/node-accounts.js';
@@ -174,6 +174,8 @@ function planFaults(random: () => number): PlannedFault[] {
   return faults;
 }
 
+const WAITING_FOR_INPUTS = 'waiting for input files';
+
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A process that exists and is not a zombie (an orphan's zombie lingers until init reaps it). */
@@ -197,6 +199,41 @@ function processesOf(uid: number): string[] {
       if (realUid !== uid || state === 'Z') continue;
       const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
       found.push(`${entry} ${command.slice(0, 120)}`);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+/**
+ * Live processes in one of `sessions` (a managed gate leads a session of its own, which its node processes
+ * and the commands it runs stay in), as "pid command". The gate running now (`live`) and its idle spare node
+ * processes (its children, still root, still where the gate is: they have not been handed a node) are not
+ * counted; a node process that was handed a node runs as the node's account, in the node's directory.
+ */
+function processesInSessions(sessions: ReadonlySet<number>, live: number | null): string[] {
+  const cwdOf = (pid: number | string): string | null => {
+    try {
+      return readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      return null;
+    }
+  };
+  const liveCwd = live === null ? null : cwdOf(live);
+  const found: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === live) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // pid (comm) state ppid pgrp session ...
+      const [state, ppid, , session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state === 'Z' || !sessions.has(Number(session))) continue;
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]);
+      const cwd = cwdOf(entry);
+      if (live !== null && Number(ppid) === live && uid === 0 && cwd !== null && cwd === liveCwd) continue;
+      const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      found.push(`${entry} (session ${session}, parent ${ppid}, uid ${uid}, in ${cwd ?? '?'}) ${command.slice(0, 120)}`);
     } catch {
       /* gone meanwhile */
     }
@@ -250,9 +287,15 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   /** Submissions whose answer was lost with the connection: the job may or may not exist. */
   let unansweredSubmits = 0;
   const cancels = new Map<string, string>();
+  /** Unacknowledged jobs that waited for inputs nobody could upload (canceled by the test). */
+  const strangersWaitingForInputs = new Set<string>();
   const timeline: string[] = [];
   const coreExits: string[] = [];
   const accountsUsed = new Set<string>();
+  /** Every process that was this spool's managed gate (seen in its pidfile or in the core's log). */
+  const gatePids = new Set<number>();
+  /** Core processes this test killed (any other exit is a crash). */
+  const killedCores = new WeakSet<object>();
   let stoppedGate: number | null = null;
   let restarting: Promise<void> | null = null;
   let started = 0;
@@ -279,7 +322,7 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   const watchCore = (core: CoreProcess): void => {
     const child = core.child;
     child.once('exit', (code, signal) => {
-      if ((child as { expectedExit?: boolean }).expectedExit) return;
+      if (killedCores.has(child)) return;
       coreExits.push(`pid ${child.pid} exited by itself (${signal ?? `code ${code}`}):\n${core.output().slice(-4000)}`);
       note(`core exited by itself (${signal ?? `code ${code}`}); starting it again`);
       restartCore().catch(() => undefined);
@@ -308,7 +351,7 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   /** Kill -9 the core (if it still runs) and start it again; callers of `call` wait for it. */
   function restartCore(): Promise<void> {
     if (restarting) return restarting;
-    (f.core.child as { expectedExit?: boolean }).expectedExit = true;
+    killedCores.add(f.core.child);
     f.admin.off('notification', onNotification);
     restarting = f
       .restart('SIGKILL')
@@ -387,19 +430,15 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
     subscribe(f.admin, id);
     note(`job ${job.index} (${job.kind}) acknowledged: ${id}`);
     if (job.inputs.length === 0) return id;
-    for (;;) {
-      try {
-        for (const input of job.inputs)
-          await call('job.input.write', { id, path: input.path, offset: 0, data: input.content.toString('base64') });
-        await call('job.input.commit', { id });
-        return id;
-      } catch (error) {
-        // A commit whose answer was lost took effect: the job no longer waits for its inputs.
-        const now = await call('job.get', { id });
-        if (now.state_details !== 'waiting for input files') return id;
-        throw error;
-      }
+    try {
+      // Writes are idempotent (same bytes, same offset), so `call` may repeat them across a restart.
+      for (const input of job.inputs) await call('job.input.write', { id, path: input.path, offset: 0, data: input.content.toString('base64') });
+      await call('job.input.commit', { id });
+    } catch (error) {
+      // A commit repeated because its answer was lost is refused once the first took effect: the job no longer waits.
+      if ((await call('job.get', { id })).state_details === WAITING_FOR_INPUTS) throw error;
     }
+    return id;
   }
 
   async function cancelLater(id: string, afterMs: number): Promise<void> {
@@ -414,14 +453,23 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
     }
   }
 
-  /** Poll every job until all acknowledged ones ended (or the deadline). */
+  /**
+   * Poll every job until all ended (or the deadline). A job whose submission went unanswered and that declared
+   * inputs waits for them, rightly, since nobody knew its id to upload them: it is canceled.
+   */
   async function allEnded(timeoutMs: number): Promise<boolean> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const { jobs } = await call('job.list', { all: true, limit: 1000 });
       jobs.forEach(observe);
       finalJobs = jobs;
-      if ([...acknowledged.keys()].every((id) => jobs.find((j) => j.id === id && isFinal(j))) && jobs.every(isFinal)) return true;
+      for (const job of jobs) {
+        if (acknowledged.has(job.id) || strangersWaitingForInputs.has(job.id) || job.state_details !== WAITING_FOR_INPUTS) continue;
+        strangersWaitingForInputs.add(job.id);
+        await call('job.cancel', { id: job.id }).catch(() => undefined);
+        note(`unacknowledged job ${job.id} (${job.name}) waited for its inputs: canceled`);
+      }
+      if (jobs.every(isFinal)) return true;
       if (Date.now() > until) return false;
       await pause(300);
     }
@@ -429,6 +477,24 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
 
   const scanClaims = (): void => {
     for (const name of claimsOf(gateState)) accountsUsed.add(name);
+    try {
+      gatePids.add(gatePid(f.spool));
+    } catch {
+      /* no pidfile at this moment */
+    }
+  };
+
+  /** Gates the core started or adopted, from its log (a gate killed while starting never wrote its pidfile). */
+  const gatesInCoreLog = (): number[] => {
+    const log = join(f.spool.spool.logsDir, 'core.log');
+    if (!existsSync(log)) return [];
+    return readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((line) => /"msg":"(started managed gate|adopted running gate)"/.test(line) && line.includes('"gate":"local"'))
+      .flatMap((line) => {
+        const pids = [...line.matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1]));
+        return pids.length ? [pids[pids.length - 1]!] : [];
+      });
   };
 
   /** Accounts the gate's log says it used (a claim can come and go between two scans). */
@@ -439,7 +505,15 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   };
 
   /** What is left of the run on this machine, per kind; empty lists when nothing is. */
-  async function leftovers(): Promise<{ partitions: string[]; gatePartitions: string[]; nodeDirs: string[]; claims: string[]; processes: string[]; unchecked: string[] }> {
+  async function leftovers(): Promise<{
+    partitions: string[];
+    gatePartitions: string[];
+    nodeDirs: string[];
+    claims: string[];
+    processes: string[];
+    gateProcesses: string[];
+    unchecked: string[];
+  }> {
     const status = await call('status');
     const local = status.gates.find((g) => g.name === 'local');
     const partitions =
@@ -469,7 +543,11 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
         if (account) processes.push(...processesOf(account.uid).map((p) => `${name}: ${p}`));
       }
     }
-    return { partitions, gatePartitions, nodeDirs, claims, processes, unchecked };
+    // Node processes (and anything else) started by this spool's gates, past and present, other than the gate running now.
+    for (const pid of gatesInCoreLog()) gatePids.add(pid);
+    const live = await liveGate(0);
+    const gateProcesses = processesInSessions(gatePids, live);
+    return { partitions, gatePartitions, nodeDirs, claims, processes, gateProcesses, unchecked };
   }
 
   let left: Awaited<ReturnType<typeof leftovers>> | undefined;
@@ -517,7 +595,8 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
           if (Date.now() - started > FAULT_WINDOW_MS) break;
           if (!submitting) {
             const { jobs } = await call('job.list', { all: true, limit: 1000 });
-            if (jobs.every(isFinal)) break;
+            // Settled: ended, or a job nobody was told about that waits for its inputs.
+            if (jobs.every((j) => isFinal(j) || (!acknowledged.has(j.id) && j.state_details === WAITING_FOR_INPUTS))) break;
           }
           await inject(fault);
         }
@@ -555,7 +634,7 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
 
   after(async function () {
     if (stoppedGate !== null) process.kill(stoppedGate, 'SIGCONT');
-    if (f) (f.core.child as { expectedExit?: boolean }).expectedExit = true;
+    if (f) killedCores.add(f.core.child);
     // A failure (of a test or of the run itself) leaves its timeline and the daemon's logs for the replay.
     if (failed || !left) {
       console.log(`    ${tag} timeline:\n${timeline.map((l) => `      ${l}`).join('\n')}`);
@@ -587,20 +666,26 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   it('the store holds no job but the acknowledged ones and those whose submission went unanswered', () => {
     const strangers = finalJobs.filter((j) => !acknowledged.has(j.id));
     expect(strangers.length, `${tag} jobs nobody was told about: ${strangers.map((j) => `${j.id} ${j.name}`).join(', ')}`).to.be.at.most(unansweredSubmits);
-    expect(strangers.filter((j) => !isFinal(j)).map((j) => `${j.id} ${j.state}`), `${tag} unacknowledged jobs that did not end`).to.deep.equal([]);
+    expect(strangers.filter((j) => !isFinal(j)).map((j) => `${j.id} ${j.name}: ${j.state} ${j.state_details}`), `${tag} unacknowledged jobs that did not end`).to.deep.equal([]);
+    const ranWithoutInputs = strangers.filter((j) => strangersWaitingForInputs.has(j.id) && j.state !== 'C');
+    expect(ranWithoutInputs.map((j) => `${j.id} ${j.name}: ${j.state}`), `${tag} unacknowledged jobs waiting for inputs that did not end C when canceled`).to.deep.equal([]);
   });
 
-  it('each job ends as its script says: F with exit 0, E with its exit code, C when canceled', () => {
+  it('each job ends as its script says: F with exit 0, E with its exit code, C when canceled', async () => {
     const wrong: string[] = [];
     for (const [id, job] of acknowledged) {
       const got = finalJobs.find((j) => j.id === id);
       if (!got) continue; // reported above
       const expected = job.expected;
       const where = `${id} (job ${job.index}, ${job.kind}${cancels.has(id) ? `, cancel ${cancels.get(id)}` : ''})`;
-      if (got.state !== expected.state) wrong.push(`${where}: ${got.state} "${got.state_details}", expected ${expected.state}`);
-      else if (expected.state !== 'C' && got.exitcode !== expected.exitcode) wrong.push(`${where}: exit code ${got.exitcode}, expected ${expected.exitcode}`);
+      let problem: string | null = null;
+      if (got.state !== expected.state) problem = `${got.state} "${got.state_details}", expected ${expected.state}`;
+      else if (expected.state !== 'C' && got.exitcode !== expected.exitcode) problem = `exit code ${got.exitcode}, expected ${expected.exitcode}`;
       else if (expected.state === 'E' && !got.state_details.includes(`exit code ${expected.exitcode}`))
-        wrong.push(`${where}: details "${got.state_details}" do not name exit code ${expected.exitcode}`);
+        problem = `details "${got.state_details}" do not name exit code ${expected.exitcode}`;
+      if (problem === null) continue;
+      const stderr = (await call('job.logs', { id, stream: 'stderr' }).catch((e: Error) => ({ data: `unreadable: ${e.message}` }))).data;
+      wrong.push(`${where}: ${problem}${stderr ? `; stderr: ${JSON.stringify(stderr.slice(-300))}` : ''}`);
     }
     expect(wrong, `${tag} jobs that ended otherwise than their script says`).to.deep.equal([]);
   });
@@ -636,6 +721,12 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
   it('no node directory is left', () => {
     expect(left, `${tag} the jobs did not end, so nothing was checked`).to.not.equal(undefined);
     expect(left!.nodeDirs, `${tag} node directories`).to.deep.equal([]);
+  });
+
+  it("no process of the gate's sessions is left: node servers of a killed gate, commands it ran", () => {
+    expect(left, `${tag} the jobs did not end, so nothing was checked`).to.not.equal(undefined);
+    expect(gatePids.size, `${tag} no gate pid was seen: the check would see nothing`).to.be.greaterThan(0);
+    expect(left!.gateProcesses, `${tag} processes in the sessions of gates ${[...gatePids].join(', ')}`).to.deep.equal([]);
   });
 
   it('no node account stays claimed and none runs a process (job, runner, container or conmon)', function () {

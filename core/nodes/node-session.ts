@@ -171,6 +171,10 @@ export class NodeSession {
         channel.on('close', () => {
           options.signal?.removeEventListener('abort', onAbort);
           if (options.signal?.aborted) return reject(new RpcError(ErrorCode.Conflict, 'aborted'));
+          // No exit status at all: the connection went down under the command (the node or its gate restarting),
+          // and what it printed may be cut short.
+          if (code === null && signal === null)
+            return reject(new RpcError(ErrorCode.Unavailable, `lost the connection to node ${this.node.name} while running "${command.slice(0, 80)}"`));
           resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
         });
       });
@@ -188,16 +192,13 @@ export class NodeSession {
   /** Run a command that must succeed; rejects with its stderr otherwise. */
   async run(command: string, signal?: AbortSignal): Promise<string> {
     const result = await this.exec(command, { signal });
-    // No exit status at all: the connection went down under the command (the node or its gate restarting).
-    if (result.code === null && result.signal === null)
-      throw new RpcError(ErrorCode.Unavailable, `lost the connection to node ${this.node.name} while running "${command.slice(0, 80)}"`);
     if (result.code !== 0) throw new Error(`"${command.slice(0, 80)}" failed on ${this.node.name} (${result.code ?? result.signal}): ${result.stderr.trim()}`);
     return result.stdout;
   }
 
   sftp(): Promise<SFTPWrapper> {
     if (!this.sftpSession) {
-      this.sftpSession = new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp))));
+      this.sftpSession = new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(failingLateRequests(sftp)))));
       this.sftpSession.catch(() => (this.sftpSession = null));
     }
     return this.sftpSession;
@@ -208,13 +209,37 @@ export class NodeSession {
    * so thousands of small files spread over a few sessions are written in parallel on the node.
    */
   openSftp(): Promise<SFTPWrapper> {
-    return new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(sftp))));
+    return new Promise((resolve, reject) => this.client.sftp((error, sftp) => (error ? reject(error) : resolve(failingLateRequests(sftp)))));
   }
 
   close(): void {
     this.closed = true;
     this.client.end();
   }
+}
+
+/**
+ * ssh2 (1.17) answers the requests pending when an SFTP channel ends with "No response from server", but takes
+ * any request made afterwards as sent and never answers it: a caller that, say, closes a remote handle after
+ * losing the connection would wait for ever. Once the channel has ended, every request fails at once instead,
+ * with the same error (a lost connection, which the steps retry).
+ */
+function failingLateRequests(sftp: SFTPWrapper): SFTPWrapper {
+  type Request = { cb?: (error: Error) => void };
+  const internal = sftp as unknown as { _requests: Record<number, Request> };
+  const fail = (request: Request | undefined) => queueMicrotask(() => request?.cb?.(new Error('No response from server')));
+  const ended = () => {
+    for (const request of Object.values(internal._requests)) fail(request);
+    internal._requests = new Proxy({} as Record<number, Request>, {
+      set: (_target, _id, request: Request) => {
+        fail(request);
+        return true;
+      },
+    });
+  };
+  sftp.once('end', ended);
+  sftp.once('close', ended);
+  return sftp;
 }
 
 /** Quote a string for a POSIX shell. */

@@ -15,7 +15,7 @@ export function isTransient(error: unknown): boolean {
   const e = error as NodeJS.ErrnoException & { level?: string };
   if (e?.code && TRANSIENT_CODES.has(e.code)) return true;
   if (e?.level === 'client-socket' || e?.level === 'client-timeout') return true;
-  return /not connected|no response from server|timed out while waiting for handshake|connection lost|channel open failure|unable to start subsystem/i.test(e?.message ?? '');
+  return /not connected|no response from server|timed out while waiting for handshake|connection lost|channel open failure|unable to start subsystem|unexpected sftp session termination|unable to exec/i.test(e?.message ?? '');
 }
 
 /**
