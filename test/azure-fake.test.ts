@@ -233,6 +233,71 @@ describe('fake Azure Resource Manager', function () {
       expect(await refused('v', changed)).to.equal('PropertyChangeNotAllowed');
       expect(await refused('v2', vm())).to.equal('NicInUse');
       expect(fake.resources('Microsoft.Compute/disks').some((d) => d.name.startsWith('v_OsDisk_'))).to.equal(true);
+
+      // Sizes that cannot boot the image, and marketplace images that need a plan.
+      expect(await refused('a', vm({ hardwareProfile: { vmSize: 'Standard_D2ps_v5' } }))).to.equal('BadRequest');
+      expect(await refused('a', vm({ hardwareProfile: { vmSize: 'Standard_A2_v2' } }))).to.equal('BadRequest');
+      const ngc = { publisher: 'nvidia', offer: 'ngc_azure_17_11', sku: 'ngc-base-version-24_03_4_gen2', version: '24.03.4' };
+      expect(await refused('a', vm({ storageProfile: { imageReference: ngc } }))).to.equal('VMMarketplaceInvalidInput');
+      const version = await call('GET', `${sub()}/providers/Microsoft.Compute/locations/eastus/publishers/nvidia/artifacttypes/vmimage/offers/ngc_azure_17_11/skus/ngc-base-version-24_03_4_gen2/versions/24.03.4?${API}`);
+      expect(version.body.properties).to.deep.include({ hyperVGeneration: 'V2', architecture: 'x64', plan: { name: 'ngc-base-version-24_03_4_gen2', product: 'ngc_azure_17_11', publisher: 'nvidia' } });
+
+      // Run commands: on a Succeeded VM; one waiting for cloud-init ends when the guest is ready.
+      const runCommand = `${resource('net-rg', 'Microsoft.Compute/virtualMachines', 'v')}/runCommands/ready?${API}`;
+      const ran = await call('PUT', runCommand, { location: 'eastus', properties: { source: { script: 'cloud-init status --wait' }, asyncExecution: false } });
+      expect(ran.status).to.equal(201);
+      expect((await operationDone(ran.headers['azure-asyncoperation'] as string)).status).to.equal('Succeeded');
+      expect(fake.guestReady(read.body.id)).to.equal(true);
+      expect((await call('GET', runCommand)).body.properties.instanceView).to.include({ executionState: 'Succeeded', exitCode: 0 });
+    });
+
+    it('enforces vCPU quota per family and location with 409 OperationNotAllowed, as Azure words it', async () => {
+      const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+      const nic = await call('GET', `${resource('net-rg', 'Microsoft.Network/networkInterfaces', 'n1')}?${API}`);
+      fake.setQuota('eastus', 'standardBSFamily', 1);
+      try {
+        const answer = await call('PUT', `${resource('net-rg', 'Microsoft.Compute/virtualMachines', 'q')}?${API}`, {
+          location: 'eastus',
+          properties: {
+            hardwareProfile: { vmSize: 'Standard_B2s' },
+            storageProfile: { imageReference: { publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server', version: 'latest' } },
+            osProfile: { computerName: 'q', adminUsername: 'skyport', linuxConfiguration: { disablePasswordAuthentication: true, ssh: { publicKeys: [{ path: '/home/skyport/.ssh/authorized_keys', keyData: key }] } } },
+            networkProfile: { networkInterfaces: [{ id: nic.body.id }] },
+          },
+        });
+        expect(answer.status).to.equal(409);
+        expect(answer.body.error.code).to.equal('OperationNotAllowed');
+        expect(answer.body.error.message).to.include('exceeding approved standardBSFamily Cores quota').and.include('Current Limit: 1');
+      } finally {
+        fake.setQuota('eastus', 'standardBSFamily', undefined);
+      }
+    });
+
+    it('answers 404 ResourceGroupNotFound to writes into a group for a while after creating it', async () => {
+      fake.setGroupPropagationMs(300);
+      try {
+        expect((await call('PUT', `${group('young-rg')}?${API}`, { location: 'eastus' })).status).to.equal(201);
+        const nsg = `${resource('young-rg', 'Microsoft.Network/networkSecurityGroups', 'n')}?${API}`;
+        const early = await call('PUT', nsg, { location: 'eastus', properties: {} });
+        expect([early.status, early.body.error.code]).to.deep.equal([404, 'ResourceGroupNotFound']);
+        await new Promise((resolve) => setTimeout(resolve, 350));
+        expect((await call('PUT', nsg, { location: 'eastus', properties: {} })).status).to.equal(201);
+      } finally {
+        fake.setGroupPropagationMs(0);
+      }
+    });
+
+    it('makes subnets private from network api-version 2025-07-01, and refuses Basic public IPs', async () => {
+      await call('PUT', `${group('out-rg')}?${API}`, { location: 'eastus' });
+      const vnet = (api: string, name: string) =>
+        call('PUT', `${resource('out-rg', 'Microsoft.Network/virtualNetworks', name)}?api-version=${api}`, {
+          location: 'eastus',
+          properties: { addressSpace: { addressPrefixes: ['10.0.0.0/16'] }, subnets: [{ name: 's', properties: { addressPrefix: '10.0.0.0/24' } }] },
+        });
+      expect((await vnet('2025-05-01', 'old')).body.properties.subnets[0].properties).not.to.have.property('defaultOutboundAccess');
+      expect((await vnet('2025-07-01', 'new')).body.properties.subnets[0].properties.defaultOutboundAccess).to.equal(false);
+      const basic = await call('PUT', `${resource('out-rg', 'Microsoft.Network/publicIPAddresses', 'b')}?${API}`, { location: 'eastus', sku: { name: 'Basic' }, properties: {} });
+      expect(basic.status).to.equal(400);
     });
   });
 
@@ -263,6 +328,34 @@ describe('fake Azure Resource Manager', function () {
       const slow = await call('PUT', `${resource('f-rg', 'Microsoft.Network/networkSecurityGroups', 'slow')}?${API}`, { location: 'eastus', properties: {} });
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect((await call('GET', slow.headers['azure-asyncoperation'] as string)).body.status).to.equal('InProgress');
+    });
+  });
+
+  describe('throttling', () => {
+    it('counts requests down in x-ms-ratelimit-remaining-* and answers 429 with Retry-After when a bucket is empty', async () => {
+      const throttled = await FakeArm.start({ throttling: { writes: { burst: 2, perSecond: 1 } } });
+      try {
+        const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: FAKE_CLIENT_ID, client_secret: FAKE_CLIENT_SECRET, scope: `${throttled.url}/.default` });
+        const own = fake;
+        const ownToken = token;
+        fake = throttled;
+        try {
+          token = (await call('POST', `/${throttled.tenantId}/oauth2/v2.0/token`, form.toString())).body.access_token;
+          const put = () => call('PUT', `${group('t-rg')}?${API}`, { location: 'eastus' });
+          expect((await put()).headers['x-ms-ratelimit-remaining-subscription-writes']).to.equal('1');
+          expect((await put()).headers['x-ms-ratelimit-remaining-subscription-writes']).to.equal('0');
+          const third = await put();
+          expect(third.status).to.equal(429);
+          expect(Number(third.headers['retry-after'])).to.be.at.least(1);
+          // Reads have their own bucket (none here).
+          expect((await call('GET', `${group('t-rg')}?${API}`)).status).to.equal(200);
+        } finally {
+          fake = own;
+          token = ownToken;
+        }
+      } finally {
+        await throttled.stop();
+      }
     });
   });
 

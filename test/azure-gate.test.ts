@@ -14,7 +14,9 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createAzureGate } from '../gates/azure/index.js';
-import { cloudConfig } from '../gates/azure/cloud-init.js';
+import { cloudConfig, customDataOf } from '../gates/azure/cloud-init.js';
+import { failureKindOf } from '../gates/azure/azure-errors.js';
+import { readFirstBoot } from './harness/azure-nodes.js';
 import { joinFlavors, type SkuRecord } from '../gates/azure/flavor-catalog.js';
 import { readHostKey } from '../gates/azure/host-keys.js';
 import { newestFirst } from '../gates/azure/image-catalog.js';
@@ -24,7 +26,7 @@ import { partitionView } from '../gates/azure/partition-view.js';
 import type { ObservedPartition } from '../gates/azure/partition-reader.js';
 import type { RetailPrice } from '../gates/azure/retail-prices.js';
 import { securityRules } from '../gates/azure/security-rules.js';
-import { azureGateOptionsFor, FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
+import { ARM_BUCKETS, azureGateOptionsFor, FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
 
 const CORE = 'core-azure-test';
 const CERT_CLIENT_ID = '00000000-0000-4000-8000-0000000ce47c';
@@ -194,7 +196,9 @@ describe('azure gate', function () {
       const count = (type: string): number => resources.filter((r) => r.type === type).length;
       expect(count('Microsoft.Network/networkSecurityGroups')).to.equal(1);
       expect(count('Microsoft.Network/virtualNetworks')).to.equal(1);
-      expect(count('Microsoft.Network/publicIPAddresses')).to.equal(1);
+      // The head's, and the NAT gateway's that gives the compute nodes their way out.
+      expect(count('Microsoft.Network/publicIPAddresses')).to.equal(2);
+      expect(count('Microsoft.Network/natGateways')).to.equal(1);
       expect(count('Microsoft.Network/networkInterfaces')).to.equal(3);
       expect(count(VM)).to.equal(3);
       for (const r of resources.filter((r) => r.type !== 'Microsoft.Compute/disks'))
@@ -247,16 +251,44 @@ describe('azure gate', function () {
     });
 
     it('creates independent resources in parallel', () => {
+      // Sequential creation would send a resource's PUT only after the gate saw another's operation Succeeded,
+      // that is after a poll of it that came once it had ended; parallel creation sends it before.
       const ops = fake.operations();
-      const ended = (fragment: string): number[] => ops.filter((o) => o.target.toLowerCase().includes(fragment.toLowerCase())).map((o) => o.endedAt!);
-      const network = ['networkSecurityGroups/', 'virtualNetworks/', 'publicIPAddresses/'].map((t) => requestsTo(`trio-rg/providers/Microsoft.Network/${t}`, 'PUT')[0]!.at);
-      const firstNetworkEnd = Math.min(...['trio-nsg', 'trio-vnet', 'trio-ip'].flatMap((n) => ended(`/${n}`)));
-      expect(Math.max(...network)).to.be.lessThan(firstNetworkEnd);
-      // Sequential creation would start each VM after the previous one ended.
-      const vmPuts = requestsTo('trio-rg/providers/Microsoft.Compute/virtualMachines/', 'PUT').map((r) => r.at);
-      const firstVmEnd = Math.min(...ended('virtualMachines/trio-'));
+      const firstSeenDone = (target: RegExp): number =>
+        Math.min(
+          ...ops
+            .filter((o) => target.test(o.target))
+            .flatMap((o) => requestsTo(`/operations/${o.id}`, 'GET').filter((r) => r.at >= o.endedAt!).map((r) => r.at)),
+        );
+      // The security group and both public IPs at once; the network after the NAT gateway its subnet references.
+      const network = ['networkSecurityGroups/trio-nsg', 'publicIPAddresses/trio-ip', 'publicIPAddresses/trio-nat-ip'].map((t) => requestsTo(`trio-rg/providers/Microsoft.Network/${t}`, 'PUT')[0]!.at);
+      expect(Math.max(...network)).to.be.lessThan(firstSeenDone(/\/(trio-nsg|trio-ip|trio-nat-ip)$/i));
+      const natEnd = ops.find((o) => /\/natGateways\/trio-nat$/i.test(o.target))!.endedAt!;
+      expect(requestsTo('trio-rg/providers/Microsoft.Network/virtualNetworks/', 'PUT')[0]!.at).to.be.greaterThan(natEnd);
+      const vmPuts = requestsTo(/trio-rg\/providers\/Microsoft\.Compute\/virtualMachines\/[^/]+$/i, 'PUT').map((r) => r.at);
       expect(vmPuts).to.have.length(3);
-      expect(vmPuts.filter((at) => at < firstVmEnd).length).to.be.at.least(2);
+      expect(vmPuts.filter((at) => at < firstSeenDone(/\/virtualMachines\/trio-\d$/i)).length).to.be.at.least(2);
+    });
+
+    it('gives the compute nodes an explicit way out (a NAT gateway), the head its own public IP', () => {
+      const vms = inGroup('trio-rg').filter((r) => r.type === VM).sort((a, b) => a.name.localeCompare(b.name));
+      expect(vms.map((vm) => fake.outboundOf(vm.id))).to.deep.equal(['public-ip', 'nat-gateway', 'nat-gateway']);
+      const nat = inGroup('trio-rg').find((r) => r.type === 'Microsoft.Network/natGateways')!;
+      expect(nat.tags).to.include({ 'skyport-partition': 'trio', 'skyport-core': CORE });
+    });
+
+    it('is up only once every guest is ready: a run command waits for cloud-init and checks the pinned host key', () => {
+      const commands = fake.runCommands() as { id: string; properties: Record<string, any> }[];
+      expect(commands).to.have.length(3);
+      hostKeys.forEach((key, i) => {
+        const command = commands.find((c) => c.id.toLowerCase().includes(`/virtualmachines/trio-${i}/runcommands/`))!;
+        expect(command.properties.provisioningState).to.equal('Succeeded');
+        expect(command.properties.asyncExecution).to.equal(false);
+        expect(command.properties.treatFailureAsDeploymentFailure).to.equal(true);
+        const script: string = command.properties.source.script;
+        expect(script).to.include('cloud-init status --wait').and.include(fingerprintOf(key)).and.include('-p 22 ');
+      });
+      expect(fake.groups().find((g) => g.name === 'trio-rg')!.tags).to.include({ 'skyport-ready': 'true' });
     });
 
     it('is idempotent: creating it again answers up and creates nothing', async () => {
@@ -274,6 +306,8 @@ describe('azure gate', function () {
     it('is deleted with its group, and nothing is left', async () => {
       expect(await h.gate.delete('trio')).to.deep.equal({ id: 'trio', status: 'deleting' });
       await h.waitFor('trio', 'deleted');
+      // The VMs are force-deleted with their group: no graceful shutdown of machines about to vanish.
+      expect(requestsTo(/\/resourcegroups\/trio-rg$/i, 'DELETE')[0]!.query.forceDeletionTypes).to.equal('Microsoft.Compute/virtualMachines,Microsoft.Compute/virtualMachineScaleSets');
       expectNothingOf('trio');
       expect(fake.resources()).to.deep.equal([]);
       expect(await h.gate.delete('trio')).to.deep.equal({ id: 'trio', status: 'deleted' });
@@ -290,7 +324,7 @@ describe('azure gate', function () {
       fake.inject({ kind: 'throttle', method: 'GET', path: '/operations/', retryAfterSec: 0, times: 2 });
       await h.gate.create(request('retry'));
       await h.waitFor('retry', 'up');
-      const vmPuts = requestsTo('virtualMachines/retry-0', 'PUT');
+      const vmPuts = requestsTo(/virtualMachines\/retry-0$/i, 'PUT');
       expect(vmPuts.map((r) => r.status)).to.deep.equal([429, 201]);
       expect(vmPuts[1]!.at - vmPuts[0]!.at).to.be.at.least(950);
       expect(requestsTo('networkInterfaces/retry-0-nic', 'PUT').map((r) => r.status)).to.deep.equal([500, 500, 201]);
@@ -308,7 +342,8 @@ describe('azure gate', function () {
       await h.gate.create(request('bounded'));
       await h.waitFor('bounded', 'up');
       const puts = requestsTo(groupPath, 'PUT');
-      expect(puts.map((r) => r.status)).to.deep.equal([429, 201]);
+      // Created (after the bounded wait), then tagged ready once every guest is.
+      expect(puts.map((r) => r.status)).to.deep.equal([429, 201, 200]);
       expect(puts[1]!.at - puts[0]!.at).to.be.within(100, 1500);
       await h.gate.delete('bounded');
       await h.waitFor('bounded', 'deleted');
@@ -321,7 +356,7 @@ describe('azure gate', function () {
       await h.gate.create(request('flaky'));
       const failed = await h.waitFor('flaky', 'failed');
       expect(failed.error).to.match(/virtual machine flaky-0: .*internal server error/i);
-      expect(requestsTo('virtualMachines/flaky-0', 'PUT')).to.have.length(3);
+      expect(requestsTo(/virtualMachines\/flaky-0$/i, 'PUT')).to.have.length(3);
       await h.gate.delete('flaky');
       await h.waitFor('flaky', 'deleted');
       expectNothingOf('flaky');
@@ -352,11 +387,12 @@ describe('azure gate', function () {
     });
 
     it('times out an operation that never finishes, stops polling it, and deletes what was made', async () => {
-      const h = await start({ operationTimeoutSec: 0.4 });
-      fake.inject({ kind: 'hang-operation', method: 'PUT', path: 'virtualMachines/stuck-0' });
+      // Long enough that the other operations (150 ms each) end well within it on a loaded machine.
+      const h = await start({ operationTimeoutSec: 1.5 });
+      fake.inject({ kind: 'hang-operation', method: 'PUT', path: /virtualMachines\/stuck-0$/i });
       await h.gate.create(request('stuck'));
       const failed = await h.waitFor('stuck', 'failed');
-      expect(failed.error).to.equal('virtual machine stuck-0 did not finish within 0.4s');
+      expect(failed.error).to.equal('virtual machine stuck-0 did not finish within 1.5s');
       const hung = fake.operations().find((o) => o.target.endsWith('/virtualMachines/stuck-0'))!;
       const polls = (): number => requestsTo(`/operations/${hung.id}`).length;
       const before = polls();
@@ -376,6 +412,220 @@ describe('azure gate', function () {
       await h.waitFor('cancelled', 'deleted');
       expect(h.events.filter((e) => e.name === 'cancelled').map((e) => e.status)).to.deep.equal(['creating', 'deleting', 'deleted']);
       expectNothingOf('cancelled');
+    });
+  });
+
+  describe('on the real cloud', () => {
+    const vmsIn = (group: string): Record<string, any>[] => inGroup(group).filter((r) => r.type === VM);
+    afterEach(() => {
+      fake.setGuestReadyDelayMs(0);
+      fake.setGroupPropagationMs(0);
+      fake.setQuota('eastus', 'standardDSv5Family', undefined);
+    });
+
+    it('reports a partition up only after every guest is ready (cloud-init final stage), not when its VMs succeed', async () => {
+      fake.setGuestReadyDelayMs(600);
+      const h = await start();
+      let readyWhenUp: boolean[] = [];
+      let vmsWhenUp: string[] = [];
+      h.gate.onEvent((p) => {
+        if (p.name !== 'guests' || p.status !== 'up') return;
+        vmsWhenUp = vmsIn('guests-rg').map((vm) => vm.id);
+        readyWhenUp = vmsWhenUp.map((id) => fake.guestReady(id));
+      });
+      await h.gate.create(request('guests', { nodeCount: 2 }));
+      await h.waitFor('guests', 'up');
+      expect(vmsWhenUp).to.have.length(2);
+      expect(readyWhenUp).to.deep.equal([true, true]);
+      await h.gate.delete('guests');
+      await h.waitFor('guests', 'deleted');
+    });
+
+    it('fails a partition whose guest is not ready within guestReadyTimeoutSec, naming it, and deletes its VMs', async () => {
+      const h = await start({ guestReadyTimeoutSec: 0.5 });
+      fake.inject({ kind: 'hang-operation', method: 'PUT', path: /virtualMachines\/slowguest-1\/runCommands\//i });
+      await h.gate.create(request('slowguest', { nodeCount: 2 }));
+      const failed = await h.waitFor('slowguest', 'failed');
+      expect(failed.error).to.match(/^guest readiness of virtual machine slowguest-1 .*did not finish within 0\.5s$/);
+      expect(vmsIn('slowguest-rg'), 'no VM keeps running').to.deep.equal([]);
+      await h.gate.delete('slowguest');
+      await h.waitFor('slowguest', 'deleted');
+      expectNothingOf('slowguest');
+    });
+
+    it('retries writes answered 404 ResourceGroupNotFound just after the group was created', async () => {
+      // Long enough that the first writes fall in it even on a loaded machine.
+      fake.setGroupPropagationMs(1000);
+      const h = await start();
+      fake.clearRequests();
+      await h.gate.create(request('fresh'));
+      await h.waitFor('fresh', 'up');
+      const misses = fake.requests.filter((r) => r.method === 'PUT' && r.status === 404 && r.path.toLowerCase().includes('/resourcegroups/fresh-rg/'));
+      expect(misses.length, 'writes answered 404 while the group propagated').to.be.greaterThan(0);
+      await h.gate.delete('fresh');
+      await h.waitFor('fresh', 'deleted');
+    });
+
+    it('gives up on a group that stays invisible past freshGroupGraceSec', async () => {
+      fake.setGroupPropagationMs(60_000);
+      const h = await start({ freshGroupGraceSec: 0.2 });
+      await h.gate.create(request('ghost'));
+      const failed = await h.waitFor('ghost', 'failed');
+      expect(failed.error).to.include('ResourceGroupNotFound');
+      fake.setGroupPropagationMs(0);
+      await h.gate.delete('ghost');
+      await h.waitFor('ghost', 'deleted');
+    });
+
+    it('classifies exceeded vCPU quota (409 at once) as Quota, and leaves no VM running', async () => {
+      fake.setQuota('eastus', 'standardDSv5Family', 2);
+      const h = await start();
+      await h.gate.create(request('quota', { nodeCount: 2 }));
+      const failed = await h.waitFor('quota', 'failed');
+      expect(failed.error).to.match(/^Quota: virtual machine quota-\d: OperationNotAllowed: .*exceeding approved standardDSv5Family Cores quota/);
+      expect(vmsIn('quota-rg'), 'no VM keeps running').to.deep.equal([]);
+      // The kind survives a gate restart, on the group's tag.
+      expect((await (await start()).gate.get({ id: 'quota' })).error).to.match(/^Quota: /);
+      await h.gate.delete('quota');
+      await h.waitFor('quota', 'deleted');
+      expectNothingOf('quota');
+    });
+
+    it('classifies a later allocation failure of one node as Capacity, and deletes the partition\'s other VMs', async () => {
+      const h = await start();
+      fake.inject({ kind: 'fail-operation', method: 'PUT', path: /virtualMachines\/alloc-2$/i, code: 'ZonalAllocationFailed', message: 'Allocation failed. We do not have sufficient capacity for the requested VM size in this zone.' });
+      await h.gate.create(request('alloc', { nodeCount: 3 }));
+      const failed = await h.waitFor('alloc', 'failed');
+      expect(failed.error).to.match(/^Capacity: virtual machine alloc-2: .*ZonalAllocationFailed/);
+      expect(vmsIn('alloc-rg'), 'no VM keeps running (nor the failed one)').to.deep.equal([]);
+      await h.gate.delete('alloc');
+      await h.waitFor('alloc', 'deleted');
+    });
+
+    it('classifies SkuNotAvailable at once as Capacity', async () => {
+      const h = await start();
+      fake.inject({ kind: 'reject', method: 'PUT', path: /virtualMachines\/nosku-0$/i, status: 409, code: 'SkuNotAvailable', message: "The requested VM size Standard_D2s_v5 is currently not available in location 'eastus'." });
+      await h.gate.create(request('nosku'));
+      expect((await h.waitFor('nosku', 'failed')).error).to.match(/^Capacity: .*SkuNotAvailable/);
+      await h.gate.delete('nosku');
+      await h.waitFor('nosku', 'deleted');
+    });
+
+    it('never has more than maxConcurrentVmCreations VMs being created at once', async () => {
+      const h = await start({ maxConcurrentVmCreations: 2 });
+      fake.clearRequests();
+      await h.gate.create(request('bounded-vms', { nodeCount: 5 }));
+      await h.waitFor('bounded-vms', 'up');
+      const ops = fake.operations().filter((o) => /\/virtualMachines\/bounded-vms-\d$/i.test(o.target));
+      const puts = requestsTo(/\/virtualMachines\/bounded-vms-\d$/i, 'PUT');
+      expect(puts).to.have.length(5);
+      const spans = ops.map((o) => {
+        const put = puts.find((p) => o.target.toLowerCase().endsWith(p.path.toLowerCase().split('/providers/')[1]!))!;
+        return [put.at, o.endedAt!] as const;
+      });
+      const overlap = Math.max(...spans.map(([start]) => spans.filter(([s, e]) => s <= start && start < e).length));
+      expect(overlap).to.be.at.most(2);
+      await h.gate.delete('bounded-vms');
+      await h.waitFor('bounded-vms', 'deleted');
+    });
+
+    it('creates a 200-node partition under ARM\'s throttling model without exhausting its retries', async function () {
+      this.timeout(120_000);
+      // ARM's buckets and the gate's defaults, with time running 100 times faster (so are the rates, the
+      // retry waits and the poll interval): 5 s polls become 50 ms, a refill of 10 writes a second 1000.
+      const SPEED = 100;
+      const scaled = (b: { burst: number; perSecond: number }) => ({ burst: b.burst, perSecond: b.perSecond * SPEED });
+      const busy = await FakeArm.start({
+        provisioningDelayMs: 60,
+        deletionDelayMs: 20,
+        throttling: { reads: scaled(ARM_BUCKETS.reads), writes: scaled(ARM_BUCKETS.writes), deletes: scaled(ARM_BUCKETS.deletes), retryAfterMs: true },
+      });
+      const logger = pino({ level: 'silent' });
+      const options = azureGateOptionsFor(busy, dir, {
+        pollIntervalMs: 5000 / SPEED,
+        // Not scaled: a bound for a loaded machine, not part of the model.
+        operationTimeoutSec: 120,
+        maxConcurrentVmCreations: 50,
+        retry: { maxRetries: 6, retryDelayMs: 1000 / SPEED, maxRetryDelayMs: 60_000 / SPEED },
+      });
+      const gate = await createAzureGate({ name: 'azure', coreId: CORE, spool: spoolPaths(dir), logger, options });
+      try {
+        const seen: Partition[] = [];
+        const done = new Promise<Partition>((resolve) =>
+          gate.onEvent((p) => {
+            seen.push(p);
+            if (p.status === 'up' || p.status === 'failed') resolve(p);
+          }),
+        );
+        await gate.create(request('big', { nodeCount: 200 }));
+        const end = await done;
+        expect(end.status, end.error).to.equal('up');
+        expect(end.nodes).to.have.length(200);
+        const vms = busy.resources(VM);
+        expect(vms).to.have.length(200);
+        // Within the budget: few requests, if any, answered 429 (each retried after its Retry-After). Without the
+        // bound on VM creations and the slower polls of a large partition, the reads run out and NICs time out.
+        const throttled = busy.requests.filter((r) => r.status === 429).length;
+        expect(throttled, 'requests answered 429').to.be.below(busy.requests.length / 20);
+        expect(busy.requests.filter((r) => r.method === 'GET' && r.status === 200).length, 'reads').to.be.below(ARM_BUCKETS.reads.burst * 8);
+        await gate.delete('big');
+      } finally {
+        await gate.close();
+        await busy.stop();
+      }
+    });
+
+    it('offers and admits only sizes that can boot the image (architecture, Hyper-V generation)', async () => {
+      const h = await start();
+      fake.clearRequests();
+      const flavors = (await h.gate.flavors()).map((f) => f.name);
+      // The default image, Ubuntu 24.04 server, is x64 and generation 2.
+      expect(flavors).to.include('Standard_D2s_v5').and.not.include.members(['Standard_D2ps_v5']);
+      expect(flavors).not.to.include('Standard_A2_v2');
+      const arm = await rpcError(h.gate.create(request('armsize', { flavor: 'Standard_D2ps_v5' })));
+      expect(arm.code).to.equal(ErrorCode.Unschedulable);
+      expect(arm.message).to.equal('VM size Standard_D2ps_v5 (Arm64) cannot boot an image built for x64');
+      const gen1 = await rpcError(h.gate.create(request('gen1size', { flavor: 'Standard_A2_v2' })));
+      expect(gen1.message).to.include('cannot boot a generation V2 image');
+      expect(fake.requests.filter((r) => r.method === 'PUT')).to.deep.equal([]);
+      // The Arm64 build of the image on the Arm64 size is fine.
+      await h.gate.create(request('armboth', { flavor: 'Standard_D2ps_v5', image: 'Canonical:ubuntu-24_04-lts:server-arm64:24.04.202502210' }));
+      await h.waitFor('armboth', 'up');
+      await h.gate.delete('armboth');
+      await h.waitFor('armboth', 'deleted');
+    });
+
+    it('names the purchase plan of a marketplace image that requires one', async () => {
+      const h = await start();
+      await h.gate.create(request('planned', { image: 'nvidia:ngc_azure_17_11:ngc-base-version-24_03_4_gen2:24.03.4' }));
+      await h.waitFor('planned', 'up');
+      const put = requestsTo(/\/virtualMachines\/planned-0$/i, 'PUT')[0]!;
+      expect((put.body as any).plan).to.deep.equal({ name: 'ngc-base-version-24_03_4_gen2', product: 'ngc_azure_17_11', publisher: 'nvidia' });
+      await h.gate.delete('planned');
+      await h.waitFor('planned', 'deleted');
+    });
+
+    it('moves the SSH listener of socket-activated images (ssh.socket) to a port other than 22', () => {
+      const hostKey = readHostKey(ssh2.utils.generateKeyPairSync('ed25519').private);
+      const input = { adminUser: 'skyport', hostKey, containerRuntime: 'podman' as const, containerImage: null, sshPort: 2222 };
+      const config = JSON.parse(cloudConfig(input).slice('#cloud-config\n'.length));
+      const socket = config.write_files.find((f: { path: string }) => f.path === '/etc/systemd/system/ssh.socket.d/10-skyport.conf');
+      expect(socket.content).to.equal('[Socket]\nListenStream=\nListenStream=2222\n');
+      expect(readFirstBoot(customDataOf(input)).sshPort).to.equal(2222);
+      // sshd's Port alone (with sshd restarted) does not move a socket-activated listener.
+      const portOnly = { ...config, write_files: config.write_files.filter((f: { path: string }) => f !== socket), runcmd: [['systemctl', 'try-reload-or-restart', 'ssh']] };
+      expect(readFirstBoot(Buffer.from(`#cloud-config\n${JSON.stringify(portOnly)}\n`).toString('base64')).sshPort).to.equal(22);
+      expect(cloudConfig({ ...input, sshPort: 22 })).not.to.include('ssh.socket.d');
+    });
+
+    it('classifies Azure errors by code, and OperationNotAllowed as quota only when it speaks of quota', () => {
+      const err = (code: string, message: string): Error => Object.assign(new Error(message), { code, statusCode: 409 });
+      expect(failureKindOf(err('QuotaExceeded', 'Quota exceeded for this subscription.'))).to.equal('quota');
+      expect(failureKindOf(err('OperationNotAllowed', 'exceeding approved Total Regional Cores quota'))).to.equal('quota');
+      expect(failureKindOf(err('OperationNotAllowed', "Operation 'start' is not allowed since the VM is deallocating."))).to.equal(null);
+      for (const code of ['SkuNotAvailable', 'AllocationFailed', 'ZonalAllocationFailed', 'OverconstrainedZonalAllocationRequest', 'OverconstrainedAllocationRequest'])
+        expect(failureKindOf(new Error('wrapped', { cause: err(code, 'no room') })), code).to.equal('capacity');
+      expect(failureKindOf(err('InvalidParameter', 'bad'))).to.equal(null);
     });
   });
 
@@ -444,7 +694,7 @@ describe('azure gate', function () {
       const pricePages = requestsTo('/api/retail/prices');
       expect(pricePages.length).to.be.greaterThan(2);
       expect(pricePages[0]!.query['$filter']).to.equal("serviceName eq 'Virtual Machines' and armRegionName eq 'eastus' and priceType eq 'Consumption'");
-      expect(requestsTo('/skus')[0]!.query['$filter']).to.equal("location eq 'eastus'");
+      expect(requestsTo(/\/providers\/microsoft\.compute\/skus$/i)[0]!.query['$filter']).to.equal("location eq 'eastus'");
       const seen = fake.requests.length;
       expect(await h.gate.flavors()).to.deep.equal(flavors);
       expect(fake.requests.length, 'served from the cache').to.equal(seen);
@@ -569,7 +819,7 @@ describe('azure gate', function () {
 
   describe('decisions (pure functions)', () => {
     const observed = (overrides: Partial<ObservedPartition> = {}): ObservedPartition => ({
-      group: { name: 'p-rg', provisioningState: 'Succeeded', tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2' } },
+      group: { name: 'p-rg', provisioningState: 'Succeeded', tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2', 'skyport-ready': 'true' } },
       vms: [0, 1].map((i) => ({ name: `p-${i}`, provisioningState: 'Succeeded', tags: { 'skyport-node': String(i), 'skyport-role': i ? 'compute' : 'head', 'skyport-host-key': `SHA256:k${i}` }, nicIds: [`/x/nic${i}`] })),
       nics: [0, 1].map((i) => ({ id: `/X/NIC${i}`, name: `nic${i}`, provisioningState: 'Succeeded', privateIp: `10.0.0.${4 + i}`, ...(i ? {} : { publicIpId: '/x/ip' }) })),
       publicIps: [{ id: '/x/ip', name: 'ip', provisioningState: 'Succeeded', ipAddress: '20.1.2.3' }],
@@ -593,6 +843,14 @@ describe('azure gate', function () {
       const interrupted = partitionView(observed({ vms: observed().vms.slice(0, 1) }), ctx);
       expect(interrupted.status).to.equal('failed');
       expect(interrupted.error).to.include('1 of 2 nodes');
+      // Every VM Succeeded but no readiness recorded, and nobody checking: interrupted before the guests were ready.
+      const unready = observed({ group: { ...observed().group, tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2', 'skyport-ready': 'false' } } });
+      expect(partitionView(unready, { ...ctx, creating: true }).status).to.equal('creating');
+      expect(partitionView(unready, ctx)).to.include({ status: 'failed' });
+      expect(partitionView(unready, ctx).error).to.include('guest was ready');
+      // A group made before guests were checked has no such tag: its VMs decide.
+      const older = observed({ group: { ...observed().group, tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2' } } });
+      expect(partitionView(older, ctx).status).to.equal('up');
     });
 
     it('reports nodes with the head\'s public IP and every private IP, matching ids without regard to case', () => {

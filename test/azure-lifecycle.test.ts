@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AzureNodes } from './harness/azure-nodes.js';
+import { AzureNodes, GUEST_READY_FILE } from './harness/azure-nodes.js';
 import { isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { freePort } from './harness/spool.js';
 import { readJobFile, submitJob } from './harness/submit.js';
@@ -27,7 +27,13 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
 
   before(async () => {
     // Every partition's head gets a loopback public IP: one per test, the first partition being gone before the next.
-    fake = await FakeArm.start({ publicIpAddresses: ['127.0.0.1', '127.0.0.1', '127.0.0.1'], provisioningDelayMs: 30, deletionDelayMs: 30 });
+    // Every VM's guest (cloud-init's final stage: packages, runtime, runcmd) is ready 1.5 s after Azure says Succeeded.
+    fake = await FakeArm.start({
+      publicIpAddresses: ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1'],
+      provisioningDelayMs: 30,
+      deletionDelayMs: 30,
+      guestReadyDelayMs: 1500,
+    });
     scratch = mkdtempSync(join(tmpdir(), 'skyport-azure-e2e-'));
     nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
     sshPort = await freePort();
@@ -92,6 +98,8 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
       '#SWM input-files data.bin',
       '#SWM output-files out/copy.bin',
       'mkdir -p out && cp data.bin out/copy.bin',
+      // The node's home holds what cloud-init's final stage made once it is done.
+      `if [ -f ../../${GUEST_READY_FILE} ]; then echo "guest ready"; else echo "guest NOT ready"; fi`,
       'echo "job $SWM_JOB_ID read $(wc -c < data.bin) bytes"',
     ].join('\n');
     const id = await submitJob(admin, `${script}\n`, [{ path: 'data.bin', content: data }]);
@@ -114,7 +122,9 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
     expect(existsSync(join(compute.directory, 'swm'))).to.equal(false);
 
     const stdout = await admin.call('job.logs', { id, stream: 'stdout' });
-    expect(stdout.data).to.equal(`job ${id} read ${data.length} bytes\n`);
+    // The job ran only once its node's guest was ready; so was every other node's.
+    expect(stdout.data).to.equal(`guest ready\njob ${id} read ${data.length} bytes\n`);
+    for (const node of played) expect(existsSync(join(node.directory, GUEST_READY_FILE)), node.vm).to.equal(true);
     expect((await readJobFile(admin, id, 'out/copy.bin')).equals(data)).to.equal(true);
 
     // Two VMs of the flavor asked for, each pinned to one of the core's host keys, then everything deleted.
@@ -128,16 +138,53 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
     expect(await admin.call('partition.list')).to.deep.equal([]);
   });
 
-  it('ends E with Azure\'s error when a VM fails to be created, and leaves nothing in Azure', async () => {
+  /** Resolves with the job once `check` holds for it (polled: a job's details change without an event of ours). */
+  async function jobUntil(id: string, check: (job: Record<string, any>) => boolean, what: string, timeoutMs = 30_000): Promise<Record<string, any>> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const job = (await f!.admin.call('job.get', { id })) as Record<string, any>;
+      if (check(job)) return job;
+      if (Date.now() > until) throw new Error(`job ${id} never ${what}: ${job.state} ${job.state_details}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  const vmsRunning = (): Record<string, any>[] => fake.resources('Microsoft.Compute/virtualMachines');
+
+  it('waits (W) with a Quota reason when the vCPU quota is exhausted, runs no VM meanwhile, and cancels cleanly', async () => {
+    const admin = f!.admin;
+    fake.setQuota('eastus', 'standardDSv5Family', 2);
+    try {
+      const script = ['#!/bin/sh', '#SWM remote azure', `#SWM flavor ${FLAVOR}`, '#SWM nodes 2', 'echo never'].join('\n');
+      const id = await submitJob(admin, `${script}\n`);
+      const waiting = await jobUntil(id, (j) => /trying again in \d+ s/.test(j.state_details), 'waited');
+      expect(waiting.state).to.equal('W');
+      expect(waiting.state_details).to.match(/^Quota: .*exceeding approved standardDSv5Family Cores quota.*\(trying again in 30 s\)$/);
+      // The failed partition is deleted before the wait: nothing runs, nothing bills.
+      expect(vmsRunning()).to.deep.equal([]);
+      expect(fake.groups()).to.deep.equal([]);
+      await admin.call('job.cancel', { id });
+      const job = await waitForJob(admin, id, isFinal, 30_000);
+      expect(job.state).to.equal('C');
+      expectNothingLeft();
+    } finally {
+      fake.setQuota('eastus', 'standardDSv5Family', undefined);
+    }
+  });
+
+  it('waits with a Capacity reason when one node fails to allocate, deleting the partition\'s other VMs, never ending E', async () => {
     const admin = f!.admin;
     fake.inject({ kind: 'fail-operation', method: 'PUT', path: /\/virtualMachines\/job-[^/]+-1$/i, code: 'AllocationFailed', message: ALLOCATION_FAILED });
     const script = ['#!/bin/sh', '#SWM remote azure', `#SWM flavor ${FLAVOR}`, '#SWM nodes 2', 'echo never'].join('\n');
     const id = await submitJob(admin, `${script}\n`);
-    const job = await waitForJob(admin, id, isFinal, 45_000);
-    expect(job.state).to.equal('E');
-    expect(job.state_details).to.include('AllocationFailed').and.include('sufficient capacity');
-    expect(job.exitcode).to.equal(null);
+    const waiting = await jobUntil(id, (j) => /trying again in \d+ s/.test(j.state_details), 'waited');
+    expect(waiting.state).to.equal('W');
+    expect(waiting.state_details).to.match(/^Capacity: .*AllocationFailed.*sufficient capacity/);
+    expect(vmsRunning(), 'the node that was created is not left running').to.deep.equal([]);
     expectGroupCreatedThenDeleted(id);
+    await admin.call('job.cancel', { id });
+    const job = await waitForJob(admin, id, isFinal, 30_000);
+    expect(job.state).to.equal('C');
     expectNothingLeft();
     expect(await admin.call('partition.list')).to.deep.equal([]);
   });

@@ -525,8 +525,8 @@ describe('fault injection: kill -9 of the core, kill -9 and SIGSTOP of the gate,
       ? (JSON.parse(readFileSync(stateFile, 'utf8')) as { partitions: { name: string; status: string }[] }).partitions.map((p) => `${p.name} (${p.status})`)
       : [];
     const nodesRoot = localNodesRoot(gateState);
-    // Isolated nodes live in a directory of the gate's own, removed with its last partition; otherwise under its state.
-    const nodeDirs = !existsSync(nodesRoot) ? [] : [...(isolate ? [nodesRoot] : []), ...readdirSync(nodesRoot).map((d) => join(nodesRoot, d))];
+    // One directory per partition under the gate's nodes root (which itself stays, naming its owner in .owner).
+    const nodeDirs = !existsSync(nodesRoot) ? [] : readdirSync(nodesRoot).filter((d) => d !== '.owner').map((d) => join(nodesRoot, d));
     const claims = isolate ? claimsOf(gateState) : [];
     const processes: string[] = [];
     const unchecked: string[] = [];

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { parseJobScript } from '../core/jobs/job-script.js';
-import { deadlineOf, partitionNameOf, transition, type JobEvent } from '../core/jobs/job-steps.js';
+import { deadlineOf, partitionFailure, partitionNameOf, partitionRetryDelayMs, transition, type JobEvent } from '../core/jobs/job-steps.js';
 import type { JobRecord, JobStep } from '../core/store/job-record.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 
@@ -298,6 +298,8 @@ describe('job steps (pure transition function)', () => {
       ['partition', { type: 'unschedulable', reason: 'late' }],
       ['queue', { type: 'inputs-committed' }],
       ['queue', { type: 'started' }],
+      ['run', { type: 'partition-retry', reason: 'Quota: late' }],
+      ['teardown', { type: 'partition-retry', reason: 'Quota: late' }],
     ];
     for (const [step, event] of stale) {
       it(`ignores '${event.type}' in ${step}`, () => {
@@ -314,6 +316,34 @@ describe('job steps (pure transition function)', () => {
 
     it('records progress details in an active step', () => {
       expect(transition(jobAt('stage-in'), { type: 'progress', details: 'uploaded 10 of 20 MiB' }, at(1)).stateDetails).to.equal('uploaded 10 of 20 MiB');
+    });
+  });
+
+  describe('a partition failing for a passing reason (quota, capacity)', () => {
+    it('tells waiting from failing by the reason the gate gives', () => {
+      expect(partitionFailure('Quota: Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.')).to.deep.equal({
+        retry: true,
+        reason: 'Quota: Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota.',
+      });
+      expect(partitionFailure('Capacity: virtual machine p-1: AllocationFailed: Allocation failed.').retry).to.equal(true);
+      expect(partitionFailure('virtual machine p-0: InvalidParameter: The admin user name is not allowed.').retry).to.equal(false);
+      expect(partitionFailure('no quota: words in the middle do not count').retry).to.equal(false);
+      expect(partitionFailure(undefined)).to.deep.equal({ retry: false, reason: 'no reason given' });
+    });
+
+    it('waits 30 s, then twice as long each time, never more than 10 minutes', () => {
+      expect([0, 1, 2, 3, 4, 5, 10].map(partitionRetryDelayMs)).to.deep.equal([30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000]);
+    });
+
+    it('keeps the job waiting (W, partition step) with the reason, forgetting the failed partition so that it asks anew', () => {
+      const requested = jobAt('partition');
+      expect(requested.partitionId).to.not.equal(null);
+      const waiting = transition(requested, { type: 'partition-retry', reason: 'Quota: exceeding approved cores quota (trying again in 30 s)' }, at(50));
+      expect(waiting).to.include({ step: 'partition', state: 'W', partitionId: null, stateDetails: 'Quota: exceeding approved cores quota (trying again in 30 s)' });
+      expect(waiting.partitionName).to.equal(requested.partitionName);
+      // Asked again, it moves on as any job does; cancelled meanwhile, it tears down what may exist.
+      expect(transition(waiting, { type: 'partition-requested', partitionId: 'p-2' }, at(51)).partitionId).to.equal('p-2');
+      expect(transition(waiting, { type: 'cancel' }, at(51))).to.include({ step: 'teardown' });
     });
   });
 

@@ -8,6 +8,8 @@ export type JobEvent =
   | { type: 'unschedulable'; reason: string }
   | { type: 'partition-requested'; partitionId: string }
   | { type: 'partition-up'; nodeNames: string[]; nodeIps: string[] }
+  /** The partition failed for a passing reason (quota, capacity) and is gone: the job waits, then asks again. */
+  | { type: 'partition-retry'; reason: string }
   | { type: 'connected'; runtime: Runtime }
   | { type: 'staged-in' }
   | { type: 'started' }
@@ -24,6 +26,21 @@ export type JobEvent =
 const holdsPartition: ReadonlySet<JobStep> = new Set(['partition', 'connect', 'stage-in', 'run', 'stage-out']);
 
 export const partitionNameOf = (jobId: string): string => `job-${jobId}`;
+
+/**
+ * Reasons a gate gives a failed partition when waiting may cure it: not enough quota (`Quota: …`) or no
+ * capacity for the size right now (`Capacity: …`). Any other failure ends the job.
+ */
+const PASSING_FAILURES = ['Quota: ', 'Capacity: '];
+
+/** What a partition's failure means for its job: wait and ask again, or fail with the reason. */
+export function partitionFailure(error: string | undefined): { retry: boolean; reason: string } {
+  const reason = error ?? 'no reason given';
+  return { retry: PASSING_FAILURES.some((p) => reason.startsWith(p)), reason };
+}
+
+/** How long a job waits after its `attempt`-th (from 0) passing partition failure: 30 s, doubling, at most 10 min. */
+export const partitionRetryDelayMs = (attempt: number): number => Math.min(30_000 * 2 ** Math.max(0, attempt), 10 * 60_000);
 
 const fmtDuration = (s: number): string =>
   [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60].map((n) => String(n).padStart(2, '0')).join(':');
@@ -89,6 +106,10 @@ export function transition(job: JobRecord, event: JobEvent, now: Date): JobRecor
         nodeNames: event.nodeNames,
         nodeIps: event.nodeIps,
       };
+
+    case 'partition-retry':
+      if (step !== 'partition') return job;
+      return { ...job, partitionId: null, stateDetails: event.reason };
 
     case 'connected':
       if (step !== 'connect') return job;

@@ -22,3 +22,45 @@ export function describeAzureError(error: unknown): string {
   const line = text.replace(/\s+/g, ' ').trim();
   return line.length <= MAX_MESSAGE ? line : `${line.slice(0, MAX_MESSAGE - 1)}…`;
 }
+
+/** What kind of failure an Azure error is, for what the core does about it. */
+export type FailureKind = 'quota' | 'capacity';
+
+/**
+ * The reason prefixes that carry the kind to the core (core/jobs/steps/partition.ts): a partition failed
+ * with one of these is tried again later, not ended with an error.
+ */
+export const FAILURE_PREFIX: Record<FailureKind, string> = { quota: 'Quota: ', capacity: 'Capacity: ' };
+
+/** 409 at once: the subscription's vCPU quota (per family and region, or regional total) would be exceeded. */
+const QUOTA_CODES = /\b(QuotaExceeded|OperationNotAllowed)\b/;
+/**
+ * Azure has no room for the size now: `SkuNotAvailable` at once (the size is not offered in the region or zone
+ * right now, or is restricted for the subscription), the allocation codes later, as the VM's failed operation.
+ */
+const CAPACITY_CODES = /\b(SkuNotAvailable|AllocationFailed|ZonalAllocationFailed|OverconstrainedAllocationRequest|OverconstrainedZonalAllocationRequest|AllocationTimedout)\b/;
+
+const codeOf = (error: unknown): string => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+};
+
+/**
+ * The kind of a failure, from Azure's error code (on the error or its cause, or quoted in its message).
+ * `OperationNotAllowed` is a quota error only when it speaks of quota: Azure uses it for other refusals too.
+ */
+export function failureKindOf(error: unknown): FailureKind | null {
+  const chain: unknown[] = [];
+  for (let e: unknown = error; e && chain.length < 4; e = (e as { cause?: unknown }).cause) chain.push(e);
+  const text = chain.map((e) => `${codeOf(e)} ${e instanceof Error ? e.message : String(e)}`).join(' ');
+  if (CAPACITY_CODES.test(text)) return 'capacity';
+  const quota = QUOTA_CODES.exec(text);
+  if (quota && (quota[1] === 'QuotaExceeded' || /quota/i.test(text))) return 'quota';
+  return null;
+}
+
+/** The reason a partition fails with: classified failures start with their prefix. */
+export function failureReason(error: unknown, message: string): string {
+  const kind = failureKindOf(error);
+  return kind ? `${FAILURE_PREFIX[kind]}${message}` : message;
+}

@@ -5,11 +5,12 @@ import { ErrorCode, notFound, RpcError } from '../../terminal-protocol/errors.js
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import type { Gate, GateContext } from '../gate.js';
 import type { ArmClients } from './arm-clients.js';
-import { describeAzureError, isNotFound } from './azure-errors.js';
+import { describeAzureError, failureReason, isNotFound } from './azure-errors.js';
 import type { FlavorCatalog } from './flavor-catalog.js';
 import { hostKeysFor } from './host-keys.js';
-import { listImages } from './image-catalog.js';
-import { chooseImage } from './image-reference.js';
+import { Limiter } from './limiter.js';
+import { imageTraits, listImages, type ImageTraits } from './image-catalog.js';
+import { chooseImage, type ImageChoice } from './image-reference.js';
 import { completeOperation, OperationCancelled, type OperationLimits } from './long-running.js';
 import { groupNameOf } from './naming.js';
 import { allowedSources, type AzureGateOptions } from './options.js';
@@ -20,6 +21,8 @@ import { provisionPartition } from './provisioner.js';
 import { ownedBy, TAG, tagOf, tagValue } from './tags.js';
 
 const PARTITION_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The types a resource group deletion may force-delete (the only ones ARM supports). */
+const FORCE_DELETION_TYPES = 'Microsoft.Compute/virtualMachines,Microsoft.Compute/virtualMachineScaleSets';
 /** Key types Azure accepts for a VM's authorized key. */
 const AZURE_SSH_KEY_TYPES = new Set(['ssh-rsa', 'ssh-ed25519']);
 
@@ -48,7 +51,11 @@ export class AzureGate implements Gate {
   private readonly pendingCreates = new Map<string, Promise<CreateResult>>();
   private readonly pendingDeletes = new Map<string, Promise<DeleteResult>>();
   private readonly closing = new AbortController();
+  /** Traits of the images asked for (architecture, generation, plan), by reference, cached as the catalog is. */
+  private readonly traits = new Map<string, { at: number; value: Promise<ImageTraits | null> }>();
   private readonly log: Logger;
+  /** VM creations in flight, across partitions. */
+  private readonly vmSlots: Limiter;
 
   constructor(
     private readonly context: GateContext,
@@ -57,6 +64,7 @@ export class AzureGate implements Gate {
     private readonly catalog: FlavorCatalog,
   ) {
     this.log = context.logger;
+    this.vmSlots = new Limiter(options.maxConcurrentVmCreations);
   }
 
   onEvent(listener: (partition: Partition) => void): void {
@@ -103,8 +111,11 @@ export class AzureGate implements Gate {
   }
 
   async flavors(): Promise<Flavor[]> {
+    const o = this.options;
     try {
-      return await this.catalog.flavors();
+      // Only sizes that can boot the default image.
+      const traits = await this.traitsOf({ publisher: o.imagePublisher, offer: o.imageOffer, sku: o.imageSku, version: 'latest' });
+      return await this.catalog.flavors(traits);
     } catch (error) {
       throw this.unavailable('flavors', error);
     }
@@ -150,9 +161,22 @@ export class AzureGate implements Gate {
   /** Checks the request against what Azure offers, then plans it; bad requests fail here, not in the background. */
   private async planFor(request: PartitionRequest): Promise<PartitionPlan> {
     const o = this.options;
+    let image: ImageChoice;
+    try {
+      image = chooseImage(request.image, { publisher: o.imagePublisher, offer: o.imageOffer, sku: o.imageSku });
+    } catch (error) {
+      throw new RpcError(ErrorCode.InvalidParams, (error as Error).message);
+    }
+    let traits: ImageTraits | null;
+    try {
+      traits = await this.traitsOf(image.vmImage);
+    } catch (error) {
+      if (isNotFound(error)) throw new RpcError(ErrorCode.InvalidParams, `image ${request.image ?? 'default'}: ${describeAzureError(error)}`);
+      throw this.unavailable('the image', error);
+    }
     let why: string | null;
     try {
-      why = await this.catalog.unavailable(request.flavor);
+      why = await this.catalog.unavailable(request.flavor, traits);
     } catch (error) {
       throw this.unavailable('VM sizes', error);
     }
@@ -161,7 +185,6 @@ export class AzureGate implements Gate {
     if (key instanceof Error || Array.isArray(key) || key.isPrivateKey() || !AZURE_SSH_KEY_TYPES.has(key.type))
       throw new RpcError(ErrorCode.InvalidParams, 'sshPublicKey must be an OpenSSH ssh-rsa or ssh-ed25519 public key (what Azure accepts)');
     try {
-      const image = chooseImage(request.image, { publisher: o.imagePublisher, offer: o.imageOffer, sku: o.imageSku });
       return planPartition(request, hostKeysFor(request.nodeCount, request.hostKeys), {
         subscriptionId: o.subscriptionId,
         coreId: this.context.coreId,
@@ -173,6 +196,9 @@ export class AzureGate implements Gate {
         containerImage: image.containerImage,
         containerRuntime: o.containerRuntime,
         osDiskType: o.osDiskType,
+        outboundAccess: o.outboundAccess,
+        guestReadyTimeoutSec: o.guestReadyTimeoutSec,
+        plan: traits?.plan ?? null,
       });
     } catch (error) {
       throw new RpcError(ErrorCode.InvalidParams, (error as Error).message);
@@ -185,14 +211,23 @@ export class AzureGate implements Gate {
     log.info({ nodes: request.nodeCount, flavor: request.flavor, location: plan.location, group: plan.group }, 'partition creating');
     this.emit(this.withoutGroup(name, 'creating', request.jobId));
     try {
-      await provisionPartition(plan, { arm: this.arm, limits: this.limits(), cancel: AbortSignal.any([cancel, this.closing.signal]), log });
+      await provisionPartition(plan, {
+        arm: this.arm,
+        limits: this.limits(),
+        cancel: AbortSignal.any([cancel, this.closing.signal]),
+        log,
+        vmSlots: this.vmSlots,
+        freshGroupGraceMs: this.options.freshGroupGraceSec * 1000,
+        guestReadyTimeoutMs: this.options.guestReadyTimeoutSec * 1000,
+      });
     } catch (error) {
       this.creations.delete(name);
       if (error instanceof OperationCancelled) {
         log.info('partition creation stopped');
         return;
       }
-      const message = (error as Error).message;
+      // Quota and capacity failures carry their kind, so that the core waits and tries again instead of failing the job.
+      const message = failureReason(error, (error as Error).message);
       log.warn({ error: message }, 'partition creation failed');
       await this.recordFailure(plan, request.jobId, message, log);
       const seen = await this.find(name).catch(() => null);
@@ -257,7 +292,10 @@ export class AzureGate implements Gate {
     const limits: OperationLimits = { ...this.limits(), cancel: this.closing.signal };
     let failure: Error | null = null;
     try {
-      await completeOperation(`deletion of resource group ${group}`, limits, (o) => this.arm.resources.resourceGroups.beginDelete(group, o));
+      // Forced deletion of the VMs (no graceful shutdown; everything is being deleted anyway) ends minutes sooner.
+      await completeOperation(`deletion of resource group ${group}`, limits, (o) =>
+        this.arm.resources.resourceGroups.beginDelete(group, { ...o, forceDeletionTypes: FORCE_DELETION_TYPES }),
+      );
     } catch (error) {
       // A group that is already gone is what was wanted.
       if (!isNotFound((error as Error).cause)) failure = error as Error;
@@ -322,6 +360,17 @@ export class AzureGate implements Gate {
   }
 
   // Plumbing.
+
+  /** An image's traits, cached for `catalogCacheSec` (a failed lookup is not). */
+  private traitsOf(image: ImageChoice['vmImage']): Promise<ImageTraits | null> {
+    const key = JSON.stringify([image.id, image.publisher, image.offer, image.sku, image.version]).toLowerCase();
+    const cached = this.traits.get(key);
+    if (cached && Date.now() - cached.at < this.options.catalogCacheSec * 1000) return cached.value;
+    const value = imageTraits(this.arm, this.options.location, image);
+    this.traits.set(key, { at: Date.now(), value });
+    value.catch(() => this.traits.delete(key));
+    return value;
+  }
 
   private limits(): Omit<OperationLimits, 'cancel'> {
     return { timeoutMs: this.options.operationTimeoutSec * 1000, pollIntervalMs: this.options.pollIntervalMs };

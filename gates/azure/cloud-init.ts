@@ -29,6 +29,27 @@ const closeMetadataEndpoint: string[][] = [
   ['iptables', '-I', 'FORWARD', '-d', METADATA_ENDPOINT, '-j', 'REJECT'],
 ];
 
+/**
+ * Where the last command of the first boot writes that the node is configured. The guest-readiness
+ * check (guest-ready.ts) waits for cloud-init's final stage and reads this file.
+ */
+export const GUEST_READY_MARKER = '/var/lib/skyport/guest-ready';
+
+/**
+ * systemd's drop-in for ssh.socket. Ubuntu 22.10 and later (the default 24.04 image included) start sshd
+ * through socket activation: the socket unit, not sshd's `Port`, decides where SSH listens. The empty
+ * `ListenStream=` clears the unit's own port 22; the second sets ours (IPv4 and IPv6).
+ */
+export const SSH_SOCKET_DROP_IN = '/etc/systemd/system/ssh.socket.d/10-skyport.conf';
+
+/**
+ * Applies the SSH configuration whichever way the image starts sshd: with socket activation (the unit file
+ * exists), reload systemd to read the drop-in and restart the socket and the daemon; without, restart sshd,
+ * which reads `Port` from its drop-in.
+ */
+const restartSsh =
+  'systemctl daemon-reload; if systemctl cat ssh.socket >/dev/null 2>&1; then systemctl restart ssh.socket && systemctl restart ssh.service; else systemctl try-reload-or-restart ssh; fi';
+
 export function cloudConfig(input: CloudInitInput): string {
   const { adminUser, hostKey, containerRuntime, containerImage, sshPort } = input;
   const sshd = ['PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', ...(sshPort !== 22 ? [`Port ${sshPort}`] : [])];
@@ -36,16 +57,24 @@ export function cloudConfig(input: CloudInitInput): string {
   const pull = containerImage
     ? [containerRuntime === 'docker' ? ['docker', 'pull', containerImage] : ['sudo', '-iu', adminUser, 'podman', 'pull', containerImage]]
     : [];
+  const socket = sshPort !== 22 ? [{ path: SSH_SOCKET_DROP_IN, permissions: '0644', owner: 'root:root', content: `[Socket]\nListenStream=\nListenStream=${sshPort}\n` }] : [];
   const config = {
     ssh_pwauth: false,
     disable_root: true,
     ssh_deletekeys: true,
     ssh_genkeytypes: [],
     ssh_keys: { [`${hostKey.kind}_private`]: hostKey.privateKey, [`${hostKey.kind}_public`]: hostKey.publicLine },
-    write_files: [{ path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` }],
+    write_files: [{ path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` }, ...socket],
     package_update: true,
     packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'],
-    runcmd: [...closeMetadataEndpoint, ['systemctl', 'try-reload-or-restart', 'ssh'], ...runtimeSetup, ...pull],
+    runcmd: [
+      ...closeMetadataEndpoint,
+      ['sh', '-c', restartSsh],
+      ...runtimeSetup,
+      ...pull,
+      // Last: the node is configured. runcmd stops at nothing, so the readiness check also waits for cloud-init's verdict.
+      ['sh', '-c', `mkdir -p ${GUEST_READY_MARKER.slice(0, GUEST_READY_MARKER.lastIndexOf('/'))} && date -u +%FT%TZ > ${GUEST_READY_MARKER}`],
+    ],
   };
   return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
 }

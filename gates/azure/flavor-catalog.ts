@@ -29,6 +29,22 @@ const skuIn = (skus: SkuRecord[], size: string, location: string): SkuRecord | u
 export const restrictedIn = (sku: SkuRecord | undefined, location: string): boolean =>
   (sku?.restrictions ?? []).some((r) => r.type === 'Location' && (r.values ?? []).some((v) => same(v, location)));
 
+const capability = (sku: SkuRecord | undefined, name: string): string | undefined => sku?.capabilities?.find((c) => same(c.name, name))?.value;
+
+/**
+ * Why a size cannot boot an image (its CPU architecture, or a Hyper-V generation the size does not offer),
+ * or null when it can. Sizes whose SKU record says nothing are taken to be x64 of both generations.
+ */
+export function cannotBoot(size: string, sku: SkuRecord | undefined, image: { architecture: string; hyperVGeneration: string }): string | null {
+  const architecture = capability(sku, 'CpuArchitectureType') ?? 'x64';
+  if (architecture.toLowerCase() !== image.architecture.toLowerCase())
+    return `VM size ${size} (${architecture}) cannot boot an image built for ${image.architecture}`;
+  const generations = (capability(sku, 'HyperVGenerations') ?? 'V1,V2').split(',').map((g) => g.trim().toUpperCase());
+  if (!generations.includes(image.hyperVGeneration.toUpperCase()))
+    return `VM size ${size} (Hyper-V generation ${generations.join('/')}) cannot boot a generation ${image.hyperVGeneration} image`;
+  return null;
+}
+
 const gpusOf = (sku: SkuRecord | undefined): number => {
   const value = Number(sku?.capabilities?.find((c) => same(c.name, 'GPUs'))?.value ?? 0);
   return Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
@@ -56,10 +72,18 @@ export function hourlyLinuxPrice(prices: RetailPrice[], size: string, location: 
  * Flavors: the location's sizes (less those the subscription may not use there), with GPU counts from
  * the SKU record of that location and the hourly price; a size without a price keeps no price.
  */
-export function joinFlavors(remote: string, location: string, sizes: SizeRecord[], skus: SkuRecord[], prices: RetailPrice[]): Flavor[] {
+export function joinFlavors(
+  remote: string,
+  location: string,
+  sizes: SizeRecord[],
+  skus: SkuRecord[],
+  prices: RetailPrice[],
+  image?: { architecture: string; hyperVGeneration: string } | null,
+): Flavor[] {
   return sizes
     .filter((size): size is SizeRecord & { name: string } => typeof size.name === 'string')
     .filter((size) => !restrictedIn(skuIn(skus, size.name, location), location))
+    .filter((size) => !image || cannotBoot(size.name, skuIn(skus, size.name, location), image) === null)
     .map((size) => {
       const price = hourlyLinuxPrice(prices, size.name, location);
       return {
@@ -102,17 +126,19 @@ export class FlavorCatalog {
     private readonly cacheMs: number,
   ) {}
 
-  async flavors(): Promise<Flavor[]> {
+  /** The location's sizes that can boot `image` (the default image's traits), priced. */
+  async flavors(image?: { architecture: string; hyperVGeneration: string } | null): Promise<Flavor[]> {
     const [{ sizes, skus }, prices] = await Promise.all([this.sizesAndSkus(), this.locationPrices()]);
-    return joinFlavors(this.remote, this.location, sizes, skus, prices);
+    return joinFlavors(this.remote, this.location, sizes, skus, prices, image);
   }
 
-  /** Why a size cannot be used here, or null when it can. */
-  async unavailable(size: string): Promise<string | null> {
+  /** Why a size cannot be used here (for `image`, when its traits are known), or null when it can. */
+  async unavailable(size: string, image?: { architecture: string; hyperVGeneration: string } | null): Promise<string | null> {
     const { sizes, skus } = await this.sizesAndSkus();
     if (!sizes.some((s) => same(s.name, size))) return `VM size ${size} is not offered in ${this.location}`;
-    if (restrictedIn(skuIn(skus, size, this.location), this.location)) return `VM size ${size} is not available to this subscription in ${this.location}`;
-    return null;
+    const sku = skuIn(skus, size, this.location);
+    if (restrictedIn(sku, this.location)) return `VM size ${size} is not available to this subscription in ${this.location}`;
+    return image ? cannotBoot(size, sku, image) : null;
   }
 
   private fresh<T>(entry: Cached<T> | undefined): entry is Cached<T> {

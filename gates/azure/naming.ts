@@ -19,6 +19,8 @@ export const securityGroupNameOf = (partition: string): string => `${partition}-
 export const networkNameOf = (partition: string): string => `${partition}-vnet`;
 export const SUBNET_NAME = 'nodes';
 export const publicIpNameOf = (partition: string): string => `${partition}-ip`;
+export const natGatewayNameOf = (partition: string): string => `${partition}-nat`;
+export const natPublicIpNameOf = (partition: string): string => `${partition}-nat-ip`;
 
 /** The partition's private network: one subnet, room for the 1000 nodes a partition may have. */
 export const NETWORK_PREFIX = '10.0.0.0/16';

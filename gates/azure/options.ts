@@ -57,9 +57,26 @@ export const AzureGateOptions = z
     imageOffer: z.string().min(1).default('ubuntu-24_04-lts'),
     imageSku: z.string().min(1).default('server'),
     containerRuntime: z.enum(['podman', 'docker']).default('podman'),
+    /**
+     * How nodes without a public IP reach the internet: a NAT gateway in the partition's group, or Azure's
+     * default outbound access asked for explicitly (retired for new networks; cheaper where still offered).
+     */
+    outboundAccess: z.enum(['nat-gateway', 'default']).default('nat-gateway'),
+    /** Most VMs (with their NICs) one gate creates at once; the rest wait their turn (ARM's write budget). */
+    maxConcurrentVmCreations: z.number().int().positive().max(500).default(20),
     osDiskType: z.enum(['Standard_LRS', 'StandardSSD_LRS', 'Premium_LRS']).default('StandardSSD_LRS'),
     /** Longest wait for one long-running operation (a VM, a group deletion). */
     operationTimeoutSec: z.number().positive().default(1800),
+    /**
+     * Longest wait, after a VM is Succeeded, for its guest to be ready: cloud-init's final stage done and
+     * sshd answering with the pinned host key. Past it the partition is failed with the reason.
+     */
+    guestReadyTimeoutSec: z.number().positive().default(900),
+    /**
+     * How long writes into a resource group just created may be answered 404 ResourceGroupNotFound (ARM's
+     * replication lag) before the partition is failed.
+     */
+    freshGroupGraceSec: z.number().nonnegative().default(60),
     /** Interval between polls of a long-running operation (Azure's Retry-After takes precedence). */
     pollIntervalMs: z.number().int().positive().default(5000),
     retry: z

@@ -1,10 +1,13 @@
-import type { ImageReference, VirtualMachine } from '@azure/arm-compute';
-import type { NetworkInterface, NetworkSecurityGroup, PublicIPAddress, VirtualNetwork } from '@azure/arm-network';
+import type { ImageReference, VirtualMachine, VirtualMachineRunCommand } from '@azure/arm-compute';
+import type { NatGateway, NetworkInterface, NetworkSecurityGroup, PublicIPAddress, VirtualNetwork } from '@azure/arm-network';
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import { customDataOf } from './cloud-init.js';
+import { guestReadyCommand } from './guest-ready.js';
 import type { NodeHostKey } from './host-keys.js';
 import {
   groupNameOf,
+  natGatewayNameOf,
+  natPublicIpNameOf,
   networkNameOf,
   NETWORK_PREFIX,
   nicNameOf,
@@ -30,6 +33,12 @@ export interface PlanSettings {
   containerImage: string | null;
   containerRuntime: 'podman' | 'docker';
   osDiskType: 'Standard_LRS' | 'StandardSSD_LRS' | 'Premium_LRS';
+  /** How nodes without a public IP reach the internet (see `outbound` of PartitionPlan). */
+  outboundAccess: 'nat-gateway' | 'default';
+  /** Limit of each node's guest-readiness check. */
+  guestReadyTimeoutSec: number;
+  /** The purchase plan the image requires (third-party marketplace images), or null. */
+  plan: { name: string; product: string; publisher: string } | null;
 }
 
 export interface NodePlan {
@@ -41,6 +50,8 @@ export interface NodePlan {
   nic: NetworkInterface;
   /** Carries the node's custom data (its host key): never logged. */
   vm: VirtualMachine;
+  /** The check that the node's guest is ready (guest-ready.ts). */
+  readiness: VirtualMachineRunCommand;
 }
 
 export interface Named<T> {
@@ -57,6 +68,11 @@ export interface PartitionPlan {
   securityGroup: Named<NetworkSecurityGroup>;
   network: Named<VirtualNetwork>;
   publicIp: Named<PublicIPAddress>;
+  /**
+   * The NAT gateway (and its public IP) that gives the nodes without a public IP their way out, or null
+   * when there are none (one node: the head goes out through its own IP) or outbound is Azure's default.
+   */
+  outbound: { publicIp: Named<PublicIPAddress>; natGateway: Named<NatGateway> } | null;
   nodes: NodePlan[];
 }
 
@@ -96,6 +112,7 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
       location: s.location,
       tags: { ...tags, [TAG.node]: String(index), [TAG.role]: role, [TAG.hostKey]: hostKey.fingerprint },
       hardwareProfile: { vmSize: request.flavor },
+      ...(s.plan ? { plan: { ...s.plan } } : {}),
       storageProfile: {
         imageReference: s.vmImage,
         osDisk: { createOption: 'FromImage', deleteOption: 'Delete', managedDisk: { storageAccountType: s.osDiskType } },
@@ -118,8 +135,46 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
       },
       networkProfile: { networkInterfaces: [{ id: id('Microsoft.Network/networkInterfaces', nicName), primary: true, deleteOption: 'Delete' }] },
     };
-    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, nic, vm };
+    const readiness = guestReadyCommand(s.location, tags, s.sshPort, hostKey, s.guestReadyTimeoutSec);
+    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, nic, vm, readiness };
   });
+
+  const standardIp = (): PublicIPAddress => ({
+    location: s.location,
+    tags,
+    sku: { name: 'Standard', tier: 'Regional' },
+    publicIPAllocationMethod: 'Static',
+    publicIPAddressVersion: 'IPv4',
+  });
+  // Outbound is explicit. Azure's "default outbound access" (an implicit, shared address for VMs without a
+  // public IP) is retired: virtual networks made with network api-version 2025-07-01 or later have private
+  // subnets, so an SDK upgrade would silently cut the compute nodes off from packages and registries. A NAT
+  // gateway (inside the partition's group, tagged, deleted with it) keeps them connected whatever the
+  // api-version; with `outboundAccess: "default"` the subnet asks for default access explicitly instead.
+  const natName = natGatewayNameOf(request.name);
+  const natIpName = natPublicIpNameOf(request.name);
+  const needsNat = s.outboundAccess === 'nat-gateway' && nodes.length > 1;
+  const outbound = needsNat
+    ? {
+        publicIp: { name: natIpName, body: standardIp() },
+        natGateway: {
+          name: natName,
+          body: {
+            location: s.location,
+            tags,
+            sku: { name: 'Standard' as const },
+            idleTimeoutInMinutes: 4,
+            publicIpAddresses: [{ id: id('Microsoft.Network/publicIPAddresses', natIpName) }],
+          },
+        },
+      }
+    : null;
+  const subnet = {
+    name: SUBNET_NAME,
+    addressPrefix: SUBNET_PREFIX,
+    ...(needsNat ? { natGateway: { id: id('Microsoft.Network/natGateways', natName) }, defaultOutboundAccess: false } : {}),
+    ...(s.outboundAccess === 'default' ? { defaultOutboundAccess: true } : {}),
+  };
 
   return {
     partition: request.name,
@@ -129,12 +184,10 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
     securityGroup: { name: nsgName, body: { location: s.location, tags, securityRules: securityRules(s.sources, s.sshPort, request.ports) } },
     network: {
       name: vnetName,
-      body: { location: s.location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [{ name: SUBNET_NAME, addressPrefix: SUBNET_PREFIX }] },
+      body: { location: s.location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [subnet] },
     },
-    publicIp: {
-      name: pipName,
-      body: { location: s.location, tags, sku: { name: 'Standard', tier: 'Regional' }, publicIPAllocationMethod: 'Static', publicIPAddressVersion: 'IPv4' },
-    },
+    publicIp: { name: pipName, body: standardIp() },
+    outbound,
     nodes,
   };
 }

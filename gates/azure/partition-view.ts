@@ -20,8 +20,10 @@ const inProgress = (state: string | undefined): boolean => state !== undefined &
 /**
  * A partition as the core sees it, derived from Azure's resources alone (plus what this gate is doing
  * right now), so that a restarted gate reports the same. Status precedence: failed > deleting >
- * creating > up. A partition with fewer VMs than asked for, that nobody is creating, was interrupted
- * (the gate stopped mid-creation): it is failed, and deleting it cleans up.
+ * creating > up. A partition is up only once its group is tagged ready (every node's guest checked; groups
+ * made before the check existed carry no such tag). One with fewer VMs than asked for, or still tagged not
+ * ready, that nobody is creating, was interrupted (the gate stopped mid-creation): it is failed, and
+ * deleting it cleans up.
  */
 export function partitionView(observed: ObservedPartition, ctx: ViewContext): Partition {
   const { group, vms, nics, publicIps } = observed;
@@ -54,15 +56,20 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
   else if (ctx.creating) status = 'creating';
   else if (vms.length < expected) status = 'failed';
   else if (resources.some((r) => inProgress(r.provisioningState))) status = 'creating';
+  else if (tagOf(group.tags, TAG.ready) === 'false') status = 'failed';
   else status = 'up';
 
   const interrupted = status === 'failed' && error === undefined;
+  const why =
+    vms.length < expected
+      ? `creation stopped with ${vms.length} of ${expected} nodes (the gate was restarted); delete the partition`
+      : 'creation stopped before every node\'s guest was ready (the gate was restarted); delete the partition';
   return {
     id: name,
     name,
     status,
     jobId: tagOf(group.tags, TAG.job) ?? null,
     nodes,
-    ...(error !== undefined ? { error } : interrupted ? { error: `creation stopped with ${vms.length} of ${expected} nodes (the gate was restarted); delete the partition` } : {}),
+    ...(error !== undefined ? { error } : interrupted ? { error: why } : {}),
   };
 }

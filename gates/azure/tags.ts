@@ -10,6 +10,8 @@ export const TAG = {
   nodes: 'skyport-nodes',
   /** Why creation failed, kept on the group so that the failure survives a gate restart. */
   error: 'skyport-error',
+  /** Every node's guest is ready (cloud-init done, sshd with the pinned key): only then is the partition up. */
+  ready: 'skyport-ready',
   node: 'skyport-node',
   role: 'skyport-role',
   hostKey: 'skyport-host-key',

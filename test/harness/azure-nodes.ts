@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { pino } from 'pino';
@@ -10,6 +11,9 @@ const VM = 'microsoft.compute/virtualmachines';
 const NIC = 'Microsoft.Network/networkInterfaces';
 const PUBLIC_IP = 'Microsoft.Network/publicIPAddresses';
 const SSHD_DROP_IN = /^\/etc\/ssh\/sshd_config\.d\//;
+const SOCKET_DROP_IN = /^\/etc\/systemd\/system\/ssh\.socket\.d\//;
+/** What a played node's guest has once cloud-init's final stage is done (in the node's home directory). */
+export const GUEST_READY_FILE = '.guest-ready';
 
 /** What a VM's first boot makes of its custom data, as far as SSH goes. */
 export interface FirstBoot {
@@ -35,8 +39,11 @@ export interface PlayedNode {
 }
 
 /**
- * Reads a VM's custom data the way cloud-init would: a `#cloud-config` document (the gate writes it as
- * JSON, which is YAML) whose `ssh_keys` hold the host key and whose sshd drop-in may move the port.
+ * Reads a VM's custom data the way cloud-init would on the default image, Ubuntu 24.04: a `#cloud-config`
+ * document (the gate writes it as JSON, which is YAML) whose `ssh_keys` hold the host key. SSH listens
+ * through systemd's ssh.socket: the port moves only when the socket is reconfigured and restarted (systemd
+ * reloaded, then ssh.socket restarted), to the drop-in's `ListenStream` (or, through Ubuntu's generator, to
+ * sshd's `Port`); an sshd `Port` with only sshd restarted leaves the listener on 22.
  */
 export function readFirstBoot(customData: string): FirstBoot {
   const text = Buffer.from(customData, 'base64').toString('utf8');
@@ -45,12 +52,17 @@ export function readFirstBoot(customData: string): FirstBoot {
   const config = JSON.parse(text.slice(header.length)) as {
     ssh_keys?: Record<string, string>;
     write_files?: { path: string; content: string }[];
+    runcmd?: (string | string[])[];
   };
   const privateKeys = Object.entries(config.ssh_keys ?? {}).filter(([name]) => name.endsWith('_private'));
   if (privateKeys.length !== 1) throw new Error(`cloud-init installs ${privateKeys.length} host keys, not one`);
-  const dropIns = (config.write_files ?? []).filter((f) => SSHD_DROP_IN.test(f.path));
-  const ports = dropIns.flatMap((f) => [...f.content.matchAll(/^Port (\d+)$/gm)].map((m) => Number(m[1])));
-  return { hostKey: privateKeys[0]![1], sshPort: ports.at(-1) ?? 22 };
+  const files = config.write_files ?? [];
+  const sshdPorts = files.filter((f) => SSHD_DROP_IN.test(f.path)).flatMap((f) => [...f.content.matchAll(/^Port (\d+)$/gm)].map((m) => Number(m[1])));
+  const socketPorts = files.filter((f) => SOCKET_DROP_IN.test(f.path)).flatMap((f) => [...f.content.matchAll(/^ListenStream=(\d+)$/gm)].map((m) => Number(m[1])));
+  const commands = (config.runcmd ?? []).map((c) => (Array.isArray(c) ? c.join(' ') : c)).join('\n');
+  const socketRestarted = /daemon-reload/.test(commands) && /restart ssh\.socket/.test(commands);
+  const sshPort = socketRestarted ? (socketPorts.at(-1) ?? sshdPorts.at(-1) ?? 22) : 22;
+  return { hostKey: privateKeys[0]![1], sshPort };
 }
 
 /** A private address 10.b.c.d stands for 127.b.c.d on loopback, so every node can listen on the same port. */
@@ -75,6 +87,8 @@ export class AzureNodes {
   /** VMs being played or about to be (ids, lower case). */
   private readonly claimed = new Set<string>();
   private readonly starting = new Set<Promise<void>>();
+  /** VMs whose guest is ready (ids, lower case). */
+  private readonly ready = new Set<string>();
   private readonly logger = pino({ level: 'silent' });
 
   private constructor(
@@ -86,6 +100,7 @@ export class AzureNodes {
   static attach(fake: FakeArm, root: string): AzureNodes {
     const nodes = new AzureNodes(fake, root);
     fake.onProvisioned((resource, customData) => nodes.provisioned(resource, customData));
+    fake.onGuestReady((vm) => nodes.guestReady(String(vm.id).toLowerCase()));
     return nodes;
   }
 
@@ -100,6 +115,7 @@ export class AzureNodes {
     const servers = [...this.running.values()].map((r) => r.server);
     this.running.clear();
     this.claimed.clear();
+    this.ready.clear();
     await Promise.all(servers.map((s) => s.close()));
   }
 
@@ -123,6 +139,21 @@ export class AzureNodes {
       .catch((error: Error) => void this.failures.push(`${vm.name}: ${error.message}`))
       .finally(() => this.starting.delete(start));
     this.starting.add(start);
+  }
+
+  /** cloud-init's final stage is done on this VM: its last command writes the marker a job can look for. */
+  private guestReady(key: string): void {
+    this.ready.add(key);
+    const running = this.running.get(key);
+    if (running) this.markReady(running.node);
+  }
+
+  private markReady(node: PlayedNode): void {
+    try {
+      writeFileSync(join(node.directory, GUEST_READY_FILE), `${new Date().toISOString()}\n`);
+    } catch (error) {
+      this.failures.push(`${node.vm}: cannot mark its guest ready: ${(error as Error).message}`);
+    }
   }
 
   private describe(vm: Record<string, any>, customData: string | undefined): { node: PlayedNode; boot: FirstBoot; authorized: string } {
@@ -164,5 +195,6 @@ export class AzureNodes {
       logger: this.logger.child({ node: node.vm }),
     });
     this.running.set(key, { node, server });
+    if (this.ready.has(key)) this.markReady(node);
   }
 }

@@ -10,6 +10,10 @@ export interface VmSizeEntry {
   resourceDiskSizeInMB: number;
   maxDataDiskCount: number;
   locations: string[];
+  /** The SKU's `CpuArchitectureType` capability; x64 when absent. */
+  architecture?: 'x64' | 'Arm64';
+  /** The SKU's `HyperVGenerations` capability; `V1,V2` when absent. */
+  hyperVGenerations?: string;
 }
 
 /** One resource SKU record as the SKUs API returns it: one per SKU and location. */
@@ -28,6 +32,12 @@ export interface ImageEntry {
   sku: string;
   versions: string[];
   locations: string[];
+  /** V1 or V2 (default V2, as current marketplace images). */
+  hyperVGeneration?: 'V1' | 'V2';
+  /** x64 (default) or Arm64. */
+  architecture?: 'x64' | 'Arm64';
+  /** The purchase plan a VM made from it must name (third-party marketplace images). */
+  plan?: { name: string; product: string; publisher: string };
 }
 
 export interface PriceEntry {
@@ -91,6 +101,8 @@ export function defaultCatalog(): Catalog {
     size('Standard_NC6s_v3', 6, 112, 336),
     size('Standard_ND96asr_v4', 96, 900, 6000, ['eastus']),
     size('Standard_NC4as_T4_v3', 4, 28, 176, ['westeurope']),
+    { ...size('Standard_D2ps_v5', 2, 8, 0), architecture: 'Arm64' as const, hyperVGenerations: 'V2' },
+    { ...size('Standard_A2_v2', 2, 4, 20), hyperVGenerations: 'V1' },
   ];
   const gpus: Record<string, number> = { Standard_NC6s_v3: 1, Standard_ND96asr_v4: 8, Standard_NC4as_T4_v3: 1 };
   const skus: SkuEntry[] = sizes.flatMap((s) =>
@@ -116,6 +128,16 @@ export function defaultCatalog(): Catalog {
   const images: ImageEntry[] = [
     { publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server', versions: ['24.04.202409120', '24.04.202502210', '24.04.202406140', '24.04.202410010'], locations: both },
     { publisher: 'Canonical', offer: '0001-com-ubuntu-server-jammy', sku: '22_04-lts-gen2', versions: ['22.04.202501150', '22.04.202312060'], locations: both },
+    { publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server-arm64', versions: ['24.04.202502210'], locations: both, architecture: 'Arm64' },
+    { publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server-gen1', versions: ['24.04.202502210'], locations: both, hyperVGeneration: 'V1' },
+    {
+      publisher: 'nvidia',
+      offer: 'ngc_azure_17_11',
+      sku: 'ngc-base-version-24_03_4_gen2',
+      versions: ['24.03.4'],
+      locations: both,
+      plan: { name: 'ngc-base-version-24_03_4_gen2', product: 'ngc_azure_17_11', publisher: 'nvidia' },
+    },
   ];
   return { sizes, skus, images, prices };
 }

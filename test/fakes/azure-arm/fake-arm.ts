@@ -8,9 +8,10 @@ import { defaultCatalog, type Catalog } from './catalog.js';
 import { Faults, type Fault, type FaultSpec } from './faults.js';
 import { FakeIdentity, type ClientRegistration } from './identity.js';
 import { Operations, type ArmOperation } from './operations.js';
-import { ResourceManager, type Reply } from './resource-manager.js';
+import { quotaKey, ResourceManager, type Reply } from './resource-manager.js';
 import { resourceJson, ResourceStore, type ResourceGroupRecord } from './resource-store.js';
 import { retailPricesPage } from './retail-prices.js';
+import { Throttling, type ThrottlingSpec } from './throttling.js';
 
 export interface FakeArmOptions {
   subscriptionId?: string;
@@ -29,6 +30,16 @@ export interface FakeArmOptions {
   catalog?: Partial<Catalog>;
   /** Addresses handed to public IPs, in order (then 20.0.0.x). */
   publicIpAddresses?: string[];
+  /** How long after a VM is Succeeded its guest is ready (cloud-init's final stage done); default 0. */
+  guestReadyDelayMs?: number;
+  /** Extra time a group deletion takes when it holds VMs and does not force their deletion; default 0. */
+  unforcedVmDeletionMs?: number;
+  /** How long writes into a group just created answer 404 ResourceGroupNotFound; default 0. */
+  groupPropagationMs?: number;
+  /** Token-bucket throttling of Resource Manager requests (see throttling.ts); none by default. */
+  throttling?: ThrottlingSpec;
+  /** vCPU quotas: `{ eastus: { standardDSv5Family: 4 } }`; a family without one is unlimited. */
+  quotas?: Record<string, Record<string, number>>;
 }
 
 /** One request as the fake saw it. The bearer token is never kept, only whether it was valid. */
@@ -77,9 +88,14 @@ const routes = {
   group: new RegExp(`^${SUB}/resourcegroups/([^/]+)$`, 'i'),
   resources: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)$`, 'i'),
   resource: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)/([^/]+)$`, 'i'),
+  runCommand: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/microsoft\\.compute/virtualmachines/([^/]+)/runcommands/([^/]+)$`, 'i'),
   asyncOperation: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operations/([^/]+)$`, 'i'),
   operationResult: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operationresults/([^/]+)$`, 'i'),
   groupOperationResult: new RegExp(`^${SUB}/operationresults/([^/]+)$`, 'i'),
+  imageVersion: new RegExp(
+    `^${SUB}/providers/microsoft\\.compute/locations/([^/]+)/publishers/([^/]+)/artifacttypes/vmimage/offers/([^/]+)/skus/([^/]+)/versions/([^/]+)$`,
+    'i',
+  ),
   vmSizes: new RegExp(`^${SUB}/providers/microsoft\\.compute/locations/([^/]+)/vmsizes$`, 'i'),
   skus: new RegExp(`^${SUB}/providers/microsoft\\.compute/skus$`, 'i'),
   imageVersions: new RegExp(
@@ -117,6 +133,10 @@ export class FakeArm {
   private seq = 0;
   private publicIps: string[];
   private readonly provisionedListeners: ((resource: Record<string, any>, customData: string | undefined) => void)[] = [];
+  private readonly guestReadyListeners: ((vm: Record<string, any>) => void)[] = [];
+  private readonly quotas = new Map<string, number>();
+  /** Resource Manager's throttling, when the fake was started with it. */
+  readonly throttling: Throttling | null;
   private nextPublicIp = 4;
 
   private constructor(
@@ -129,6 +149,7 @@ export class FakeArm {
     this.catalog = { ...defaultCatalog(), ...options.catalog };
     this.store = new ResourceStore(this.subscriptionId);
     this.pricesPageSize = options.pricesPageSize ?? 4;
+    this.throttling = options.throttling ? new Throttling(options.throttling) : null;
     this.publicIps = [...(options.publicIpAddresses ?? [])];
     this.manager = new ResourceManager(this.store, this.operationLog, this.faults, this.catalog, {
       baseUrl: () => this.url,
@@ -141,7 +162,16 @@ export class FakeArm {
         const view = resourceJson(resource);
         for (const listener of this.provisionedListeners) listener(view, resource.writeOnly.customData);
       },
+      guestReadyDelayMs: options.guestReadyDelayMs ?? 0,
+      onGuestReady: (vm) => {
+        const view = resourceJson(vm);
+        for (const listener of this.guestReadyListeners) listener(view);
+      },
+      groupPropagationMs: options.groupPropagationMs ?? 0,
+      unforcedVmDeletionMs: options.unforcedVmDeletionMs ?? 0,
+      quotas: this.quotas,
     });
+    for (const [location, families] of Object.entries(options.quotas ?? {})) for (const [family, cores] of Object.entries(families)) this.setQuota(location, family, cores);
   }
 
   static async start(options: FakeArmOptions = {}): Promise<FakeArm> {
@@ -188,6 +218,55 @@ export class FakeArm {
     this.provisionedListeners.push(listener);
   }
 
+  /** Calls `listener` when a VM's guest is ready: cloud-init's final stage is done (the guest-ready delay after Succeeded). */
+  onGuestReady(listener: (vm: Record<string, any>) => void): void {
+    this.guestReadyListeners.push(listener);
+  }
+
+  /** Changes the guest-ready delay of VMs that succeed from now on. */
+  setGuestReadyDelayMs(ms: number): void {
+    this.manager.setGuestReadyDelayMs(ms);
+  }
+
+  /** Changes how long groups created from now on stay invisible to writes (404 ResourceGroupNotFound). */
+  setGroupPropagationMs(ms: number): void {
+    this.manager.setGroupPropagationMs(ms);
+  }
+
+  /** Whether a VM's guest is ready now. */
+  guestReady(vmId: string): boolean {
+    return this.manager.guestReady(vmId);
+  }
+
+  /** Sets (or, with undefined, removes) the vCPU quota of a family (`standardDSv5Family`) in a location. */
+  setQuota(location: string, family: string, cores: number | undefined): void {
+    if (cores === undefined) this.quotas.delete(quotaKey(location, family));
+    else this.quotas.set(quotaKey(location, family), cores);
+  }
+
+  /** The run commands of every VM, as Azure returns them. */
+  runCommands(): Record<string, unknown>[] {
+    return this.manager.allRunCommands();
+  }
+
+  /**
+   * How a VM reaches the internet: its NIC's public IP, its subnet's NAT gateway, Azure's default outbound
+   * access (asked for explicitly, or implicitly by an older api-version), or not at all (a private subnet).
+   */
+  outboundOf(vmId: string): 'public-ip' | 'nat-gateway' | 'default-explicit' | 'default-implicit' | 'none' {
+    const vm = this.store.get(vmId);
+    const nic = vm ? this.store.get(vm.properties.networkProfile?.networkInterfaces?.[0]?.id ?? '') : undefined;
+    const config = nic?.properties.ipConfigurations?.[0]?.properties;
+    if (!config) return 'none';
+    if (config.publicIPAddress?.id) return 'public-ip';
+    const m = /^(.*)\/subnets\/([^/]+)$/i.exec(config.subnet?.id ?? '');
+    const subnet = m ? this.store.get(m[1]!)?.properties.subnets?.find((x: any) => x.name.toLowerCase() === m[2]!.toLowerCase()) : undefined;
+    if (!subnet) return 'none';
+    if (subnet.properties?.natGateway?.id && this.store.get(subnet.properties.natGateway.id)) return 'nat-gateway';
+    const access = subnet.properties?.defaultOutboundAccess;
+    return access === true ? 'default-explicit' : access === false ? 'none' : 'default-implicit';
+  }
+
   /** The custom data a VM was created with (Azure never returns it; tests may look). */
   customDataOf(vmId: string): string | undefined {
     return this.store.get(vmId)?.writeOnly.customData;
@@ -208,6 +287,7 @@ export class FakeArm {
 
   async stop(): Promise<void> {
     this.operationLog.stop();
+    this.manager.stop();
     const server = this.server;
     if (!server) return;
     server.closeAllConnections();
@@ -239,7 +319,13 @@ export class FakeArm {
       authorized: false,
     };
     let reply: Reply;
+    let limits: Record<string, string> = {};
     try {
+      if (this.throttling && /^\/subscriptions\//i.test(url.pathname)) {
+        const admitted = this.throttling.admit(method);
+        limits = admitted.headers;
+        if (admitted.throttled) throw new ArmError(429, 'TooManyRequests', 'The request is being throttled as the limit has been reached for operation type.', admitted.headers);
+      }
       const fault = this.faults.takeResponseFault(method, url.pathname);
       if (fault?.spec.kind === 'throttle') {
         throw new ArmError(429, 'TooManyRequests', 'The request is being throttled.', {
@@ -248,6 +334,7 @@ export class FakeArm {
         });
       }
       if (fault?.spec.kind === 'server-error') throw new ArmError(500, 'InternalServerError', 'Encountered internal server error.');
+      if (fault?.spec.kind === 'reject') throw new ArmError(fault.spec.status ?? 409, fault.spec.code ?? 'Conflict', fault.spec.message ?? 'The request was rejected.');
       reply = this.route(method, url, text, record, req);
     } catch (error) {
       if (!(error instanceof ArmError)) throw error;
@@ -255,7 +342,7 @@ export class FakeArm {
     }
     record.status = reply.status;
     this.requests.push(record);
-    const headers: Record<string, string> = { 'x-ms-request-id': `fake-${record.seq}`, ...reply.headers };
+    const headers: Record<string, string> = { 'x-ms-request-id': `fake-${record.seq}`, ...limits, ...reply.headers };
     if (reply.body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
     res.writeHead(reply.status, headers);
     res.end(reply.body === undefined ? undefined : JSON.stringify(reply.body));
@@ -318,7 +405,7 @@ export class FakeArm {
       if (method === 'HEAD') return this.manager.headGroup(seg(2));
       if (method === 'PUT') return this.manager.putGroup(seg(2), body);
       if (method === 'PATCH') return this.manager.patchGroup(seg(2), body);
-      if (method === 'DELETE') return this.manager.deleteGroup(seg(2), path, apiVersion);
+      if (method === 'DELETE') return this.manager.deleteGroup(seg(2), path, apiVersion, url);
     } else if ((m = routes.groupOperationResult.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.operationResult(seg(2), url);
@@ -328,6 +415,9 @@ export class FakeArm {
     } else if ((m = routes.skus.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.resourceSkus(url);
+    } else if ((m = routes.imageVersion.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.imageVersion(seg(2), seg(3), seg(4), seg(5), seg(6));
     } else if ((m = routes.imageVersions.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.imageVersions(seg(2), seg(3), seg(4), seg(5), url);
@@ -340,6 +430,10 @@ export class FakeArm {
     } else if ((m = routes.resources.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.listResources(seg(2), seg(3), seg(4), url);
+    } else if ((m = routes.runCommand.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.getRunCommand(seg(2), seg(3), seg(4));
+      if (method === 'PUT') return this.manager.putRunCommand(seg(2), seg(3), seg(4), body, path, apiVersion);
     } else if ((m = routes.resource.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.getResource(seg(2), seg(3), seg(4), seg(5));

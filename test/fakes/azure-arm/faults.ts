@@ -3,11 +3,12 @@
  * - `throttle`: answer 429 with `Retry-After` (seconds) instead of handling the request;
  * - `server-error`: answer 500 instead of handling the request;
  * - `fail-operation`: accept a PUT or DELETE, then end its long-running operation Failed with `code`/`message`;
- * - `hang-operation`: accept it and leave its operation InProgress forever.
+ * - `hang-operation`: accept it and leave its operation InProgress forever;
+ * - `reject`: answer at once with `status` (default 409) and ARM's error `code`/`message` (e.g. SkuNotAvailable).
  * A fault matches a method (any when absent) and a path (a RegExp, or a case-insensitive substring),
  * and fires `times` times (default 1; `Infinity` for always).
  */
-export type FaultKind = 'throttle' | 'server-error' | 'fail-operation' | 'hang-operation';
+export type FaultKind = 'throttle' | 'server-error' | 'fail-operation' | 'hang-operation' | 'reject';
 
 export interface FaultSpec {
   kind: FaultKind;
@@ -17,6 +18,7 @@ export interface FaultSpec {
   retryAfterSec?: number;
   code?: string;
   message?: string;
+  status?: number;
 }
 
 export class Fault {
@@ -35,7 +37,7 @@ export class Fault {
   }
 }
 
-const responseKinds: ReadonlySet<FaultKind> = new Set(['throttle', 'server-error']);
+const responseKinds: ReadonlySet<FaultKind> = new Set(['throttle', 'server-error', 'reject']);
 
 export class Faults {
   private faults: Fault[] = [];

@@ -6,3 +6,5 @@ export type { FaultSpec, FaultKind } from './faults.js';
 export { Fault } from './faults.js';
 export type { ClientRegistration } from './identity.js';
 export { azureGateOptionsFor } from './gate-options.js';
+export type { BucketSpec, ThrottlingSpec } from './throttling.js';
+export { ARM_BUCKETS } from './throttling.js';

@@ -3,7 +3,7 @@ import type { Catalog } from './catalog.js';
 import type { Faults } from './faults.js';
 import { parseEqFilter } from './odata.js';
 import type { ArmOperation, OperationOutcome, Operations } from './operations.js';
-import { admit, attachPublicIps, attachVirtualMachine, NIC, supportedType, VM } from './resource-rules.js';
+import { admit, attachPublicIps, attachVirtualMachine, NAT_GATEWAY, NIC, supportedType, VM } from './resource-rules.js';
 import { groupJson, resourceJson, type ArmResource, type ResourceStore } from './resource-store.js';
 
 export interface Reply {
@@ -22,9 +22,51 @@ export interface ResourceManagerOptions {
   allocatePublicIp: () => string;
   /** Called when a PUT's operation has succeeded. */
   onProvisioned: (resource: ArmResource) => void;
+  /** How long after a VM is Succeeded its guest (cloud-init's final stage) is ready. */
+  guestReadyDelayMs: number;
+  /** Called when a VM's guest is ready. */
+  onGuestReady: (vm: ArmResource) => void;
+  /** How long writes into a group just created answer 404 ResourceGroupNotFound (ARM's replication lag). */
+  groupPropagationMs: number;
+  /** Extra time a group deletion takes when it holds VMs and does not force their deletion. */
+  unforcedVmDeletionMs?: number;
+  /** vCPU quota per location and family (`standardDSv5Family`), checked when a VM is PUT. */
+  quotas: Map<string, number>;
 }
 
+/** A VM size's quota family, as Azure names it: Standard_D2s_v5 → standardDSv5Family. */
+export function familyOf(size: string): string {
+  const [series = '', ...rest] = size.replace(/^Standard_/i, '').split('_');
+  const m = /^([A-Z]+)\d+(?:-\d+)?([a-z]*)$/.exec(series);
+  if (!m) return `${size}Family`;
+  const version = rest.find((p) => /^v\d+$/.test(p)) ?? '';
+  return `standard${m[1]}${m[2]!.toUpperCase()}${version}Family`;
+}
+
+export const quotaKey = (location: string, family: string): string => `${location.toLowerCase()}/${family.toLowerCase()}`;
+
+/** A VM run command (`virtualMachines/<vm>/runCommands/<name>`), kept apart from the group's resources. */
+interface RunCommand {
+  id: string;
+  name: string;
+  vmId: string;
+  location: string;
+  tags: Record<string, string>;
+  properties: Record<string, any>;
+}
+
+const runCommandJson = (c: RunCommand): Record<string, unknown> => ({
+  id: c.id,
+  name: c.name,
+  type: 'Microsoft.Compute/virtualMachines/runCommands',
+  location: c.location,
+  tags: { ...c.tags },
+  properties: structuredClone(c.properties),
+});
+
 const GROUP_NAME = /^[-\w._()]{1,90}$/;
+
+const invalid = (message: string): ArmError => badRequest('InvalidParameter', message);
 
 /** A page of a list response: `{value, nextLink}` with `$skiptoken` continuation, as ARM pages. */
 function page(items: unknown[], url: URL, size: number): Reply {
@@ -55,6 +97,13 @@ const operationJson = (op: ArmOperation): Record<string, unknown> => ({
  * everything in it; a group being deleted accepts no new resources.
  */
 export class ResourceManager {
+  private readonly runCommands = new Map<string, RunCommand>();
+  /** When each VM's guest is (or will be) ready, performance-free epoch ms; by VM id, lower case. */
+  private readonly guestReadyAt = new Map<string, number>();
+  /** Until when each group (by name, lower case) is invisible to writes. */
+  private readonly groupVisibleAt = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
   constructor(
     private readonly store: ResourceStore,
     private readonly operations: Operations,
@@ -75,6 +124,8 @@ export class ResourceManager {
 
   private requireWritableGroup(name: string): NonNullable<ReturnType<ResourceStore['group']>> {
     const group = this.requireGroup(name);
+    if (Date.now() < (this.groupVisibleAt.get(group.name.toLowerCase()) ?? 0))
+      throw notFound('ResourceGroupNotFound', `Resource group '${name}' could not be found.`);
     if (group.provisioningState === 'Deleting')
       throw conflict('ResourceGroupBeingDeleted', `The resource group '${group.name}' is in deprovisioning state and cannot perform this operation.`);
     return group;
@@ -135,6 +186,7 @@ export class ResourceManager {
     }
     const group = { id: this.store.groupId(name), name, location: body.location.toLowerCase(), tags: { ...(body.tags ?? {}) }, provisioningState: 'Succeeded' as const };
     this.store.putGroup(group);
+    if (this.options.groupPropagationMs > 0) this.groupVisibleAt.set(name.toLowerCase(), Date.now() + this.options.groupPropagationMs);
     return { status: 201, body: groupJson(group) };
   }
 
@@ -144,13 +196,21 @@ export class ResourceManager {
     return { status: 200, body: groupJson(group) };
   }
 
-  deleteGroup(name: string, path: string, apiVersion: string): Reply {
+  /**
+   * DELETE of a group. Its VMs are shut down gracefully, which takes minutes on Azure (here `unforcedVmDeletionMs`
+   * more when it holds VMs), unless `forceDeletionTypes` names the VM type.
+   */
+  deleteGroup(name: string, path: string, apiVersion: string, url?: URL): Reply {
     const group = this.requireGroup(name);
+    const force = (url?.searchParams.get('forceDeletionTypes') ?? '').split(',').map((t) => t.trim().toLowerCase());
+    const holdsVms = this.store.resourcesIn(group.name, 'Microsoft.Compute/virtualMachines').length > 0;
+    const delayMs = this.options.deletionDelayMs + (holdsVms && !force.includes(VM) ? (this.options.unforcedVmDeletionMs ?? 0) : 0);
     group.provisioningState = 'Deleting';
-    const op = this.operations.start('delete', group.id, this.outcome('DELETE', path, this.options.deletionDelayMs), (done) => {
+    const op = this.operations.start('delete', group.id, this.outcome('DELETE', path, delayMs), (done) => {
       if (done.status !== 'Succeeded') return;
       this.operations.cancelUnder(`${group.id}/`);
       this.store.removeGroup(group.name);
+      this.forgetUnder(`${group.id}/`);
     });
     const location = `${this.options.baseUrl()}/subscriptions/${this.sub}/operationresults/${op.id}?api-version=${apiVersion}`;
     return { status: 202, headers: { Location: location, ...this.retryAfter() } };
@@ -198,7 +258,8 @@ export class ResourceManager {
     const canonical = this.resourceType(namespace, type);
     if (typeof body.location !== 'string' || !body.location) throw badRequest('LocationRequired', 'The location property is required for this definition.');
     const existing = this.store.get(this.store.resourceId(group.name, canonical, name));
-    const resource = admit({ group: group.name, type: canonical, name, location: body.location.toLowerCase(), body, existing }, {
+    if (canonical.toLowerCase() === VM && !existing) this.checkQuota(body, body.location.toLowerCase());
+    const resource = admit({ group: group.name, type: canonical, name, location: body.location.toLowerCase(), body, existing, apiVersion }, {
       store: this.store,
       catalog: this.catalog,
       allocatePublicIp: this.options.allocatePublicIp,
@@ -207,12 +268,18 @@ export class ResourceManager {
     resource.properties.provisioningState = existing ? 'Updating' : isCompute ? 'Creating' : 'Updating';
     this.store.put(resource);
     if (canonical.toLowerCase() === NIC) attachPublicIps(this.store, resource);
+    if (canonical.toLowerCase() === NAT_GATEWAY)
+      for (const ref of resource.properties.publicIpAddresses ?? []) {
+        const pip = this.store.get(ref.id);
+        if (pip) pip.properties.natGateway = { id: resource.id };
+      }
     if (canonical.toLowerCase() === VM) attachVirtualMachine(this.store, resource);
     const op = this.operations.start('put', resource.id, this.outcome('PUT', path, this.options.provisioningDelayMs), (done) => {
       const current = this.store.get(resource.id);
       if (!current) return;
       current.properties.provisioningState = done.status === 'Succeeded' ? 'Succeeded' : 'Failed';
       if (done.status === 'Succeeded') this.options.onProvisioned(current);
+      if (done.status === 'Succeeded' && canonical.toLowerCase() === VM) this.bootGuest(current);
     });
     return {
       status: existing ? 200 : 201,
@@ -228,10 +295,135 @@ export class ResourceManager {
     if (!resource) return { status: 204 };
     resource.properties.provisioningState = 'Deleting';
     const op = this.operations.start('delete', resource.id, this.outcome('DELETE', path, this.options.deletionDelayMs), (done) => {
-      if (done.status === 'Succeeded') this.removeResource(resource);
+      if (done.status === 'Succeeded') {
+        this.removeResource(resource);
+        this.forgetUnder(`${resource.id}/`);
+        this.guestReadyAt.delete(resource.id.toLowerCase());
+      }
     });
     const asyncUrl = this.asyncOperationUrl(namespace, resource.location, op, apiVersion);
     return { status: 202, headers: { 'Azure-AsyncOperation': asyncUrl, Location: asyncUrl.replace('/operations/', '/operationResults/'), ...this.retryAfter() } };
+  }
+
+  /** Quota: the cores of the VMs of this family in this location (those not Failed), plus this one's, within the limit. */
+  private checkQuota(body: Record<string, any>, location: string): void {
+    const size = this.catalog.sizes.find((z) => z.name.toLowerCase() === String(body.properties?.hardwareProfile?.vmSize).toLowerCase());
+    if (!size) return; // admission answers that
+    const family = familyOf(size.name);
+    const limit = this.options.quotas.get(quotaKey(location, family));
+    if (limit === undefined) return;
+    const usage = this.store
+      .allResources()
+      .filter((r) => r.type.toLowerCase() === VM && r.location === location && r.properties.provisioningState !== 'Failed')
+      .map((r) => this.catalog.sizes.find((z) => z.name.toLowerCase() === String(r.properties.hardwareProfile?.vmSize).toLowerCase()))
+      .filter((z) => z !== undefined && familyOf(z.name) === family)
+      .reduce((n, z) => n + z!.numberOfCores, 0);
+    if (usage + size.numberOfCores <= limit) return;
+    throw conflict(
+      'OperationNotAllowed',
+      `Operation could not be completed as it results in exceeding approved ${family} Cores quota. Additional details - Deployment Model: Resource Manager, ` +
+        `Location: ${location}, Current Limit: ${limit}, Current Usage: ${usage}, Additional Required: ${size.numberOfCores}, ` +
+        `(Minimum) New Limit Required: ${usage + size.numberOfCores}. Submit a request for Quota increase at https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/UsageAndQuota.ReactView.`,
+    );
+  }
+
+  /** The VM is Succeeded: cloud-init's early stage is done; its final stage ends after the guest-ready delay. */
+  private bootGuest(vm: ArmResource): void {
+    const key = vm.id.toLowerCase();
+    if (this.guestReadyAt.has(key)) return;
+    this.guestReadyAt.set(key, Date.now() + this.options.guestReadyDelayMs);
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      const current = this.store.get(vm.id);
+      if (current) this.options.onGuestReady(current);
+    }, this.options.guestReadyDelayMs);
+    this.timers.add(timer);
+  }
+
+  setGuestReadyDelayMs(ms: number): void {
+    this.options.guestReadyDelayMs = ms;
+  }
+
+  setGroupPropagationMs(ms: number): void {
+    this.options.groupPropagationMs = ms;
+  }
+
+  /** Whether a VM's guest is ready (cloud-init's final stage done). */
+  guestReady(vmId: string): boolean {
+    const at = this.guestReadyAt.get(vmId.toLowerCase());
+    return at !== undefined && Date.now() >= at;
+  }
+
+  private forgetUnder(prefix: string): void {
+    const p = prefix.toLowerCase();
+    for (const id of [...this.runCommands.keys()]) if (id.startsWith(p)) this.runCommands.delete(id);
+    for (const id of [...this.guestReadyAt.keys()]) if (id.startsWith(p)) this.guestReadyAt.delete(id);
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  // Run commands (Run Command v2): the script runs on the VM through its agent.
+
+  /**
+   * PUT of a VM's run command. The VM must be Succeeded (its agent running). With asyncExecution false, the
+   * operation ends when the script has run: a script that waits for cloud-init (`cloud-init status --wait`)
+   * ends when the guest is ready. With treatFailureAsDeploymentFailure, a failing script fails the operation.
+   */
+  putRunCommand(groupName: string, vmName: string, name: string, body: Record<string, any>, path: string, apiVersion: string): Reply {
+    const group = this.requireWritableGroup(groupName);
+    const vm = this.store.get(this.store.resourceId(group.name, 'Microsoft.Compute/virtualMachines', vmName));
+    if (!vm) throw notFound('ResourceNotFound', `The Resource 'Microsoft.Compute/virtualMachines/${vmName}' under resource group '${group.name}' was not found.`);
+    if (vm.properties.provisioningState !== 'Succeeded')
+      throw conflict('OperationNotAllowed', `Operation 'RunCommand' is not allowed on VM '${vmName}' since the VM is ${vm.properties.provisioningState}.`);
+    if (typeof body.location !== 'string' || !body.location) throw badRequest('LocationRequired', 'The location property is required for this definition.');
+    const props = body.properties ?? {};
+    const script: string = props.source?.script ?? '';
+    if (!script && !props.source?.commandId && !props.source?.scriptUri) throw invalid('The run command needs a script, a script URI or a command id.');
+    const id = `${vm.id}/runCommands/${name}`;
+    const existing = this.runCommands.get(id.toLowerCase());
+    const command: RunCommand = {
+      id,
+      name,
+      vmId: vm.id,
+      location: body.location.toLowerCase(),
+      tags: { ...(body.tags ?? {}) },
+      properties: { ...props, provisioningState: existing ? 'Updating' : 'Creating' },
+    };
+    this.runCommands.set(id.toLowerCase(), command);
+    const waitsForGuest = /cloud-init status --wait/.test(script);
+    const readyIn = waitsForGuest ? Math.max(0, (this.guestReadyAt.get(vm.id.toLowerCase()) ?? Date.now()) - Date.now()) : 0;
+    const op = this.operations.start('put', id, this.outcome('PUT', path, Math.max(this.options.provisioningDelayMs, readyIn)), (done) => {
+      const current = this.runCommands.get(id.toLowerCase());
+      if (!current) return;
+      const ok = done.status === 'Succeeded';
+      current.properties.provisioningState = ok ? 'Succeeded' : 'Failed';
+      current.properties.instanceView = {
+        executionState: ok ? 'Succeeded' : 'Failed',
+        exitCode: ok ? 0 : 1,
+        output: ok ? 'ready\n' : '',
+        error: ok ? '' : (done.error?.message ?? ''),
+      };
+    });
+    return {
+      status: existing ? 200 : 201,
+      body: runCommandJson(command),
+      headers: { 'Azure-AsyncOperation': this.asyncOperationUrl('Microsoft.Compute', command.location, op, apiVersion), ...this.retryAfter() },
+    };
+  }
+
+  getRunCommand(groupName: string, vmName: string, name: string): Reply {
+    const group = this.requireGroup(groupName);
+    const id = `${this.store.resourceId(group.name, 'Microsoft.Compute/virtualMachines', vmName)}/runCommands/${name}`;
+    const command = this.runCommands.get(id.toLowerCase());
+    if (!command) throw notFound('ResourceNotFound', `The Resource 'Microsoft.Compute/virtualMachines/${vmName}/runCommands/${name}' under resource group '${group.name}' was not found.`);
+    return { status: 200, body: runCommandJson(command) };
+  }
+
+  allRunCommands(): Record<string, unknown>[] {
+    return [...this.runCommands.values()].map(runCommandJson);
   }
 
   private removeResource(resource: ArmResource): void {
@@ -267,6 +459,8 @@ export class ResourceManager {
                 { name: 'MemoryGB', value: String(size.memoryInMB / 1024) },
                 { name: 'MaxResourceVolumeMB', value: String(size.resourceDiskSizeInMB) },
                 ...(s.gpus ? [{ name: 'GPUs', value: String(s.gpus) }] : []),
+                { name: 'HyperVGenerations', value: size.hyperVGenerations ?? 'V1,V2' },
+                { name: 'CpuArchitectureType', value: size.architecture ?? 'x64' },
               ]
             : [{ name: 'MaxSizeGiB', value: '4' }];
         return {
@@ -283,6 +477,32 @@ export class ResourceManager {
         };
       });
     return { status: 200, body: { value } };
+  }
+
+  /** One marketplace image version: its generation, architecture and purchase plan. */
+  imageVersion(location: string, publisher: string, offer: string, sku: string, version: string): Reply {
+    const image = this.catalog.images.find(
+      (i) =>
+        i.publisher.toLowerCase() === publisher.toLowerCase() &&
+        i.offer.toLowerCase() === offer.toLowerCase() &&
+        i.sku.toLowerCase() === sku.toLowerCase() &&
+        i.locations.includes(location.toLowerCase()),
+    );
+    if (!image || !image.versions.includes(version)) throw notFound('NotFound', 'Artifact: VMImage was not found.');
+    return {
+      status: 200,
+      body: {
+        location: location.toLowerCase(),
+        name: version,
+        id: `/Subscriptions/${this.sub}/Providers/Microsoft.Compute/Locations/${location}/Publishers/${image.publisher}/ArtifactTypes/VMImage/Offers/${image.offer}/Skus/${image.sku}/Versions/${version}`,
+        properties: {
+          hyperVGeneration: image.hyperVGeneration ?? 'V2',
+          architecture: image.architecture ?? 'x64',
+          osDiskImage: { operatingSystem: 'Linux' },
+          ...(image.plan ? { plan: image.plan } : {}),
+        },
+      },
+    };
   }
 
   imageVersions(location: string, publisher: string, offer: string, sku: string, url: URL): Reply {

@@ -22,6 +22,8 @@ export interface ResourceWrite {
   location: string;
   body: Record<string, any>;
   existing?: ArmResource;
+  /** The request's api-version (some defaults depend on it). */
+  apiVersion?: string;
 }
 
 export const NSG = 'microsoft.network/networksecuritygroups';
@@ -30,6 +32,7 @@ export const PUBLIC_IP = 'microsoft.network/publicipaddresses';
 export const NIC = 'microsoft.network/networkinterfaces';
 export const VM = 'microsoft.compute/virtualmachines';
 export const DISK = 'microsoft.compute/disks';
+export const NAT_GATEWAY = 'microsoft.network/natgateways';
 
 const canonicalTypes: Record<string, string> = {
   [NSG]: 'Microsoft.Network/networkSecurityGroups',
@@ -38,7 +41,14 @@ const canonicalTypes: Record<string, string> = {
   [NIC]: 'Microsoft.Network/networkInterfaces',
   [VM]: 'Microsoft.Compute/virtualMachines',
   [DISK]: 'Microsoft.Compute/disks',
+  [NAT_GATEWAY]: 'Microsoft.Network/natGateways',
 };
+
+/**
+ * From network api-version 2025-07-01 on, a subnet created without `defaultOutboundAccess` is private: its
+ * VMs without a public IP (or NAT gateway) have no way out. Earlier versions leave Azure's implicit default.
+ */
+export const PRIVATE_SUBNETS_FROM = '2025-07-01';
 
 export const supportedType = (type: string): string | undefined => canonicalTypes[type.toLowerCase()];
 
@@ -116,24 +126,46 @@ function admitSecurityGroup(id: string, props: Record<string, any>): Record<stri
   return { ...props, securityRules, defaultSecurityRules: defaultSecurityRules(id) };
 }
 
-function admitVirtualNetwork(id: string, props: Record<string, any>): Record<string, any> {
+function admitVirtualNetwork(id: string, write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
   const prefixes: string[] = props.addressSpace?.addressPrefixes ?? [];
   if (!prefixes.length || !prefixes.every(parseCidr)) throw invalid('The virtual network needs valid addressSpace.addressPrefixes.');
   const subnets = (props.subnets ?? []).map((s: any) => {
     const prefix = s.properties?.addressPrefix;
     if (!s.name || !prefix || !prefixes.some((outer) => withinCidr(prefix, outer)))
       throw badRequest('NetcfgInvalidSubnet', `Subnet '${s.name}' is not valid in virtual network '${id}'.`);
-    return { id: `${id}/subnets/${s.name}`, name: s.name, properties: { ...s.properties, provisioningState: 'Succeeded' } };
+    const natId = refId(s.properties?.natGateway);
+    if (natId) {
+      const nat = ctx.store.get(natId);
+      if (!nat || nat.type.toLowerCase() !== NAT_GATEWAY) throw missingReference(`subnet ${s.name}`, natId);
+    }
+    const explicit = typeof s.properties?.defaultOutboundAccess === 'boolean';
+    const privateByDefault = (write.apiVersion ?? '') >= PRIVATE_SUBNETS_FROM;
+    const properties = { ...s.properties, ...(!explicit && privateByDefault ? { defaultOutboundAccess: false } : {}), provisioningState: 'Succeeded' };
+    return { id: `${id}/subnets/${s.name}`, name: s.name, properties };
   });
   return { ...props, subnets };
 }
 
 function admitPublicIp(write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
   const sku = write.body.sku?.name ?? 'Basic';
+  if (sku === 'Basic') throw invalid('Basic SKU public IP addresses are retired (30 September 2025); create a Standard SKU public IP address.', 'sku');
   if (sku === 'Standard' && props.publicIPAllocationMethod !== 'Static')
     throw badRequest('StandardSkuPublicIPAddressesMustBeStatic', 'Standard sku publicIp addresses must have allocation method Static.');
   const ipAddress = write.existing?.properties.ipAddress ?? ctx.allocatePublicIp();
   return { ...props, ipAddress, ...(write.existing?.properties.ipConfiguration ? { ipConfiguration: write.existing.properties.ipConfiguration } : {}) };
+}
+
+function admitNatGateway(id: string, write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
+  if (write.body.sku?.name !== 'Standard') throw badRequest('NatGatewaySkuMustBeStandard', `NAT gateway ${id} must have sku Standard.`);
+  for (const ref of props.publicIpAddresses ?? []) {
+    const pip = ctx.store.get(refId(ref) ?? '');
+    if (!pip) throw missingReference(`NAT gateway ${id}`, refId(ref) ?? '(no id)');
+    if ((pip.sku as { name?: string } | undefined)?.name !== 'Standard')
+      throw badRequest('NatGatewayCannotUseBasicPublicIp', `NAT gateway ${id} cannot use Basic public IP ${pip.id}.`);
+    const holder = pip.properties.ipConfiguration?.id;
+    if (holder) throw badRequest('PublicIPAddressInUse', `Public IP address ${pip.id} is already used by ${holder}.`);
+  }
+  return { ...props };
 }
 
 /** Finds the subnet an id names: `<vnet id>/subnets/<name>`. */
@@ -219,6 +251,18 @@ function admitVirtualMachine(id: string, write: ResourceWrite, props: Record<str
     );
     if (!entry || (image.version !== 'latest' && !entry.versions.includes(image.version)))
       throw notFound('PlatformImageNotFound', `The platform image '${image.publisher}:${image.offer}:${image.sku}:${image.version}' is not available.`);
+    const architecture = entry.architecture ?? 'x64';
+    if ((size.architecture ?? 'x64') !== architecture)
+      throw badRequest('BadRequest', `The selected VM size '${vmSize}' cannot boot an image of architecture '${architecture}'. Choose a size of architecture '${architecture}'.`);
+    const generation = entry.hyperVGeneration ?? 'V2';
+    if (!(size.hyperVGenerations ?? 'V1,V2').split(',').includes(generation))
+      throw badRequest('BadRequest', `The selected VM size '${vmSize}' cannot boot Hypervisor Generation '${generation.slice(1)}'. If this was a Create operation please check that the Hypervisor Generation of the Image matches the Hypervisor Generation of the selected VM Size.`);
+    if (entry.plan && !write.existing) {
+      const plan = write.body.plan;
+      if (!plan) throw badRequest('VMMarketplaceInvalidInput', 'Creating a virtual machine from Marketplace image or a custom image sourced from a Marketplace image requires Plan information in the request.');
+      if (plan.name !== entry.plan.name || plan.product !== entry.plan.product || plan.publisher !== entry.plan.publisher)
+        throw badRequest('VMMarketplaceInvalidInput', 'The purchase information does not match the image.');
+    }
   }
 
   const os = props.osProfile ?? {};
@@ -302,7 +346,10 @@ export function admit(write: ResourceWrite, ctx: AdmissionContext): ArmResource 
       properties = admitSecurityGroup(id, props);
       break;
     case VNET:
-      properties = admitVirtualNetwork(id, props);
+      properties = admitVirtualNetwork(id, write, props, ctx);
+      break;
+    case NAT_GATEWAY:
+      properties = admitNatGateway(id, write, props, ctx);
       break;
     case PUBLIC_IP:
       properties = admitPublicIp(write, props, ctx);
