@@ -37,11 +37,20 @@ function dropTo(account: { uid: number; gid: number }): void {
   if (regained) throw new Error('the node process could become root again');
 }
 
+/**
+ * What can be done before the node is known, done while the process waits as a spare: its loopback, the
+ * logger, and a first (compiling) pass of the spec's validation. Cuts a partition's start by tens of ms.
+ */
+const PRIVATE_NETWORK = process.argv.includes('--private-network');
+if (PRIVATE_NETWORK) execFileSync('ip', ['link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+const baseLogger = pino({ name: 'node', level: 'trace' }, destination(2));
+NodeSpec.safeParse({});
+
 async function start(raw: unknown, listener: Server | undefined): Promise<void> {
   const spec = NodeSpec.parse(raw);
   if (!listener) throw new Error('no listening socket was handed over');
-  const logger = pino({ name: 'node', level: spec.logLevel, base: { node: spec.node } }, destination(2));
-  if (spec.privateNetwork) execFileSync('ip', ['link', 'set', 'lo', 'up'], { stdio: 'ignore' });
+  if (spec.privateNetwork !== PRIVATE_NETWORK) throw new Error('the node process was not started in the network namespace the node needs');
+  const logger = baseLogger.child({ node: spec.node }, { level: spec.logLevel });
   const directory = await NodeDirectory.open(spec.directory);
   const authorizedKey = parseAuthorizedKey(spec.authorizedKey);
   if (spec.account) dropTo(spec.account);

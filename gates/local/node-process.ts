@@ -83,7 +83,7 @@ export class NodeLauncher {
   }
 
   private spawn(): Spare {
-    const [command, args] = this.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN]] : [process.execPath, [NODE_MAIN]];
+    const [command, args] = this.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN, '--private-network']] : [process.execPath, [NODE_MAIN]];
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     const spare: Spare = { child, log: { logger: this.logger } };
     relayLog(child, spare.log);
