@@ -102,8 +102,10 @@ async function main(): Promise<void> {
   });
 
   // Recorded before the gate restores its partitions (which takes a while): a core restarted meanwhile adopts
-  // this process instead of launching a second gate that would act on the same state.
-  writeFileAtomic(pidfile, JSON.stringify({ pid: process.pid, port: entry.port }) + '\n', 0o600);
+  // this process instead of launching a second gate that would act on the same state. gate.pid itself means
+  // "listening", so the starting gate has a file of its own.
+  const startingFile = join(spool.gateState(args.name), 'gate.starting');
+  writeFileAtomic(startingFile, JSON.stringify({ pid: process.pid }) + '\n', 0o600);
   try {
     gate = await createGate(args.kind, { name: args.name, coreId: config.core.id, spool, options: entry.options, logger });
     server = await serveGate(gate, {
@@ -119,12 +121,13 @@ async function main(): Promise<void> {
     const reason = startFailure(error, entry, spool.config);
     logger.fatal({ err: error, reason }, 'gate failed to start');
     process.stderr.write(`swm-gate: ${reason}\n`);
-    rmSync(pidfile, { force: true });
+    rmSync(startingFile, { force: true });
     await gate?.close().catch(() => undefined);
     await new Promise<void>((done) => logger.flush(() => done()));
     process.exit(EXIT_FAILURE);
   }
   writeFileAtomic(pidfile, JSON.stringify({ pid: process.pid, port: server.port }) + '\n', 0o600);
+  rmSync(startingFile, { force: true });
   logger.info({ kind: args.kind, pid: process.pid, port: server.port }, 'gate ready');
   watchSpool(spool, (reason) => {
     if (stopping) return;

@@ -62,14 +62,18 @@ export class GateProcess {
     return join(this.spool.gateState(this.config.name), 'gate.pid');
   }
 
+  /** The live gate of this spool: listening (gate.pid), or still restoring its partitions (gate.starting). */
   private recordedPid(): number | null {
-    if (!existsSync(this.pidfile)) return null;
-    try {
-      const { pid } = JSON.parse(readFileSync(this.pidfile, 'utf8')) as { pid: number };
-      return alive(pid) ? pid : null;
-    } catch {
-      return null;
+    for (const file of [this.pidfile, join(this.spool.gateState(this.config.name), 'gate.starting')]) {
+      if (!existsSync(file)) continue;
+      try {
+        const { pid } = JSON.parse(readFileSync(file, 'utf8')) as { pid: number };
+        if (alive(pid)) return pid;
+      } catch {
+        // a file being replaced: look at the next
+      }
     }
+    return null;
   }
 
   start(): void {
