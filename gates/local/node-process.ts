@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -26,6 +26,22 @@ function relayLog(child: ChildProcess, target: { logger: Logger }): void {
   });
 }
 const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+/** How long a recorded port may stay taken: the node process of a gate that was just killed is on its way out. */
+const RECORDED_PORT_GRACE_MS = 5_000;
+
+/** Listen on a node's port; a recorded port still held (by the previous gate's node, exiting) is tried again for a while. */
+async function listenAgain(host: string, port: number): Promise<Server> {
+  const deadline = Date.now() + RECORDED_PORT_GRACE_MS;
+  for (;;) {
+    try {
+      return await listenOn(host, port);
+    } catch (error) {
+      if (port === 0 || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
 
 /**
  * Bind each published port on the machine's loopback and hand it to the node process. A port another
@@ -116,7 +132,7 @@ export class NodeProcess {
   }
 
   static async start(spec: NodeSpec, where: { host: string; port: number }, launcher: NodeLauncher, logger: Logger): Promise<NodeProcess> {
-    const listener = await listenOn(where.host, where.port);
+    const listener = await listenAgain(where.host, where.port);
     // Until the node process has it, a connection that reaches the gate is closed rather than left hanging.
     listener.on('connection', (socket) => socket.destroy());
     const port = (listener.address() as AddressInfo).port;
