@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
@@ -409,6 +409,32 @@ describe('local gate', function () {
         await new Promise<void>((resolve) => squatter.close(() => resolve()));
       }
       await gate.delete((await gate.get({ name: 'gamma' })).id);
+    });
+
+    it('starts a node process that ended on its own again, on the same port with the same host key', async function () {
+      if (!canIsolate()) {
+        console.warn('    not root: node processes cannot be told apart by account here');
+        this.skip();
+      }
+      const delta = await createUp(gate, request('delta', partitionKey.public, 1));
+      const node = delta.nodes[0]!;
+      const pids = execFileSync('pgrep', ['-u', node.sshUser, '-f', 'node-main']).toString().trim().split('\n').map(Number);
+      expect(pids, 'one node process for a one-node partition').to.have.length(1);
+      process.kill(pids[0]!, 'SIGKILL');
+      // connectNode pins the reported host key: the node answers again as itself.
+      const deadline = Date.now() + 10_000;
+      let client: SshClient | null = null;
+      while (!client) {
+        client = await connectNode(node, partitionKey.private).catch((error: Error) => {
+          if (Date.now() > deadline) throw error;
+          return null;
+        });
+        if (!client) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      clients.push(client);
+      expect((await exec(client, 'echo again')).stdout).to.equal('again\n');
+      expect((await gate.get({ name: 'delta' })).status).to.equal('up');
+      await gate.delete(delta.id);
     });
 
     it('refuses to delete, and does not show, a partition tagged for another core', async () => {

@@ -54,6 +54,10 @@ const loginName = (): string => {
   }
 };
 
+/** How often a node process may end on its own before its partition is failed. */
+const NODE_RESTARTS = 5;
+const NODE_RESTART_WINDOW_MS = 60_000;
+
 /** Where isolated nodes live: outside the spool, whose directories their accounts cannot pass through. */
 const ISOLATED_NODES_ROOT = '/var/lib/skyport/nodes';
 
@@ -126,6 +130,8 @@ export class LocalGate implements Gate {
   /** The nodes' OS accounts; null when the gate cannot isolate them (it does not run as root). */
   private readonly accounts: NodeAccounts | null;
   private readonly launcher: NodeLauncher;
+  /** Per partition, when its node processes last ended on their own. */
+  private readonly nodeRestarts = new Map<string, number[]>();
   private closed = false;
 
   constructor(
@@ -329,28 +335,7 @@ export class LocalGate implements Gate {
     const env = nodeEnvironment(account?.name ?? this.sshUser, account ? accountHome : null, runtimeDir);
     if (account && firstStart && record.containerImages?.length)
       await seedImages(record.containerImages, account, { ...env, HOME: accountHome }, accountHome, log);
-    const started = await Promise.allSettled(
-      record.nodes.map(async (node, i) =>
-        NodeProcess.start(
-          {
-            node: node.name,
-            directory: this.store.nodeDir(record.name, node.name),
-            hostKey: await this.store.readHostKey(record.name, node.name),
-            authorizedKey: record.sshPublicKey,
-            user: account?.name ?? this.sshUser,
-            env,
-            account: account ? { uid: account.uid, gid: account.gid } : null,
-            privateNetwork: account !== null,
-            logLevel: this.logger.level,
-            // As a cloud opens a VM's inbound ports: the head's `in` ports are reached at its address.
-            publishedPorts: account !== null && i === 0 ? record.ports.filter((p) => p.direction === 'in').map((p) => p.port) : [],
-          },
-          { host: LOOPBACK, port: node.port ?? 0 },
-          this.launcher,
-          log.child({ node: node.name }),
-        ),
-      ),
-    );
+    const started = await Promise.allSettled(record.nodes.map((_, i) => this.startNode(record, i, account, env, log)));
     const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failures = started.flatMap((s, i) => (s.status === 'rejected' ? [describeStartFailure(record.nodes[i]!, s.reason)] : []));
     if (failures.length > 0 || this.closed) {
@@ -359,12 +344,65 @@ export class LocalGate implements Gate {
       return;
     }
     this.servers.set(record.id, servers);
+    servers.forEach((server, i) => this.superviseNode(record, i, server, account, env, log));
     record.nodes.forEach((node, i) => (node.port = servers[i]!.port));
     record.status = 'up';
     delete record.error;
     await this.persist();
     log.info({ ports: servers.map((s) => s.port), account: account?.name }, 'partition up');
     this.emit(record);
+  }
+
+  /** Start the process of a partition's node `index`, on its recorded port. */
+  private async startNode(record: PartitionRecord, index: number, account: NodeAccount | null, env: Record<string, string>, log: Logger): Promise<NodeProcess> {
+    const node = record.nodes[index]!;
+    return NodeProcess.start(
+      {
+        node: node.name,
+        directory: this.store.nodeDir(record.name, node.name),
+        hostKey: await this.store.readHostKey(record.name, node.name),
+        authorizedKey: record.sshPublicKey,
+        user: account?.name ?? this.sshUser,
+        env,
+        account: account ? { uid: account.uid, gid: account.gid } : null,
+        privateNetwork: account !== null,
+        logLevel: this.logger.level,
+        // As a cloud opens a VM's inbound ports: the head's `in` ports are reached at its address.
+        publishedPorts: account !== null && index === 0 ? record.ports.filter((p) => p.direction === 'in').map((p) => p.port) : [],
+      },
+      { host: LOOPBACK, port: node.port ?? 0 },
+      this.launcher,
+      log.child({ node: node.name }),
+    );
+  }
+
+  /**
+   * A node process that ends on its own (killed, out of memory) is started again on its port, as a cloud
+   * restarts a VM's sshd; within NODE_RESTARTS in NODE_RESTART_WINDOW_MS, after which the partition fails
+   * with the reason. Commands the node ran are the account's and go on.
+   */
+  private superviseNode(record: PartitionRecord, index: number, server: NodeProcess, account: NodeAccount | null, env: Record<string, string>, log: Logger): void {
+    server.onUnexpectedExit((how) => {
+      if (this.closed || this.servers.get(record.id)?.[index] !== server) return;
+      const now = Date.now();
+      const recent = (this.nodeRestarts.get(record.id) ?? []).filter((t) => now - t < NODE_RESTART_WINDOW_MS);
+      this.nodeRestarts.set(record.id, [...recent, now]);
+      const node = record.nodes[index]!.name;
+      if (recent.length >= NODE_RESTARTS) return this.fail(record, `node ${node} stopped ${recent.length + 1} times within ${NODE_RESTART_WINDOW_MS / 1000} s (last: ${how})`);
+      log.warn({ node, how }, 'node process ended on its own: starting it again');
+      this.serialize(record.id, async () => {
+        if (this.closed || this.servers.get(record.id)?.[index] !== server) return;
+        try {
+          const again = await this.startNode(record, index, account, env, log);
+          const servers = this.servers.get(record.id);
+          if (!servers || this.closed) return void (await again.close());
+          servers[index] = again;
+          this.superviseNode(record, index, again, account, env, log);
+        } catch (error) {
+          this.fail(record, describeStartFailure(record.nodes[index]!, error));
+        }
+      }).catch((error: unknown) => log.error({ err: error }, 'node restart failed'));
+    });
   }
 
   /** The partition's account, recorded in the state before it is made (so a crash in between leaks nothing). */

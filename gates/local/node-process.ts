@@ -120,6 +120,7 @@ export class NodeLauncher {
  */
 export class NodeProcess {
   private exited: Promise<void>;
+  private closing = false;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -169,7 +170,15 @@ export class NodeProcess {
   }
 
   /** Ask the process to stop (ending its SSH connections); kill it if it does not. Commands it started go on. */
+  /** Called once if the process ends without being asked to (killed, crashed): its node no longer serves. */
+  onUnexpectedExit(listener: (how: string) => void): void {
+    this.child.once('exit', (code, signal) => {
+      if (!this.closing) listener(signal ?? `exit code ${code}`);
+    });
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     if (this.child.connected) this.child.send({ type: 'stop' } satisfies NodeCommand, () => undefined);
     const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_LIMIT_MS);
     await this.exited;

@@ -20,7 +20,8 @@ export function connectNode(node: Pick<PartitionNode, 'sshPort' | 'sshUser' | 'h
   return new Promise((resolve, reject) => {
     const client = new Client();
     client.once('ready', () => resolve(client));
-    client.once('error', reject);
+    // ssh2 can report one failed handshake twice (a reset, then "lost before handshake"): the first decides.
+    client.on('error', reject);
     client.connect({
       host: '127.0.0.1',
       port: node.sshPort,
