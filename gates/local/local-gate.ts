@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rm } from 'node:fs/promises';
-import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { ParsedKey } from 'ssh2';
+import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import type { Flavor, Image, Partition } from '../../terminal-protocol/common.js';
 import { ErrorCode, RpcError, notFound } from '../../terminal-protocol/errors.js';
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
@@ -176,7 +175,8 @@ export class LocalGate implements Gate {
     if (existing) return this.existingCreate(existing);
     if (!this.options.flavors.some((f) => f.name === request.flavor))
       throw new RpcError(ErrorCode.Unschedulable, `gate ${this.context.name} has no flavor "${request.flavor}"`);
-    const authorizedKey = parseAuthorizedKey(request.sshPublicKey);
+    // Refused here, before anything is recorded; node processes parse it again for themselves.
+    parseAuthorizedKey(request.sshPublicKey);
     const names = nodeNames(request.name, request.nodeCount);
     const hostKeys = names.map((_, i) => {
       const given = request.hostKeys?.[i];
@@ -212,7 +212,7 @@ export class LocalGate implements Gate {
       throw error;
     }
     this.logger.info({ partition: record.name, job: record.jobId, nodes: names.length }, 'partition creating');
-    this.serialize(record.id, () => this.startNodes(record, authorizedKey)).catch((error: unknown) =>
+    this.serialize(record.id, () => this.startNodes(record)).catch((error: unknown) =>
       this.logger.error({ err: error, partition: record.name }, 'partition start failed'),
     );
     return { id: record.id, status: 'creating' };
@@ -312,21 +312,16 @@ export class LocalGate implements Gate {
   }
 
   /** Listen on every node (recorded ports first), then report up, or failed with the reason. */
-  private async startNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
+  private async startNodes(record: PartitionRecord): Promise<void> {
     try {
-      await this.listenOnNodes(record, authorizedKey);
+      await this.listenOnNodes(record);
     } catch (error) {
       this.fail(record, (error as Error)?.message ?? String(error));
     }
   }
 
-  private async listenOnNodes(record: PartitionRecord, authorizedKey?: ParsedKey): Promise<void> {
+  private async listenOnNodes(record: PartitionRecord): Promise<void> {
     const log = this.logger.child({ partition: record.name, job: record.jobId });
-    try {
-      if (!authorizedKey) parseAuthorizedKey(record.sshPublicKey);
-    } catch (error) {
-      return this.fail(record, `partition key unreadable: ${(error as Error).message}`);
-    }
     const firstStart = record.status === 'creating';
     const account = await this.accountFor(record);
     const accountHome = join(this.store.partitionDir(record.name), '.account');
@@ -459,6 +454,7 @@ export class LocalGate implements Gate {
     }
     await this.store.removePartitionFiles(record.name);
     this.records.delete(record.id);
+    this.nodeRestarts.delete(record.id);
     await this.persist();
     this.logger.info({ partition: record.name, job: record.jobId }, 'partition deleted');
     this.emit(record, 'deleted');

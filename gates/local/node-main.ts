@@ -15,6 +15,7 @@ import { parseAuthorizedKey } from './host-key.js';
 import { NodeDirectory } from './node-directory.js';
 import { NodeServer } from './node-server.js';
 import { NodeSpec, type NodeCommand, type NodeReport } from './node-spec.js';
+import { spliceStreams } from '../../terminal-protocol/streams.js';
 
 const report = (message: NodeReport): void => {
   process.send?.(message);
@@ -72,14 +73,7 @@ function publish(listener: Server, port: number): void {
     const inside = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     outside.setNoDelay(true);
     inside.setNoDelay(true);
-    const close = () => {
-      outside.destroy();
-      inside.destroy();
-    };
-    outside.on('error', close);
-    inside.on('error', close);
-    outside.pipe(inside);
-    inside.pipe(outside);
+    spliceStreams(outside, inside);
   });
 }
 
