@@ -1,19 +1,15 @@
+import { isLive } from './partitions/partition-record.js';
 import type { CoreServices } from './services.js';
-import type { JobStep } from './store/job-record.js';
-
-/** Steps in which a job may own a partition; a partition whose job is in none of them is an orphan. */
-const OWNING: ReadonlySet<JobStep> = new Set(['partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown']);
-/** A partition this young may belong to a job whose move to `partition` is still being committed. */
-const GRACE_MS = 60_000;
 
 /**
- * Finds partitions that no live job owns and deletes them: at start, and periodically. This is what makes
- * "a partition created is always deleted" hold even across lost state, crashes between two lines, or a
- * gate that created something after its caller gave up.
+ * Finds partitions a gate holds that the core does not account for, and deletes them: at start, on every
+ * gate (re)connection, and periodically. The core records every partition (core/partitions/) before it asks a
+ * gate for it and keeps the record until the gate has deleted it, so a partition at a gate with no live record
+ * here is an orphan: one created by a gate after its caller gave up, or whose record was lost. This is what
+ * makes "a partition created is always deleted" hold even across lost state and crashes between two lines.
  */
 export class Reaper {
   private timer: NodeJS.Timeout | null = null;
-  private readonly firstSeen = new Map<string, number>();
 
   constructor(private readonly services: CoreServices) {}
 
@@ -31,7 +27,6 @@ export class Reaper {
   /** One pass over every connected gate; returns the names of the partitions it deleted. */
   async sweep(): Promise<string[]> {
     const deleted: string[] = [];
-    const now = Date.now();
     for (const gate of this.services.gates.values()) {
       if (!gate.connected) continue;
       let partitions;
@@ -43,18 +38,10 @@ export class Reaper {
       }
       for (const p of partitions) {
         if (p.status === 'deleted' || p.status === 'deleting') continue;
-        const job = p.jobId ? this.services.store.get(p.jobId) : null;
-        if (job && OWNING.has(job.step) && job.partitionName === p.name) {
-          this.firstSeen.delete(p.id);
-          continue;
-        }
-        // A job that is queued may be a moment away from recording its partition: give it a grace period.
-        const seen = this.firstSeen.get(p.id) ?? now;
-        this.firstSeen.set(p.id, seen);
-        if (job && job.step === 'queue' && now - seen < GRACE_MS) continue;
+        const record = this.services.store.partition(p.name);
+        if (record && isLive(record)) continue;
         try {
           await gate.call('partition.delete', { id: p.id });
-          this.firstSeen.delete(p.id);
           deleted.push(p.name);
           this.services.logger.warn({ gate: gate.name, partition: p.name, job: p.jobId }, 'reaper: deleted orphaned partition');
         } catch (error) {

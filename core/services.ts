@@ -5,7 +5,9 @@ import type { SpoolPaths } from '../spool-bootstrap/paths.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { GateClient } from './gates/gate-client.js';
 import type { GateProcess } from './gates/gate-process.js';
+import type { JobForwards } from './forwarding/job-forwards.js';
 import type { NodePool } from './nodes/node-pool.js';
+import type { Partitions } from './partitions/partitions.js';
 import type { JobRecord } from './store/job-record.js';
 import type { JobStore } from './store/job-store.js';
 
@@ -33,6 +35,10 @@ export interface CoreServices {
   /** Managed gate processes, by gate name. */
   gateProcesses?: Map<string, GateProcess>;
   nodes: NodePool;
+  /** The partitions branch of the supervision tree. */
+  partitions: Partitions;
+  /** Port forwards of running jobs. */
+  forwards: JobForwards;
   bus: JobBus;
   /** Ask the scheduler to run (coalesced). */
   kickScheduler: () => void;

@@ -7,8 +7,11 @@ import { spoolPaths, type SpoolPaths } from '../spool-bootstrap/paths.js';
 import { Revocations } from '../spool-bootstrap/revocations.js';
 import { GateClient } from './gates/gate-client.js';
 import { GateProcess } from './gates/gate-process.js';
+import { JobForwards } from './forwarding/job-forwards.js';
 import { Jobs } from './jobs/jobs.js';
 import { NodePool } from './nodes/node-pool.js';
+import type { PartitionEffectOptions } from './partitions/partition-effects.js';
+import { Partitions } from './partitions/partitions.js';
 import { Reaper } from './reaper.js';
 import { spawnScheduler } from './scheduler/scheduler-actor.js';
 import { JobBus, type CoreServices } from './services.js';
@@ -24,6 +27,7 @@ import { VERSION } from './version.js';
 export interface CoreSystem {
   services: CoreServices;
   jobs: Jobs;
+  partitions: Partitions;
   reaper: Reaper;
   listener: MtlsListener;
   port: number;
@@ -35,24 +39,24 @@ export interface StartOptions {
   logger?: Logger;
   /** Extra HTTPS routes on the terminal port (the REST API). */
   httpRoutes?: (services: CoreServices, jobs: JobHandlers, catalog: CatalogHandlers) => (req: IncomingMessage, res: ServerResponse, caller: Identity) => void;
+  /** How partitions wait after a passing failure (tests shorten it). */
+  partitionEffects?: PartitionEffectOptions;
 }
 
 /**
- * Builds swm-core's supervision tree (DESIGN.md §7):
+ * The composition root: builds every component swm-core runs, in dependency order, and stops them in the
+ * reverse order. The supervision tree (core/README.md):
  *
- *   root ── store (group-committed SQLite)
- *        ├─ gates      managed gate processes + one client per gate
- *        ├─ jobs       one actor per active job, respawned from the store
- *        ├─ scheduler  pure plan on every event
- *        ├─ reaper     deletes partitions no live job owns
- *        └─ terminals  mTLS HTTPS + WSS, one session per connection
+ *   root ─┬─ jobs        supervisor: one durable actor per job in the middle of a step
+ *         ├─ partitions  supervisor: one durable actor per partition not deleted
+ *         └─ scheduler   pure plan on every event
+ *   beside it: store, gate processes and clients, node pool, forwards, reaper, terminal server
  */
 export async function startCore(options: StartOptions): Promise<CoreSystem> {
   const spool: SpoolPaths = spoolPaths(options.spoolDir);
   const config = loadCoreConfig(spool.config);
   const logger = options.logger ?? createLogger('core', { logsDir: spool.logsDir, level: config.core.logLevel });
   const store = new JobStore(spool.db);
-  const root = start() as Ref<unknown>;
 
   const gateProcesses = new Map<string, GateProcess>();
   for (const g of config.gates.filter((g) => g.managed)) {
@@ -63,7 +67,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   const gates = new Map(config.gates.map((g) => [g.name, new GateClient(g, spool, logger)]));
 
   let kick = () => {};
-  const services: CoreServices = {
+  const services = {
     version: VERSION,
     startedAt: Date.now(),
     config,
@@ -75,7 +79,10 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     nodes: new NodePool(spool),
     bus: new JobBus(),
     kickScheduler: () => kick(),
-  };
+  } as Omit<CoreServices, 'partitions' | 'forwards'> as CoreServices;
+  const root = start() as Ref<unknown>;
+  services.partitions = new Partitions(root, services, options.partitionEffects);
+  services.forwards = new JobForwards(services);
   const jobs = new Jobs(root, services);
   const scheduler = spawnScheduler(root, services, jobs);
   kick = scheduler.kick;
@@ -83,7 +90,9 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     gate.on('ready', () => kick());
     gate.start();
   }
+  const partitionCount = services.partitions.start();
   const resumed = jobs.resumeAll();
+  services.forwards.start();
   const reaper = new Reaper(services);
   reaper.start();
 
@@ -112,11 +121,12 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     onRefused: (reason, remote) => logger.warn({ remote, reason }, 'connection refused'),
   });
   kick();
-  logger.info({ port: listener.port, resumed, version: VERSION, spool: spool.root }, 'swm-core started');
+  logger.info({ port: listener.port, resumed, partitions: partitionCount, version: VERSION, spool: spool.root }, 'swm-core started');
 
   return {
     services,
     jobs,
+    partitions: services.partitions,
     reaper,
     listener,
     port: listener.port,
@@ -124,6 +134,9 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       scheduler.stop();
       reaper.stop();
       await listener!.close();
+      services.forwards.stop();
+      jobs.stop();
+      services.partitions.stop();
       await Promise.all([...gates.values()].map((g) => g.close()));
       for (const p of gateProcesses.values()) p.stop(stopGates);
       services.nodes.closeAll();

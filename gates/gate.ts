@@ -23,6 +23,11 @@ export interface Gate {
   get(ref: { id: string } | { name: string }): Promise<Partition>;
   list(): Promise<Partition[]>;
   delete(id: string): Promise<{ id: string; status: 'deleting' | 'deleted' }>;
+  /**
+   * Make container images available on an up partition's nodes (a partition reused by a job with another
+   * image). Absent: the nodes fetch images themselves (a cloud VM pulls).
+   */
+  prepare?(id: string, containerImages: string[]): Promise<void>;
   flavors(): Promise<Flavor[]>;
   images(): Promise<Image[]>;
   /** Subscribe to partition status changes. */

@@ -50,6 +50,11 @@ export function gateHandler(gate: Gate, name: string): Handler<GateMethods> {
         return gate.list();
       case 'partition.delete':
         return gate.delete((params as { id: string }).id);
+      case 'partition.prepare': {
+        const { id, containerImages } = params as { id: string; containerImages: string[] };
+        await gate.prepare?.(id, containerImages);
+        return { id };
+      }
       case 'flavor.list':
         return gate.flavors();
       case 'image.list':

@@ -40,6 +40,28 @@ export const RemoteConfig = z
     /** Cloud (VM) image for partitions of jobs that name no `cloud-image` (null: the gate's default). */
     defaultCloudImage: z.string().nullable().default(null),
     defaultFlavor: z.string().nullable().default(null),
+    /**
+     * How long a partition stays idle after its job, for the next compatible job, before it is deleted
+     * (seconds; 0: deleted at once; null: the gate kind's default, core/partitions/keep-alive.ts).
+     */
+    idleTimeoutSec: z.number().int().nonnegative().nullable().default(null),
+    /** The longest keep-alive a job may ask for with `#SWM keep-partition`. */
+    maxIdleTimeoutSec: z.number().int().nonnegative().default(3600),
+    /** Whether one owner's idle partition may run another owner's job (off: each owner gets their own). */
+    sharePartitions: z.boolean().default(false),
+    /** Most partitions kept idle at once on this remote (the oldest beyond are deleted); null: no limit. */
+    maxIdle: z.number().int().nonnegative().nullable().default(null),
+    /** A warm pool: `count` partitions of `flavor` made ahead and kept ready for the first jobs that fit them. */
+    pool: z
+      .object({
+        flavor: z.string(),
+        nodes: z.number().int().positive().default(1),
+        count: z.number().int().nonnegative(),
+        cloudImage: z.string().nullable().default(null),
+      })
+      .strict()
+      .nullable()
+      .default(null),
   })
   .strict();
 export type RemoteConfig = z.infer<typeof RemoteConfig>;

@@ -58,6 +58,12 @@ export const gateMethods = {
     z.object({ id: z.string() }).strict(),
     z.object({ id: z.string(), status: z.enum(['deleting', 'deleted']) }),
   ),
+  'partition.prepare': method(
+    "Make container images available on a partition's nodes before a job uses them (a reused partition).",
+    core,
+    z.object({ id: z.string(), containerImages: z.array(z.string().min(1)).max(16) }).strict(),
+    z.object({ id: z.string() }),
+  ),
   'flavor.list': method('Flavors this gate offers.', core, z.object({}).strict().optional(), z.array(Flavor)),
   'image.list': method('Images this gate offers.', core, z.object({}).strict().optional(), z.array(Image)),
 } as const;

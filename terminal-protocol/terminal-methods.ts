@@ -62,6 +62,24 @@ export const ForwardedPort = z.object({
 export type ForwardedPort = z.infer<typeof ForwardedPort>;
 
 /** Methods a terminal may call on swm-core. */
+/** A partition as the core keeps it (core/partitions/), with what its gate last said of its nodes. */
+export const PartitionView = Partition.extend({
+  remote: z.string(),
+  /** The core's state: requested, creating, ready, busy, idle, deleting, deleted, failed. */
+  state: z.string(),
+  owner: z.string().nullable(),
+  flavor: z.string(),
+  pool: z.boolean(),
+  jobsRun: z.number().int().nonnegative(),
+  /** Seconds idle so far, and the keep-alive that deletes it (idle partitions only). */
+  idleSec: z.number().nonnegative().nullable(),
+  keepSec: z.number().nonnegative().nullable(),
+  /** Accrued cost since it came up, where its flavor is priced. */
+  cost: z.number().nonnegative().nullable(),
+  currency: z.string().nullable(),
+});
+export type PartitionView = z.infer<typeof PartitionView>;
+
 export const terminalMethods = {
   hello: method(
     'Who am I, and which core is this.',
@@ -207,10 +225,16 @@ export const terminalMethods = {
     z.array(Image),
   ),
   'partition.list': method(
-    'Partitions the gates report, with the remote they are on (admins see all, users those of their jobs).',
+    'Partitions: their state, owner, jobs run, idle time and cost (admins see all, users their own).',
     people,
-    z.object({}).strict().optional(),
-    z.array(Partition.extend({ remote: z.string() })),
+    z.object({ all: z.boolean().optional() }).strict().optional(),
+    z.array(PartitionView),
+  ),
+  'partition.delete': method(
+    'Delete a partition that runs no job (its owner, or an admin); resolves once deletion has started.',
+    people,
+    z.object({ name: z.string().min(1).max(200) }).strict(),
+    PartitionView,
   ),
   'admin.user.add': method(
     'Issue a certificate bundle for a new user (or admin).',

@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { parseJobScript } from '../core/jobs/job-script.js';
-import type { JobEvent } from '../core/jobs/job-steps.js';
-import { createPartition } from '../core/jobs/steps/partition.js';
-import type { StepContext } from '../core/jobs/steps/step-context.js';
-import type { JobRecord } from '../core/store/job-record.js';
+import { start, stop } from 'nact';
+import { requestedPartition, type PartitionRecord } from '../core/partitions/partition-record.js';
+import { Partitions } from '../core/partitions/partitions.js';
+import type { CoreServices } from '../core/services.js';
+import { JobStore } from '../core/store/job-store.js';
 import { spoolPaths } from '../spool-bootstrap/paths.js';
 import type { Partition } from '../terminal-protocol/common.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
@@ -32,6 +32,7 @@ class StubGate extends EventEmitter {
     super();
   }
 
+  readonly connected = true;
   async whenConnected(): Promise<void> {}
 
   async call(method: string, params: Record<string, any>): Promise<any> {
@@ -60,6 +61,7 @@ class StubGate extends EventEmitter {
       return this.partition;
     }
     if (method === 'partition.delete') {
+      if (this.partition) this.partition = { ...this.partition, status: 'deleting' };
       setTimeout(() => {
         this.partition = null;
         this.emit('partition', { id: name, name, status: 'deleted', jobId: 'j', nodes: [] });
@@ -70,43 +72,60 @@ class StubGate extends EventEmitter {
   }
 }
 
-describe('the partition step against a gate that fails for want of capacity or quota', function () {
+describe('a partition whose gate fails it for want of capacity or quota', function () {
   this.timeout(10_000);
   let dir: string;
-  before(() => (dir = mkdtempSync(join(tmpdir(), 'partition-retry-'))));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  let store: JobStore;
+  let root: ReturnType<typeof start>;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'partition-retry-'));
+    store = new JobStore(join(dir, 'db', 'swm.db'));
+    root = start();
+  });
+  afterEach(() => {
+    stop(root);
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
-  function run(gate: StubGate, retryDelayMs: (attempt: number) => number, signal = new AbortController().signal): { events: JobEvent[]; done: Promise<JobEvent> } {
-    const { directives } = parseJobScript('#!/bin/sh\n#SWM remote azure\n#SWM nodes 2\necho hi\n');
-    const job = {
-      id: 'j',
-      owner: 'alice',
-      directives,
-      remote: 'azure',
-      flavor: 'Standard_D2s_v5',
-      partitionName: 'job-j',
-      partitionId: null,
-    } as unknown as JobRecord;
+  /** A partition reserved for job j, run by the real partitions supervisor and store against the stub gate. */
+  async function run(gate: StubGate, retryDelayMs: (attempt: number) => number): Promise<{ partitions: Partitions; seen: PartitionRecord[]; until: (state: string) => Promise<PartitionRecord> }> {
     const services = {
-      config: { remotes: [{ name: 'azure', gate: 'azure', defaultCloudImage: null }] },
+      config: { remotes: [{ name: 'azure', gate: 'azure', defaultCloudImage: null }], gates: [{ name: 'azure', kind: 'azure' }] },
       gates: new Map([['azure', gate]]),
       spool: spoolPaths(dir),
-      nodes: { pin: (p: Partition) => p.nodes },
-    };
-    const events: JobEvent[] = [];
-    const context = { job, services, signal, emit: (e: JobEvent) => events.push(e), logger: pino({ level: 'silent' }) } as unknown as StepContext;
-    return { events, done: createPartition(context, retryDelayMs) };
+      logger: pino({ level: 'silent' }),
+      store,
+      nodes: { pin: (p: Partition) => p.nodes, release: () => {} },
+      kickScheduler: () => {},
+    } as unknown as CoreServices;
+    const partitions = new Partitions(root, services, { retryDelayMs });
+    const seen: PartitionRecord[] = [];
+    partitions.bus.on('partition', (p: PartitionRecord) => seen.push(p));
+    const until = (state: string) =>
+      new Promise<PartitionRecord>((resolve) => {
+        const look = (p: PartitionRecord) => {
+          if (p.state !== state) return;
+          partitions.bus.off('partition', look);
+          resolve(p);
+        };
+        partitions.bus.on('partition', look);
+      });
+    const shape = { remote: 'azure', flavor: 'Standard_D2s_v5', nodeCount: 1, cloudImage: null, ports: [] };
+    await partitions.create(requestedPartition('job-j', shape, 'alice', 'j', Date.now()));
+    return { partitions, seen, until };
   }
 
-  it('deletes the failed partition, says why the job waits, asks again after the wait, and comes up', async () => {
+  it('deletes the failed partition, says why, asks again after a wait that grows, and comes up', async () => {
     const gate = new StubGate(2, CAPACITY);
     const waits: number[] = [];
-    const { events, done } = run(gate, (attempt) => {
+    const { seen, until } = await run(gate, (attempt) => {
       waits.push(attempt);
       return 20;
     });
-    const end = await done;
-    expect(end).to.deep.include({ type: 'partition-up', nodeNames: ['job-j-0'] });
+    const ready = await until('ready');
+    expect(ready.nodes.map((n) => n.name)).to.deep.equal(['job-j-0']);
+    expect(ready).to.include({ jobId: 'j', attempts: 2 });
     expect(gate.calls.map(([m]) => m).filter((m) => m !== 'partition.get')).to.deep.equal([
       'partition.create',
       'partition.delete',
@@ -115,37 +134,32 @@ describe('the partition step against a gate that fails for want of capacity or q
       'partition.create',
     ]);
     expect(waits, 'the wait grows with each attempt').to.deep.equal([0, 1]);
-    const said = events.filter((e) => e.type === 'partition-retry').map((e) => (e as { reason: string }).reason);
-    expect(said).to.have.length(2);
-    for (const reason of said) expect(reason.startsWith(CAPACITY)).to.equal(true);
-    expect(events.filter((e) => e.type === 'partition-requested')).to.have.length(3);
-    // Every new request comes after the previous partition is gone, and after the job said it waits.
-    const order = events.map((e) => e.type).filter((t) => t === 'partition-requested' || t === 'partition-retry');
-    expect(order).to.deep.equal(['partition-requested', 'partition-retry', 'partition-requested', 'partition-retry', 'partition-requested']);
+    const failures = seen.filter((p) => p.state === 'failed');
+    expect(failures).to.have.length(2);
+    for (const p of failures) {
+      expect(p.reason).to.equal(CAPACITY);
+      expect(p.retryAtMs).to.be.a('number');
+    }
+    expect(store.partition('job-j')?.state, 'each state is stored').to.equal('ready');
   });
 
-  it('fails at once on any other reason', async () => {
+  it('fails for good on any other reason, and is deleted', async () => {
     const gate = new StubGate(1, 'virtual machine job-j-0: InvalidParameter: The admin user name is not allowed.');
-    const { done } = run(gate, () => 20);
-    const error = await done.then(
-      () => null,
-      (e: Error) => e,
-    );
-    expect(error?.message).to.equal('partition creation failed: virtual machine job-j-0: InvalidParameter: The admin user name is not allowed.');
+    const { seen, until } = await run(gate, () => 20);
+    await until('deleted');
+    const failed = seen.find((p) => p.state === 'failed')!;
+    expect(failed).to.include({ reason: 'virtual machine job-j-0: InvalidParameter: The admin user name is not allowed.', retryAtMs: null });
     expect(gate.calls.filter(([m]) => m === 'partition.create')).to.have.length(1);
+    expect(gate.calls.filter(([m]) => m === 'partition.delete')).to.have.length(1);
   });
 
-  it('stops waiting when the job is cancelled', async () => {
+  it('stops waiting when its job gives it up (a cancel), and is deleted without asking again', async () => {
     const gate = new StubGate(Infinity, 'Quota: exceeding approved standardDSv5Family Cores quota');
-    const abort = new AbortController();
-    const { events, done } = run(gate, () => 60_000, abort.signal);
-    while (!events.some((e) => e.type === 'partition-retry')) await new Promise((resolve) => setTimeout(resolve, 5));
-    abort.abort();
-    const error = await done.then(
-      () => null,
-      (e: Error) => e,
-    );
-    expect(error?.name).to.equal('StepAborted');
+    const { partitions, until } = await run(gate, () => 60_000);
+    await until('failed');
+    const released = await partitions.send('job-j', { type: 'release', jobId: 'j', keepSec: 60, reusable: false });
+    expect(released.state).to.equal('deleting');
+    await until('deleted');
     expect(gate.calls.filter(([m]) => m === 'partition.create')).to.have.length(1);
   });
 });

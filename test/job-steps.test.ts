@@ -1,10 +1,12 @@
 import { expect } from 'chai';
 import { parseJobScript } from '../core/jobs/job-script.js';
-import { deadlineOf, partitionFailure, partitionNameOf, partitionRetryDelayMs, transition, type JobEvent } from '../core/jobs/job-steps.js';
+import { deadlineOf, JOB_STEPS, STEPS, transition, type JobEvent, type JobEventType } from '../core/jobs/job-steps.js';
+import { partitionFailure, partitionRetryDelayMs } from '../core/partitions/partition-states.js';
 import type { JobRecord, JobStep } from '../core/store/job-record.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 
 const ID = '6f1c2b7e-8d4a-4c1e-9b2f-0a1b2c3d4e5f';
+const PARTITION = `job-${ID}`;
 const T0 = new Date('2025-01-01T00:00:00.000Z');
 const at = (seconds: number): Date => new Date(T0.getTime() + seconds * 1000);
 
@@ -41,9 +43,9 @@ function queuedJob(script = '#!/bin/sh\n#SWM duration 01:00:00\necho hi\n'): Job
 
 /** The events of a job that runs to its exit, in order, each with the step it leads to. */
 const toExit: [JobEvent, JobStep][] = [
-  [{ type: 'scheduled', remote: 'local', flavor: 'local.small' }, 'partition'],
-  [{ type: 'partition-requested', partitionId: 'p-1' }, 'partition'],
-  [{ type: 'partition-up', nodeNames: ['node-0'], nodeIps: ['127.0.0.1'] }, 'connect'],
+  [{ type: 'placed', remote: 'local', flavor: 'local.small', partition: PARTITION }, 'partition'],
+  [{ type: 'progress', details: 'partition has not been created yet' }, 'partition'],
+  [{ type: 'partition-up', partitionId: 'p-1', nodeNames: ['node-0'], nodeIps: ['127.0.0.1'] }, 'connect'],
   [{ type: 'connected', runtime: 'podman' }, 'stage-in'],
   [{ type: 'staged-in' }, 'run'],
   [{ type: 'started' }, 'run'],
@@ -57,7 +59,7 @@ const HAPPY_PATH: JobEvent[] = [
   ...toExit.map(([event]) => event),
   { type: 'exited', exitcode: 0, signal: null },
   { type: 'staged-out' },
-  { type: 'torn-down' },
+  { type: 'released' },
 ];
 
 /** The job as it is at the end of `step` on the happy path (all its events applied, at T0 + 1 s). */
@@ -98,7 +100,7 @@ describe('job steps (pure transition function)', () => {
         job = next;
       });
       expect(seen).to.deep.equal(['Q:queue', 'W:partition', 'W:connect', 'T:stage-in', 'R:run', 'T:stage-out', 'T:teardown', 'F:done']);
-      expect(job).to.include({ exitcode: 0, signal: null, remote: 'local', flavor: 'local.small', partitionName: partitionNameOf(ID), partitionId: 'p-1', runtime: 'podman' });
+      expect(job).to.include({ exitcode: 0, signal: null, remote: 'local', flavor: 'local.small', partitionName: PARTITION, partitionId: 'p-1', runtime: 'podman' });
       expect(job.nodeNames).to.deep.equal(['node-0']);
       expect(job.nodeIps).to.deep.equal(['127.0.0.1']);
       expect(job.startTime).to.equal(at(6).toISOString());
@@ -123,7 +125,7 @@ describe('job steps (pure transition function)', () => {
     it('never changes the job it is given', () => {
       const job = queuedJob();
       const copy = structuredClone(job);
-      transition(job, { type: 'scheduled', remote: 'local', flavor: 'local.small' }, at(1));
+      transition(job, { type: 'placed', remote: 'local', flavor: 'local.small', partition: PARTITION }, at(1));
       transition(job, { type: 'cancel' }, at(1));
       expect(job).to.deep.equal(copy);
     });
@@ -141,13 +143,13 @@ describe('job steps (pure transition function)', () => {
       job = transition(job, { type: 'staged-out' }, at(20));
       expect(job).to.include({ step: 'teardown', exitcode: 3 });
       expect(job.state, 'not final before the partition is gone').not.to.equal('E');
-      job = transition(job, { type: 'torn-down' }, at(21));
+      job = transition(job, { type: 'released' }, at(21));
       expect(job).to.include({ step: 'done', state: 'E', exitcode: 3 });
       expect(job.stateDetails).to.include('exit code 3');
     });
 
     it('ends with E naming the signal when the job is killed', () => {
-      const job = apply(queuedJob(), [...toExit.map(([e]) => e), { type: 'exited', exitcode: null, signal: 9 }, { type: 'staged-out' }, { type: 'torn-down' }]);
+      const job = apply(queuedJob(), [...toExit.map(([e]) => e), { type: 'exited', exitcode: null, signal: 9 }, { type: 'staged-out' }, { type: 'released' }]);
       expect(job).to.include({ state: 'E', signal: 9, exitcode: null });
       expect(job.stateDetails).to.include('signal 9');
     });
@@ -157,7 +159,7 @@ describe('job steps (pure transition function)', () => {
         const failed = transition(jobAt(step), { type: 'step-failed', reason: 'node lost' }, at(30));
         expect(failed.step).to.equal('teardown');
         expect(failed.outcome).to.deep.equal({ state: 'E', details: 'node lost' });
-        const done = transition(failed, { type: 'torn-down' }, at(31));
+        const done = transition(failed, { type: 'released' }, at(31));
         expect(done).to.include({ step: 'done', state: 'E', stateDetails: 'node lost' });
       });
     }
@@ -188,8 +190,8 @@ describe('job steps (pure transition function)', () => {
         expect(tearing.step).to.equal('teardown');
         expect(tearing.state, 'the visible state does not jump to C before teardown').to.equal(before.state);
         expect(tearing.outcome).to.deep.equal({ state: 'C', details: 'canceled' });
-        expect(tearing.partitionName).to.equal(partitionNameOf(ID));
-        const done = transition(tearing, { type: 'torn-down' }, at(6));
+        expect(tearing.partitionName).to.equal(PARTITION);
+        const done = transition(tearing, { type: 'released' }, at(6));
         expect(done).to.include({ step: 'done', state: 'C', endTime: at(6).toISOString() });
       });
     }
@@ -203,7 +205,7 @@ describe('job steps (pure transition function)', () => {
       const requeueing = transition(jobAt('run'), { type: 'requeue' }, at(5));
       const canceled = transition(requeueing, { type: 'cancel' }, at(6));
       expect(canceled.outcome?.state).to.equal('C');
-      expect(transition(canceled, { type: 'torn-down' }, at(7))).to.include({ step: 'done', state: 'C' });
+      expect(transition(canceled, { type: 'released' }, at(7))).to.include({ step: 'done', state: 'C' });
     });
 
     it('refuses to cancel a job that already ended, with Conflict', () => {
@@ -220,7 +222,7 @@ describe('job steps (pure transition function)', () => {
       const tearing = transition(jobAt('run'), { type: 'time-limit' }, at(3600));
       expect(tearing.step).to.equal('teardown');
       expect(tearing.outcome?.state).to.equal('E');
-      const done = transition(tearing, { type: 'torn-down' }, at(3601));
+      const done = transition(tearing, { type: 'released' }, at(3601));
       expect(done.state).to.equal('E');
       expect(done.stateDetails).to.include('time limit exceeded').and.to.include('01:00:00');
     });
@@ -260,7 +262,7 @@ describe('job steps (pure transition function)', () => {
         const tearing = transition(jobAt(step), { type: 'requeue' }, at(5));
         expect(tearing.step).to.equal('teardown');
         expect(tearing.outcome?.state).to.equal('Q');
-        const queued = transition(tearing, { type: 'torn-down' }, at(6));
+        const queued = transition(tearing, { type: 'released' }, at(6));
         expect(queued).to.include({ step: 'queue', state: 'Q', partitionName: null, remote: null, endTime: null });
       });
     }
@@ -273,7 +275,7 @@ describe('job steps (pure transition function)', () => {
     it('makes a job in teardown come back to the queue afterwards', () => {
       const canceled = transition(jobAt('run'), { type: 'cancel' }, at(1));
       const requeued = transition(canceled, { type: 'requeue' }, at(2));
-      expect(transition(requeued, { type: 'torn-down' }, at(3))).to.include({ step: 'queue', state: 'Q' });
+      expect(transition(requeued, { type: 'released' }, at(3))).to.include({ step: 'queue', state: 'Q' });
     });
 
     it('refuses a job still waiting for its inputs, with Conflict', () => {
@@ -284,22 +286,20 @@ describe('job steps (pure transition function)', () => {
   describe('stale events', () => {
     const stale: [JobStep, JobEvent][] = [
       ['stage-in', { type: 'exited', exitcode: 0, signal: null }],
-      ['queue', { type: 'partition-up', nodeNames: ['n'], nodeIps: ['1.2.3.4'] }],
-      ['run', { type: 'scheduled', remote: 'azure', flavor: 'big' }],
-      ['run', { type: 'partition-requested', partitionId: 'other' }],
+      ['queue', { type: 'partition-up', partitionId: 'p', nodeNames: ['n'], nodeIps: ['1.2.3.4'] }],
+      ['run', { type: 'placed', remote: 'azure', flavor: 'big', partition: 'other' }],
+      ['partition', { type: 'placed', remote: 'local', flavor: 'local.small', partition: PARTITION }],
       ['run', { type: 'connected', runtime: 'docker' }],
       ['stage-out', { type: 'staged-in' }],
       ['connect', { type: 'staged-out' }],
-      ['run', { type: 'torn-down' }],
-      ['done', { type: 'torn-down' }],
+      ['run', { type: 'released' }],
+      ['done', { type: 'released' }],
       ['done', { type: 'exited', exitcode: 1, signal: null }],
       ['done', { type: 'progress', details: 'late' }],
       ['done', { type: 'step-failed', reason: 'late' }],
       ['partition', { type: 'unschedulable', reason: 'late' }],
       ['queue', { type: 'inputs-committed' }],
       ['queue', { type: 'started' }],
-      ['run', { type: 'partition-retry', reason: 'Quota: late' }],
-      ['teardown', { type: 'partition-retry', reason: 'Quota: late' }],
     ];
     for (const [step, event] of stale) {
       it(`ignores '${event.type}' in ${step}`, () => {
@@ -334,17 +334,6 @@ describe('job steps (pure transition function)', () => {
     it('waits 30 s, then twice as long each time, never more than 10 minutes', () => {
       expect([0, 1, 2, 3, 4, 5, 10].map(partitionRetryDelayMs)).to.deep.equal([30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000]);
     });
-
-    it('keeps the job waiting (W, partition step) with the reason, forgetting the failed partition so that it asks anew', () => {
-      const requested = jobAt('partition');
-      expect(requested.partitionId).to.not.equal(null);
-      const waiting = transition(requested, { type: 'partition-retry', reason: 'Quota: exceeding approved cores quota (trying again in 30 s)' }, at(50));
-      expect(waiting).to.include({ step: 'partition', state: 'W', partitionId: null, stateDetails: 'Quota: exceeding approved cores quota (trying again in 30 s)' });
-      expect(waiting.partitionName).to.equal(requested.partitionName);
-      // Asked again, it moves on as any job does; cancelled meanwhile, it tears down what may exist.
-      expect(transition(waiting, { type: 'partition-requested', partitionId: 'p-2' }, at(51)).partitionId).to.equal('p-2');
-      expect(transition(waiting, { type: 'cancel' }, at(51))).to.include({ step: 'teardown' });
-    });
   });
 
   describe('deadlineOf', () => {
@@ -368,5 +357,54 @@ describe('job steps (pure transition function)', () => {
       expect(deadlineOf(stagingOut)).to.equal(null);
       expect(deadlineOf(queuedJob())).to.equal(null);
     });
+  });
+
+  describe('the step table', () => {
+    const EVENTS: JobEvent[] = [
+      { type: 'inputs-committed' },
+      { type: 'placed', remote: 'local', flavor: 'local.small', partition: 'job-x' },
+      { type: 'unschedulable', reason: 'r' },
+      { type: 'partition-up', partitionId: 'p', nodeNames: ['n'], nodeIps: ['127.0.0.1'] },
+      { type: 'connected', runtime: 'process' },
+      { type: 'staged-in' },
+      { type: 'started' },
+      { type: 'exited', exitcode: 0, signal: null },
+      { type: 'staged-out' },
+      { type: 'released' },
+      { type: 'step-failed', reason: 'r' },
+      { type: 'progress', details: 'd' },
+      { type: 'cancel' },
+      { type: 'time-limit' },
+      { type: 'requeue' },
+    ];
+
+    it('knows every event type (the list above is complete)', () => {
+      const declared = new Set<JobEventType>(JOB_STEPS.flatMap((s) => [...(Object.keys(STEPS[s].on) as JobEventType[]), ...STEPS[s].ignores]));
+      expect([...declared].sort()).to.deep.equal(EVENTS.map((e) => e.type).sort());
+    });
+
+    for (const step of JOB_STEPS) {
+      it(`${step}: every event is either a declared transition or explicitly ignored, never both`, () => {
+        const spec = STEPS[step];
+        for (const event of EVENTS) {
+          const handled = event.type in spec.on;
+          const ignored = spec.ignores.includes(event.type);
+          expect(handled !== ignored, `${step} × ${event.type}: handled ${handled}, ignored ${ignored}`).to.equal(true);
+          const job = jobAt(step);
+          let next: JobRecord | RpcError;
+          try {
+            next = transition(job, event, at(99));
+          } catch (error) {
+            expect(handled, `${step} × ${event.type} refused but not declared`).to.equal(true);
+            expect((error as RpcError).code).to.equal(ErrorCode.Conflict);
+            continue;
+          }
+          if (ignored) expect(next, `${step} × ${event.type} is ignored: the job is unchanged`).to.equal(job);
+          // A step entered shows the state the table says it shows.
+          const shows = STEPS[next.step].shows;
+          if (next.step !== step && shows) expect(next.state, `${step} × ${event.type} → ${next.step}`).to.equal(shows);
+        }
+      });
+    }
   });
 });

@@ -128,7 +128,7 @@ describe('job lifecycle on the local gate (plain processes)', function () {
       expect(waiting.state).to.equal('W');
       const canceled = await f.admin.call('job.cancel', { id });
       expect(canceled.state).to.equal('W');
-      expect(canceled.state_details).to.contain('canceled: deleting partition');
+      expect(canceled.state_details).to.contain('canceled: releasing the partition');
     } finally {
       process.kill(gate, 'SIGCONT');
     }

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { byPriorityThenAge, place, schedule, type QueuedJob, type RemoteCapacity, type Snapshot } from '../core/scheduler/schedule.js';
+import { byPriorityThenAge, place, schedule, type IdlePartition, type QueuedJob, type RemoteCapacity, type Snapshot } from '../core/scheduler/schedule.js';
 
 const remote = (name: string, options: Partial<Omit<RemoteCapacity, 'name'>> = {}): RemoteCapacity => ({
   name,
@@ -19,6 +19,8 @@ const snapshot = (queued: QueuedJob[], remotes: RemoteCapacity[], usage: Record<
   remotes,
   usage: new Map(Object.entries(usage)),
 });
+
+const brief = ({ jobId, remote, flavor }: { jobId: string; remote: string; flavor: string }) => ({ jobId, remote, flavor });
 
 const assigned = (s: Snapshot): string[] => schedule(s).assignments.map((a) => a.jobId);
 
@@ -83,7 +85,7 @@ describe('scheduler (pure schedule function)', () => {
       const small = remote('local', { isDefault: true, maxNodes: 4 });
       const queued = [job('wide', { nodes: 4 }), job('narrow'), job('elsewhere', { remote: 'azure', nodes: 2 })];
       const plan = schedule(snapshot(queued, [small, azure], { local: 1 }));
-      expect(plan.assignments).to.deep.equal([{ jobId: 'elsewhere', remote: 'azure', flavor: 'Standard_B2s' }]);
+      expect(plan.assignments.map(brief)).to.deep.equal([{ jobId: 'elsewhere', remote: 'azure', flavor: 'Standard_B2s' }]);
     });
 
     it('fills each remote within its own quota', () => {
@@ -136,7 +138,7 @@ describe('scheduler (pure schedule function)', () => {
 
     it('keeps the job waiting: neither assigned nor rejected', () => {
       const plan = schedule(snapshot([job('j'), job('k', { flavor: 'anything' })], [silent]));
-      expect(plan).to.deep.equal({ assignments: [], rejections: [], waiting: [] });
+      expect(plan).to.deep.equal({ assignments: [], evictions: [], poolCreates: [], rejections: [], waiting: [] });
     });
 
     it('says why in place()', () => {
@@ -154,23 +156,105 @@ describe('scheduler (pure schedule function)', () => {
   describe('defaults', () => {
     it("sends a job that names no remote to the default remote, with that remote's default flavor", () => {
       const plan = schedule(snapshot([job('j')], [azure, local]));
-      expect(plan.assignments).to.deep.equal([{ jobId: 'j', remote: 'local', flavor: 'small' }]);
+      expect(plan.assignments.map(brief)).to.deep.equal([{ jobId: 'j', remote: 'local', flavor: 'small' }]);
     });
 
     it('uses the first remote when none is marked default', () => {
       const plan = schedule(snapshot([job('j')], [azure, remote('other')]));
-      expect(plan.assignments).to.deep.equal([{ jobId: 'j', remote: 'azure', flavor: 'Standard_B2s' }]);
+      expect(plan.assignments.map(brief)).to.deep.equal([{ jobId: 'j', remote: 'azure', flavor: 'Standard_B2s' }]);
     });
 
     it('keeps the flavor a job names', () => {
       const plan = schedule(snapshot([job('j', { remote: 'azure', flavor: 'Standard_NC6' })], [local, azure]));
-      expect(plan.assignments).to.deep.equal([{ jobId: 'j', remote: 'azure', flavor: 'Standard_NC6' }]);
+      expect(plan.assignments.map(brief)).to.deep.equal([{ jobId: 'j', remote: 'azure', flavor: 'Standard_NC6' }]);
     });
 
     it('place() returns the remote and flavor a submission would get', () => {
       const where = place({ nodes: 2 }, [azure, local]);
       expect(where).to.have.property('flavor', 'small');
       expect((where as { remote: RemoteCapacity }).remote.name).to.equal('local');
+    });
+  });
+
+  describe('partitions: reuse, eviction, warm pools', () => {
+    const local = remote('local', { isDefault: true, maxNodes: 4 });
+    const idle = (name: string, options: Partial<IdlePartition> = {}): IdlePartition => ({
+      name,
+      remote: 'local',
+      flavor: 'small',
+      nodeCount: 1,
+      cloudImage: null,
+      ports: [],
+      owner: 'alice',
+      pool: false,
+      idleSinceMs: 1000,
+      ...options,
+    });
+    const withIdle = (queued: QueuedJob[], idlePartitions: IdlePartition[], remotes = [local], usage: Record<string, number> = {}): Snapshot => ({
+      ...snapshot(queued, remotes, usage),
+      idle: idlePartitions,
+    });
+
+    it("puts a job on its owner's idle partition that fits, once, and makes new partitions for the rest", () => {
+      const plan = schedule(withIdle([job('a', { owner: 'alice' }), job('b', { owner: 'alice' })], [idle('p1')], [local], { local: 1 }));
+      expect(plan.assignments.map((a) => [a.jobId, a.reuse ?? 'new'])).to.deep.equal([
+        ['a', 'p1'],
+        ['b', 'new'],
+      ]);
+    });
+
+    it("does not give one owner's partition to another, unless the remote shares", () => {
+      const queued = [job('bob-job', { owner: 'bob' })];
+      expect(schedule(withIdle(queued, [idle('p1')], [local], { local: 1 })).assignments[0]!.reuse).to.equal(undefined);
+      const sharing = remote('local', { isDefault: true, maxNodes: 4, sharing: true });
+      expect(schedule(withIdle(queued, [idle('p1')], [sharing], { local: 1 })).assignments[0]!.reuse).to.equal('p1');
+    });
+
+    it('needs the same flavor, node count, cloud image and ports', () => {
+      const base = { owner: 'alice' };
+      const cases: [Partial<QueuedJob>, string][] = [
+        [{ flavor: 'large' }, 'flavor'],
+        [{ nodes: 2 }, 'nodes'],
+        [{ cloudImage: 'ubuntu-24.04' }, 'cloud image'],
+        [{ ports: [{ port: 8888, protocol: 'tcp', direction: 'in' }] }, 'ports'],
+      ];
+      for (const [options, what] of cases) {
+        const plan = schedule(withIdle([job('j', { ...base, ...options })], [idle('p1')], [local], { local: 1 }));
+        expect(plan.assignments[0]?.reuse, what).to.equal(undefined);
+      }
+    });
+
+    it("takes a pool's spare for anyone, after the owner's own partitions", () => {
+      const plan = schedule(withIdle([job('a', { owner: 'alice' }), job('c', { owner: 'carol' })], [idle('spare', { owner: null, pool: true }), idle('own')], [local], { local: 2 }));
+      expect(plan.assignments.map((a) => [a.jobId, a.reuse])).to.deep.equal([
+        ['a', 'own'],
+        ['c', 'spare'],
+      ]);
+    });
+
+    it('deletes the oldest idle partitions a job needs the nodes of, and the job waits for them', () => {
+      const full = [idle('old', { idleSinceMs: 1, owner: 'bob' }), idle('newer', { idleSinceMs: 2, owner: 'bob' }), idle('newest', { idleSinceMs: 3, owner: 'bob' })];
+      const plan = schedule(withIdle([job('wide', { owner: 'alice', nodes: 2 })], full, [local], { local: 4 }));
+      expect(plan.assignments).to.deep.equal([]);
+      expect(plan.evictions.map((e) => e.name)).to.deep.equal(['old', 'newer']);
+      expect(plan.evictions[0]!.reason).to.include('wide');
+    });
+
+    it('keeps no more idle partitions than maxIdle (the oldest go)', () => {
+      const capped = remote('local', { isDefault: true, maxNodes: 8, maxIdle: 1 });
+      const plan = schedule(withIdle([], [idle('a', { idleSinceMs: 1 }), idle('b', { idleSinceMs: 2 })], [capped], { local: 2 }));
+      expect(plan.evictions.map((e) => e.name)).to.deep.equal(['a']);
+    });
+
+    it('tops a warm pool up with what queued jobs leave free, counting spares and those on their way', () => {
+      const pooled = remote('local', { isDefault: true, maxNodes: 4, pool: { flavor: 'small', nodes: 1, count: 3, cloudImage: null } });
+      const plan = schedule({ ...withIdle([job('j', { owner: 'alice' })], [idle('spare', { owner: null, pool: true, flavor: 'large' })], [pooled], { local: 1 }), poolPending: new Map([['local', 1]]) });
+      expect(plan.assignments.map((a) => a.reuse ?? 'new')).to.deep.equal(['new']);
+      // 3 wanted, 1 spare idle, 1 on its way: 1 more, and there is room for it (4 - 1 used - 1 for j).
+      expect(plan.poolCreates).to.have.length(1);
+      expect(plan.poolCreates[0]!.shape).to.include({ flavor: 'small', nodeCount: 1 });
+      const full = schedule({ ...withIdle([], [], [pooled], { local: 4 }) });
+      expect(full.poolCreates, 'no room').to.deep.equal([]);
     });
   });
 });

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { ForwardedPort } from '../../terminal-protocol/terminal-methods.js';
 import { nodeJobDir } from '../jobs/node-layout.js';
+import { stepsWhere } from '../jobs/job-steps.js';
 import type { NodeSession, ReverseConnection } from '../nodes/node-session.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
@@ -11,7 +12,7 @@ import { coalesceWrites, spliceStreams } from '../../terminal-protocol/streams.j
 import { NODE_LOOPBACK, coversAll, formatPortsFile, parsePortsFile, probeFreePort, type NodePort } from './node-ports.js';
 
 /** Steps during which a job's forwards exist: `out` ones from stage-in (the job may connect at once), all while it runs. */
-const FORWARDING_STEPS = new Set(['stage-in', 'run']);
+const FORWARDING_STEPS: ReadonlySet<string> = new Set(stepsWhere('hasForwards'));
 const REBIND_BACKOFF_MS = [250, 1_000, 2_000, 5_000];
 
 /** Where the core listens for an `in` port of a job: loopback only (these connections carry no credentials). */
@@ -58,6 +59,7 @@ export class JobForwards {
   private readonly allocating = new Map<string, Promise<unknown>>();
   private started = false;
   private readonly logger: Logger;
+  private readonly onJobChange = (job: JobRecord) => this.onJob(job);
 
   constructor(private readonly services: CoreServices) {
     this.logger = services.logger.child({ component: 'forwards' });
@@ -67,8 +69,15 @@ export class JobForwards {
   start(): void {
     if (this.started) return;
     this.started = true;
-    this.services.bus.on('job', (job: JobRecord) => this.onJob(job));
+    this.services.bus.on('job', this.onJobChange);
     for (const job of this.services.store.active()) if (job.step === 'run' && job.directives.ports.length) this.bringUp(job);
+  }
+
+  /** Stop following jobs and close every forward. */
+  stop(): void {
+    this.services.bus.off('job', this.onJobChange);
+    this.started = false;
+    for (const id of [...this.jobs.keys()]) this.close(id);
   }
 
   /** Set a job's forwards up now, retrying with backoff while it runs. */
@@ -381,14 +390,5 @@ export class JobForwards {
   }
 }
 
-const registries = new WeakMap<CoreServices, JobForwards>();
-
-/** The core's port forwards (one registry per core, made on first use). */
-export function forwardsOf(services: CoreServices): JobForwards {
-  let registry = registries.get(services);
-  if (!registry) {
-    registry = new JobForwards(services);
-    registries.set(services, registry);
-  }
-  return registry;
-}
+/** The core's port forwards (made in the composition root, core/system.ts). */
+export const forwardsOf = (services: CoreServices): JobForwards => services.forwards;

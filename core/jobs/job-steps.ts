@@ -1,181 +1,270 @@
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import type { JobState } from '../../terminal-protocol/job.js';
 import { notYetRun, type JobRecord, type JobStep, type Outcome, type Runtime } from '../store/job-record.js';
 
 /** Everything that can happen to a job. Produced by terminals, the scheduler, the step effects and timers. */
 export type JobEvent =
   | { type: 'inputs-committed' }
-  | { type: 'scheduled'; remote: string; flavor: string }
+  /** The scheduler placed the job on a partition (reserved for it, or asked for it): idempotent. */
+  | { type: 'placed'; remote: string; flavor: string; partition: string }
   | { type: 'unschedulable'; reason: string }
-  | { type: 'partition-requested'; partitionId: string }
-  | { type: 'partition-up'; nodeNames: string[]; nodeIps: string[] }
-  /** The partition failed for a passing reason (quota, capacity) and is gone: the job waits, then asks again. */
-  | { type: 'partition-retry'; reason: string }
+  /** The job's partition is up and the job holds it. */
+  | { type: 'partition-up'; partitionId: string | null; nodeNames: string[]; nodeIps: string[] }
   | { type: 'connected'; runtime: Runtime }
   | { type: 'staged-in' }
   | { type: 'started' }
   | { type: 'exited'; exitcode: number | null; signal: number | null }
   | { type: 'staged-out' }
-  | { type: 'torn-down' }
+  /** The job gave its partition back (to be reused, or deleted): it takes its outcome. */
+  | { type: 'released' }
   | { type: 'step-failed'; reason: string }
   | { type: 'progress'; details: string }
   | { type: 'cancel' }
   | { type: 'time-limit' }
   | { type: 'requeue' };
 
-/** Steps during which the job holds (or may hold) a partition. */
-const holdsPartition: ReadonlySet<JobStep> = new Set(['partition', 'connect', 'stage-in', 'run', 'stage-out']);
+export type JobEventType = JobEvent['type'];
+type EventOf<T extends JobEventType> = Extract<JobEvent, { type: T }>;
+type Handler<T extends JobEventType> = (job: JobRecord, event: EventOf<T>, at: string, now: Date) => JobRecord;
 
-export const partitionNameOf = (jobId: string): string => `job-${jobId}`;
-
-/**
- * Reasons a gate gives a failed partition when waiting may cure it: not enough quota (`Quota: …`) or no
- * capacity for the size right now (`Capacity: …`). Any other failure ends the job.
- */
-const PASSING_FAILURES = ['Quota: ', 'Capacity: '];
-
-/** What a partition's failure means for its job: wait and ask again, or fail with the reason. */
-export function partitionFailure(error: string | undefined): { retry: boolean; reason: string } {
-  const reason = error ?? 'no reason given';
-  return { retry: PASSING_FAILURES.some((p) => reason.startsWith(p)), reason };
+/** One step of the job's lifecycle: what it shows, what it holds, the events it takes and those it ignores. */
+export interface StepSpec {
+  /** The state a job shows on entering the step (null: the step sets it, or keeps the one it had). */
+  shows: JobState | null;
+  /** The job holds (or is about to hold) a partition: its release is owed. */
+  holdsPartition: boolean;
+  /** The job's declared ports are forwarded. */
+  hasForwards: boolean;
+  /** The job is not over. */
+  active: boolean;
+  /** A starting core spawns the job's actor to perform the step again (others wait for an event). */
+  resumable: boolean;
+  /** The job waits on its remote's gate in this step (a gate's unavailability is its wait reason). */
+  waitsOnGate: boolean;
+  on: { [T in JobEventType]?: Handler<T> };
+  /** Events that are late echoes or make no sense here, and change nothing. */
+  ignores: readonly JobEventType[];
 }
-
-/** How long a job waits after its `attempt`-th (from 0) passing partition failure: 30 s, doubling, at most 10 min. */
-export const partitionRetryDelayMs = (attempt: number): number => Math.min(30_000 * 2 ** Math.max(0, attempt), 10 * 60_000);
 
 const fmtDuration = (s: number): string =>
   [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60].map((n) => String(n).padStart(2, '0')).join(':');
 
 const conflict = (message: string): RpcError => new RpcError(ErrorCode.Conflict, message);
 
-/** A fresh queued job: what `requeue` and a finished teardown with outcome Q both lead to. */
-const requeued = (job: JobRecord, details: string): JobRecord => ({
-  ...job,
-  step: 'queue',
-  state: 'Q',
-  stateDetails: details,
-  ...notYetRun(),
-});
+/** A fresh queued job: what `requeue` and a release with outcome Q both lead to. */
+const requeued = (job: JobRecord, details: string): JobRecord => ({ ...job, step: 'queue', state: 'Q', stateDetails: details, ...notYetRun() });
 
+/** Leave for teardown: the outcome is decided now and applied once the partition is released. */
 const ending = (job: JobRecord, outcome: Outcome): JobRecord => ({
   ...job,
   step: 'teardown',
   outcome,
-  stateDetails: `${outcome.details}: deleting partition`,
+  stateDetails: `${outcome.details}: releasing the partition`,
 });
 
-/**
- * The job's lifecycle as a pure function: (job, event, now) → next job. The job actor persists the result
- * and then performs the effect of its step; a restarted core performs the recorded step again.
- * Events that make no sense in the current step are ignored (returned unchanged) when they are late echoes of
- * effects, and refused with Conflict when they come from a user.
- */
-export function transition(job: JobRecord, event: JobEvent, now: Date): JobRecord {
-  const at = now.toISOString();
-  const { step } = job;
-  switch (event.type) {
-    case 'inputs-committed':
-      if (step !== 'inputs') return job;
-      return { ...job, step: 'queue', state: 'Q', stateDetails: 'queued' };
+const ended = (job: JobRecord, state: Outcome['state'], details: string, at: string): JobRecord => ({
+  ...job,
+  step: 'done',
+  state,
+  stateDetails: details,
+  endTime: at,
+});
 
-    case 'scheduled':
-      if (step !== 'queue') return job;
-      return {
+const progress: Handler<'progress'> = (job, event) => ({ ...job, stateDetails: event.details });
+
+/** What every step holding a partition does with failures, cancels and requeues: leave through teardown. */
+const leavesThroughTeardown = {
+  'step-failed': ((job, event) => ending(job, { state: 'E', details: event.reason })) as Handler<'step-failed'>,
+  cancel: ((job) => ending(job, { state: 'C', details: 'canceled' })) as Handler<'cancel'>,
+  requeue: ((job) => ending(job, { state: 'Q', details: 'requeued' })) as Handler<'requeue'>,
+  progress,
+};
+
+/** Events that belong to other steps: late echoes of effects, and scheduler decisions already applied. */
+const others = (...taken: JobEventType[]): JobEventType[] =>
+  (
+    [
+      'inputs-committed', 'placed', 'unschedulable', 'partition-up', 'connected', 'staged-in', 'started', 'exited',
+      'staged-out', 'released', 'step-failed', 'progress', 'cancel', 'time-limit', 'requeue',
+    ] as JobEventType[]
+  ).filter((t) => !taken.includes(t));
+
+const holding = { holdsPartition: true, active: true, resumable: true };
+
+/**
+ * The job's lifecycle, declared once, state first (gen_statem style). Every other list of steps (the store's
+ * filters, the reaper's, the forwards', the resume filter) is derived from this table, and a test walks every
+ * (step, event) pair: each is a transition here, or explicitly ignored.
+ */
+export const STEPS: { readonly [S in JobStep]: StepSpec } = {
+  inputs: {
+    shows: 'Q',
+    holdsPartition: false,
+    hasForwards: false,
+    active: true,
+    resumable: false,
+    waitsOnGate: false,
+    on: {
+      'inputs-committed': (job) => ({ ...job, step: 'queue', state: 'Q', stateDetails: 'queued' }),
+      'step-failed': (job, event, at) => ended(job, 'E', event.reason, at),
+      cancel: (job, _e, at) => ended(job, 'C', 'canceled before it started', at),
+      requeue: (job) => {
+        throw conflict(`job ${job.id} is still waiting for its input files`);
+      },
+      progress,
+    },
+    ignores: others('inputs-committed', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  queue: {
+    shows: 'Q',
+    holdsPartition: false,
+    hasForwards: false,
+    active: true,
+    resumable: false,
+    waitsOnGate: false,
+    on: {
+      placed: (job, event) => ({
         ...job,
         step: 'partition',
         state: 'W',
-        stateDetails: 'initiate a new partition',
+        stateDetails: `initiate a new partition: ${event.partition}`,
         remote: event.remote,
         flavor: event.flavor,
-        partitionName: partitionNameOf(job.id),
-      };
-
-    case 'unschedulable':
-      if (step !== 'queue') return job;
-      return { ...job, step: 'done', state: 'E', stateDetails: event.reason, endTime: at };
-
-    case 'partition-requested':
-      if (step !== 'partition') return job;
-      return { ...job, partitionId: event.partitionId, stateDetails: 'partition has not been created yet' };
-
-    case 'partition-up':
-      if (step !== 'partition') return job;
-      return {
+        partitionName: event.partition,
+      }),
+      unschedulable: (job, event, at) => ended(job, 'E', event.reason, at),
+      'step-failed': (job, event, at) => ended(job, 'E', event.reason, at),
+      cancel: (job, _e, at) => ended(job, 'C', 'canceled before it started', at),
+      requeue: (job) => job,
+      progress,
+    },
+    ignores: others('placed', 'unschedulable', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  partition: {
+    shows: 'W',
+    ...holding,
+    hasForwards: false,
+    waitsOnGate: true,
+    on: {
+      'partition-up': (job, event) => ({
         ...job,
         step: 'connect',
         stateDetails: 'partition spawned: waiting for ssh provisioning port',
+        partitionId: event.partitionId,
         nodeNames: event.nodeNames,
         nodeIps: event.nodeIps,
-      };
+      }),
+      ...leavesThroughTeardown,
+    },
+    ignores: others('partition-up', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  connect: {
+    shows: 'W',
+    ...holding,
+    hasForwards: false,
+    waitsOnGate: false,
+    on: {
+      connected: (job, event) => ({ ...job, step: 'stage-in', state: 'T', stateDetails: 'sky port connected: uploading data', runtime: event.runtime }),
+      ...leavesThroughTeardown,
+    },
+    ignores: others('connected', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  'stage-in': {
+    shows: 'T',
+    ...holding,
+    hasForwards: true,
+    waitsOnGate: false,
+    on: {
+      'staged-in': (job) => ({ ...job, step: 'run', state: 'R', stateDetails: 'data uploaded: starting the job' }),
+      ...leavesThroughTeardown,
+    },
+    ignores: others('staged-in', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  run: {
+    shows: 'R',
+    ...holding,
+    hasForwards: true,
+    waitsOnGate: false,
+    on: {
+      started: (job, _e, at, now) => (job.runStartedMs !== null ? job : { ...job, stateDetails: 'running', startTime: at, runStartedMs: now.getTime() }),
+      exited: (job, event) => {
+        const ok = event.exitcode === 0 && event.signal === null;
+        const details = event.signal !== null ? `killed by signal ${event.signal}` : `exit code ${event.exitcode}`;
+        return {
+          ...job,
+          step: 'stage-out',
+          state: 'T',
+          stateDetails: `job ended with ${details}: downloading results`,
+          exitcode: event.exitcode,
+          signal: event.signal,
+          outcome: ok ? { state: 'F', details: 'finished' } : { state: 'E', details: `job ended with ${details}` },
+        };
+      },
+      'time-limit': (job) => ending(job, { state: 'E', details: `time limit exceeded (${fmtDuration(job.directives.durationSec)})` }),
+      ...leavesThroughTeardown,
+    },
+    ignores: others('started', 'exited', 'time-limit', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  'stage-out': {
+    shows: 'T',
+    ...holding,
+    hasForwards: false,
+    waitsOnGate: false,
+    on: {
+      'staged-out': (job) => ending(job, job.outcome ?? { state: 'F', details: 'finished' }),
+      ...leavesThroughTeardown,
+    },
+    ignores: others('staged-out', 'step-failed', 'cancel', 'requeue', 'progress'),
+  },
+  teardown: {
+    shows: null,
+    ...holding,
+    hasForwards: false,
+    waitsOnGate: true,
+    on: {
+      released: (job, _e, at) => {
+        const outcome = job.outcome ?? { state: 'E', details: 'ended without an outcome' };
+        return outcome.state === 'Q' ? requeued(job, 'requeued') : ended(job, outcome.state, outcome.details, at);
+      },
+      // A requeue asked before the release completes can still be canceled; anything else ends as decided.
+      cancel: (job) => (job.outcome?.state === 'Q' ? { ...job, outcome: { state: 'C', details: 'canceled' } } : job),
+      requeue: (job) => ({ ...job, outcome: { state: 'Q', details: 'requeued' } }),
+      progress,
+    },
+    // The release retries until it succeeds: a failure changes nothing.
+    ignores: others('released', 'cancel', 'requeue', 'progress'),
+  },
+  done: {
+    shows: null,
+    holdsPartition: false,
+    hasForwards: false,
+    active: false,
+    resumable: false,
+    waitsOnGate: false,
+    on: {
+      cancel: (job) => {
+        throw conflict(`job ${job.id} already ended (${job.state})`);
+      },
+      requeue: (job) => requeued(job, 'requeued'),
+    },
+    ignores: others('cancel', 'requeue'),
+  },
+};
 
-    case 'partition-retry':
-      if (step !== 'partition') return job;
-      return { ...job, partitionId: null, stateDetails: event.reason };
+export const JOB_STEPS = Object.keys(STEPS) as JobStep[];
 
-    case 'connected':
-      if (step !== 'connect') return job;
-      return { ...job, step: 'stage-in', state: 'T', stateDetails: 'sky port connected: uploading data', runtime: event.runtime };
+/** The steps with a property, from the table. */
+export const stepsWhere = (property: 'holdsPartition' | 'hasForwards' | 'active' | 'resumable' | 'waitsOnGate'): JobStep[] =>
+  JOB_STEPS.filter((s) => STEPS[s][property]);
 
-    case 'staged-in':
-      if (step !== 'stage-in') return job;
-      return { ...job, step: 'run', state: 'R', stateDetails: 'data uploaded: starting the job' };
-
-    case 'started':
-      if (step !== 'run' || job.runStartedMs !== null) return job;
-      return { ...job, stateDetails: 'running', startTime: at, runStartedMs: now.getTime() };
-
-    case 'exited': {
-      if (step !== 'run') return job;
-      const ok = event.exitcode === 0 && event.signal === null;
-      const details = event.signal !== null ? `killed by signal ${event.signal}` : `exit code ${event.exitcode}`;
-      return {
-        ...job,
-        step: 'stage-out',
-        state: 'T',
-        stateDetails: `job ended with ${details}: downloading results`,
-        exitcode: event.exitcode,
-        signal: event.signal,
-        outcome: ok ? { state: 'F', details: 'finished' } : { state: 'E', details: `job ended with ${details}` },
-      };
-    }
-
-    case 'staged-out':
-      if (step !== 'stage-out') return job;
-      return ending(job, job.outcome ?? { state: 'F', details: 'finished' });
-
-    case 'torn-down': {
-      if (step !== 'teardown') return job;
-      const outcome = job.outcome ?? { state: 'E', details: 'ended without an outcome' };
-      if (outcome.state === 'Q') return requeued(job, 'requeued');
-      return { ...job, step: 'done', state: outcome.state, stateDetails: outcome.details, endTime: at };
-    }
-
-    case 'step-failed':
-      if (holdsPartition.has(step)) return ending(job, { state: 'E', details: event.reason });
-      if (step === 'queue' || step === 'inputs') return { ...job, step: 'done', state: 'E', stateDetails: event.reason, endTime: at };
-      return job; // teardown keeps retrying; done stays done
-
-    case 'progress':
-      if (step === 'done') return job;
-      return { ...job, stateDetails: event.details };
-
-    case 'cancel':
-      if (step === 'done') throw conflict(`job ${job.id} already ended (${job.state})`);
-      if (step === 'inputs' || step === 'queue')
-        return { ...job, step: 'done', state: 'C', stateDetails: 'canceled before it started', endTime: at };
-      if (step === 'teardown') return job.outcome?.state === 'Q' ? { ...job, outcome: { state: 'C', details: 'canceled' } } : job;
-      return ending(job, { state: 'C', details: 'canceled' });
-
-    case 'time-limit':
-      if (step !== 'run') return job;
-      return ending(job, { state: 'E', details: `time limit exceeded (${fmtDuration(job.directives.durationSec)})` });
-
-    case 'requeue':
-      if (step === 'inputs') throw conflict(`job ${job.id} is still waiting for its input files`);
-      if (step === 'queue') return job;
-      if (step === 'done') return requeued(job, 'requeued');
-      if (step === 'teardown') return { ...job, outcome: { state: 'Q', details: 'requeued' } };
-      return ending(job, { state: 'Q', details: 'requeued' });
-  }
+/**
+ * The job's lifecycle as a pure function: (job, event, now) → next job. The job actor persists the result and
+ * then performs the effect of its step; a restarted core performs the recorded step again. An event the step
+ * ignores returns the job unchanged; one refused (a user's cancel of an ended job) throws Conflict.
+ */
+export function transition(job: JobRecord, event: JobEvent, now: Date): JobRecord {
+  const handler = STEPS[job.step].on[event.type] as Handler<typeof event.type> | undefined;
+  return handler ? handler(job, event as never, now.toISOString(), now) : job;
 }
 
 /** The time-limit deadline of a running job (epoch ms), or null. */

@@ -2,7 +2,10 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DiskFullError, freeBytes, isDiskFull } from '../../spool-bootstrap/disk-full.js';
+import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import type { JobState } from '../../terminal-protocol/job.js';
+import { stepsWhere } from '../jobs/job-steps.js';
+import type { PartitionRecord } from '../partitions/partition-record.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
 import { SpaceReserve } from './space-reserve.js';
@@ -91,8 +94,23 @@ const toParams = (j: JobRecord) => ({
 });
 
 const COLUMNS = Object.keys(toParams({} as JobRecord));
+const sqlList = (steps: JobStep[]): string => steps.map((s) => `'${s}'`).join(', ');
+const ACTIVE_STEPS = sqlList(stepsWhere('active'));
 
-type Write = { kind: 'insert' | 'update'; job: JobRecord };
+type Write = { kind: 'insert' | 'update'; job: JobRecord } | { kind: 'partition'; partition: PartitionRecord };
+/** The scheduler's view of a queued job. */
+export interface QueuedRow {
+  id: string;
+  owner: string;
+  priority: number;
+  seq: number;
+  nodes: number;
+  remote?: string;
+  flavor?: string;
+  cloudImage: string | null;
+  ports: PortSpec[];
+}
+
 type Queued = { write: Write; resolve: () => void; reject: (e: unknown) => void };
 
 /** How often, at most, a commit checks whether a released reserve can be made again. */
@@ -132,6 +150,7 @@ export class JobStore {
   private readonly insertStmt: Database.Statement;
   private readonly updateStmt: Database.Statement;
   private readonly getStmt: Database.Statement;
+  private readonly savePartitionStmt: Database.Statement;
 
   constructor(path: string) {
     this.dir = dirname(path);
@@ -146,6 +165,37 @@ export class JobStore {
       `UPDATE jobs SET ${COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
     );
     this.getStmt = this.db.prepare('SELECT * FROM jobs WHERE id = ?');
+    this.savePartitionStmt = this.db.prepare(
+      `INSERT INTO partitions (name, state, remote, owner, job_id, record, updated_ms)
+       VALUES (@name, @state, @remote, @owner, @jobId, @record, @updatedMs)
+       ON CONFLICT(name) DO UPDATE SET state = excluded.state, remote = excluded.remote, owner = excluded.owner,
+         job_id = excluded.job_id, record = excluded.record, updated_ms = excluded.updated_ms`,
+    );
+  }
+
+  /** Persist a partition's whole record (its actor owns it), in the same group commit as the jobs. */
+  savePartition(partition: PartitionRecord): Promise<void> {
+    return this.enqueue({ kind: 'partition', partition: { ...partition } });
+  }
+
+  partition(name: string): PartitionRecord | null {
+    const row = this.db.prepare('SELECT record FROM partitions WHERE name = ?').get(name) as { record: string } | undefined;
+    return row ? (JSON.parse(row.record) as PartitionRecord) : null;
+  }
+
+  /** Partitions that are not deleted (or, with `deletedSinceMs`, deleted since then too), oldest first. */
+  partitions(deletedSinceMs?: number): PartitionRecord[] {
+    const rows = (
+      deletedSinceMs === undefined
+        ? this.db.prepare(`SELECT record FROM partitions WHERE state <> 'deleted' ORDER BY rowid`).all()
+        : this.db.prepare(`SELECT record FROM partitions WHERE state <> 'deleted' OR updated_ms >= ? ORDER BY rowid`).all(deletedSinceMs)
+    ) as { record: string }[];
+    return rows.map((r) => JSON.parse(r.record) as PartitionRecord);
+  }
+
+  /** Whether a partition of that name was ever recorded (names are never reused). */
+  partitionNameTaken(name: string): boolean {
+    return this.db.prepare('SELECT 1 FROM partitions WHERE name = ?').get(name) !== undefined;
   }
 
   /** Store a new job; refused (DiskFullError) while the disk lacks the room the store keeps for accepted jobs. */
@@ -190,30 +240,30 @@ export class JobStore {
 
   /** Jobs not done, oldest first: what a starting core must resume. */
   active(): JobRecord[] {
-    return (this.db.prepare(`SELECT * FROM jobs WHERE step <> 'done' ORDER BY seq`).all() as Row[]).map(fromRow);
+    return (this.db.prepare(`SELECT * FROM jobs WHERE step IN (${ACTIVE_STEPS}) ORDER BY seq`).all() as Row[]).map(fromRow);
   }
 
   /** The scheduler's view of the queue. */
-  queued(): { id: string; priority: number; seq: number; nodes: number; remote?: string; flavor?: string }[] {
+  queued(): QueuedRow[] {
     const rows = this.db
       .prepare(
-        `SELECT id, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
-                json_extract(directives, '$.flavor') AS flavor
+        `SELECT id, owner, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
+                json_extract(directives, '$.flavor') AS flavor, json_extract(directives, '$.cloudImage') AS cloudImage,
+                json_extract(directives, '$.ports') AS ports
            FROM jobs WHERE step = 'queue'`,
       )
-      .all() as { id: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null }[];
-    return rows.map((r) => ({ id: r.id, priority: r.priority, seq: r.seq, nodes: r.nodes, remote: r.remote ?? undefined, flavor: r.flavor ?? undefined }));
-  }
-
-  /** Nodes held per remote by jobs between scheduling and the end of their teardown. */
-  nodesInUse(): Map<string, number> {
-    const rows = this.db
-      .prepare(
-        `SELECT remote, SUM(json_extract(directives, '$.nodes')) AS nodes FROM jobs
-          WHERE step IN ('partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown') GROUP BY remote`,
-      )
-      .all() as { remote: string; nodes: number }[];
-    return new Map(rows.map((r) => [r.remote, r.nodes]));
+      .all() as { id: string; owner: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null; cloudImage: string | null; ports: string | null }[];
+    return rows.map((r) => ({
+      id: r.id,
+      owner: r.owner,
+      priority: r.priority,
+      seq: r.seq,
+      nodes: r.nodes,
+      remote: r.remote ?? undefined,
+      flavor: r.flavor ?? undefined,
+      cloudImage: r.cloudImage,
+      ports: r.ports ? JSON.parse(r.ports) : [],
+    }));
   }
 
   /** Jobs per state: everyone's, or those of `owner`. */
@@ -272,7 +322,7 @@ export class JobStore {
 
   /** New jobs are refused; changes to accepted jobs are committed again in the room the reserve frees. */
   private commitOnFullDisk(batch: Queued[], failure: unknown): void {
-    const updates = batch.filter((item) => item.write.kind === 'update');
+    const updates = batch.filter((item) => item.write.kind !== 'insert');
     for (const item of batch) if (item.write.kind === 'insert') item.reject(failure);
     if (!updates.length) return;
     const error = this.reserve.release() ? this.commit(updates) : failure;
@@ -287,9 +337,11 @@ export class JobStore {
     try {
       this.db.transaction(() => {
         for (const { write } of items) {
-          const params = toParams(write.job);
-          if (write.kind === 'insert') this.insertStmt.run(params);
-          else this.updateStmt.run(params);
+          if (write.kind === 'partition') {
+            const p = write.partition;
+            this.savePartitionStmt.run({ name: p.name, state: p.state, remote: p.remote, owner: p.owner, jobId: p.jobId, record: JSON.stringify(p), updatedMs: Date.now() });
+          } else if (write.kind === 'insert') this.insertStmt.run(toParams(write.job));
+          else this.updateStmt.run(toParams(write.job));
         }
       })();
       return null;

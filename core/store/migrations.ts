@@ -35,6 +35,29 @@ const migrations: string[] = [
    );
    CREATE INDEX jobs_owner_seq ON jobs(owner, seq);
    CREATE INDEX jobs_step ON jobs(step) WHERE step <> 'done';`,
+  // Partitions become entities of their own. Those of jobs in flight under an earlier core are adopted as
+  // reserved for their job (busy once the job is past the partition step), so that none is lost track of.
+  `CREATE TABLE partitions (
+     name        TEXT PRIMARY KEY,
+     state       TEXT NOT NULL,
+     remote      TEXT NOT NULL,
+     owner       TEXT,
+     job_id      TEXT,
+     record      TEXT NOT NULL,
+     updated_ms  INTEGER NOT NULL
+   );
+   CREATE INDEX partitions_live ON partitions(state) WHERE state <> 'deleted';
+   INSERT INTO partitions (name, state, remote, owner, job_id, record, updated_ms)
+     SELECT partition_name, CASE WHEN step = 'partition' THEN 'requested' ELSE 'busy' END, remote, owner, id,
+            json_object('name', partition_name, 'state', CASE WHEN step = 'partition' THEN 'requested' ELSE 'busy' END,
+              'remote', remote, 'flavor', flavor, 'nodeCount', json_extract(directives, '$.nodes'),
+              'cloudImage', json_extract(directives, '$.cloudImage'), 'ports', json(json_extract(directives, '$.ports')),
+              'owner', owner, 'jobId', id, 'pool', json('false'), 'gateId', partition_id, 'nodes', json('[]'),
+              'containerImages', json('[]'), 'jobsRun', 0, 'attempts', 0, 'retryAtMs', NULL, 'idleSinceMs', NULL,
+              'keepSec', 0, 'reason', NULL, 'createdMs', updated_ms, 'upMs', NULL, 'deletedMs', NULL),
+            updated_ms
+       FROM jobs
+      WHERE step IN ('partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown') AND partition_name IS NOT NULL;`,
 ];
 
 export function migrate(db: Database): number {

@@ -2,7 +2,10 @@ import { logHealth } from '../../spool-bootstrap/log.js';
 import type { Identity } from '../../spool-bootstrap/pki.js';
 import type { Flavor, Image, Partition, Remote } from '../../terminal-protocol/common.js';
 import type { z } from 'zod';
-import type { GateHealth } from '../../terminal-protocol/terminal-methods.js';
+import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import type { GateHealth, PartitionView } from '../../terminal-protocol/terminal-methods.js';
+import type { PartitionRecord } from '../partitions/partition-record.js';
+import { isPoolSpare } from '../partitions/partition-states.js';
 import type { CoreServices } from '../services.js';
 
 /** Remotes, flavors, images and partitions: what the core's gates offer and hold. */
@@ -62,22 +65,58 @@ export class CatalogHandlers {
     return this.remotesNamed(params?.remote).flatMap((r) => (this.services.gates.get(r.gate)?.images ?? []).map((i) => ({ ...i, remote: r.name })));
   }
 
-  /** Partitions as the gates report them right now; users see those of their own jobs. */
-  async partitions(caller: Identity): Promise<(Partition & { remote: string })[]> {
-    const out: (Partition & { remote: string })[] = [];
-    await Promise.all(
-      this.services.config.remotes.map(async (r) => {
-        const gate = this.services.gates.get(r.gate);
-        if (!gate?.connected) return;
-        for (const p of await gate.call('partition.list')) {
-          if (p.status === 'deleted') continue;
-          const job = p.jobId ? this.services.store.get(p.jobId) : null;
-          if (job && job.remote && job.remote !== r.name) continue;
-          if (caller.role !== 'admin' && job?.owner !== caller.name) continue;
-          if (!out.some((o) => o.id === p.id && o.remote === (job?.remote ?? r.name))) out.push({ ...p, remote: job?.remote ?? r.name });
-        }
-      }),
-    );
-    return out.sort((a, b) => a.name.localeCompare(b.name));
+  /** Partitions not deleted (with `all`, those deleted in the last hour too); users see their own. */
+  partitions(caller: Identity, params?: { all?: boolean }): PartitionView[] {
+    const now = Date.now();
+    return this.services.partitions
+      .list()
+      .concat(params?.all ? this.services.store.partitions(now - 3_600_000).filter((p) => p.state === 'deleted') : [])
+      .filter((p) => caller.role === 'admin' || p.owner === caller.name)
+      .map((p) => this.view(p, now))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Delete a partition that runs no job: its owner's or an admin's call. */
+  async deletePartition(caller: Identity, params: { name: string }): Promise<PartitionView> {
+    const p = this.services.partitions.get(params.name);
+    if (!p || (caller.role !== 'admin' && p.owner !== caller.name)) throw new RpcError(ErrorCode.NotFound, `partition ${params.name} not found`);
+    const after = await this.services.partitions.send(p.name, { type: 'delete', reason: `deleted by ${caller.name}` });
+    return this.view(after, Date.now());
+  }
+
+  private view(p: PartitionRecord, now: number): PartitionView {
+    const remote = this.services.config.remotes.find((r) => r.name === p.remote);
+    const flavor = (remote ? this.services.gates.get(remote.gate)?.flavors : null)?.find((f) => f.name === p.flavor);
+    const hours = p.upMs === null ? 0 : ((p.deletedMs ?? now) - p.upMs) / 3_600_000;
+    return {
+      id: p.gateId ?? p.name,
+      name: p.name,
+      status: WIRE_STATUS[p.state],
+      jobId: p.jobId,
+      nodes: p.nodes,
+      ...(p.reason && (p.state === 'failed' || p.state === 'deleting') ? { error: p.reason } : {}),
+      remote: p.remote,
+      state: p.state,
+      owner: p.owner,
+      flavor: p.flavor,
+      pool: p.pool,
+      jobsRun: p.jobsRun,
+      idleSec: p.state === 'idle' && p.idleSinceMs !== null ? Math.max(0, Math.round((now - p.idleSinceMs) / 1000)) : null,
+      keepSec: p.state === 'idle' && !isPoolSpare(p) ? p.keepSec : null,
+      cost: flavor?.pricePerHour !== undefined ? Math.round(flavor.pricePerHour * p.nodeCount * hours * 10_000) / 10_000 : null,
+      currency: flavor?.pricePerHour !== undefined ? (flavor.currency ?? 'USD') : null,
+    };
   }
 }
+
+/** The gate-style status of each of the core's partition states. */
+const WIRE_STATUS: Record<PartitionRecord['state'], Partition['status']> = {
+  requested: 'creating',
+  creating: 'creating',
+  ready: 'up',
+  busy: 'up',
+  idle: 'up',
+  deleting: 'deleting',
+  deleted: 'deleted',
+  failed: 'failed',
+};

@@ -69,6 +69,8 @@ export async function makeTestSpool(options: TestSpoolOptions = {}): Promise<Tes
         config.gates.forEach((gate, i) => {
           gate.port = gatePorts[i] ?? gate.port;
         });
+        // A partition is deleted as its job ends, unless a test asks for reuse (it configures the keep-alive).
+        for (const remote of config.remotes) remote.idleTimeoutSec = 0;
         options.configure?.(config);
       },
     });

@@ -1,121 +1,77 @@
-import type { Partition } from '../../../terminal-protocol/common.js';
-import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
-import type { PortSpec } from '../../../terminal-protocol/gate-methods.js';
-import { nodeHostKeys, partitionKeys } from '../../nodes/partition-keys.js';
-import { gateOf, remoteConfig } from '../../services.js';
-import { partitionFailure, partitionRetryDelayMs, type JobEvent } from '../job-steps.js';
-import { pause, StepAborted, type StepContext, type StepEffect } from './step-context.js';
-
-const CREATE_TIMEOUT_MS = 30 * 60_000;
-const POLL_MS = 2_000;
+import type { PartitionRecord } from '../../partitions/partition-record.js';
+import { gateOf } from '../../services.js';
+import type { JobEvent } from '../job-steps.js';
+import { StepAborted, type StepContext, type StepEffect } from './step-context.js';
 
 /**
- * Ask the job's gate for a partition, or find the one already asked for (create is idempotent by name),
- * and wait until it is up. Host keys are pinned as it comes up. A partition that fails for a passing reason
- * (quota, capacity: see partitionFailure) is deleted, and asked for again after a wait that doubles; the job
- * says why meanwhile. Any other failure fails the step.
+ * Wait, on the partition's own events, until the partition the scheduler placed the job on is up, then take
+ * it (ready → busy). A partition that fails for a passing reason is asked for again by its own actor; the job
+ * says why it waits meanwhile. Any other failure, or a partition no longer reserved for this job, fails the step.
+ * A reused partition gets the job's container image first if its nodes do not have it.
  */
-export const partitionStep: StepEffect = (context) => createPartition(context, partitionRetryDelayMs);
-
-/** The partition step, with the wait before each new attempt given (`partitionRetryDelayMs`; tests shorten it). */
-export async function createPartition({ job, services, signal, emit, logger }: StepContext, retryDelayMs: (attempt: number) => number): Promise<JobEvent> {
-  const name = job.partitionName!;
-  const gate = gateOf(services, job.remote!);
-  const remote = remoteConfig(services, job.remote!);
-  await gate.whenConnected(5 * 60_000, signal);
-
-  // Subscribe before asking, so that an 'up' arriving before the answer is not missed.
-  let latest: Partition | null = null;
-  let wake: () => void = () => {};
-  const onEvent = (p: Partition) => {
-    if (p.name !== name) return;
-    latest = p;
-    wake();
-  };
-  gate.on('partition', onEvent);
-  const nextEvent = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      pause(POLL_MS, signal).then(resolve, resolve);
-    });
-  /** Deletes a failed partition and waits until the gate says it is gone (its event, or a poll). */
-  const deleteAndWait = async (partitionId: string): Promise<void> => {
-    const answer = await gate.call('partition.delete', { id: partitionId });
-    const until = Date.now() + CREATE_TIMEOUT_MS;
-    let status: Partition['status'] = answer.status;
-    while (status !== 'deleted') {
-      if (signal.aborted) throw new StepAborted('step aborted');
-      if (Date.now() > until) throw new RpcError(ErrorCode.Timeout, `failed partition not deleted after ${CREATE_TIMEOUT_MS / 60_000} minutes`);
-      await nextEvent();
-      const seen: Partition | null = latest;
-      latest = null;
-      if (seen?.status === 'deleted') return;
-      try {
-        status = (await gate.call('partition.get', { id: partitionId })).status;
-      } catch (error) {
-        if (error instanceof RpcError && error.code === ErrorCode.NotFound) return;
-        throw error;
-      }
-    }
-  };
-  try {
-    const injectHostKeys = gate.config.kind !== 'local';
-    const hostKeys = injectHostKeys ? nodeHostKeys(services.spool, name, job.directives.nodes) : null;
-    const requestPartition = async (): Promise<string> => {
-      const keys = partitionKeys(services.spool, name);
-      const image = job.directives.cloudImage ?? remote.defaultCloudImage;
-      const ports: PortSpec[] = job.directives.ports;
-      latest = null; // what was said of an earlier attempt
-      const created = await gate.call('partition.create', {
-        name,
-        jobId: job.id,
-        owner: job.owner,
-        flavor: job.flavor!,
-        image,
-        nodeCount: job.directives.nodes,
-        ports,
-        sshPublicKey: keys.publicKey,
-        ...(hostKeys ? { hostKeys: hostKeys.privateKeys } : {}),
-        ...(job.directives.containerImage ? { containerImages: [job.directives.containerImage] } : {}),
-        tags: { 'skyport-job': job.id, 'skyport-owner': job.owner },
-      });
-      emit({ type: 'partition-requested', partitionId: created.id });
-      logger.info({ partition: name, partitionId: created.id }, 'partition requested');
-      return created.id;
+export const partitionStep: StepEffect = (context) =>
+  new Promise<JobEvent>((resolve, reject) => {
+    const { job, services, signal, emit } = context;
+    const name = job.partitionName!;
+    const topic = `partition:${name}`;
+    let said = '';
+    let taking = false;
+    const say = (details: string) => {
+      if (details !== said) emit({ type: 'progress', details });
+      said = details;
     };
-    let id = job.partitionId ?? (await requestPartition());
-    let deadline = Date.now() + CREATE_TIMEOUT_MS;
-    let attempt = 0;
-    for (;;) {
-      if (signal.aborted) throw new StepAborted('step aborted');
-      const current: Partition = latest ?? (await gate.call('partition.get', { id }));
-      latest = null;
-      if (current.status === 'up') {
-        const nodes = services.nodes.pin(current, hostKeys?.fingerprints);
-        return {
-          type: 'partition-up',
-          nodeNames: nodes.map((n) => n.name),
-          nodeIps: nodes.map((n) => n.publicIp ?? n.privateIp ?? ''),
-        };
+    const finish = (result: JobEvent | Error) => {
+      services.partitions.bus.off(topic, look);
+      signal.removeEventListener('abort', onAbort);
+      if (result instanceof Error) reject(result);
+      else resolve(result);
+    };
+    const onAbort = () => finish(new StepAborted('step aborted'));
+    const look = (p: PartitionRecord | null) => {
+      if (taking) return;
+      if (!p) return finish(new Error(`partition ${name} is not known`));
+      if (p.jobId !== job.id && p.state !== 'deleted' && p.state !== 'deleting')
+        return finish(new Error(`partition ${name} is no longer reserved for this job (${p.state})`));
+      switch (p.state) {
+        case 'requested':
+        case 'creating':
+          return say(p.attempts ? `partition has not been created yet (attempt ${p.attempts + 1})` : 'partition has not been created yet');
+        case 'failed':
+          if (p.retryAtMs !== null) return say(`${p.reason} (trying again in ${Math.max(0, Math.round((p.retryAtMs - Date.now()) / 1000))} s)`);
+          return finish(new Error(`partition creation failed: ${p.reason ?? 'no reason given'}`));
+        case 'deleting':
+        case 'deleted':
+          return finish(new Error(`partition ${name} was deleted${p.reason ? ` (${p.reason})` : ''}`));
+        case 'ready':
+        case 'busy':
+          taking = true;
+          take(context, p).then(finish, finish);
+          return;
+        case 'idle':
+          return; // reserved in the next event
       }
-      if (current.status === 'failed') {
-        const failure = partitionFailure(current.error);
-        if (!failure.retry) throw new Error(`partition creation failed: ${failure.reason}`);
-        const delayMs = retryDelayMs(attempt++);
-        logger.info({ partition: name, reason: failure.reason, retryInMs: delayMs }, 'partition failed for a passing reason; deleting it, then asking again');
-        emit({ type: 'progress', details: `${failure.reason} (deleting the partition, then trying again)` });
-        await deleteAndWait(id);
-        emit({ type: 'partition-retry', reason: `${failure.reason} (trying again in ${Math.round(delayMs / 1000)} s)` });
-        await pause(delayMs, signal);
-        id = await requestPartition();
-        deadline = Date.now() + CREATE_TIMEOUT_MS;
-        continue;
-      }
-      if (current.status === 'deleting' || current.status === 'deleted') throw new Error('partition was deleted while being created');
-      if (Date.now() > deadline) throw new RpcError(ErrorCode.Timeout, `partition not up after ${CREATE_TIMEOUT_MS / 60_000} minutes`);
-      await nextEvent();
-    }
-  } finally {
-    gate.off('partition', onEvent);
+    };
+    services.partitions.bus.on(topic, look);
+    signal.addEventListener('abort', onAbort, { once: true });
+    look(services.partitions.get(name));
+  });
+
+/** Make the job's container image available on a reused partition, take the partition, and report its nodes. */
+async function take({ job, services, signal }: StepContext, p: PartitionRecord): Promise<JobEvent> {
+  const image = job.directives.containerImage;
+  const images = image && !p.containerImages.includes(image) ? [image] : [];
+  if (images.length && p.jobsRun > 0) {
+    const gate = gateOf(services, p.remote);
+    await gate.whenConnected(5 * 60_000, signal);
+    await gate.call('partition.prepare', { id: p.gateId ?? p.name, containerImages: images });
   }
+  const held = await services.partitions.send(p.name, { type: 'acquire', jobId: job.id, containerImages: images });
+  if (held.state !== 'busy' || held.jobId !== job.id) throw new Error(`partition ${p.name} could not be taken (${held.state})`);
+  const nodes = services.nodes.pinned(p.name) ?? held.nodes;
+  return {
+    type: 'partition-up',
+    partitionId: held.gateId,
+    nodeNames: nodes.map((n) => n.name),
+    nodeIps: nodes.map((n) => n.publicIp ?? n.privateIp ?? ''),
+  };
 }

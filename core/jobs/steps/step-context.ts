@@ -16,9 +16,9 @@ export interface StepContext {
 /** A step's effect: idempotent, resolves with the event that ends the step; throws to fail the job. */
 export type StepEffect = (context: StepContext) => Promise<JobEvent>;
 
-export class StepAborted extends Error {
-  override name = 'StepAborted';
-}
+/** An effect no longer wanted (the job moved on, the actor reset): not a failure of the step. */
+export { EffectAborted as StepAborted } from '../../supervision/durable-actor.js';
+import { EffectAborted as StepAborted } from '../../supervision/durable-actor.js';
 
 export const throwIfAborted = (signal: AbortSignal): void => {
   if (signal.aborted) throw new StepAborted('step aborted');

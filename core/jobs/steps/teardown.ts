@@ -1,91 +1,67 @@
-import type { Partition } from '../../../terminal-protocol/common.js';
 import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
-import { forgetPartitionKeys } from '../../nodes/partition-keys.js';
-import { gateOf } from '../../services.js';
-import { killCommand } from '../node-layout.js';
+import { keepAliveSec } from '../../partitions/keep-alive.js';
+import type { PartitionRecord } from '../../partitions/partition-record.js';
+import type { CoreServices } from '../../services.js';
+import { cleanupCommand } from '../job-cleanup.js';
 import { downloadResults } from './stage-out.js';
 import { pause, type StepEffect } from './step-context.js';
 
 const BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 30_000];
 
 /**
- * Always runs last, whatever happened: stop the job's process if it may still run (cancel, time limit),
- * keep what it wrote, then delete the partition through the gate and confirm it is gone. Retries until it
- * succeeds: a partition created is always deleted. Not abortable.
+ * Always runs last, whatever happened: stop what the job left running on its nodes (keeping what it wrote if it
+ * was stopped early), then give the partition back: idle for the next compatible job, or deleted (keep-alive 0,
+ * or a partition the cleanup could not reach). A partition being deleted is waited for, so that a job ends
+ * once nothing of it is left. Retries until the partition takes the release. Not abortable.
  */
 export const teardownStep: StepEffect = async (context) => {
   const { job, services, logger } = context;
   const name = job.partitionName;
-  if (!name) return { type: 'torn-down' };
-  const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
-  if (stoppedEarly) {
+  if (!name) return { type: 'released' };
+  const partition = services.partitions.get(name);
+  let reusable = false;
+  if (partition?.state === 'busy' && partition.jobId === job.id) {
     try {
       const session = await services.nodes.head(name);
-      await session.exec(killCommand(job.id, job.runtime));
-      await downloadResults({ ...context, signal: new AbortController().signal }, true);
+      await session.exec(cleanupCommand(job.id, job.runtime));
+      const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
+      if (stoppedEarly) await downloadResults({ ...context, signal: new AbortController().signal }, true);
+      reusable = job.runtime !== null;
     } catch (error) {
-      logger.warn({ partition: name, err: (error as Error).message }, 'could not stop the job or keep its logs before teardown');
+      logger.warn({ partition: name, err: (error as Error).message }, 'could not clean up after the job: its partition is deleted rather than reused');
     }
   }
-  services.nodes.release(name);
-  const gate = gateOf(services, job.remote!);
+  const remote = services.config.remotes.find((r) => r.name === (partition?.remote ?? job.remote));
+  const kind = services.config.gates.find((g) => g.name === remote?.gate)?.kind;
+  const keepSec = remote ? keepAliveSec(job.directives.keepPartitionSec, remote, kind) : 0;
   for (let attempt = 0; ; attempt++) {
     try {
-      await gate.whenConnected(60_000);
-      await deletePartition(gate, job.partitionId, name);
-      forgetPartitionKeys(services.spool, name);
-      logger.info({ partition: name }, 'partition deleted');
-      return { type: 'torn-down' };
+      const after = await services.partitions.send(name, { type: 'release', jobId: job.id, keepSec, reusable });
+      if (after.state === 'deleting' || (after.state === 'failed' && after.jobId === null)) {
+        context.emit({ type: 'progress', details: `${job.outcome?.details ?? 'ended'}: deleting partition ${name}` });
+        await deleted(services, name);
+      }
+      logger.info({ partition: name, state: after.state === 'idle' ? 'idle' : 'deleted', keepSec }, 'partition released');
+      return { type: 'released' };
     } catch (error) {
+      if (error instanceof RpcError && error.code === ErrorCode.NotFound) return { type: 'released' };
       const delay = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]!;
-      logger.warn({ partition: name, attempt, err: (error as Error).message, retryInMs: delay }, 'partition deletion failed; retrying');
-      context.emit({ type: 'progress', details: `deleting partition (retrying: ${(error as Error).message})` });
+      logger.warn({ partition: name, attempt, err: (error as Error).message, retryInMs: delay }, 'partition release failed; retrying');
       await pause(delay);
     }
   }
 };
 
-async function deletePartition(gate: ReturnType<typeof gateOf>, id: string | null, name: string): Promise<void> {
-  let partition: Partition;
-  try {
-    partition = await gate.call('partition.get', id ? { id } : { name });
-  } catch (error) {
-    if (error instanceof RpcError && error.code === ErrorCode.NotFound) return; // never created, or gone already
-    throw error;
-  }
-  if (partition.status === 'deleted') return;
-  const gone = waitUntilGone(gate, partition.id, name);
-  const answer = await gate.call('partition.delete', { id: partition.id });
-  if (answer.status !== 'deleted') await gone;
-  else gone.catch(() => {});
-}
-
-/** Resolve when the gate says the partition is deleted (event or poll). */
-function waitUntilGone(gate: ReturnType<typeof gateOf>, id: string, name: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    let timer: NodeJS.Timeout;
-    const finish = (error?: Error) => {
-      clearTimeout(timer);
-      gate.off('partition', onEvent);
-      if (error) reject(error);
-      else resolve();
+/** Resolves once the partition is deleted (its own event). */
+function deleted(services: CoreServices, name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const topic = `partition:${name}`;
+    const look = (p: PartitionRecord | null) => {
+      if (p && p.state !== 'deleted') return;
+      services.partitions.bus.off(topic, look);
+      resolve();
     };
-    const onEvent = (p: Partition) => {
-      if (p.name === name && p.status === 'deleted') finish();
-      if (p.name === name && p.status === 'failed') finish(new Error(`deletion failed: ${p.error ?? 'no reason given'}`));
-    };
-    const poll = async () => {
-      try {
-        const p = await gate.call('partition.get', { id });
-        if (p.status === 'deleted') return finish();
-      } catch (error) {
-        if (error instanceof RpcError && error.code === ErrorCode.NotFound) return finish();
-      }
-      if (Date.now() - started > 30 * 60_000) return finish(new Error('partition still not deleted after 30 minutes'));
-      timer = setTimeout(poll, 2_000);
-    };
-    gate.on('partition', onEvent);
-    timer = setTimeout(poll, 200);
+    services.partitions.bus.on(topic, look);
+    look(services.partitions.get(name));
   });
 }

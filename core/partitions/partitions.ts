@@ -1,0 +1,149 @@
+import { EventEmitter } from 'node:events';
+import type { Ref } from 'nact';
+import type { Partition } from '../../terminal-protocol/common.js';
+import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
+import type { CoreServices } from '../services.js';
+import { RESTART_INTENSITY, type DurableMachine } from '../supervision/durable-actor.js';
+import { Supervisor } from '../supervision/supervisor.js';
+import { PARTITION_STATES, idleDeadlineOf, partitionRetryDelayMs, partitionTransition, type PartitionEvent } from './partition-states.js';
+import { partitionEffect, type PartitionEffectOptions } from './partition-effects.js';
+import { isLive, type PartitionRecord } from './partition-record.js';
+
+/** Partition changes, published once committed: jobs waiting on their partition and the scheduler listen. */
+export class PartitionBus extends EventEmitter {
+  constructor() {
+    super();
+    this.setMaxListeners(0);
+  }
+  publish(p: PartitionRecord): void {
+    this.emit('partition', p);
+    this.emit(`partition:${p.name}`, p);
+  }
+}
+
+/**
+ * The `partitions` branch of the supervision tree: one durable actor per partition that is not deleted,
+ * respawned from the store when the core starts (each performs its recorded state's effect again, which
+ * reconciles it with the gate's record). The scheduler asks for partitions and reserves idle ones here; jobs
+ * acquire and release theirs; the gate's notifications reach the actors through here.
+ */
+export class Partitions {
+  readonly bus = new PartitionBus();
+  private readonly supervisor: Supervisor<PartitionRecord, PartitionEvent>;
+  private readonly restarts = new Set<NodeJS.Timeout>();
+  private readonly onGateEvent: (p: Partition) => void;
+
+  constructor(
+    parent: Ref<unknown>,
+    private readonly services: CoreServices,
+    private readonly options: PartitionEffectOptions = { retryDelayMs: partitionRetryDelayMs },
+  ) {
+    this.supervisor = new Supervisor(parent, {
+      name: 'partitions',
+      idOf: (p) => p.name,
+      machineFor: (p) => this.machine(p),
+      wake: (name) => {
+        const p = this.services.store.partition(name);
+        if (!p) return { answer: new RpcError(ErrorCode.NotFound, `partition ${name} not found`) };
+        return isLive(p) ? { start: p } : { answer: p };
+      },
+      gaveUp: (p, reason) => {
+        // Its record is intact: try again once the restart intensity's period is over.
+        this.services.logger.error({ partition: p.name, reason }, 'partition actor kept failing; restarting it later');
+        const timer = setTimeout(() => {
+          this.restarts.delete(timer);
+          const stored = this.safeGet(p.name);
+          if (stored && isLive(stored)) this.supervisor.start(stored);
+        }, RESTART_INTENSITY.periodMs);
+        timer.unref();
+        this.restarts.add(timer);
+      },
+    });
+    // A partition up on our side that its gate says is gone or failed: lost behind our back.
+    this.onGateEvent = (seen: Partition) => {
+      if (seen.status !== 'deleted' && seen.status !== 'failed') return;
+      const p = this.safeGet(seen.name);
+      if (p && (p.state === 'ready' || p.state === 'busy' || p.state === 'idle'))
+        this.send(p.name, { type: 'lost', reason: `the gate reports it ${seen.status}${seen.error ? `: ${seen.error}` : ''}` }).catch(() => {});
+    };
+  }
+
+  /** Respawn the actor of every partition that is not deleted; returns how many. */
+  start(): number {
+    for (const gate of this.services.gates.values()) gate.on('partition', this.onGateEvent);
+    const live = this.services.store.partitions();
+    for (const p of live) this.supervisor.start(p);
+    return live.length;
+  }
+
+  /** Record a new partition (durably, before anything is asked of a gate), then start its actor. */
+  async create(record: PartitionRecord): Promise<PartitionRecord> {
+    await this.services.store.savePartition(record);
+    this.bus.publish(record);
+    this.supervisor.start(record);
+    return record;
+  }
+
+  send(name: string, event: PartitionEvent, timeoutMs?: number): Promise<PartitionRecord> {
+    return this.supervisor.send(name, event, timeoutMs);
+  }
+
+  get(name: string): PartitionRecord | null {
+    return this.services.store.partition(name);
+  }
+
+  /** Every partition not deleted. */
+  list(): PartitionRecord[] {
+    return this.services.store.partitions();
+  }
+
+  /** A name no partition ever had: the job's (`job-<id>`, as the original), suffixed when that one was taken. */
+  freshName(base: string): string {
+    if (!this.services.store.partitionNameTaken(base)) return base;
+    for (let n = 2; ; n++) if (!this.services.store.partitionNameTaken(`${base}-${n}`)) return `${base}-${n}`;
+  }
+
+  get size(): number {
+    return this.supervisor.size;
+  }
+
+  stop(): void {
+    for (const gate of this.services.gates.values()) gate.off('partition', this.onGateEvent);
+    for (const timer of this.restarts) clearTimeout(timer);
+    this.supervisor.stop();
+  }
+
+  private safeGet(name: string): PartitionRecord | null {
+    try {
+      return this.services.store.partition(name);
+    } catch {
+      return null;
+    }
+  }
+
+  private machine(initial: PartitionRecord): DurableMachine<PartitionRecord, PartitionEvent> {
+    const logger = this.services.logger.child({ partition: initial.name });
+    return {
+      id: initial.name,
+      logger,
+      transition: partitionTransition,
+      stateOf: (p) => p.state,
+      effectOf: (p) => partitionEffect(p, this.services, this.options),
+      deadlineOf: (p) => {
+        const at = idleDeadlineOf(p);
+        return at === null ? null : { at, event: { type: 'idle-timeout' } };
+      },
+      failed: (_state, reason) => ({ type: 'step-failed', reason }),
+      load: () => this.services.store.partition(initial.name),
+      save: (p) => this.services.store.savePartition(p),
+      committed: (next, previous) => {
+        if (next.state !== previous.state)
+          logger.info({ state: next.state, job: next.jobId ?? undefined, reason: next.reason ?? undefined }, 'partition moved');
+        this.bus.publish(next);
+        if (!PARTITION_STATES[next.state].holdsNodes) this.supervisor.retire(next.name);
+        // Nodes freed, a partition idle or up: the queue may move.
+        if (next.state !== previous.state) this.services.kickScheduler();
+      },
+    };
+  }
+}
