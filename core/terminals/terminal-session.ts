@@ -9,6 +9,7 @@ import type { AdminHandlers } from './admin-handlers.js';
 import { visibleJob } from './caller.js';
 import type { CatalogHandlers } from './catalog-handlers.js';
 import type { JobHandlers } from './job-handlers.js';
+import { droppingSubscriber } from '../jobs/log-follower.js';
 import { TerminalStreams } from '../transfers/terminal-streams.js';
 
 export interface Handlers {
@@ -18,6 +19,11 @@ export interface Handlers {
 }
 
 const MAX_SUBSCRIPTIONS = 10_000;
+/**
+ * Bytes waiting on a terminal's socket beyond which job.log pushes to it are dropped rather than queued: a
+ * slow terminal sees the gap in the offsets and reads it with job.logs.
+ */
+const MAX_QUEUED_LOG_BYTES = 1024 * 1024;
 
 /** The terminal's address as the core sees it ("::ffff:10.0.0.5" → "10.0.0.5"): where `out` ports lead by default. */
 export function terminalAddress(socket: WebSocket): string | undefined {
@@ -30,15 +36,17 @@ export function terminalAddress(socket: WebSocket): string | undefined {
  * plus that connection's job subscriptions. Closing the socket drops them.
  */
 export function openTerminalSession(socket: WebSocket, caller: Identity, services: CoreServices, handlers: Handlers): void {
-  const subscriptions = new Map<string, (job: JobRecord) => void>();
+  const subscriptions = new Map<string, { listener: (job: JobRecord) => void; unfollow: () => void }>();
   const log = services.logger.child({ terminal: caller.name, role: caller.role });
   const origin = { address: terminalAddress(socket) };
   // Bulk streams (uploads, downloads, forwarded connections) share the socket as binary frames.
   let streams: TerminalStreams | null = null;
 
   const unsubscribe = (id: string) => {
-    const listener = subscriptions.get(id);
-    if (listener) services.bus.off(`job:${id}`, listener);
+    const subscription = subscriptions.get(id);
+    if (!subscription) return;
+    services.bus.off(`job:${id}`, subscription.listener);
+    subscription.unfollow();
     subscriptions.delete(id);
   };
 
@@ -98,8 +106,10 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
             const job = visibleJob(services, caller, params.id);
             if (!subscriptions.has(job.id) && subscriptions.size < MAX_SUBSCRIPTIONS) {
               const listener = (j: JobRecord) => peer.notify('job.event', toWireJob(j));
-              subscriptions.set(job.id, listener);
               services.bus.on(`job:${job.id}`, listener);
+              // While the job runs, its output is pushed as job.log notifications.
+              const unfollow = handlers.jobs.followLogs(caller, job.id, logSink);
+              subscriptions.set(job.id, { listener, unfollow });
             }
             return toWireJob(services.store.get(job.id) ?? job);
           }
@@ -113,7 +123,9 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
           case 'image.list':
             return catalog.images(params);
           case 'partition.list':
-            return catalog.partitions(caller);
+            return catalog.partitions(caller, params);
+          case 'partition.delete':
+            return catalog.deletePartition(caller, params);
           case 'admin.user.add':
             return admin.addUser(caller, params);
           case 'admin.user.revoke':
@@ -123,11 +135,13 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
       }) as never,
     },
   });
+  const logSink = droppingSubscriber((piece) => peer.notify('job.log', piece), () => peer.bufferedAmount, MAX_QUEUED_LOG_BYTES);
   streams = new TerminalStreams(peer, services, log);
   peer.on('binary', (data: Buffer) => streams!.receive(data));
   peer.on('handler-error', (error: Error, method: string) => log.error({ method, err: error.message, stack: error.stack }, 'handler failed'));
   peer.on('close', () => {
     for (const id of [...subscriptions.keys()]) unsubscribe(id);
+    logSink.close();
     streams!.close();
   });
 }
