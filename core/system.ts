@@ -134,6 +134,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       scheduler.stop();
       reaper.stop();
       await listener!.close();
+      jobHandlers.close();
       services.forwards.stop();
       jobs.stop();
       services.partitions.stop();

@@ -13,17 +13,23 @@ export interface FollowOptions {
   from?: Partial<Record<LogStream, number>>;
   /** Give up after this long (CliError with ExitCode.WaitTimeout). */
   timeoutMs?: number;
-  /** How often to ask the core directly, in case a notification was missed. */
+  /** How often to ask the core directly while it pushes no output (a core that does not, or not yet). */
   pollMs?: number;
+  /** How often once the core pushes output (job.log): only a safety net for what a push missed. */
+  safetyPollMs?: number;
 }
+
+const POLL_MS = 3000;
+const SAFETY_POLL_MS = 20_000;
 
 type JobLog = NotificationOf<TerminalNotifications, 'job.log'>;
 
 /**
  * Waits for a job to end, printing its logs as they grow. Notifications (job.event, job.log after
- * job.subscribe) drive it; a periodic job.get + job.logs covers anything missed, and a lost connection is
- * re-subscribed when the client reconnects. Once the job is final, the logs are read to their end, then
- * the final job is returned.
+ * job.subscribe) drive it: a pushed piece is printed as it arrives, one beyond what was printed makes the
+ * gap be read with job.logs first. A periodic job.get + job.logs covers anything missed: every few seconds
+ * until the core pushes output, rarely once it does. A lost connection is re-subscribed when the client
+ * reconnects. Once the job is final, the logs are read to their end, then the final job is returned.
  */
 class JobFollower {
   private readonly cursors: LogCursor[];
@@ -32,6 +38,9 @@ class JobFollower {
   private pumpAgain = false;
   private settled = false;
   private warnedLost = false;
+  /** The core pushed output since (re)connecting: polling becomes the rare safety net. */
+  private pushed = false;
+  private pollTimer: NodeJS.Timeout | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private resolve!: (job: Job) => void;
   private reject!: (error: unknown) => void;
@@ -56,7 +65,7 @@ class JobFollower {
     this.core.on('disconnected', this.onDisconnected);
     if (this.options.timeoutMs !== undefined)
       this.timers.push(setTimeout(() => this.timedOut(), this.options.timeoutMs));
-    this.timers.push(setInterval(() => void this.refresh(), this.options.pollMs ?? 3000));
+    this.schedulePoll();
     void this.subscribe(true);
     return done.finally(() => this.cleanup());
   }
@@ -68,10 +77,27 @@ class JobFollower {
     } else if (name === 'job.log') {
       const log = params as JobLog;
       if (log.id !== this.id) return;
+      if (!this.pushed) {
+        this.pushed = true;
+        this.schedulePoll();
+      }
       const cursor = this.cursors.find((c) => c.stream === log.stream);
       if (cursor && !cursor.accept(log.offset, Buffer.from(log.data, 'utf8'))) this.pump();
     }
   };
+
+  /** The next safety-net poll: soon while the core pushes nothing, much later once it does. */
+  private schedulePoll(): void {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    if (this.settled) return;
+    const ms = this.pushed ? (this.options.safetyPollMs ?? SAFETY_POLL_MS) : (this.options.pollMs ?? POLL_MS);
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      void this.refresh().finally(() => {
+        if (!this.pollTimer) this.schedulePoll();
+      });
+    }, ms);
+  }
 
   private readonly onReconnected = (): void => {
     if (this.warnedLost) note('connection to the core restored');
@@ -80,6 +106,11 @@ class JobFollower {
   };
 
   private readonly onDisconnected = (): void => {
+    // Pushes stop with the connection; the core met on reconnecting may not push at all.
+    if (this.pushed) {
+      this.pushed = false;
+      this.schedulePoll();
+    }
     if (this.settled || this.warnedLost) return;
     this.warnedLost = true;
     note('lost the connection to the core; reconnecting');
@@ -157,6 +188,8 @@ class JobFollower {
   private cleanup(): void {
     this.settled = true;
     for (const t of this.timers) clearTimeout(t);
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
     this.core.off('notification', this.onNotification);
     this.core.off('connected', this.onReconnected);
     this.core.off('disconnected', this.onDisconnected);

@@ -20,6 +20,26 @@ const readLocalChunk = (path: string, offset: number, length: number): Buffer | 
   }
 };
 
+/** The file of a job's stdout or stderr, relative to its directory. */
+export const logFileName = (job: JobRecord, stream: 'stdout' | 'stderr'): string =>
+  stream === 'stdout' ? (job.directives.stdout ?? 'stdout.log') : (job.directives.stderr ?? 'stderr.log');
+
+/**
+ * The longest start of `data` that ends on a whole UTF-8 character: a character cut in two at the end (by a
+ * read's limit, or not yet all written) is left for the next piece, so that the text sent re-encodes to the
+ * same bytes and offsets counted in bytes stay exact.
+ */
+export function wholeCharacters(data: Buffer): Buffer {
+  const end = data.length;
+  for (let i = end - 1; i >= Math.max(0, end - 4); i--) {
+    const byte = data[i]!;
+    if ((byte & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return i + length > end ? data.subarray(0, i) : data;
+  }
+  return data;
+}
+
 /**
  * A chunk of a job's stdout or stderr: from its node while the job runs, from the spool once downloaded.
  * `final` means nothing more will ever be appended.
@@ -31,7 +51,7 @@ export async function readJobLog(
   offset: number,
   limit: number,
 ): Promise<{ data: string; offset: number; final: boolean }> {
-  const name = stream === 'stdout' ? (job.directives.stdout ?? 'stdout.log') : (job.directives.stderr ?? 'stderr.log');
+  const name = logFileName(job, stream);
   const local = join(outputsDir(services.spool.job(job.id)), name);
   const onNode = job.step === 'run' || (job.step === 'stage-out' && !existsSync(local));
   let chunk: Buffer | null = null;
@@ -39,7 +59,11 @@ export async function readJobLog(
     const session = await services.nodes.current(job.partitionName);
     if (session) chunk = await readRemoteChunk(await session.sftp(), `${nodeJobDir(job.id)}/${name}`, offset, limit).catch(() => null);
   } else chunk = readLocalChunk(local, offset, limit);
-  const data = chunk ?? Buffer.alloc(0);
-  const final = job.step === 'done' && data.length < limit;
+  const read = chunk ?? Buffer.alloc(0);
+  const final = job.step === 'done' && read.length < limit;
+  // A character cut at the end waits for the next read, unless nothing more will ever come (or the limit is
+  // smaller than one character).
+  const whole = wholeCharacters(read);
+  const data = final || (whole.length === 0 && read.length === limit) ? read : whole;
   return { data: data.toString('utf8'), offset: offset + data.length, final };
 }

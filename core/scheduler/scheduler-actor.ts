@@ -101,13 +101,13 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
 
   /**
    * Reservations whose job does not hold them: the job still queued (its `placed` was lost) is told again; a
-   * job gone elsewhere (canceled, ended, given up) releases it.
+   * job gone elsewhere (canceled, ended, given up: a busy partition included) releases it, to be deleted.
    */
   const repair = (partitions: PartitionRecord[]): void => {
     const now = Date.now();
     for (const p of partitions) {
       if (!p.jobId || partitionsInFlight.has(p.name) || inFlight.has(p.jobId)) continue;
-      if (!['requested', 'creating', 'ready', 'failed'].includes(p.state)) continue;
+      if (!['requested', 'creating', 'ready', 'busy', 'failed'].includes(p.state)) continue;
       const job = services.store.get(p.jobId);
       if (job && HOLDING.has(job.step) && job.partitionName === p.name) continue;
       if (now - p.createdMs < RESERVATION_GRACE_MS && job?.step === 'queue' && p.jobsRun === 0 && p.state === 'requested') continue;

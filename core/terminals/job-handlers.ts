@@ -9,6 +9,7 @@ import type { ParamsOf, ResultOf } from '../../terminal-protocol/method.js';
 import type { TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
 import { checkInputPath, JobInputs } from '../jobs/job-inputs.js';
 import { readJobLog } from '../jobs/job-logs.js';
+import { LogFollowers, type LogSubscriber } from '../jobs/log-follower.js';
 import { DEFAULT_PRIORITY, parseJobScript } from '../jobs/job-script.js';
 import type { Jobs } from '../jobs/jobs.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
@@ -189,6 +190,27 @@ export class JobHandlers {
     const job = await this.jobs.send(params.id, { type: 'requeue' });
     this.services.kickScheduler();
     return toWireJob(job);
+  }
+
+  private followers: LogFollowers | null = null;
+  private closed = false;
+
+  /**
+   * Push a job's output to a subscriber while the job runs (job.log notifications), until the returned
+   * function is called. The tails behind it start with the first follower of any job.
+   */
+  followLogs(caller: Identity, id: string, subscriber: LogSubscriber): () => void {
+    const job = visibleJob(this.services, caller, id);
+    if (this.closed) return () => undefined;
+    this.followers ??= new LogFollowers(this.services);
+    return this.followers.follow(job.id, subscriber);
+  }
+
+  /** Stop following every job's logs (the core is stopping). */
+  close(): void {
+    this.closed = true;
+    this.followers?.close();
+    this.followers = null;
   }
 
   logs(caller: Identity, params: P<'job.logs'>): Promise<R<'job.logs'>> {
