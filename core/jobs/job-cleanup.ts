@@ -8,9 +8,10 @@ import { killCommand } from './node-layout.js';
  */
 export function cleanupCommand(jobId: string, runtime: string | null): string {
   const marker = shellQuote(`SWM_JOB_ID=${jobId}`);
+  // One grep over every process's environment (those of other users are unreadable, and skipped).
   return `(${killCommand(jobId, runtime)})
-for d in /proc/[0-9]*; do
-  if grep -qzx ${marker} "$d/environ" 2>/dev/null; then kill -KILL "\${d#/proc/}" 2>/dev/null; fi
+for f in $(grep -lszx ${marker} /proc/[0-9]*/environ); do
+  p=\${f#/proc/}; kill -KILL "\${p%/environ}" 2>/dev/null
 done
 exit 0`;
 }
