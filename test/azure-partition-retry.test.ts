@@ -162,4 +162,25 @@ describe('a partition whose gate fails it for want of capacity or quota', functi
     await until('deleted');
     expect(gate.calls.filter(([m]) => m === 'partition.create')).to.have.length(1);
   });
+
+  it('survives a store write that throws: the caller gets the error, the actor restarts from the stored record', async () => {
+    const gate = new StubGate(0, '');
+    const save = store.savePartition.bind(store);
+    let failing = 0;
+    store.savePartition = (p) => (failing-- > 0 ? Promise.reject(new Error('injected store fault')) : save(p));
+    const { partitions, until } = await run(gate, () => 20);
+    const ready = await until('ready');
+    // The job's acquire meets a store that throws: it hears the error, and the partition stays as stored.
+    failing = 1;
+    const refused = await partitions.send('job-j', { type: 'acquire', jobId: 'j' }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(refused?.message).to.equal('injected store fault');
+    expect(store.partition('job-j')?.state).to.equal('ready');
+    // Restarted from the stored record, it takes the same message once the store does.
+    expect((await partitions.send('job-j', { type: 'acquire', jobId: 'j' })).state).to.equal('busy');
+    expect(ready.gateId).to.equal('job-j');
+    expect(gate.calls.filter(([m]) => m === 'partition.create')).to.have.length(1);
+  });
 });
