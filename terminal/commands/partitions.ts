@@ -54,7 +54,10 @@ it ran. ${examples('$ swm partitions', '$ swm partitions --all --long')}`,
       });
     });
 
-  const partition = program.command('partition').description('act on one partition (see `swm partitions`)');
+  const partition = program
+    .command('partition')
+    .description('act on one partition (see `swm partitions`)')
+    .addHelpText('after', examples('$ swm partition delete job-6f1c2b7e-8d4a-4c1e-9b2f-0a1b2c3d4e5f'));
   partition
     .command('delete')
     .description('delete a partition that runs no job (yours; admins: anyone\'s); idle partitions are otherwise deleted after their keep-alive')
