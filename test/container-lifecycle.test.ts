@@ -63,4 +63,18 @@ describe('job lifecycle in a podman container on the local gate', function () {
     expect(containerExists(`swm-${id}`)).to.equal(false);
     expect(await f.admin.call('partition.list')).to.deep.equal([]);
   });
+
+  it('gives a reused partition the image of its next job (the nodes cannot pull)', async () => {
+    const other = `${image.replace(/:[^:]+$/, '')}:other`;
+    spawnSync('podman', ['tag', image, other]);
+    const first = await submitJob(f.admin, `#!/bin/sh\n#SWM container-image ${image}\n#SWM keep-partition 120\necho first\n`);
+    const one = await waitForJob(f.admin, first, isFinal);
+    expect(one.state, one.state_details).to.equal('F');
+    const second = await submitJob(f.admin, `#!/bin/sh\n#SWM container-image ${other}\n#SWM keep-partition 0\necho second\n`);
+    const two = await waitForJob(f.admin, second, isFinal);
+    expect(two.state, two.state_details).to.equal('F');
+    expect(two.node_names, 'the same partition').to.deep.equal(one.node_names);
+    expect((await f.admin.call('job.logs', { id: second, stream: 'stdout' })).data).to.equal('second\n');
+    expect(await f.admin.call('partition.list')).to.deep.equal([]);
+  });
 });

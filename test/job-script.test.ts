@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DEFAULT_PRIORITY, MAX_DURATION_SEC, parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
+import { DEFAULT_PRIORITY, MAX_DURATION_SEC, MAX_KEEP_PARTITION_SEC, parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../terminal-protocol/terminal-methods.js';
 
@@ -146,6 +146,21 @@ describe('job script parser (parseJobScript)', () => {
       expect(d.env).to.deep.equal({ MODE: 'fast', OPTS: '--level=3 --verbose', EMPTY: '' });
     });
 
+    it('run-on head or all (any case); absent means head', () => {
+      expect(directivesOf().runOn).to.equal(undefined);
+      expect(directivesOf('#SWM run-on all').runOn).to.equal('all');
+      expect(directivesOf('#SWM run-on head').runOn).to.equal('head');
+      expect(directivesOf('#SWM Run-On ALL').runOn).to.equal('all');
+      expect(directivesOf('#SWM nodes 3', '#SWM run-on all')).to.include({ nodes: 3, runOn: 'all' });
+    });
+
+    it('keep-partition as whole seconds, 0 (delete at once) up to a year; absent leaves it to the remote', () => {
+      expect(directivesOf().keepPartitionSec).to.equal(undefined);
+      expect(directivesOf('#SWM keep-partition 0').keepPartitionSec).to.equal(0);
+      expect(directivesOf('#SWM keep-partition 600').keepPartitionSec).to.equal(600);
+      expect(directivesOf(`#SWM keep-partition ${MAX_KEEP_PARTITION_SEC}`).keepPartitionSec).to.equal(MAX_KEEP_PARTITION_SEC);
+    });
+
     it('priority, negative allowed, clamped to ±1000', () => {
       expect(directivesOf('#SWM priority 10').priority).to.equal(10);
       expect(directivesOf('#SWM priority -5').priority).to.equal(-5);
@@ -217,6 +232,15 @@ describe('job script parser (parseJobScript)', () => {
       ['#SWM env =value', 'env without a key'],
       ['#SWM env 1ABC=x', 'env key starting with a digit'],
       ['#SWM env MY-VAR=x', 'env key with a dash'],
+      ['#SWM run-on', 'run-on without a value'],
+      ['#SWM run-on some', 'run-on neither head nor all'],
+      ['#SWM run-on all head', 'run-on with two values'],
+      ['#SWM keep-partition', 'keep-partition without a value'],
+      ['#SWM keep-partition -1', 'negative keep-partition'],
+      ['#SWM keep-partition 1.5', 'fractional keep-partition'],
+      ['#SWM keep-partition 10m', 'keep-partition with a unit'],
+      [`#SWM keep-partition ${MAX_KEEP_PARTITION_SEC + 1}`, 'keep-partition over a year'],
+      ['#SWM keep-partition 99999999999999999999', 'keep-partition of astronomical seconds'],
       ['#SWM priority high', 'priority not a number'],
       ['#SWM priority 1.5', 'fractional priority'],
       ['#SWM duration 366-00:00:00', 'duration over a year'],

@@ -67,7 +67,9 @@ describe('JupyterHub spawner flow over the REST API (local gate)', function () {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        const response = await fetch(url);
+        // Each attempt with a limit of its own, as a hub's proxy does: a connection accepted while the notebook
+        // server is not listening yet is reset, and a client may not hear of it.
+        const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
         return await response.text();
       } catch (error) {
         if (Date.now() > deadline) throw error;

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createLocalGate } from '../gates/local/index.js';
-import { localNodesRoot } from '../gates/local/local-gate.js';
+import { localNodesRoot, privateAddress } from '../gates/local/local-gate.js';
 import { CLAIMS_DIR, NodeAccounts, canIsolate } from '../gates/local/node-accounts.js';
 import { resolveLexically } from '../gates/local/node-directory.js';
 import { ReplyQueue } from '../gates/local/sftp-server.js';
@@ -466,6 +466,78 @@ describe('local gate', function () {
       expect((gone as RpcError).code).to.equal(ErrorCode.NotFound);
       // A node with an account of its own leaves nothing running; without one (not root) processes stay, as under sshd.
       for (const pid of daemons) expect(isAlive(pid), `process ${pid}`).to.equal(!canIsolate());
+    });
+  });
+
+  describe('nodes of one partition reach one another', () => {
+    let mesh: Partition;
+    before(async () => {
+      mesh = await createUp(gate, request('mesh', partitionKey.public, 3));
+    });
+    after(async () => {
+      await gate.delete(mesh.id).catch(() => undefined);
+    });
+
+    it('gives each node an address of its own (127.0.0.2, .3, .4) as privateIp, the core keeping 127.0.0.1', () => {
+      expect(mesh.nodes.map((n) => n.privateIp)).to.deep.equal(['127.0.0.2', '127.0.0.3', '127.0.0.4']);
+      expect(mesh.nodes.map((n) => n.publicIp)).to.deep.equal(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+      expect(privateAddress(253)).to.equal('127.0.0.255');
+      expect(privateAddress(254)).to.equal('127.0.1.0');
+    });
+
+    it('serves SSH at each node\'s address on its port, to the other nodes', async () => {
+      const client = await connectTo(mesh.nodes[0]!);
+      const peer = mesh.nodes[2]!;
+      const banner = `require('net').connect(${peer.sshPort},'${peer.privateIp}').once('data',d=>{process.stdout.write(d.toString().split('\\r')[0]);process.exit(0)}).on('error',e=>{process.stdout.write(e.code);process.exit(1)})`;
+      const result = await exec(client, `${process.execPath} -e "${banner}"`);
+      expect(result.stdout).to.match(/^SSH-2\.0-/);
+    });
+
+    it('puts ssh and scp on the nodes\' PATH, reading $HOME/.ssh/config', async () => {
+      if (!existsSync('/usr/bin/ssh')) return;
+      const client = await connectTo(mesh.nodes[1]!);
+      const found = (await exec(client, 'command -v ssh')).stdout.trim();
+      expect(found).to.match(/\/\.account\/bin\/ssh$/);
+      expect(readFileSync(found, 'utf8')).to.contain('-F "$HOME/.ssh/config"');
+    });
+
+    it('accepts the keys of a node\'s ~/.ssh/authorized_keys from its peers only, never on the gate\'s port', async function () {
+      if (!existsSync('/usr/bin/ssh')) return this.skip();
+      const target = mesh.nodes[1]!;
+      const sftp = await openSftp(await connectTo(target));
+      await sftpCall<void>((cb) => sftp.mkdir('.ssh', cb)).catch(() => undefined);
+      await writeRemote(sftp, '.ssh/authorized_keys', `${strangerKey.public}\n`);
+      // The stranger's key at the gate's port (what the core and anyone on the machine reach): refused.
+      const outside = await connectNode(target, strangerKey.private).catch((e: Error) => e);
+      expect(outside).to.be.instanceOf(Error);
+      // From another node, at the node's own address: accepted.
+      const from = await connectTo(mesh.nodes[0]!);
+      await writeRemote(await openSftp(from), 'peer-key', strangerKey.private);
+      const result = await exec(
+        from,
+        `chmod 600 peer-key && /usr/bin/ssh -F /dev/null -i peer-key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null ` +
+          `-p ${target.sshPort} ${target.sshUser}@${target.privateIp} pwd`,
+      );
+      expect(result.stdout.trim(), result.stderr).to.equal(nodeDir('mesh', 'mesh-1'));
+    });
+
+    it('shares one network namespace among the nodes, deleted with the partition', async function () {
+      if (!canIsolate()) {
+        console.warn('    not root: the nodes share the machine\'s network');
+        return this.skip();
+      }
+      const before = readdirSync('/run/netns').filter((n) => n.startsWith('swm-'));
+      const client = await connectTo(mesh.nodes[0]!);
+      const inode = async (node: Partition['nodes'][number]) => (await exec(await connectTo(node), 'readlink /proc/self/ns/net')).stdout.trim();
+      const namespaces = await Promise.all(mesh.nodes.map(inode));
+      expect(new Set(namespaces).size, namespaces.join(' ')).to.equal(1);
+      expect(namespaces[0]).to.not.equal(execFileSync('readlink', ['/proc/self/ns/net']).toString().trim());
+      await closeClient(client);
+      const deleted = nextEvent(gate, 'mesh', 'deleted');
+      await gate.delete(mesh.id);
+      await deleted;
+      const after = readdirSync('/run/netns').filter((n) => n.startsWith('swm-'));
+      expect(after.length).to.equal(before.length - 1);
     });
   });
 

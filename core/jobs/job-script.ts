@@ -28,7 +28,18 @@ export interface Directives {
   stderr?: string;
   env: Record<string, string>;
   priority: number;
+  /**
+   * Where the script runs on a multi-node partition: `head` (absent: the default) on the head node only, which
+   * starts the others itself (mpirun, torchrun over SSH); `all` on every node at once, with its rank, as
+   * SkyPilot's `run`.
+   */
+  runOn?: 'head' | 'all';
+  /** How long the partition stays up after the job, for the next job to reuse (0: deleted at once). Absent: the remote's rule. */
+  keepPartitionSec?: number;
 }
+
+/** The longest a partition may be kept after its job (`keep-partition`): as long as a job may run, a year. */
+export const MAX_KEEP_PARTITION_SEC = 365 * 86_400;
 
 export interface ParsedScript {
   directives: Directives;
@@ -206,6 +217,13 @@ export function parseJobScript(script: string): ParsedScript {
         d.env[k] = value.slice(eq + 1);
         break;
       }
+      case 'run-on':
+        if (!/^(head|all)$/i.test(needValue())) throw invalid(n, `run-on must be head or all, got "${value}"`);
+        d.runOn = value.toLowerCase() as 'head' | 'all';
+        break;
+      case 'keep-partition':
+        d.keepPartitionSec = positiveInt(n, key, needValue(), 0, MAX_KEEP_PARTITION_SEC);
+        break;
       case 'priority':
         if (!/^-?\d+$/.test(needValue())) throw invalid(n, `priority must be an integer`);
         // Clamped to ±1000; above DEFAULT_PRIORITY is for admins, which the submit checks (the parser knows no caller).

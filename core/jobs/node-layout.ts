@@ -12,9 +12,43 @@ import { portVariable, type NodePort } from '../forwarding/node-ports.js';
  *   swm/<job>/.swm/run.sh     runs job.sh once (guarded by .swm/started), records .swm/exitcode
  *   swm/<job>/.swm/pid        the runner's pid (a session leader: its pid is also its process group)
  *   swm/<job>/.swm/ports      the node port of each declared port (core/forwarding/node-ports.ts)
+ *   swm/<job>/.swm/hostfile   the partition's node addresses, one a line, rank order ($SWM_HOSTFILE)
+ *   swm/<job>/.swm/stopped-by-peer  this rank was stopped because another rank failed (run-on all)
+ *
+ * A job that runs on every node (`#SWM run-on all`) has this directory on each of them, with its own run.sh
+ * (its rank) and its own exit code; the head's holds the job's results.
  */
 export const nodeJobDir = (jobId: string): string => `swm/${jobId}`;
 export const containerName = (jobId: string): string => `swm-${jobId}`;
+/** Where the non-head ranks' stdout and stderr are gathered in the head's job directory (run-on all). */
+export const ranksDir = 'ranks';
+
+/** Where the job runs within its partition: its rank (0: the head) and every node's address, in rank order. */
+export interface NodePlacement {
+  rank: number;
+  /** Addresses the nodes reach one another at (private first), rank order: ips[0] is the head's. */
+  ips: readonly string[];
+}
+
+/** A single node job's placement (and what a job recorded before placements existed gets). */
+export const headOnly = (ip = '127.0.0.1'): NodePlacement => ({ rank: 0, ips: [ip] });
+
+/** The address peers reach a node at: its private address, else its public one. Pure. */
+export const peerAddress = (node: { privateIp?: string | null; publicIp?: string | null; name: string }): string =>
+  node.privateIp || node.publicIp || node.name;
+
+/** The hostfile's text: one node address a line, in rank order (MPI's, DeepSpeed's, SkyPilot's form). Pure. */
+export const hostfileText = (ips: readonly string[]): string => ips.map((ip) => `${ip}\n`).join('');
+
+/** The variables that tell a job where it runs (SkyPilot's SKYPILOT_NODE_RANK & co., with our prefix). Pure. */
+export function placementEnv(placement: NodePlacement): Array<[string, string]> {
+  return [
+    ['SWM_NODE_RANK', String(placement.rank)],
+    ['SWM_NUM_NODES', String(placement.ips.length)],
+    ['SWM_NODE_IPS', placement.ips.join('\n')],
+    ['SWM_HEAD_IP', placement.ips[0] ?? ''],
+  ];
+}
 
 /**
  * The job's own command line. Declared ports: a plain process finds each at $SWM_PORT_<port> (its node port).
@@ -31,7 +65,7 @@ function containerCommand(job: JobRecord, runtime: string, image: string, env: A
   if (image.startsWith('-')) throw new Error(`container image ${JSON.stringify(image)} would be read as an option`);
   const run = (hostNetwork: boolean, network: string): string => {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
-    const envFlags = [...env, ...portEnv].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
+    const envFlags = [...env, ...portEnv, ['SWM_HOSTFILE', '/job/.swm/hostfile']].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
     return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} -- ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
   };
   const onCloud =
@@ -47,9 +81,9 @@ ${onCloud}
 fi`;
 }
 
-export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = []): string {
+export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = [], placement: NodePlacement = headOnly()): string {
   const d = job.directives;
-  const env = Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name });
+  const env: Array<[string, string]> = [...Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name }), ...placementEnv(placement)];
   const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
   let command: string;
   if (image && (job.runtime === 'podman' || job.runtime === 'docker')) {
@@ -57,7 +91,7 @@ export function runnerScript(job: JobRecord, image: string | null, ports: readon
   } else {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
     const exports = [...env, ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
-    command = `${exports}\nchmod +x .swm/job.sh && ./.swm/job.sh`;
+    command = `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\nchmod +x .swm/job.sh && ./.swm/job.sh`;
   }
   return `#!/bin/sh
 # Sky Port job runner: runs the job once, records its exit code.
@@ -94,19 +128,24 @@ if [ ! -e .swm/exitcode ]; then
     while [ ! -e .swm/exitcode ] && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
   fi
 fi
+[ -e .swm/stopped-by-peer ] && echo stopped-by-peer
 if [ -e .swm/exitcode ]; then echo "exit $(cat .swm/exitcode)"; else echo lost; fi`;
 }
 
-/** Stop a running job: the container, then the runner's whole process group; TERM, then KILL. */
-export function killCommand(jobId: string, runtime: string | null): string {
+/**
+ * Stop a running job: the container, then the runner's whole process group; TERM, then KILL. `byPeer`: the
+ * rank is stopped because another rank failed, which it records first (its exit code then does not count).
+ */
+export function killCommand(jobId: string, runtime: string | null, byPeer = false): string {
   const dir = shellQuote(nodeJobDir(jobId));
+  const mark = byPeer ? `[ -e .swm/exitcode ] || : > .swm/stopped-by-peer\n` : '';
   const container = runtime === 'podman' || runtime === 'docker';
   const kill = container ? `${runtime} kill ${containerName(jobId)} >/dev/null 2>&1; ` : '';
   // A container stopped while it was still being created is left "Created" by the killed `run --rm`.
   const remove = container ? `\n${runtime} rm -f ${containerName(jobId)} >/dev/null 2>&1` : '';
   return `cd ${dir} 2>/dev/null || exit 0
 [ -e .swm/pid ] || exit 0
-${kill}pid=$(cat .swm/pid)
+${mark}${kill}pid=$(cat .swm/pid)
 kill -TERM -"$pid" 2>/dev/null
 i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -"$pid" 2>/dev/null${remove}

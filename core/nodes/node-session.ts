@@ -1,4 +1,5 @@
 import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { coalesceWrites } from '../../terminal-protocol/streams.js';
@@ -38,6 +39,8 @@ export class NodeSession {
   private constructor(
     readonly node: PartitionNode,
     private readonly client: Client,
+    /** The node's host public key as it presented it (checked against the pinned fingerprint), OpenSSH format. */
+    readonly hostKey: string,
   ) {
     client.on('close', () => {
       this.closed = true;
@@ -101,14 +104,20 @@ export class NodeSession {
     return !this.closed;
   }
 
-  static connect(node: PartitionNode, privateKey: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<NodeSession> {
+  /**
+   * Connect to a node at its public address (else its private one), or over `via`: a channel to its SSH port
+   * opened through another node (a compute node with no public address, reached through the head as
+   * `ssh -J` would).
+   */
+  static connect(node: PartitionNode, privateKey: string, options: { timeoutMs?: number; signal?: AbortSignal; via?: Duplex } = {}): Promise<NodeSession> {
     const expected = node.hostKeyFingerprint;
     if (!expected) return Promise.reject(new HostKeyMismatch(`node ${node.name} has no pinned host key: refusing to connect`));
     const host = node.publicIp ?? node.privateIp;
-    if (!host) return Promise.reject(new RpcError(ErrorCode.Unavailable, `node ${node.name} has no address`));
+    if (!host && !options.via) return Promise.reject(new RpcError(ErrorCode.Unavailable, `node ${node.name} has no address`));
     return new Promise((resolve, reject) => {
       const client = new Client();
       let presented: string | null = null;
+      let presentedKey = '';
       let settled = false;
       const onAbort = () => {
         settled = true;
@@ -119,7 +128,7 @@ export class NodeSession {
       client.once('ready', () => {
         options.signal?.removeEventListener('abort', onAbort);
         settled = true;
-        resolve(new NodeSession(node, client));
+        resolve(new NodeSession(node, client, presentedKey));
       });
       // `on`, not `once`: a failed handshake can emit several errors (a reset or a time-out, then "Connection
       // lost before handshake" when the socket closes), and an error nobody listens to would end the process.
@@ -131,13 +140,18 @@ export class NodeSession {
           reject(new HostKeyMismatch(`host key of node ${node.name} is ${presented}, expected ${expected}: refusing to connect`));
         else reject(error);
       });
-      const socket = new Socket();
-      socket.setNoDelay(true);
-      socket.connect({ host, port: node.sshPort });
-      // After connect(), which puts back the prototype's write.
-      coalesceWrites(socket);
+      let sock: Duplex;
+      if (options.via) sock = options.via;
+      else {
+        const socket = new Socket();
+        socket.setNoDelay(true);
+        socket.connect({ host: host!, port: node.sshPort });
+        // After connect(), which puts back the prototype's write.
+        coalesceWrites(socket);
+        sock = socket;
+      }
       client.connect({
-        sock: socket,
+        sock: sock as Socket,
         username: node.sshUser,
         privateKey,
         readyTimeout: options.timeoutMs ?? 20_000,
@@ -145,6 +159,7 @@ export class NodeSession {
         keepaliveCountMax: 4,
         hostVerifier: (key: Buffer) => {
           presented = sshFingerprint(key);
+          presentedKey = openSshPublicKey(key);
           return presented === expected;
         },
       });
@@ -240,6 +255,13 @@ function failingLateRequests(sftp: SFTPWrapper): SFTPWrapper {
   sftp.once('end', ended);
   sftp.once('close', ended);
   return sftp;
+}
+
+/** A public key blob (RFC 4253: string type, then the key's fields) as an OpenSSH line, `type base64`. Pure. */
+export function openSshPublicKey(blob: Buffer): string {
+  const length = blob.length >= 4 ? blob.readUInt32BE(0) : 0;
+  const type = blob.subarray(4, 4 + length).toString('latin1');
+  return `${/^[a-z0-9@.-]+$/i.test(type) ? type : 'ssh-ed25519'} ${blob.toString('base64')}`;
 }
 
 /** Quote a string for a POSIX shell. */

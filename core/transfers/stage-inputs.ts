@@ -209,3 +209,23 @@ export async function stageInputs(
   }
   return { sentBytes, keptBytes, verified: first.verified };
 }
+
+/**
+ * Upload the same inputs to the same directory of several nodes (a job that runs on every node of its
+ * partition), all at once, each node resumed and verified on its own as stageInputs does. `onBytes` counts the
+ * bytes of every node. The sums of the nodes' results; `verified` is the weakest check any node could make.
+ */
+export async function stageInputsToNodes(
+  sessions: readonly NodeSession[],
+  localRoot: string,
+  remoteDir: string,
+  files: readonly InputFile[],
+  o: StageInputsOptions = {},
+): Promise<StageInputsResult> {
+  const results = await Promise.all(sessions.map((session) => stageInputs(session, localRoot, remoteDir, files, o)));
+  return {
+    sentBytes: results.reduce((n, r) => n + r.sentBytes, 0),
+    keptBytes: results.reduce((n, r) => n + r.keptBytes, 0),
+    verified: results.every((r) => r.verified === 'sha256') ? 'sha256' : 'size',
+  };
+}

@@ -47,3 +47,18 @@ export function publicKeyMatches(
   if (!proof?.signature) return true;
   return proof.blob !== undefined && authorized.verify(proof.blob, proof.signature, proof.hashAlgo) === true;
 }
+
+/**
+ * The public keys of an `authorized_keys` file's text (OpenSSH's format; options before a key are not
+ * supported: such a line is skipped, as is anything unreadable). Pure.
+ */
+export function authorizedKeysOf(text: string): ParsedKey[] {
+  const keys: ParsedKey[] = [];
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const parsed = parseSshKey(trimmed);
+    if (!(parsed instanceof Error) && !parsed.isPrivateKey()) keys.push(parsed);
+  }
+  return keys;
+}

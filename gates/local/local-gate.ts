@@ -1,8 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { writeFileAtomicAsync } from '../../spool-bootstrap/files.js';
 import type { Flavor, Image, Partition } from '../../terminal-protocol/common.js';
@@ -17,6 +19,66 @@ import { parseLocalGateOptions, type LocalGateOptions } from './options.js';
 import { LocalGateStore, type PartitionRecord } from './state.js';
 
 const LOOPBACK = '127.0.0.1';
+const run = promisify(execFile);
+
+/**
+ * A node's own address, where the partition's other nodes reach it: 127.0.0.2 for the head, 127.0.0.3 for
+ * the next, ... (all of 127.0.0.0/8 is the loopback). A node listens there, on the port of the gate's
+ * listener, in its partition's network namespace (a gate that does not isolate: on the machine's). Pure.
+ */
+export function privateAddress(index: number): string {
+  const n = index + 2;
+  return `127.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`;
+}
+
+/** The network namespaces of partitions (`ip netns`), shared by a partition's nodes. */
+const NETNS_DIR = '/run/netns';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+/** The prefix of the network namespaces of one gate's partitions (of the 12 hex naming its nodes root). Pure. */
+const netnsPrefix = (gateHex: string): string => `swm-${gateHex.slice(0, 8)}-`;
+
+/** The name of a multi-node partition's network namespace: unique per gate, partition and creation. Pure. */
+export const netnsName = (stateRoot: string, record: { id: string; name: string }): string =>
+  `${netnsPrefix(sha256(stateRoot))}${sha256(`${stateRoot}\0${record.name}\0${record.id}`).slice(0, 12)}`;
+
+/** Delete the network namespaces of a gate (its prefix) except those kept. Best effort. */
+async function sweepNamespaces(prefix: string, keep: ReadonlySet<string>, logger: Logger): Promise<void> {
+  for (const name of await readdir(NETNS_DIR).catch(() => [] as string[])) {
+    if (!name.startsWith(prefix) || keep.has(name)) continue;
+    await run('ip', ['netns', 'delete', name]).then(
+      () => logger.info({ netns: name }, 'removed a network namespace no partition uses'),
+      () => undefined,
+    );
+  }
+}
+
+/** An executable of that name on PATH, or null. */
+function onPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const path = join(dir, name);
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/**
+ * `ssh` and `scp` for the nodes, first on their PATH: OpenSSH finds ~/.ssh through the account's passwd entry,
+ * not $HOME (the node directory, where the core put the partition's SSH keys and configuration,
+ * core/nodes/inter-node-ssh.ts), so these point it at $HOME/.ssh/config. Pure.
+ */
+export function sshWrapper(program: string): string {
+  return `#!/bin/sh
+# Sky Port: OpenSSH reads ~/.ssh from the account's passwd entry, not from $HOME (the node directory).
+if [ -r "$HOME/.ssh/config" ]; then exec ${program} -F "$HOME/.ssh/config" "$@"; fi
+exec ${program} "$@"
+`;
+}
 
 /** Node names of a partition: `<partition>-0` is the head. Pure. */
 export const nodeNames = (partition: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${partition}-${i}`);
@@ -35,7 +97,7 @@ export function partitionView(record: PartitionRecord, gateUser: string): Partit
           name: node.name,
           role: i === 0 ? 'head' : 'compute',
           publicIp: LOOPBACK,
-          privateIp: LOOPBACK,
+          privateIp: privateAddress(i),
           sshPort: node.port!,
           sshUser,
           hostKeyFingerprint: node.hostKeyFingerprint,
@@ -75,6 +137,7 @@ async function sweepAbandonedNodes(own: string, logger: Logger): Promise<void> {
     // Only a root that names its owner, and whose owner is gone, is abandoned; anything else is left alone.
     if (!owner || existsSync(owner)) continue;
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
+    await sweepNamespaces(netnsPrefix(name), new Set(), logger);
     logger.info({ nodes: root, owner }, 'removed the node directories of a gate whose spool is gone');
   }
 }
@@ -93,9 +156,10 @@ export function localNodesRoot(stateRoot: string, isolate = canIsolate()): strin
  * account directory and their runtime state in the account's runtime directory; their containers use the
  * node's network, which is a namespace of its own (SWM_CONTAINER_NETWORK tells the job runner so).
  */
-function nodeEnvironment(user: string, accountHome: string | null, runtimeDir: string | null): Record<string, string> {
+function nodeEnvironment(user: string, accountHome: string | null, runtimeDir: string | null, binDir: string | null): Record<string, string> {
+  const path = process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin';
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    PATH: binDir ? `${binDir}${delimiter}${path}` : path,
     USER: user,
     LOGNAME: user,
     SHELL: '/bin/sh',
@@ -153,7 +217,12 @@ export class LocalGate implements Gate {
   /** Load the state and bring back every partition that was creating or up. */
   async restore(): Promise<void> {
     for (const record of this.store.load()) this.records.set(record.id, record);
-    if (this.accounts) await sweepAbandonedNodes(this.store.nodesRoot, this.logger);
+    if (this.accounts) {
+      await sweepAbandonedNodes(this.store.nodesRoot, this.logger);
+      // Namespaces of partitions this gate no longer records (deleted while it was down, a crash in between).
+      const kept = new Set([...this.records.values()].map((r) => netnsName(this.store.root, r)));
+      await sweepNamespaces(netnsPrefix(sha256(this.store.root)), kept, this.logger);
+    }
     await this.accounts?.releaseUnrecorded(new Set([...this.records.values()].flatMap((r) => (r.account ? [r.account] : []))));
     const resumed: Promise<void>[] = [];
     for (const record of this.records.values()) {
@@ -226,6 +295,28 @@ export class LocalGate implements Gate {
 
   async list(): Promise<Partition[]> {
     return [...this.records.values()].filter((r) => this.ownedByThisCore(r)).map((r) => this.view(r));
+  }
+
+  /** Copy container images into the account's store of an up partition (a partition reused by another image). */
+  async prepare(id: string, containerImages: string[]): Promise<void> {
+    this.assertOpen();
+    const record = this.records.get(id) ?? [...this.records.values()].find((r) => r.name === id);
+    if (!record || !this.ownedByThisCore(record)) throw notFound(`partition ${id}`);
+    if (record.status !== 'up') throw new RpcError(ErrorCode.Conflict, `partition ${record.name} is ${record.status}, not up`);
+    const missing = containerImages.filter((image) => !record.containerImages?.includes(image));
+    if (!missing.length) return;
+    await this.serialize(record.id, async () => {
+      const account = await this.accountFor(record);
+      // Without accounts of their own, nodes use the machine's image store, where the images are.
+      if (account) {
+        const accountHome = join(this.store.partitionDir(record.name), '.account');
+        const runtimeDir = await this.accounts!.prepareRuntimeDir(account);
+        const env = nodeEnvironment(account.name, accountHome, runtimeDir, null);
+        await seedImages(missing, account, { ...env, HOME: accountHome }, accountHome, this.logger.child({ partition: record.name }));
+      }
+      record.containerImages = [...(record.containerImages ?? []), ...missing];
+      await this.persist();
+    });
   }
 
   async delete(id: string): Promise<{ id: string; status: 'deleting' | 'deleted' }> {
@@ -327,10 +418,14 @@ export class LocalGate implements Gate {
     const accountHome = join(this.store.partitionDir(record.name), '.account');
     const runtimeDir = account ? await this.accounts!.prepareRuntimeDir(account) : null;
     await this.prepareDirectories(record, account, accountHome);
-    const env = nodeEnvironment(account?.name ?? this.sshUser, account ? accountHome : null, runtimeDir);
+    const binDir = await this.prepareSshWrappers(record, account, accountHome, log);
+    const env = nodeEnvironment(account?.name ?? this.sshUser, account ? accountHome : null, runtimeDir, binDir);
     if (account && firstStart && record.containerImages?.length)
       await seedImages(record.containerImages, account, { ...env, HOME: accountHome }, accountHome, log);
-    const started = await Promise.allSettled(record.nodes.map((_, i) => this.startNode(record, i, account, env, log)));
+    // The head first: on a multi-node partition, it makes the network namespace the others join.
+    const head = await Promise.allSettled([this.startNode(record, 0, account, env, log)]);
+    const others = head[0]!.status === 'fulfilled' ? await Promise.allSettled(record.nodes.slice(1).map((_, i) => this.startNode(record, i + 1, account, env, log))) : [];
+    const started = [...head, ...others];
     const servers = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failures = started.flatMap((s, i) => (s.status === 'rejected' ? [describeStartFailure(record.nodes[i]!, s.reason)] : []));
     if (failures.length > 0 || this.closed) {
@@ -348,8 +443,33 @@ export class LocalGate implements Gate {
     this.emit(record);
   }
 
+  /**
+   * The network namespace a multi-node partition's nodes share (isolating gates only): a path under
+   * /run/netns, which outlives the node processes (a restarted node or gate joins it again, and finds the
+   * processes its jobs left there). Null for a single node, which keeps a namespace of its own (a spare's).
+   */
+  private sharedNetns(record: PartitionRecord): string | null {
+    return this.accounts && record.account && record.nodes.length > 1 ? join(NETNS_DIR, netnsName(this.store.root, record)) : null;
+  }
+
   /** Start the process of a partition's node `index`, on its recorded port. */
   private async startNode(record: PartitionRecord, index: number, account: NodeAccount | null, env: Record<string, string>, log: Logger): Promise<NodeProcess> {
+    const netns = this.sharedNetns(record);
+    // The first node started makes the namespace: a spare (in a namespace of its own), then named (`ip netns attach`).
+    const join = netns && existsSync(netns) ? netns : null;
+    const started = await this.startNodeProcess(record, index, account, env, log, join);
+    if (netns && !join) {
+      try {
+        await run('ip', ['netns', 'attach', netnsName(this.store.root, record), String(started.pid)]);
+      } catch (error) {
+        await started.close();
+        throw new Error(`could not name the partition's network namespace (ip netns attach): ${(error as Error).message.trim()}`);
+      }
+    }
+    return started;
+  }
+
+  private async startNodeProcess(record: PartitionRecord, index: number, account: NodeAccount | null, env: Record<string, string>, log: Logger, netns: string | null): Promise<NodeProcess> {
     const node = record.nodes[index]!;
     return NodeProcess.start(
       {
@@ -361,11 +481,12 @@ export class LocalGate implements Gate {
         env,
         account: account ? { uid: account.uid, gid: account.gid } : null,
         privateNetwork: account !== null,
+        privateAddress: privateAddress(index),
         logLevel: this.logger.level,
         // As a cloud opens a VM's inbound ports: the head's `in` ports are reached at its address.
         publishedPorts: account !== null && index === 0 ? record.ports.filter((p) => p.direction === 'in').map((p) => p.port) : [],
       },
-      { host: LOOPBACK, port: node.port ?? 0 },
+      { host: LOOPBACK, port: node.port ?? 0, netns },
       this.launcher,
       log.child({ node: node.name }),
     );
@@ -428,6 +549,30 @@ export class LocalGate implements Gate {
     }
   }
 
+  /**
+   * Put `ssh` and `scp` wrappers (sshWrapper) in the partition's `.account/bin`, for the nodes' PATH. Null
+   * (nothing on PATH) when this machine has no OpenSSH client: the nodes cannot reach one another then.
+   */
+  private async prepareSshWrappers(record: PartitionRecord, account: NodeAccount | null, accountHome: string, log: Logger): Promise<string | null> {
+    const programs = ['ssh', 'scp'].flatMap((name) => {
+      const path = onPath(name);
+      return path ? [{ name, path }] : [];
+    });
+    if (!programs.some((p) => p.name === 'ssh')) {
+      log.warn({ partition: record.name }, 'no ssh client on this machine: the nodes cannot reach one another over SSH');
+      return null;
+    }
+    const bin = join(accountHome, 'bin');
+    await mkdir(bin, { recursive: true, mode: 0o700 });
+    for (const { name, path } of programs) await writeFile(join(bin, name), sshWrapper(path), { mode: 0o755 });
+    if (account) {
+      await chown(bin, account.uid, account.gid);
+      // Root's files, the account may run them and not change them.
+      await chmod(bin, 0o755);
+    }
+    return bin;
+  }
+
   private fail(record: PartitionRecord, reason: string): void {
     record.status = 'failed';
     record.error = reason;
@@ -452,6 +597,11 @@ export class LocalGate implements Gate {
       const account = await this.accounts.lookup(record.account);
       if (account) await this.accounts.release(account);
     }
+    const netns = this.sharedNetns(record);
+    if (netns && existsSync(netns))
+      await run('ip', ['netns', 'delete', netnsName(this.store.root, record)]).catch((error: Error) =>
+        this.logger.warn({ partition: record.name, err: error.message }, 'network namespace not deleted'),
+      );
     await this.store.removePartitionFiles(record.name);
     this.records.delete(record.id);
     this.nodeRestarts.delete(record.id);

@@ -9,11 +9,12 @@
  * starts its nodes again on the recorded ports.
  */
 import { execFileSync } from 'node:child_process';
-import { connect, type Server, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { destination, pino } from 'pino';
 import { parseAuthorizedKey } from './host-key.js';
 import { NodeDirectory } from './node-directory.js';
-import { NodeServer } from './node-server.js';
+import { NodeServer, listenOn } from './node-server.js';
 import { NodeSpec, type NodeCommand, type NodeReport } from './node-spec.js';
 import { spliceStreams } from '../../terminal-protocol/streams.js';
 
@@ -54,9 +55,23 @@ async function start(raw: unknown, listener: Server | undefined): Promise<void> 
   const logger = baseLogger.child({ node: spec.node }, { level: spec.logLevel });
   const directory = await NodeDirectory.open(spec.directory);
   const authorizedKey = parseAuthorizedKey(spec.authorizedKey);
+  // Where the partition's other nodes reach this one, in the network they share: the gate's port, at our own address.
+  const port = (listener.address() as AddressInfo).port;
+  const peers = spec.privateAddress
+    ? await listenForPeers(spec.privateAddress, port).catch((error: NodeJS.ErrnoException) => {
+        // Without a network of its own, the address is the machine's: someone may hold the port there.
+        if (spec.privateNetwork) throw error;
+        baseLogger.warn({ node: spec.node, address: spec.privateAddress, port, err: error.code ?? error.message }, 'peers cannot reach this node: its port is taken at its address');
+        return null;
+      })
+    : null;
   if (spec.account) dropTo(spec.account);
   process.chdir(directory.root);
-  const server = NodeServer.serve(listener, { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger });
+  const server = NodeServer.serve(
+    listener,
+    { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger, peerKeysFile: join(directory.root, '.ssh', 'authorized_keys') },
+    peers,
+  );
   process.on('message', (command: NodeCommand, handle: unknown) => {
     if (command?.type === 'stop') void server.close().then(() => process.exit(0));
     else if (command?.type === 'publish' && handle) publish(handle as Server, command.port);
@@ -64,16 +79,47 @@ async function start(raw: unknown, listener: Server | undefined): Promise<void> 
   report({ type: 'ready', port: server.port });
 }
 
+/** Listen on the node's private address; a restarted node's predecessor may hold it for a moment yet. */
+async function listenForPeers(address: string, port: number): Promise<Server> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    try {
+      return await listenOn(address, port);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
 /**
  * A port published on the machine's loopback: each connection is joined to the same port on the node's own
- * loopback, as a cloud VM's published port is reached at its address.
+ * loopback, as a cloud VM's published port is reached at its address. While nothing listens there, the
+ * connection is reset, as a VM's closed port refuses it: closed normally instead (after it was accepted),
+ * it looks to an HTTP client like a server that hung up mid-request, and undici's fetch can then wait for
+ * ever (the JupyterHub spawner test's flake).
  */
 function publish(listener: Server, port: number): void {
   listener.on('connection', (outside: Socket) => {
+    outside.pause();
     const inside = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    outside.setNoDelay(true);
-    inside.setNoDelay(true);
-    spliceStreams(outside, inside);
+    const refuse = () => {
+      if (!outside.destroyed) outside.resetAndDestroy();
+    };
+    inside.once('error', refuse);
+    // A client that gives up while the node connects: nothing to join.
+    const giveUp = () => inside.destroy();
+    outside.once('error', giveUp);
+    outside.once('close', giveUp);
+    inside.once('connect', () => {
+      inside.off('error', refuse);
+      outside.off('error', giveUp);
+      outside.off('close', giveUp);
+      outside.setNoDelay(true);
+      inside.setNoDelay(true);
+      spliceStreams(outside, inside);
+      outside.resume();
+    });
   });
 }
 

@@ -81,9 +81,13 @@ export class NodeLauncher {
     private readonly spareCount = 2,
   ) {}
 
-  /** A started process for a node, whose log lines go to `logger`. */
-  take(logger: Logger): Spare {
-    const spare = this.spares.shift() ?? this.spawn();
+  /**
+   * A started process for a node, whose log lines go to `logger`: a spare (in a network namespace of its own
+   * when the gate isolates), or, to join an existing namespace (`netns`, a path such as /run/netns/<name>:
+   * the partition's other nodes), one started now in it.
+   */
+  take(logger: Logger, netns: string | null = null): Spare {
+    const spare = netns ? this.spawn(netns) : (this.spares.shift() ?? this.spawn());
     spare.log.logger = logger;
     setImmediate(() => this.replenish());
     return spare;
@@ -98,8 +102,12 @@ export class NodeLauncher {
     while (!this.closed && this.spares.length < this.spareCount) this.spares.push(this.spawn());
   }
 
-  private spawn(): Spare {
-    const [command, args] = this.privateNetwork ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN, '--private-network']] : [process.execPath, [NODE_MAIN]];
+  private spawn(netns: string | null = null): Spare {
+    const [command, args] = netns
+      ? ['nsenter', [`--net=${netns}`, '--', process.execPath, NODE_MAIN, '--private-network']]
+      : this.privateNetwork
+        ? ['unshare', ['--net', '--', process.execPath, NODE_MAIN, '--private-network']]
+        : [process.execPath, [NODE_MAIN]];
     const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
     const spare: Spare = { child, log: { logger: this.logger } };
     relayLog(child, spare.log);
@@ -132,12 +140,17 @@ export class NodeProcess {
     });
   }
 
-  static async start(spec: NodeSpec, where: { host: string; port: number }, launcher: NodeLauncher, logger: Logger): Promise<NodeProcess> {
+  /** The node process's pid (unshare and nsenter exec it: the pid is the node's own). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  static async start(spec: NodeSpec, where: { host: string; port: number; netns?: string | null }, launcher: NodeLauncher, logger: Logger): Promise<NodeProcess> {
     const listener = await listenAgain(where.host, where.port);
     // Until the node process has it, a connection that reaches the gate is closed rather than left hanging.
     listener.on('connection', (socket) => socket.destroy());
     const port = (listener.address() as AddressInfo).port;
-    const { child } = launcher.take(logger);
+    const { child } = launcher.take(logger, where.netns ?? null);
     try {
       const report = await new Promise<NodeReport>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`node process did not start within ${START_LIMIT_MS / 1000} s`)), START_LIMIT_MS);

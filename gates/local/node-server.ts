@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey } from 'ssh2';
 import { ReverseForwards, openDirectTcpip } from './forwarding.js';
-import { publicKeyMatches } from './host-key.js';
+import { readFileSync } from 'node:fs';
+import { authorizedKeysOf, publicKeyMatches } from './host-key.js';
 import type { NodeDirectory } from './node-directory.js';
 import { serveSession } from './session.js';
 
@@ -23,7 +24,21 @@ export interface NodeServerOptions {
   /** Environment of the commands run on the node (before the session's own `env` requests). */
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /**
+   * An `authorized_keys` file whose keys are accepted too, on connections from the node's peers only (the
+   * partition's inter-node key, put there by the core: core/nodes/inter-node-ssh.ts). Read at each attempt.
+   */
+  peerKeysFile?: string;
 }
+
+/** The keys of an authorized_keys file, none if it cannot be read. */
+const readAuthorizedKeys = (path: string): ParsedKey[] => {
+  try {
+    return authorizedKeysOf(readFileSync(path, 'utf8'));
+  } catch {
+    return [];
+  }
+};
 
 /** A TCP listener on host:port (0 for any free port); rejects with EADDRINUSE when the port is taken. */
 export function listenOn(host: string, port: number): Promise<TcpServer> {
@@ -45,7 +60,7 @@ export function listenOn(host: string, port: number): Promise<TcpServer> {
  */
 export class NodeServer {
   private constructor(
-    private readonly listener: TcpServer,
+    private readonly listeners: TcpServer[],
     private readonly sockets: Set<Socket>,
     private readonly connections: Set<Connection>,
     readonly port: number,
@@ -56,46 +71,57 @@ export class NodeServer {
     return NodeServer.serve(await listenOn(options.host, options.port), options);
   }
 
-  /** Serve SSH on a listener that is already listening. */
-  static serve(listener: TcpServer, options: NodeServerOptions): NodeServer {
+  /**
+   * Serve SSH on a listener that is already listening (the gate's, reached by the core), and on `peers`, one
+   * reached by the partition's other nodes, where the keys of `peerKeysFile` are accepted as well as the
+   * partition's.
+   */
+  static serve(listener: TcpServer, options: NodeServerOptions, peers: TcpServer | null = null): NodeServer {
     const connections = new Set<Connection>();
     const sockets = new Set<Socket>();
-    const ssh = new SshServer({ hostKeys: [options.hostKey] }, (client, info) => {
-      connections.add(client);
-      const logger = options.logger.child({ client: `${info.ip}:${info.port}` });
-      client.on('close', () => connections.delete(client));
-      client.on('error', (error: Error) => logger.debug({ err: error }, 'ssh connection error'));
-      client.on('authentication', (ctx) => {
-        const granted =
-          ctx.method === 'publickey' &&
-          ctx.username === options.user &&
-          publicKeyMatches(options.authorizedKey, ctx.key, { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo });
-        if (granted) ctx.accept();
-        else ctx.reject(['publickey']);
+    const sshServer = (peer: boolean) =>
+      new SshServer({ hostKeys: [options.hostKey] }, (client, info) => {
+        connections.add(client);
+        const logger = options.logger.child({ client: `${info.ip}:${info.port}`, ...(peer ? { peer: true } : {}) });
+        client.on('close', () => connections.delete(client));
+        client.on('error', (error: Error) => logger.debug({ err: error }, 'ssh connection error'));
+        client.on('authentication', (ctx) => {
+          if (ctx.method !== 'publickey' || ctx.username !== options.user) return ctx.reject(['publickey']);
+          const proof = { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo };
+          const accepted = (key: ParsedKey) => publicKeyMatches(key, ctx.key, proof);
+          const granted = accepted(options.authorizedKey) || (peer && options.peerKeysFile !== undefined && readAuthorizedKeys(options.peerKeysFile).some(accepted));
+          if (granted) ctx.accept();
+          else ctx.reject(['publickey']);
+        });
+        client.on('ready', () => {
+          const forwards = new ReverseForwards(client, logger);
+          client.on('session', (accept) => serveSession(accept(), options.directory, options.env, logger));
+          client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger));
+          client.on('request', (accept, reject, name, bind) => forwards.request(accept, reject, name, bind));
+          client.on('close', () => forwards.closeAll());
+        });
       });
-      client.on('ready', () => {
-        const forwards = new ReverseForwards(client, logger);
-        client.on('session', (accept) => serveSession(accept(), options.directory, options.env, logger));
-        client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger));
-        client.on('request', (accept, reject, name, bind) => forwards.request(accept, reject, name, bind));
-        client.on('close', () => forwards.closeAll());
+    const serveOn = (server: TcpServer, ssh: InstanceType<typeof SshServer>) => {
+      server.on('connection', (socket: Socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+        // Commands and their small answers go out at once rather than waiting on Nagle's algorithm.
+        socket.setNoDelay(true);
+        ssh.injectSocket(socket);
       });
-    });
-    listener.on('connection', (socket: Socket) => {
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-      // Commands and their small answers go out at once rather than waiting on Nagle's algorithm.
-      socket.setNoDelay(true);
-      ssh.injectSocket(socket);
-    });
-    listener.on('error', (error: Error) => options.logger.error({ err: error }, 'node listener error'));
-    return new NodeServer(listener, sockets, connections, (listener.address() as AddressInfo).port);
+      server.on('error', (error: Error) => options.logger.error({ err: error }, 'node listener error'));
+    };
+    serveOn(listener, sshServer(false));
+    const extra = peers ? [peers] : [];
+    for (const server of extra) serveOn(server, sshServer(true));
+    return new NodeServer([listener, ...extra], sockets, connections, (listener.address() as AddressInfo).port);
   }
 
   /** Stop listening and end every SSH connection. Processes started on the node keep running. */
   close(): Promise<void> {
     return new Promise((resolve) => {
-      this.listener.close(() => resolve());
+      let open = this.listeners.length;
+      for (const listener of this.listeners) listener.close(() => --open === 0 && resolve());
       for (const client of this.connections) client.end();
       if (this.sockets.size > 0) {
         setTimeout(() => {

@@ -21,6 +21,12 @@ export const NodeSpec = z.object({
   /** The process was started in a network namespace of its own, whose loopback it must bring up. */
   privateNetwork: z.boolean(),
   logLevel: z.string(),
+  /**
+   * The node's own address in its partition's network, where its peers reach it (node-to-node SSH): the node
+   * listens there too, on the same port as the gate's listener (in the machine's network when the gate does
+   * not isolate). Null: nowhere but the gate's listener.
+   */
+  privateAddress: z.string().nullable(),
   /** Ports of the node published on the machine's loopback (the job's `in` ports, on the head node). */
   publishedPorts: z.array(z.number().int().min(1).max(65535)),
 });

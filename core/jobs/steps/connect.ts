@@ -1,4 +1,6 @@
 import type { Runtime } from '../../store/job-record.js';
+import { linkNode, peerOf } from '../../nodes/inter-node-ssh.js';
+import { interNodeKeys } from '../../nodes/partition-keys.js';
 import type { StepEffect } from './step-context.js';
 
 const DETECT = 'if command -v podman >/dev/null 2>&1; then echo podman; elif command -v docker >/dev/null 2>&1; then echo docker; else echo process; fi';
@@ -7,14 +9,29 @@ const DETECT = 'if command -v podman >/dev/null 2>&1; then echo podman; elif com
 export const imageOf = (containerImage: string | undefined, remoteDefault: string | null): string | null =>
   containerImage ?? remoteDefault ?? null;
 
-/** SSH to the head node (host key checked against the pinned one) and detect its container runtime. */
+/**
+ * SSH to every node of the partition (each host key checked against the pinned one), detect the container
+ * runtime where the job will run (the head; every node for `run-on all`), and, on a partition of several
+ * nodes, let the nodes reach one another over SSH with the partition's inter-node key (core/nodes/inter-node-ssh.ts).
+ */
 export const connectStep: StepEffect = async ({ job, services, signal, emit }) => {
   emit({ type: 'progress', details: 'start secured tunnel' });
-  const session = await services.nodes.head(job.partitionName!, signal);
-  const runtime = (await session.run(DETECT, signal)).trim() as Runtime;
+  const partition = job.partitionName!;
+  const sessions = await services.nodes.all(partition, signal);
+  const head = sessions[0]!;
+  const runsOn = job.directives.runOn === 'all' ? sessions : [head];
   const remote = services.config.remotes.find((r) => r.name === job.remote);
   const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
-  if (image && runtime === 'process')
-    throw new Error(`node ${session.node.name} has no container runtime (podman or docker) to run image ${image}`);
-  return { type: 'connected', runtime };
+  const runtimes = await Promise.all(runsOn.map(async (s) => (await s.run(DETECT, signal)).trim() as Runtime));
+  runtimes.forEach((runtime, rank) => {
+    if (image && runtime === 'process')
+      throw new Error(`node ${runsOn[rank]!.node.name} has no container runtime (podman or docker) to run image ${image}`);
+  });
+  if (sessions.length > 1) {
+    emit({ type: 'progress', details: `linking ${sessions.length} nodes` });
+    const peers = sessions.map((s) => peerOf(s.node, s.hostKey));
+    const keys = interNodeKeys(services.spool, partition);
+    await Promise.all(sessions.map((s) => linkNode(s, peers, keys, partition, signal)));
+  }
+  return { type: 'connected', runtime: runtimes[0]! };
 };

@@ -1,37 +1,66 @@
 import { forwardsOf } from '../../forwarding/job-forwards.js';
-import { stageInputs } from '../../transfers/stage-inputs.js';
+import { stageInputsToNodes } from '../../transfers/stage-inputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
-import { nodeJobDir, runnerScript } from '../node-layout.js';
+import type { NodeSession } from '../../nodes/node-session.js';
+import type { NodePort } from '../../forwarding/node-ports.js';
+import { hostfileText, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
 import { inputsRoot } from '../job-inputs.js';
 import { imageOf } from './connect.js';
 import { writeRemoteFile } from './sftp-transfer.js';
-import type { StepEffect } from './step-context.js';
+import type { StepContext, StepEffect } from './step-context.js';
 
 /**
- * Upload the job's inputs, its script and its runner to the head node's job directory. Idempotent: a
- * repeated stage-in (a dropped connection, a restarted core) continues each file from what the node has,
- * and keeps the node ports chosen the first time. Progress shows in state_details as "data uploaded
- * 1.2 GB / 3.4 GB" (the words the original Sky Port used, which JupyterHub spawners look for).
+ * The nodes a job's script runs on, by rank: the head alone, or every node of the partition (`run-on all`).
+ * Sessions are opened (host keys checked) as needed.
  */
-export const stageInStep: StepEffect = async ({ job, services, signal, emit }) => {
-  const session = await services.nodes.head(job.partitionName!, signal);
+export async function jobNodes({ job, services, signal }: Pick<StepContext, 'job' | 'services' | 'signal'>): Promise<NodeSession[]> {
+  const partition = job.partitionName!;
+  return job.directives.runOn === 'all' ? services.nodes.all(partition, signal) : [await services.nodes.head(partition, signal)];
+}
+
+/** Every node's address as its peers reach it, rank order (what SWM_NODE_IPS and the hostfile list). */
+export function partitionAddresses({ job, services }: Pick<StepContext, 'job' | 'services'>): string[] {
+  const ranked = services.nodes.ranked(job.partitionName!);
+  if (ranked.length > 0) return ranked.map(peerAddress);
+  return job.nodeIps.length > 0 ? job.nodeIps : ['127.0.0.1'];
+}
+
+/**
+ * Upload the job's inputs, its script, its runner and its hostfile to the job directory of every node it runs
+ * on (the head; every node for `run-on all`, each runner with its rank). Idempotent: a repeated stage-in (a
+ * dropped connection, a restarted core) continues each file from what the node has, and keeps the node ports
+ * chosen the first time. Progress shows in state_details as "data uploaded 1.2 GB / 3.4 GB" (the words the
+ * original Sky Port used, which JupyterHub spawners look for), all nodes together.
+ */
+export const stageInStep: StepEffect = async (context) => {
+  const { job, services, signal, emit } = context;
+  const sessions = await jobNodes(context);
   const dir = nodeJobDir(job.id);
-  await session.run(`mkdir -p ${dir}/.swm`, signal);
-  const sftp = await session.sftp();
+  const ips = partitionAddresses(context);
   const remote = services.config.remotes.find((r) => r.name === job.remote);
   const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
-  const ports = await forwardsOf(services).prepare(job, session);
-  await writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755);
-  await writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, ports), 0o755);
+  await Promise.all(sessions.map((s) => s.run(`mkdir -p ${dir}/.swm`, signal)));
+  // Declared ports are the head's (forwards reach the head): the other ranks get none.
+  const ports = await forwardsOf(services).prepare(job, sessions[0]!);
+  await Promise.all(
+    sessions.map(async (session, rank) => {
+      const sftp = await session.sftp();
+      const placement: NodePlacement = { rank, ips };
+      const rankPorts: readonly NodePort[] = rank === 0 ? ports : [];
+      await writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755);
+      await writeRemoteFile(sftp, `${dir}/.swm/hostfile`, hostfileText(ips), 0o644);
+      await writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, rankPorts, placement), 0o755);
+    }),
+  );
   if (job.inputs.length === 0) return { type: 'staged-in' };
 
-  const total = job.inputs.reduce((sum, f) => sum + f.size, 0);
+  const total = job.inputs.reduce((sum, f) => sum + f.size, 0) * sessions.length;
   const progress = new ProgressReporter(
     total,
     (done, all) => `data uploaded ${formatBytes(done)} / ${formatBytes(all)}`,
     (details) => emit({ type: 'progress', details }),
   );
-  await stageInputs(session, inputsRoot(services.spool.job(job.id)), dir, job.inputs, {
+  await stageInputsToNodes(sessions, inputsRoot(services.spool.job(job.id)), dir, job.inputs, {
     signal,
     onBytes: (n) => progress.add(n),
   });

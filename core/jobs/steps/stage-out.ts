@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fetchOutputs, selectOutputs } from '../../transfers/stage-outputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
-import { nodeJobDir } from '../node-layout.js';
+import { nodeJobDir, ranksDir } from '../node-layout.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
 /** Where a job's results land in the spool: what `swm download` hands out. */
@@ -21,7 +21,9 @@ export async function downloadResults(
   const session = await services.nodes.head(job.partitionName!, signal);
   const sftp = await session.sftp();
   const d = job.directives;
-  const wanted = [...new Set([d.stdout ?? 'stdout.log', d.stderr ?? 'stderr.log', ...(logsOnly ? [] : d.outputFiles)])];
+  // With `run-on all`, the other ranks' logs, gathered on the head in ranks/<rank>/, come with the results.
+  const ranks = !logsOnly && d.runOn === 'all' ? [ranksDir] : [];
+  const wanted = [...new Set([d.stdout ?? 'stdout.log', d.stderr ?? 'stderr.log', ...(logsOnly ? [] : d.outputFiles), ...ranks])];
   const remoteDir = nodeJobDir(job.id);
   const jobDir = services.spool.job(job.id);
   const selection = await selectOutputs(sftp, remoteDir, wanted);

@@ -22,8 +22,9 @@ export const teardownStep: StepEffect = async (context) => {
   let reusable = false;
   if (partition?.state === 'busy' && partition.jobId === job.id) {
     try {
-      const session = await services.nodes.head(name);
-      await session.exec(cleanupCommand(job.id, job.runtime));
+      // Every node the script ran on (all of them with `run-on all`).
+      const ranks = job.directives.runOn === 'all' ? Math.max(1, services.nodes.ranked(name).length) : 1;
+      await Promise.all(Array.from({ length: ranks }, async (_, rank) => (await services.nodes.node(name, rank)).exec(cleanupCommand(job.id, job.runtime))));
       const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
       if (stoppedEarly) await downloadResults({ ...context, signal: new AbortController().signal }, true);
       reusable = job.runtime !== null;
