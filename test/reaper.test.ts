@@ -59,8 +59,8 @@ describe('the reaper and managed gates', function () {
   };
 
   it('deletes a partition that no job owns', async () => {
+    // The reaper may delete it before any look of ours: its deletion event is what tells.
     const { name, deleted } = await orphan();
-    expect((await gate.call('partition.get', { name })).name).to.equal(name);
     expect((await deleted).status).to.equal('deleted');
     expect((await gate.call('partition.list')).map((p) => p.name)).to.not.include(name);
   });

@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+
+/** What every remote gets about partitions when the configuration says nothing (the gate kind's keep-alive). */
+const PARTITION_DEFAULTS = { idleTimeoutSec: null, maxIdleTimeoutSec: 3600, sharePartitions: false, maxIdle: null, pool: null };
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -145,7 +148,7 @@ describe('swm-setup', function () {
       expect(azure.port).to.be.greaterThan(local.port);
       expect(azure.options).to.deep.equal({ location: 'westeurope' });
       expect(config.remotes).to.deep.equal([
-        { name: 'local', gate: 'local', default: true, maxNodes: 32, defaultImage: null, defaultCloudImage: null, defaultFlavor: 'local.small' },
+        { name: 'local', gate: 'local', default: true, maxNodes: 32, defaultImage: null, defaultCloudImage: null, defaultFlavor: 'local.small', ...PARTITION_DEFAULTS },
         {
           name: 'azure',
           gate: 'azure',
@@ -155,6 +158,7 @@ describe('swm-setup', function () {
           defaultImage: null,
           defaultCloudImage: 'Canonical:ubuntu-24_04-lts:server:latest',
           defaultFlavor: 'Standard_B2s',
+          ...PARTITION_DEFAULTS,
         },
       ]);
       expect(JSON.parse(readFileSync(created.home.config, 'utf8'))).to.deep.equal({ coreUrl: 'wss://skyport.example.org:9443', user: 'alice' });

@@ -18,14 +18,24 @@ const splice = (socket: Socket, channel: ServerChannel): void => {
   spliceStreams(coalesceWrites(socket), channel);
 };
 
-/** `direct-tcpip` (ssh -L): a connection to a loopback port of the node, accepted once it is made. */
-export function openDirectTcpip(accept: AcceptConnection<ServerChannel>, reject: RejectConnection, info: TcpipRequestInfo, logger: Logger): void {
-  if (!isLoopbackDestination(info.destIP)) {
+/**
+ * `direct-tcpip` (ssh -L): a connection to a loopback port of the node (or, through `privateNetwork`, to a peer
+ * on the partition's private network), accepted once it is made.
+ */
+export function openDirectTcpip(
+  accept: AcceptConnection<ServerChannel>,
+  reject: RejectConnection,
+  info: TcpipRequestInfo,
+  logger: Logger,
+  privateNetwork: (address: string) => string | null = () => null,
+): void {
+  const destination = isLoopbackDestination(info.destIP) ? info.destIP : privateNetwork(info.destIP);
+  if (destination === null) {
     logger.info({ destination: info.destIP, port: info.destPort }, 'refused forwarding to a non-loopback destination');
     reject();
     return;
   }
-  const socket = connect({ host: info.destIP, port: info.destPort, allowHalfOpen: true });
+  const socket = connect({ host: destination, port: info.destPort, allowHalfOpen: true });
   socket.once('error', () => reject());
   socket.once('connect', () => {
     socket.removeAllListeners('error');

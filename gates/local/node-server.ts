@@ -29,6 +29,11 @@ export interface NodeServerOptions {
    * partition's inter-node key, put there by the core: core/nodes/inter-node-ssh.ts). Read at each attempt.
    */
   peerKeysFile?: string;
+  /**
+   * Where a forwarded connection to an address of the partition's private network goes on this machine (the
+   * fake Azure plays VMs' 10.x addresses on 127.x); null: such a destination is refused. Default: none.
+   */
+  privateNetwork?: (address: string) => string | null;
 }
 
 /** The keys of an authorized_keys file, none if it cannot be read. */
@@ -96,7 +101,7 @@ export class NodeServer {
         client.on('ready', () => {
           const forwards = new ReverseForwards(client, logger);
           client.on('session', (accept) => serveSession(accept(), options.directory, options.env, logger));
-          client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger));
+          client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger, options.privateNetwork));
           client.on('request', (accept, reject, name, bind) => forwards.request(accept, reject, name, bind));
           client.on('close', () => forwards.closeAll());
         });

@@ -193,6 +193,8 @@ export class AzureNodes {
       port: node.port,
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', USER: node.user, LOGNAME: node.user, SHELL: '/bin/sh' },
       logger: this.logger.child({ node: node.vm }),
+      // The VNet: a VM reaches the others at their private addresses, played on loopback.
+      privateNetwork: (address) => (address.startsWith('10.') ? loopbackOf(address) : null),
     });
     this.running.set(key, { node, server });
     if (this.ready.has(key)) this.markReady(node);
