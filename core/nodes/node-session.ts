@@ -35,6 +35,8 @@ export class NodeSession {
   private closed = false;
   private readonly reverseListeners = new Set<(connection: ReverseConnection) => void>();
   private readonly closeListeners = new Set<() => void>();
+  /** What was learnt of the node over this connection and cannot change while it lasts, by name. */
+  private readonly learnt = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly node: PartitionNode,
@@ -54,6 +56,19 @@ export class NodeSession {
       if (this.reverseListeners.size === 0) reject();
       for (const listener of this.reverseListeners) listener(connection);
     });
+  }
+
+  /**
+   * What `learn` finds out of the node, once per connection (the container runtime, peers linked): a partition
+   * reused by the next job does not ask again. A failure is not remembered.
+   */
+  remember<T>(what: string, learn: () => Promise<T>): Promise<T> {
+    const known = this.learnt.get(what) as Promise<T> | undefined;
+    if (known) return known;
+    const learning = learn();
+    this.learnt.set(what, learning);
+    learning.catch(() => this.learnt.delete(what));
+    return learning;
   }
 
   /** Called once when the connection closes (at once if it is closed already). Returns a function that unsubscribes. */

@@ -22,7 +22,7 @@ export const connectStep: StepEffect = async ({ job, services, signal, emit }) =
   const runsOn = job.directives.runOn === 'all' ? sessions : [head];
   const remote = services.config.remotes.find((r) => r.name === job.remote);
   const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
-  const runtimes = await Promise.all(runsOn.map(async (s) => (await s.run(DETECT, signal)).trim() as Runtime));
+  const runtimes = await Promise.all(runsOn.map((s) => s.remember('runtime', async () => (await s.run(DETECT, signal)).trim() as Runtime)));
   runtimes.forEach((runtime, rank) => {
     if (image && runtime === 'process')
       throw new Error(`node ${runsOn[rank]!.node.name} has no container runtime (podman or docker) to run image ${image}`);
@@ -31,7 +31,7 @@ export const connectStep: StepEffect = async ({ job, services, signal, emit }) =
     emit({ type: 'progress', details: `linking ${sessions.length} nodes` });
     const peers = sessions.map((s) => peerOf(s.node, s.hostKey));
     const keys = interNodeKeys(services.spool, partition);
-    await Promise.all(sessions.map((s) => linkNode(s, peers, keys, partition, signal)));
+    await Promise.all(sessions.map((s) => s.remember('peers linked', () => linkNode(s, peers, keys, partition, signal))));
   }
   return { type: 'connected', runtime: runtimes[0]! };
 };

@@ -47,9 +47,11 @@ export const stageInStep: StepEffect = async (context) => {
       const sftp = await session.sftp();
       const placement: NodePlacement = { rank, ips };
       const rankPorts: readonly NodePort[] = rank === 0 ? ports : [];
-      await writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755);
-      await writeRemoteFile(sftp, `${dir}/.swm/hostfile`, hostfileText(ips), 0o644);
-      await writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, rankPorts, placement), 0o755);
+      await Promise.all([
+        writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755),
+        writeRemoteFile(sftp, `${dir}/.swm/hostfile`, hostfileText(ips), 0o644),
+        writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, rankPorts, placement), 0o755),
+      ]);
     }),
   );
   if (job.inputs.length === 0) return { type: 'staged-in' };
