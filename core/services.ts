@@ -6,6 +6,8 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { GateClient } from './gates/gate-client.js';
 import type { GateProcess } from './gates/gate-process.js';
 import type { JobForwards } from './forwarding/job-forwards.js';
+import type { InputDigests } from './jobs/job-inputs.js';
+import type { HashWorker } from './transfers/hash-worker.js';
 import type { NodePool } from './nodes/node-pool.js';
 import type { Partitions } from './partitions/partitions.js';
 import type { JobRecord } from './store/job-record.js';
@@ -39,6 +41,10 @@ export interface CoreServices {
   partitions: Partitions;
   /** Port forwards of running jobs. */
   forwards: JobForwards;
+  /** SHA-256 of streamed files, off the event loop. */
+  hashes: HashWorker;
+  /** Digests of inputs verified as they streamed in (commit need not read them again). */
+  inputDigests: InputDigests;
   bus: JobBus;
   /** Ask the scheduler to run (coalesced). */
   kickScheduler: () => void;

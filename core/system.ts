@@ -8,7 +8,9 @@ import { Revocations } from '../spool-bootstrap/revocations.js';
 import { GateClient } from './gates/gate-client.js';
 import { GateProcess } from './gates/gate-process.js';
 import { JobForwards } from './forwarding/job-forwards.js';
+import { InputDigests } from './jobs/job-inputs.js';
 import { Jobs } from './jobs/jobs.js';
+import { HashWorker } from './transfers/hash-worker.js';
 import { NodePool } from './nodes/node-pool.js';
 import type { PartitionEffectOptions } from './partitions/partition-effects.js';
 import { Partitions } from './partitions/partitions.js';
@@ -77,6 +79,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     gates,
     gateProcesses,
     nodes: new NodePool(spool),
+    hashes: new HashWorker(),
+    inputDigests: new InputDigests(),
     bus: new JobBus(),
     kickScheduler: () => kick(),
   } as Omit<CoreServices, 'partitions' | 'forwards'> as CoreServices;
@@ -141,6 +145,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       await Promise.all([...gates.values()].map((g) => g.close()));
       for (const p of gateProcesses.values()) p.stop(stopGates);
       services.nodes.closeAll();
+      await services.hashes.stop();
       await store.flush();
       stop(root as never);
       store.close();

@@ -11,7 +11,25 @@ import { quotedPath } from './job-script.js';
  * Digests of input files received whole over a stream, checked against their declared SHA-256 as the bytes
  * arrived: commit need not read them again. Keyed by path; valid while size and mtime are unchanged.
  */
-const streamedDigests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+export class InputDigests {
+  private readonly digests = new Map<string, { size: number; mtimeMs: number; sha256: string }>();
+
+  /** Record that a streamed input arrived whole with its declared SHA-256. */
+  record(path: string, sha256: string): void {
+    const s = statSync(path);
+    this.digests.set(path, { size: s.size, mtimeMs: s.mtimeMs, sha256 });
+  }
+
+  /** The digest recorded for the file as it is now (same size and mtime), if any. */
+  known(path: string, size: number, mtimeMs: number): string | null {
+    const known = this.digests.get(path);
+    return known && known.size === size && known.mtimeMs === mtimeMs ? known.sha256 : null;
+  }
+
+  forget(path: string): void {
+    this.digests.delete(path);
+  }
+}
 
 /**
  * Refuse a declared input whose name cannot be a file of the job's directory (path-patterns.ts): a path out of
@@ -42,6 +60,7 @@ export class JobInputs {
   constructor(
     private readonly jobDir: string,
     private readonly declared: InputFile[],
+    private readonly digests: InputDigests,
   ) {}
 
   private pathOf(relative: string): { file: InputFile; path: string } {
@@ -70,7 +89,7 @@ export class JobInputs {
       throw new RpcError(ErrorCode.TooLarge, `input "${relative}": ${offset + data.length} bytes exceed its declared size ${file.size}`);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     const fd = openSync(path, existsSync(path) ? 'r+' : 'w', 0o600);
-    streamedDigests.delete(path);
+    this.digests.forget(path);
     try {
       const size = fstatSync(fd).size;
       if (offset > size) throw new RpcError(ErrorCode.Conflict, `input "${relative}": offset ${offset} is past the ${size} bytes received`);
@@ -96,7 +115,7 @@ export class JobInputs {
       if (from > received) throw new RpcError(ErrorCode.Conflict, `input "${relative}": offset ${from} is past the ${received} bytes received`);
       if (from > declared.size) throw new RpcError(ErrorCode.TooLarge, `input "${relative}": offset ${from} exceeds its declared size ${declared.size}`);
       if (received > declared.size) await file.truncate(declared.size);
-      streamedDigests.delete(path);
+      this.digests.forget(path);
       return { declared, path, file, received: Math.min(received, declared.size) };
     } catch (error) {
       await file.close();
@@ -104,11 +123,6 @@ export class JobInputs {
     }
   }
 
-  /** Record that a streamed input arrived whole with its declared SHA-256 (so commit need not re-read it). */
-  static recordVerified(path: string, sha256: string): void {
-    const s = statSync(path);
-    streamedDigests.set(path, { size: s.size, mtimeMs: s.mtimeMs, sha256 });
-  }
 
   /** Verify every declared file is complete and intact; fsync them. Throws Integrity naming the first bad one. */
   async verify(): Promise<void> {
@@ -123,10 +137,8 @@ export class JobInputs {
       const size = info?.size ?? -1;
       if (size !== file.size)
         throw new RpcError(ErrorCode.Integrity, `input "${file.path}" is incomplete: ${Math.max(size, 0)} of ${file.size} bytes received`);
-      const known = streamedDigests.get(path);
-      let digest: string;
-      if (known && known.size === size && known.mtimeMs === info!.mtimeMs) digest = known.sha256;
-      else {
+      let digest = this.digests.known(path, size, info!.mtimeMs);
+      if (digest === null) {
         const hash = createHash('sha256');
         for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
         digest = hash.digest('hex');
@@ -135,7 +147,7 @@ export class JobInputs {
       const fd = openSync(path, 'r');
       fsyncSync(fd);
       closeSync(fd);
-      streamedDigests.delete(path);
+      this.digests.forget(path);
     }
   }
 }

@@ -109,7 +109,7 @@ export class JobHandlers {
   }
 
   private inputsOf(job: JobRecord): JobInputs {
-    return new JobInputs(this.services.spool.job(job.id), job.inputs);
+    return new JobInputs(this.services.spool.job(job.id), job.inputs, this.services.inputDigests);
   }
 
   private awaitingInputs(caller: Identity, id: string): JobRecord {

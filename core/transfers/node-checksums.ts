@@ -11,20 +11,13 @@ export type HashTool = 'openssl' | 'sha256sum' | null;
 
 const DETECT = 'if command -v openssl >/dev/null 2>&1; then echo openssl; elif command -v sha256sum >/dev/null 2>&1; then echo sha256sum; fi';
 
-const tools = new WeakMap<NodeSession, Promise<HashTool>>();
 
 /** The hashing tool of a node (asked once per session). */
 export function hashToolOf(session: NodeSession, signal?: AbortSignal): Promise<HashTool> {
-  let tool = tools.get(session);
-  if (!tool) {
-    tool = session.run(DETECT, signal).then((out) => {
-      const name = out.trim();
-      return name === 'openssl' || name === 'sha256sum' ? name : null;
-    });
-    tools.set(session, tool);
-    tool.catch(() => tools.delete(session));
-  }
-  return tool;
+  return session.remember('hash tool', async () => {
+    const name = (await session.run(DETECT, signal)).trim();
+    return name === 'openssl' || name === 'sha256sum' ? name : null;
+  });
 }
 
 /** Paths the hash tools print unambiguously (their output is line-based and may escape odd names). Pure. */

@@ -15,7 +15,6 @@ import {
   writeFailure,
 } from '../../terminal-protocol/streams.js';
 import { JobInputs } from '../jobs/job-inputs.js';
-import { workerHash } from './hash-worker.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
@@ -71,7 +70,7 @@ export class TerminalStreams {
    * each frame's CRC and the file's SHA-256 as it arrives; a verified file makes the commit cheap.
    */
   async openInput(job: JobRecord, path: string, offset?: number): Promise<{ stream: number; offset: number; size: number; window: number }> {
-    const inputs = new JobInputs(this.services.spool.job(job.id), job.inputs);
+    const inputs = new JobInputs(this.services.spool.job(job.id), job.inputs, this.services.inputDigests);
     const opened = await inputs.openForStream(path, offset).catch((error: unknown) => {
       throw refusalIfDiskFull(error, 'the upload was not stored');
     });
@@ -84,7 +83,7 @@ export class TerminalStreams {
       throw error;
     }
     // The bytes already here are hashed by the worker first; what arrives follows in order.
-    const prefix = workerHash({ path: opened.path, bytes: from });
+    const prefix = this.services.hashes.hash({ path: opened.path, bytes: from });
     const { id, abort } = admitted;
     const key = `${job.id}/${path}`;
     TerminalStreams.uploading.get(key)?.abort();
@@ -103,7 +102,7 @@ export class TerminalStreams {
       signal: abort.signal,
       complete: async (sha256) => {
         await opened.file.close();
-        if (sha256 === opened.declared.sha256) JobInputs.recordVerified(opened.path, sha256);
+        if (sha256 === opened.declared.sha256) this.services.inputDigests.record(opened.path, sha256);
       },
       sink: {
         write: async (data, at) => {
@@ -157,7 +156,7 @@ export class TerminalStreams {
     }
     const { id, abort } = admitted;
     const window = FILE_STREAM_WINDOW;
-    const digest = workerHash({ path: real, bytes: offset });
+    const digest = this.services.hashes.hash({ path: real, bytes: offset });
     sendFile({ mux: this.mux, stream: id, file, from: offset, size, window, digest, signal: abort.signal })
       .catch((error: Error) => {
         digest.drop();
