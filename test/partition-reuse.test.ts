@@ -203,6 +203,22 @@ describe('partitions reused by the next compatible job', function () {
       expect(creations(aliceFirst)).to.equal(1);
     });
 
+    it('an idle partition its gate lost while the core was down is known lost at the restart, and not reused', async () => {
+      const job = await run(alice, '#!/bin/sh\n#SWM nodes 2\necho x\n');
+      const name = partitionOf(job.node_names);
+      expect(await listed(name)).to.include({ state: 'idle' });
+      await f.core.kill('SIGKILL');
+      const atGate = (await gate.live()).find((p) => p.name === name)!;
+      await gate.connection.call('partition.delete', { id: atGate.id });
+      await f.restart('SIGKILL');
+      await alice.close().catch(() => {});
+      alice = await connectAs(f.core.port, aliceBundle);
+      await waitUntil(async () => (await listed(name)) === undefined);
+      const next = await run(alice, '#!/bin/sh\n#SWM nodes 2\necho y\n');
+      expect(next.state).to.equal('F');
+      expect(partitionOf(next.node_names)).to.not.equal(name);
+    });
+
     it('while a partition is busy: the job ends F on it, which then goes idle', async () => {
       const id = await submitJob(alice, '#!/bin/sh\nsleep 2\necho done\n');
       await waitForJob(alice, id, (j) => j.state === 'R');

@@ -32,6 +32,7 @@ export class Partitions {
   private readonly supervisor: Supervisor<PartitionRecord, PartitionEvent>;
   private readonly restarts = new Set<NodeJS.Timeout>();
   private readonly onGateEvent: (p: Partition) => void;
+  private readonly reconcilers = new Map<string, () => void>();
 
   constructor(
     parent: Ref<unknown>,
@@ -70,7 +71,12 @@ export class Partitions {
 
   /** Respawn the actor of every partition that is not deleted; returns how many. */
   start(): number {
-    for (const gate of this.services.gates.values()) gate.on('partition', this.onGateEvent);
+    for (const gate of this.services.gates.values()) {
+      gate.on('partition', this.onGateEvent);
+      const reconcile = () => void this.reconcile(gate.name);
+      this.reconcilers.set(gate.name, reconcile);
+      gate.on('ready', reconcile);
+    }
     const live = this.services.store.partitions();
     for (const p of live) this.supervisor.start(p);
     return live.length;
@@ -107,8 +113,39 @@ export class Partitions {
     return this.supervisor.size;
   }
 
+  /**
+   * On every (re)connection to a gate: the partitions we hold up there (ready, busy, idle) that the gate no longer
+   * has, or reports failed, were lost while we were not listening (a core or gate restart, a lost connection).
+   * Those being created or deleted reconcile themselves (their effects ask the gate when they start).
+   */
+  private async reconcile(gateName: string): Promise<void> {
+    const gate = this.services.gates.get(gateName);
+    if (!gate) return;
+    const remotes = new Set(this.services.config.remotes.filter((r) => r.gate === gateName).map((r) => r.name));
+    let held: Partition[];
+    try {
+      held = await gate.call('partition.list');
+    } catch (error) {
+      this.services.logger.warn({ gate: gateName, err: (error as Error).message }, 'cannot reconcile partitions with the gate');
+      return;
+    }
+    const byName = new Map(held.map((p) => [p.name, p]));
+    for (const p of this.list()) {
+      if (!remotes.has(p.remote) || !(p.state === 'ready' || p.state === 'busy' || p.state === 'idle')) continue;
+      const seen = byName.get(p.name);
+      if (seen && seen.status !== 'deleted' && seen.status !== 'failed') continue;
+      const reason = seen ? `the gate reports it ${seen.status}${seen.error ? `: ${seen.error}` : ''}` : 'the gate no longer has it';
+      this.services.logger.warn({ partition: p.name, reason }, 'partition lost');
+      this.send(p.name, { type: 'lost', reason }).catch(() => {});
+    }
+  }
+
   stop(): void {
-    for (const gate of this.services.gates.values()) gate.off('partition', this.onGateEvent);
+    for (const gate of this.services.gates.values()) {
+      gate.off('partition', this.onGateEvent);
+      const reconcile = this.reconcilers.get(gate.name);
+      if (reconcile) gate.off('ready', reconcile);
+    }
     for (const timer of this.restarts) clearTimeout(timer);
     this.supervisor.stop();
   }
