@@ -7,6 +7,7 @@ import type { GateClient } from './gates/gate-client.js';
 import type { GateProcess } from './gates/gate-process.js';
 import type { JobForwards } from './forwarding/job-forwards.js';
 import type { InputDigests } from './jobs/job-inputs.js';
+import type { CoreMetrics } from './metrics/core-metrics.js';
 import type { HashWorker } from './transfers/hash-worker.js';
 import type { NodePool } from './nodes/node-pool.js';
 import type { Partitions } from './partitions/partitions.js';
@@ -45,6 +46,8 @@ export interface CoreServices {
   hashes: HashWorker;
   /** Digests of inputs verified as they streamed in (commit need not read them again). */
   inputDigests: InputDigests;
+  /** What GET /metrics shows. */
+  metrics: CoreMetrics;
   bus: JobBus;
   /** Ask the scheduler to run (coalesced). */
   kickScheduler: () => void;

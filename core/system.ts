@@ -9,6 +9,7 @@ import { GateClient } from './gates/gate-client.js';
 import { GateProcess } from './gates/gate-process.js';
 import { JobForwards } from './forwarding/job-forwards.js';
 import { InputDigests } from './jobs/job-inputs.js';
+import { CoreMetrics } from './metrics/core-metrics.js';
 import { Jobs } from './jobs/jobs.js';
 import { HashWorker } from './transfers/hash-worker.js';
 import { NodePool } from './nodes/node-pool.js';
@@ -83,10 +84,12 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     inputDigests: new InputDigests(),
     bus: new JobBus(),
     kickScheduler: () => kick(),
-  } as Omit<CoreServices, 'partitions' | 'forwards'> as CoreServices;
+  } as Omit<CoreServices, 'partitions' | 'forwards' | 'metrics'> as CoreServices;
   const root = start() as Ref<unknown>;
   services.partitions = new Partitions(root, services, options.partitionEffects);
   services.forwards = new JobForwards(services);
+  services.metrics = new CoreMetrics(services);
+  services.metrics.start();
   const jobs = new Jobs(root, services);
   const scheduler = spawnScheduler(root, services, jobs);
   kick = scheduler.kick;
@@ -115,7 +118,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     maxMessageBytes: config.core.maxMessageBytes,
     limits: config.core,
     onSocket: (socket, identity) => {
-      if (identity.role === 'core' || identity.role === 'gate') {
+      if (identity.role === 'core' || identity.role === 'gate' || identity.role === 'monitor') {
         socket.close(4003, 'terminals only');
         return;
       }
@@ -146,6 +149,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       for (const p of gateProcesses.values()) p.stop(stopGates);
       services.nodes.closeAll();
       await services.hashes.stop();
+      services.metrics.stop();
       await store.flush();
       stop(root as never);
       store.close();

@@ -29,7 +29,7 @@ export interface IssueOptions {
 
 const ORGANIZATION = 'Sky Port';
 const KEY_BITS = 2048;
-const roles: readonly Role[] = ['admin', 'user', 'core', 'gate'];
+const roles: readonly Role[] = ['admin', 'user', 'core', 'gate', 'monitor'];
 
 const newSerial = (): string => {
   const bytes = randomBytes(16);

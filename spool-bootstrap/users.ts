@@ -9,7 +9,7 @@ import type { Revocations } from './revocations.js';
 /** What a person needs to reach the core: their certificate and key, the CA, and where the core is. */
 export interface UserBundle {
   name: string;
-  role: 'admin' | 'user';
+  role: 'admin' | 'user' | 'monitor';
   certPem: string;
   keyPem: string;
   caPem: string;
@@ -28,7 +28,7 @@ const peopleRoles: readonly Role[] = ['admin', 'user'];
  * so it can be revoked by name; the spool keeps a copy of the certificate only: the key exists only in
  * the returned bundle, which is handed to that person.
  */
-export function issueUserBundle(spool: SpoolPaths, coreUrl: string, name: string, role: 'admin' | 'user'): UserBundle {
+export function issueUserBundle(spool: SpoolPaths, coreUrl: string, name: string, role: 'admin' | 'user' | 'monitor'): UserBundle {
   if (!USER_NAME_PATTERN.test(name)) {
     throw new Error(`invalid user name "${name}": use letters, digits, "_", "." or "-", starting with a letter or "_"`);
   }

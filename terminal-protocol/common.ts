@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
-export const Role = z.enum(['admin', 'user', 'core', 'gate']);
+/** Who a certificate speaks for; `monitor`: a metrics scraper, which may read GET /metrics and nothing else. */
+export const Role = z.enum(['admin', 'user', 'core', 'gate', 'monitor']);
 export type Role = z.infer<typeof Role>;
 
 export const Flavor = z.object({

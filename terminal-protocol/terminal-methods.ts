@@ -237,10 +237,10 @@ export const terminalMethods = {
     PartitionView,
   ),
   'admin.user.add': method(
-    'Issue a certificate bundle for a new user (or admin).',
+    'Issue a certificate bundle for a new user (or admin, or a metrics scraper: monitor).',
     admins,
     z
-      .object({ name: z.string().regex(/^[a-z_][a-z0-9_.-]{0,63}$/i), admin: z.boolean().optional() })
+      .object({ name: z.string().regex(/^[a-z_][a-z0-9_.-]{0,63}$/i), admin: z.boolean().optional(), monitor: z.boolean().optional() })
       .strict(),
     z.object({
       name: z.string(),

@@ -116,6 +116,11 @@ export class GateClient extends EventEmitter {
     return this.diagnosis;
   }
 
+  /** How long the gate took to answer its last heartbeat (ms), or null before any answer. */
+  get roundTripMs(): number | null {
+    return this.connected ? this.heartbeat.roundTripMs : null;
+  }
+
   /** Seconds since the gate last answered (a heartbeat, a handshake), or null if it never has. */
   get silentSec(): number | null {
     return this.lastAnswerAt === null ? null : Math.round((Date.now() - this.lastAnswerAt) / 1000);

@@ -26,6 +26,8 @@ export class Heartbeat {
   private lastAnswerAt = 0;
   private lastPingAt = 0;
   private pending = false;
+  /** How long the last answered ping took (ms), or null before any. */
+  roundTripMs: number | null = null;
   /** Each start() opens a new round; answers to pings of an older round are ignored. */
   private round = 0;
 
@@ -64,6 +66,7 @@ export class Heartbeat {
       if (round !== this.round) return;
       this.pending = false;
       this.lastAnswerAt = Date.now();
+      this.roundTripMs = this.lastAnswerAt - now;
     };
     this.options.ping(this.options.timeoutMs).then(answered, (error: unknown) => {
       if (isAnswer(error)) answered();

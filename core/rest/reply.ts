@@ -34,7 +34,7 @@ export async function sendReply(request: IncomingMessage, response: ServerRespon
     const body = JSON.stringify(reply.json);
     response.writeHead(reply.status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   } else if ('text' in reply) {
-    response.writeHead(reply.status, { ...headers, 'content-type': TEXT, 'content-length': Buffer.byteLength(reply.text) }).end(reply.text);
+    response.writeHead(reply.status, { 'content-type': TEXT, ...headers, 'content-length': Buffer.byteLength(reply.text) }).end(reply.text);
   } else {
     response.writeHead(reply.status, { ...headers, 'content-type': TEXT });
     try {

@@ -27,6 +27,16 @@ export function restRoutes(services: CoreServices, jobs: JobHandlers, catalog: C
     if (match.kind !== 'found' || !match.route.readsBody) request.resume();
     let reply: Reply;
     try {
+      if (url.pathname === '/metrics') {
+        // Prometheus scrapes with a `monitor` certificate; admins may look too. Nobody else sees the whole core.
+        if (caller.role !== 'monitor' && caller.role !== 'admin') throw new RpcError(ErrorCode.Forbidden, '/metrics is for monitor (and admin) certificates');
+        if (request.method !== 'GET') throw new RpcError(ErrorCode.InvalidRequest, `${request.method} is not allowed on /metrics (allowed: GET)`);
+        const { contentType, text } = await services.metrics.scrape();
+        reply = { status: 200, text, headers: { 'content-type': contentType } };
+        logger.debug({ user: caller.name, path: url.pathname }, 'metrics scraped');
+        await sendReply(request, response, reply);
+        return;
+      }
       if (caller.role !== 'admin' && caller.role !== 'user')
         throw new RpcError(ErrorCode.Forbidden, `the REST API is for people: a ${caller.role} certificate may not use it`);
       if (match.kind === 'no-path') throw new RpcError(ErrorCode.NotFound, `no such path: ${url.pathname}`);

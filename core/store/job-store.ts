@@ -146,6 +146,8 @@ export class JobStore {
   private readonly reserve: SpaceReserve;
   private reserveCheckedAt = 0;
   private queue: Queued[] = [];
+  /** Told of each commit: how long it took (s) and how many writes it carried (the core's metrics listen). */
+  onCommit: ((seconds: number, writes: number) => void) | null = null;
   private flushScheduled = false;
   private readonly insertStmt: Database.Statement;
   private readonly updateStmt: Database.Statement;
@@ -266,6 +268,11 @@ export class JobStore {
     }));
   }
 
+  /** Jobs per state and remote (null: not placed yet), for the metrics. */
+  countsByStateAndRemote(): { state: string; remote: string | null; n: number }[] {
+    return this.db.prepare('SELECT state, remote, COUNT(*) AS n FROM jobs GROUP BY state, remote').all() as { state: string; remote: string | null; n: number }[];
+  }
+
   /** Jobs per state: everyone's, or those of `owner`. */
   countsByState(owner?: string): Record<string, number> {
     const rows = (
@@ -305,7 +312,9 @@ export class JobStore {
     const batch = this.queue;
     if (!batch.length) return;
     this.queue = [];
+    const started = performance.now();
     const failure = this.commit(batch);
+    this.onCommit?.((performance.now() - started) / 1000, batch.length);
     if (failure === null) {
       for (const item of batch) item.resolve();
       this.remakeReserve();

@@ -21,7 +21,8 @@ export class AdminHandlers {
 
   addUser(caller: Identity, params: ParamsOf<TerminalMethods, 'admin.user.add'>): ResultOf<TerminalMethods, 'admin.user.add'> {
     if (!USER_NAME_PATTERN.test(params.name)) throw new RpcError(ErrorCode.InvalidParams, `"${params.name}" is not a valid user name`);
-    const bundle = issueUserBundle(this.services.spool, this.coreUrl(), params.name, params.admin ? 'admin' : 'user');
+    if (params.admin && params.monitor) throw new RpcError(ErrorCode.InvalidParams, 'a certificate is for an admin or a monitor, not both');
+    const bundle = issueUserBundle(this.services.spool, this.coreUrl(), params.name, params.admin ? 'admin' : params.monitor ? 'monitor' : 'user');
     this.services.logger.info({ by: caller.name, user: bundle.name, role: bundle.role, serial: bundle.serial }, 'user certificate issued');
     return { name: bundle.name, role: bundle.role, certPem: bundle.certPem, keyPem: bundle.keyPem, caPem: bundle.caPem, coreUrl: bundle.coreUrl };
   }

@@ -79,6 +79,7 @@ export class JobHandlers {
     } catch (error) {
       throw this.refused(error, caller);
     }
+    this.services.metrics.jobSubmitted(job);
     if (!awaitingInputs) this.services.kickScheduler();
     return { id, warnings, awaitingInputs };
   }

@@ -9,6 +9,7 @@ import { bundleOptionsOf, examples } from '../global-options.js';
 
 interface AddOptions {
   admin?: boolean;
+  monitor?: boolean;
   out: string;
   force?: boolean;
   json?: boolean;
@@ -21,6 +22,7 @@ export function registerAdminUserAdd(user: Command): void {
     .argument('<name>', 'the user name (letters, digits, _ . -)')
     .requiredOption('-o, --out <dir>', 'directory to write the bundle to (the new user\'s SWM_HOME)')
     .option('--admin', 'make the user an admin')
+    .option('--monitor', 'a certificate for a metrics scraper (Prometheus): it may read GET /metrics and nothing else')
     .option('--force', 'overwrite a bundle already in --out')
     .option('--json', 'print one JSON document (never the private key)')
     .addHelpText(
@@ -28,7 +30,7 @@ export function registerAdminUserAdd(user: Command): void {
       `
 The bundle holds cert.pem, key.pem (mode 0600), ca.pem and config.json (the core's address).
 Hand the directory to the user, who runs: SWM_HOME=<dir> swm status (or copies it to ~/.swm).
-${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user add bob --admin --out /tmp/bob')}`,
+${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user add bob --admin --out /tmp/bob', '$ swm admin user add prometheus --monitor --out /etc/prometheus/skyport')}`,
     )
     .action(async (name: string, opts: AddOptions, command: Command) => {
       // Loaded here, not at start: it brings the PKI library, which no other command needs.
@@ -40,7 +42,7 @@ ${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user 
       if (!opts.force && [paths.cert, paths.key].some((p) => existsSync(p)))
         throw new CliError(`${displayPath(paths.root)} already holds a bundle; use --force to overwrite it`);
       await withCore(bundleOptionsOf(command), async (core) => {
-        const issued = await core.call('admin.user.add', { name, ...(opts.admin ? { admin: true } : {}) });
+        const issued = await core.call('admin.user.add', { name, ...(opts.admin ? { admin: true } : {}), ...(opts.monitor ? { monitor: true } : {}) });
         writeBundle(paths.root, issued);
         printResult(
           !!opts.json,
