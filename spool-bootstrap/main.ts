@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from 'commander';
-import { defaultRemote } from './config.js';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { isIP } from 'node:net';
+import { defaultRemote, type CoreConfig } from './config.js';
 import {
   UsageError,
   answersFromEnv,
@@ -29,9 +30,16 @@ interface Flags {
   uid?: string;
   port?: string;
   host?: string;
+  listen?: string;
   location?: string;
   yes?: boolean;
   force?: boolean;
+}
+
+/** An IP address to listen on (a host name would resolve to one address among several, silently). */
+function parseListenAddress(value: string): string {
+  if (isIP(value) === 0) throw new InvalidArgumentError(`"${value}" is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::)`);
+  return value;
 }
 
 const program = new Command('swm-setup')
@@ -44,6 +52,7 @@ const program = new Command('swm-setup')
   .option('--uid <n>', 'owner of the bundle files (env SKYPORT_USER_ID, default the current uid)')
   .option('--port <n>', 'port swm-core listens on for terminals; the gates take the free ports after it (default: 8443, or the first free block of ports after it)')
   .option('--host <name>', 'host name terminals use to reach the core (default localhost)')
+  .option('--listen <address>', 'the address swm-core listens on for terminals: 127.0.0.1 for this machine only, 0.0.0.0 (the default) or :: for every interface, or one interface\'s address', parseListenAddress)
   .option('--location <name>', 'Azure region of the azure remote (env SKYPORT_REMOTE_LOCATION, default eastus2)')
   .option('--yes', 'ask nothing: what is not given takes its default')
   .option('--force', 'recreate an existing spool, removing its content (env SKYPORT_RECREATE=yes)')
@@ -136,6 +145,7 @@ async function main(argv: string[]): Promise<number> {
       port: known.port,
       remoteLocation: answers.location,
       force: answers.force,
+      ...(flags.listen ? { configure: (config: CoreConfig) => void (config.core.listen = flags.listen!) } : {}),
     });
     process.stdout.write(describe(created, answers));
     return EXIT_OK;

@@ -444,7 +444,7 @@ describe('swm-setup', function () {
 
     it('lets flags override the environment', async () => {
       const root = newDir();
-      const run = await runSetup(['--yes', '--user', 'judy', '--port', '9555', '--host', 'core.internal', '--location', 'japaneast', '--spool', join(root, 's')], {
+      const run = await runSetup(['--yes', '--user', 'judy', '--port', '9555', '--host', 'core.internal', '--listen', '127.0.0.1', '--location', 'japaneast', '--spool', join(root, 's')], {
         SWM_SPOOL: join(root, 'ignored'),
         SWM_HOME: join(root, 'home'),
         SKYPORT_USER: 'ivan',
@@ -453,9 +453,17 @@ describe('swm-setup', function () {
       expect(run.code, run.stderr).to.equal(0);
       expect(existsSync(join(root, 'ignored'))).to.equal(false);
       const config = loadCoreConfig(spoolPaths(join(root, 's')).config);
-      expect(config.core).to.include({ port: 9555, host: 'core.internal' });
+      expect(config.core).to.include({ port: 9555, host: 'core.internal', listen: '127.0.0.1' });
       expect(config.remotes.find((r) => r.name === 'azure')!.location).to.equal('japaneast');
       expect(JSON.parse(readFileSync(join(root, 'home', 'config.json'), 'utf8'))).to.deep.equal({ coreUrl: 'wss://core.internal:9555', user: 'judy' });
+    });
+
+    it('refuses a listen address that is not an IP address, creating nothing', async () => {
+      const root = newDir();
+      const run = await runSetup(['--yes', '--listen', 'core.internal'], { SWM_SPOOL: join(root, 'spool'), SWM_HOME: join(root, 'home'), SKYPORT_USER: 'kim' });
+      expect(run.code).to.equal(2);
+      expect(run.stderr).to.include('not an IP address');
+      expect(existsSync(join(root, 'spool'))).to.equal(false);
     });
 
     it('exits 1 on an existing spool, 0 with --force, and 2 on a usage error', async () => {
