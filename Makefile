@@ -14,9 +14,15 @@ node_modules/.installed: package.json package-lock.json
 
 install: node_modules/.installed
 
-build: install
+# Compiled only when a source changed: a second `make start` starts at once.
+SOURCES := $(shell find core gates terminal-protocol spool-bootstrap terminal test bench container -name '*.ts' 2>/dev/null) tsconfig.json
+
+dist/.built: node_modules/.installed $(SOURCES)
 	npx tsc -p tsconfig.json
 	@chmod +x dist/core/main.js dist/gates/main.js dist/terminal/main.js dist/spool-bootstrap/main.js
+	@touch $@
+
+build: dist/.built
 
 # Bootstrap a spool with defaults if there is none, then run swm-core (and its managed local gate) in the foreground.
 start: build
