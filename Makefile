@@ -27,7 +27,7 @@ build: dist/.built
 # Bootstrap a spool with defaults if there is none, then run swm-core (and its managed local gate) in the foreground.
 start: build
 	@if [ ! -f "$(SWM_SPOOL)/config.json" ]; then node dist/spool-bootstrap/main.js --yes; fi
-	node dist/core/main.js
+	node dist/core/main.js --pretty
 
 test: build
 	@bash scripts/install-system-deps.sh

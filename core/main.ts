@@ -11,10 +11,11 @@ const program = new Command('swm-core')
   .description('Sky Port workload manager daemon: runs jobs on cloud partitions from submit to teardown.')
   .version(VERSION)
   .option('--spool <dir>', 'spool directory (default: $SWM_SPOOL or ~/.swm/spool)')
+  .option('--pretty', 'also print the log on stderr for a person to read (the spool keeps JSON lines in logs/core.log)')
   .option('--stop-gates-on-exit', 'also stop managed gates on SIGTERM/SIGINT (by default they keep running and are adopted at the next start)')
   .addHelpText('after', '\nExample:\n  swm-setup --yes && swm-core\n');
 
-const options = program.parse().opts<{ spool?: string; stopGatesOnExit?: boolean }>();
+const options = program.parse().opts<{ spool?: string; stopGatesOnExit?: boolean; pretty?: boolean }>();
 
 /** The exit status after an error nothing handled (EX_SOFTWARE). */
 const EXIT_INTERNAL_ERROR = 70;
@@ -47,7 +48,8 @@ process.on('uncaughtException', lastResort('uncaught exception'));
 process.on('unhandledRejection', lastResort('unhandled rejection'));
 
 try {
-  const core = await startCore({ spoolDir: options.spool ?? defaultSpoolDir(), httpRoutes: restRoutes });
+  const spoolDir = options.spool ?? defaultSpoolDir();
+  const core = await startCore({ spoolDir, httpRoutes: restRoutes, ...(options.pretty ? { pretty: true } : {}) });
   logger = core.services.logger;
   process.stderr.write(`swm-core ${VERSION} listening on port ${core.port} (spool ${core.services.spool.root})\n`);
   let stopping = false;

@@ -42,6 +42,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Extra HTTPS routes on the terminal port (the REST API). */
   httpRoutes?: (services: CoreServices, jobs: JobHandlers, catalog: CatalogHandlers) => (req: IncomingMessage, res: ServerResponse, caller: Identity) => void;
+  /** Print the log on stderr for a person too (swm-core --pretty). */
+  pretty?: boolean;
   /** How partitions wait after a passing failure (tests shorten it). */
   partitionEffects?: PartitionEffectOptions;
 }
@@ -58,7 +60,7 @@ export interface StartOptions {
 export async function startCore(options: StartOptions): Promise<CoreSystem> {
   const spool: SpoolPaths = spoolPaths(options.spoolDir);
   const config = loadCoreConfig(spool.config);
-  const logger = options.logger ?? createLogger('core', { logsDir: spool.logsDir, level: config.core.logLevel });
+  const logger = options.logger ?? createLogger('core', { logsDir: spool.logsDir, level: config.core.logLevel, pretty: options.pretty });
   const store = new JobStore(spool.db);
 
   const gateProcesses = new Map<string, GateProcess>();

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { multistream, pino, symbols, type Level, type Logger, type StreamEntry } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 import { LogDestination } from './log-destination.js';
 
 /** Keys whose values never reach a log line, whatever object they sit in. */
@@ -27,15 +28,31 @@ const recordOf = new WeakMap<object, LogDestination>();
  * Logging never blocks and never stops the process: lines that cannot be written (a full disk) are dropped
  * and counted (`logHealth`), and writing resumes by itself (log-destination.ts).
  */
-export function createLogger(name: string, options: { logsDir?: string; level?: string; echo?: boolean } = {}): Logger {
+/**
+ * What a person reads on the terminal (`swm-core --pretty`): time, level, the job and partition first, the
+ * message, then the other fields. The log file keeps its JSON lines.
+ */
+const prettyStderr = () =>
+  PinoPretty({
+    destination: 2,
+    sync: true,
+    colorize: process.stderr.isTTY,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,name,job,partition',
+    messageFormat: '{if job}job {job} {end}{if partition}[{partition}] {end}{msg}',
+  });
+
+export function createLogger(name: string, options: { logsDir?: string; level?: string; echo?: boolean; pretty?: boolean } = {}): Logger {
   const level = options.level ?? process.env.SWM_LOG_LEVEL ?? 'info';
   const destinations: LogDestination[] = [];
   if (options.logsDir) {
     mkdirSync(options.logsDir, { recursive: true, mode: 0o700 });
     destinations.push(new LogDestination({ path: join(options.logsDir, `${name}.log`) }, name));
   }
-  if (options.echo || !options.logsDir) destinations.push(new LogDestination({ fd: 2 }, name));
-  const streams = multistream(destinations.map((stream): StreamEntry => ({ level: level as Level, stream })));
+  if (!options.pretty && (options.echo || !options.logsDir)) destinations.push(new LogDestination({ fd: 2 }, name));
+  const entries = destinations.map((stream): StreamEntry => ({ level: level as Level, stream }));
+  if (options.pretty) entries.push({ level: level as Level, stream: prettyStderr() });
+  const streams = multistream(entries);
   // pino's multistream has no flush: without one, `logger.flush(cb)` would call back before anything is written.
   Object.assign(streams, {
     flush: (cb?: (error?: Error) => void) => {

@@ -32,7 +32,7 @@ export function jobMachine(initial: JobRecord, services: CoreServices, settled: 
     committed: (next, previous) => {
       services.bus.publish(next);
       if (next.step !== previous.step || next.state !== previous.state)
-        logger.info({ step: next.step, state: next.state, details: next.stateDetails }, 'job moved');
+        logger.info({ step: next.step, state: next.state, details: next.stateDetails, ...(next.partitionName ? { partition: next.partitionName } : {}) }, 'job moved');
       if (next.step !== previous.step && (next.step === 'done' || next.step === 'queue')) settled(next);
     },
   };
