@@ -10,6 +10,7 @@ import { registerForward } from './commands/forward.js';
 import { registerImages } from './commands/images.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerLogs } from './commands/logs.js';
+import { registerNodes } from './commands/nodes.js';
 import { registerPartitions } from './commands/partitions.js';
 import { registerRemotes } from './commands/remotes.js';
 import { registerRequeue } from './commands/requeue.js';
@@ -68,6 +69,7 @@ ${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '
   registerFlavors(program);
   registerImages(program);
   registerPartitions(program);
+  registerNodes(program);
 
   const admin = program
     .command('admin')

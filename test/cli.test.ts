@@ -74,6 +74,28 @@ describe('the swm terminal against a real core', function () {
     expect(JSON.parse(partitions.stdout)).to.deep.equal([]);
   });
 
+  it('lists partitions and their nodes, and deletes an idle partition', async () => {
+    // The harness keeps no partition by default: this job asks for its own to stay.
+    const script = join(scratch, 'keep.sh');
+    writeFileSync(script, '#!/bin/sh\n#SWM keep-partition 300\n#SWM nodes 2\ntrue\n');
+    expect((await swm(admin, ['submit', '--wait', script])).code).to.equal(0);
+    const partitions = JSON.parse((await swm(admin, ['partitions', '--json'])).stdout) as { name: string; state: string; jobsRun: number; keepSec: number }[];
+    expect(partitions).to.have.length(1);
+    expect(partitions[0]).to.include({ state: 'idle', jobsRun: 1, keepSec: 300 });
+    const nodes = JSON.parse((await swm(admin, ['nodes', '--json'])).stdout) as { node: string; partition: string; role: string; state: string }[];
+    expect(nodes.map((n) => [n.partition, n.role, n.state])).to.deep.equal([
+      [partitions[0]!.name, 'head', 'idle'],
+      [partitions[0]!.name, 'compute', 'idle'],
+    ]);
+    const table = await swm(admin, ['nodes']);
+    expect(table.stdout.split('\n')[0]).to.match(/^NODE\s+PARTITION\s+ROLE\s+STATE/);
+    const deleted = await swm(admin, ['partition', 'delete', partitions[0]!.name]);
+    expect(deleted.code, deleted.stderr).to.equal(0);
+    expect(deleted.stdout).to.include('deleting');
+    const missing = await swm(admin, ['partition', 'delete', 'no-such-partition']);
+    expect(missing.code).to.equal(3);
+  });
+
   it('exits with the exit code of the job it waits for', async () => {
     const script = join(scratch, 'fail.sh');
     writeFileSync(script, '#!/bin/sh\necho failing >&2\nexit 4\n');
