@@ -8,6 +8,7 @@ import { Revocations } from '../spool-bootstrap/revocations.js';
 import { GateClient } from './gates/gate-client.js';
 import { GateProcess } from './gates/gate-process.js';
 import { JobForwards } from './forwarding/job-forwards.js';
+import { InputDeadline } from './jobs/input-deadline.js';
 import { InputDigests } from './jobs/job-inputs.js';
 import { CoreMetrics } from './metrics/core-metrics.js';
 import { Jobs } from './jobs/jobs.js';
@@ -104,6 +105,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   services.forwards.start();
   const reaper = new Reaper(services);
   reaper.start();
+  const inputDeadline = new InputDeadline(services, jobs);
+  inputDeadline.start();
 
   const revocations = new Revocations(spool.revoked);
   const jobHandlers = new JobHandlers(services, jobs);
@@ -142,6 +145,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     stop: async ({ stopGates = false } = {}) => {
       scheduler.stop();
       reaper.stop();
+      inputDeadline.stop();
       await listener!.close();
       jobHandlers.close();
       services.forwards.stop();

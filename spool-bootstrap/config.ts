@@ -91,9 +91,11 @@ export const CoreConfig = z
         maxInputBytes: z.number().int().positive().default(64 * 1024 ** 3),
         /** Time limit applied to jobs that set no `duration` (seconds; 0 = none). */
         defaultDurationSec: z.number().int().nonnegative().default(0),
+        /** A job whose declared inputs have not all arrived this long after its submission is canceled (seconds). */
+        inputsTimeoutSec: z.number().int().positive().default(24 * 3600),
       })
       .strict()
-      .default({ maxInputBytes: 64 * 1024 ** 3, defaultDurationSec: 0 }),
+      .default({ maxInputBytes: 64 * 1024 ** 3, defaultDurationSec: 0, inputsTimeoutSec: 24 * 3600 }),
     reaper: z
       .object({ intervalSec: z.number().positive().default(60) })
       .strict()

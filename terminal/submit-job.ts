@@ -1,7 +1,7 @@
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { CoreBundle } from './connect.js';
-import { note } from './format.js';
+import { formatBytes, note } from './format.js';
 import type { LocalInput } from './local-inputs.js';
 import { PendingUploads, uploadKey } from './pending-uploads.js';
 import { uploadInputs, type UploadResult } from './upload.js';
@@ -63,10 +63,23 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
     if (awaitingInputs && inputs.length > 0) pending.remember(key, id);
   }
   if (!awaitingInputs) return { id, warnings, resumed, upload: null };
-  const upload = await uploadInputs(core, id, inputs, { progress: submission.progress }).catch((error: unknown) => {
-    note(`the upload of job ${id} stopped; run the same command again to resume it`);
-    throw error;
-  });
+  const bytes = inputs.reduce((n, i) => n + i.size, 0);
+  if (!resumed) note(`job ${id} submitted; uploading ${inputs.length} input file${inputs.length === 1 ? '' : 's'} (${formatBytes(bytes)})`);
+  // Ctrl-C during the upload: the job stays, waiting for the rest; say so, and how to go on or give up.
+  const interrupted = () => {
+    note(
+      `interrupted: job ${id} keeps waiting for its input files (the core cancels it if they never all arrive: a day by default);\n` +
+        `  resume the upload: run the same command again\n  or give the job up:  swm cancel ${id}`,
+    );
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  const upload = await uploadInputs(core, id, inputs, { progress: submission.progress })
+    .catch((error: unknown) => {
+      note(`the upload of job ${id} stopped; run the same command again to resume it`);
+      throw error;
+    })
+    .finally(() => process.off('SIGINT', interrupted));
   try {
     await core.call('job.input.commit', { id });
   } catch (error) {

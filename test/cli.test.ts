@@ -96,6 +96,30 @@ describe('the swm terminal against a real core', function () {
     expect(missing.code).to.equal(3);
   });
 
+  it('prints the job id before uploading; Ctrl-C says the job waits and how to resume or cancel; the same command resumes', async () => {
+    const data = join(scratch, 'big.bin');
+    writeFileSync(data, Buffer.alloc(256 * 1024 * 1024, 7));
+    const args = ['submit', '--wrap', 'wc -c big.bin', '--input', 'big.bin'];
+    const child = spawn(process.execPath, [SWM_MAIN, ...args], { cwd: scratch, env: { ...process.env, SWM_HOME: admin }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const id = await new Promise<string>((resolve) =>
+      child.stderr!.on('data', (c: Buffer) => {
+        stderr += c.toString();
+        const m = /job ([0-9a-f-]{36}) submitted; uploading 1 input file \(256 MiB\)/.exec(stderr);
+        if (m) resolve(m[1]!);
+      }),
+    );
+    child.kill('SIGINT');
+    expect(await closed).to.equal(130);
+    expect(stderr).to.include(`interrupted: job ${id} keeps waiting for its input files`).and.include(`swm cancel ${id}`);
+    const again = await swm(admin, args, { cwd: scratch });
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.stderr).to.include(`resuming the upload of job ${id}`);
+    expect(again.stdout.trim()).to.equal(id);
+    rmSync(data);
+  });
+
   it('exits with the exit code of the job it waits for', async () => {
     const script = join(scratch, 'fail.sh');
     writeFileSync(script, '#!/bin/sh\necho failing >&2\nexit 4\n');

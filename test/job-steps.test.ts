@@ -362,6 +362,7 @@ describe('job steps (pure transition function)', () => {
   describe('the step table', () => {
     const EVENTS: JobEvent[] = [
       { type: 'inputs-committed' },
+      { type: 'inputs-expired', reason: 'r' },
       { type: 'placed', remote: 'local', flavor: 'local.small', partition: 'job-x' },
       { type: 'unschedulable', reason: 'r' },
       { type: 'partition-up', partitionId: 'p', nodeNames: ['n'], nodeIps: ['127.0.0.1'] },

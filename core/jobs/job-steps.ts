@@ -5,6 +5,8 @@ import { notYetRun, type JobRecord, type JobStep, type Outcome, type Runtime } f
 /** Everything that can happen to a job. Produced by terminals, the scheduler, the step effects and timers. */
 export type JobEvent =
   | { type: 'inputs-committed' }
+  /** The job's inputs did not all arrive in time. */
+  | { type: 'inputs-expired'; reason: string }
   /** The scheduler placed the job on a partition (reserved for it, or asked for it): idempotent. */
   | { type: 'placed'; remote: string; flavor: string; partition: string }
   | { type: 'unschedulable'; reason: string }
@@ -84,7 +86,7 @@ const leavesThroughTeardown = {
 const others = (...taken: JobEventType[]): JobEventType[] =>
   (
     [
-      'inputs-committed', 'placed', 'unschedulable', 'partition-up', 'connected', 'staged-in', 'started', 'exited',
+      'inputs-committed', 'inputs-expired', 'placed', 'unschedulable', 'partition-up', 'connected', 'staged-in', 'started', 'exited',
       'staged-out', 'released', 'step-failed', 'progress', 'cancel', 'time-limit', 'requeue',
     ] as JobEventType[]
   ).filter((t) => !taken.includes(t));
@@ -106,6 +108,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
     waitsOnGate: false,
     on: {
       'inputs-committed': (job) => ({ ...job, step: 'queue', state: 'Q', stateDetails: 'queued' }),
+      'inputs-expired': (job, event, at) => ended(job, 'C', event.reason, at),
       'step-failed': (job, event, at) => ended(job, 'E', event.reason, at),
       cancel: (job, _e, at) => ended(job, 'C', 'canceled before it started', at),
       requeue: (job) => {
@@ -113,7 +116,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       },
       progress,
     },
-    ignores: others('inputs-committed', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('inputs-committed', 'inputs-expired', 'step-failed', 'cancel', 'requeue', 'progress'),
   },
   queue: {
     shows: 'Q',

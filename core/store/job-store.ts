@@ -268,6 +268,11 @@ export class JobStore {
     }));
   }
 
+  /** Jobs still waiting for their inputs that were submitted before `before` (ISO time). */
+  awaitingInputsSince(before: string): string[] {
+    return (this.db.prepare(`SELECT id FROM jobs WHERE step = 'inputs' AND submit_time < ?`).all(before) as { id: string }[]).map((r) => r.id);
+  }
+
   /** Jobs per state and remote (null: not placed yet), for the metrics. */
   countsByStateAndRemote(): { state: string; remote: string | null; n: number }[] {
     return this.db.prepare('SELECT state, remote, COUNT(*) AS n FROM jobs GROUP BY state, remote').all() as { state: string; remote: string | null; n: number }[];
