@@ -17,6 +17,8 @@ export interface FollowOptions {
   pollMs?: number;
   /** How often once the core pushes output (job.log): only a safety net for what a push missed. */
   safetyPollMs?: number;
+  /** Told of each new state the job is seen in (queued, waiting for its partition, transferring, running). */
+  onPhase?: (job: Job) => void;
 }
 
 const POLL_MS = 3000;
@@ -136,7 +138,13 @@ class JobFollower {
     }
   }
 
+  private lastState: string | null = null;
+
   private observe(job: Job): void {
+    if (!this.finalJob && job.state !== this.lastState) {
+      this.lastState = job.state;
+      if (!isFinal(job.state)) this.options.onPhase?.(job);
+    }
     if (this.finalJob || !isFinal(job.state)) return;
     this.finalJob = job;
     if (this.cursors.length === 0) this.finish();

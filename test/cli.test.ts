@@ -64,6 +64,10 @@ describe('the swm terminal against a real core', function () {
     expect(run.code, run.stderr).to.equal(0);
     expect(run.stdout).to.match(/^Hello from Sky Port: job [0-9a-f-]{36} on /);
     expect(run.stdout).to.contain('examples/data.txt has 12 words');
+    // The phases, on stderr, as they happen.
+    const phases = run.stderr.split('\n').filter((l) => /^swm: [QWTR] \w+/.test(l)).map((l) => l.slice(5, 6));
+    expect(phases[0]).to.equal('Q');
+    expect(phases).to.include('R');
     const jobs = JSON.parse((await swm(admin, ['jobs', '--json'])).stdout) as { id: string; state: string }[];
     expect(jobs[0]!.state).to.equal('F');
     const to = join(scratch, 'results');

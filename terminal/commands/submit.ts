@@ -5,7 +5,7 @@ import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
 import { withCore } from '../connect.js';
 import { CliError, exitCodeForJob, jobExitStatusHelp, usageError } from '../exit-codes.js';
-import { formatBytes, note, printJson } from '../format.js';
+import { formatBytes, formatState, note, printJson } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 import { collect } from '../job-arguments.js';
 import { followJob } from '../job-follow.js';
@@ -155,7 +155,11 @@ ${examples(
             return;
           }
           if (!json) note(`submitted job ${submitted.id}; waiting for it to end`);
-          const job = await followJob(core, submitted.id, json ? {} : { streams: { stdout: process.stdout, stderr: process.stderr } });
+          const job = await followJob(
+            core,
+            submitted.id,
+            json ? {} : { streams: { stdout: process.stdout, stderr: process.stderr }, onPhase: (seen) => note(`${formatState(seen.state)}: ${seen.state_details}`) },
+          );
           if (json) printJson({ ...summary, job });
           process.exitCode = exitCodeForJob(job) ?? 1;
         },
