@@ -1,6 +1,9 @@
 import { isLive } from './partitions/partition-record.js';
 import type { CoreServices } from './services.js';
 
+/** How long the records of deleted partitions are kept (`swm partitions --all` shows the last hour's). */
+const PARTITION_HISTORY_MS = 7 * 24 * 3600_000;
+
 /**
  * Finds partitions a gate holds that the core does not account for, and deletes them: at start, on every
  * gate (re)connection, and periodically. The core records every partition (core/partitions/) before it asks a
@@ -27,6 +30,7 @@ export class Reaper {
   /** One pass over every connected gate; returns the names of the partitions it deleted. */
   async sweep(): Promise<string[]> {
     const deleted: string[] = [];
+    this.forgetOldHistory();
     for (const gate of this.services.gates.values()) {
       if (!gate.connected) continue;
       let partitions;
@@ -50,5 +54,15 @@ export class Reaper {
       }
     }
     return deleted;
+  }
+
+  /** Records of partitions deleted more than a week ago go (a burst of cold jobs leaves one per job). */
+  private forgetOldHistory(): void {
+    try {
+      const forgotten = this.services.store.purgeDeletedPartitions(Date.now() - PARTITION_HISTORY_MS);
+      if (forgotten) this.services.logger.info({ forgotten }, 'reaper: forgot the records of partitions deleted over a week ago');
+    } catch (error) {
+      this.services.logger.warn({ err: (error as Error).message }, 'reaper: cannot forget old partition records');
+    }
   }
 }

@@ -195,6 +195,11 @@ export class JobStore {
     return rows.map((r) => JSON.parse(r.record) as PartitionRecord);
   }
 
+  /** Forget partitions deleted before `beforeMs` (their history has served); returns how many. */
+  purgeDeletedPartitions(beforeMs: number): number {
+    return this.db.prepare(`DELETE FROM partitions WHERE state = 'deleted' AND updated_ms < ?`).run(beforeMs).changes;
+  }
+
   /** Whether a partition of that name was ever recorded (names are never reused). */
   partitionNameTaken(name: string): boolean {
     return this.db.prepare('SELECT 1 FROM partitions WHERE name = ?').get(name) !== undefined;
