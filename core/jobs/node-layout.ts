@@ -91,11 +91,12 @@ export function runnerScript(job: JobRecord, image: string | null, ports: readon
   } else {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
     const exports = [...env, ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
-    command = `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\nchmod +x .swm/job.sh && ./.swm/job.sh`;
+    // job.sh is written executable (stage-in); a script without a #! line is run by sh, as a shell does.
+    command = `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\n./.swm/job.sh`;
   }
   return `#!/bin/sh
-# Sky Port job runner: runs the job once, records its exit code.
-cd "$(dirname "$0")/.." || exit 1
+# Sky Port job runner: runs the job once, records its exit code. Builtins where they do (a process costs).
+cd "\${0%/*}/.." || exit 1
 mkdir .swm/started 2>/dev/null || exit 0
 # Outlive a TERM sent to the job's process group long enough to record how the job ended. A handler (not an
 # ignore) so that the job itself still receives the signal's default action.
@@ -124,12 +125,12 @@ if [ ! -e .swm/exitcode ]; then
     wait $! 2>/dev/null
   else
     echo started
-    pid=$(cat .swm/pid)
+    read -r pid < .swm/pid
     while [ ! -e .swm/exitcode ] && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
   fi
 fi
 [ -e .swm/stopped-by-peer ] && echo stopped-by-peer
-if [ -e .swm/exitcode ]; then echo "exit $(cat .swm/exitcode)"; else echo lost; fi`;
+if [ -e .swm/exitcode ]; then read -r code < .swm/exitcode; echo "exit $code"; else echo lost; fi`;
 }
 
 /**
@@ -145,7 +146,7 @@ export function killCommand(jobId: string, runtime: string | null, byPeer = fals
   const remove = container ? `\n${runtime} rm -f ${containerName(jobId)} >/dev/null 2>&1` : '';
   return `cd ${dir} 2>/dev/null || exit 0
 [ -e .swm/pid ] || exit 0
-${mark}${kill}pid=$(cat .swm/pid)
+${mark}${kill}read -r pid < .swm/pid
 kill -TERM -"$pid" 2>/dev/null
 i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -"$pid" 2>/dev/null${remove}
