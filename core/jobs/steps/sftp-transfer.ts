@@ -5,6 +5,28 @@ import type { SFTPWrapper } from 'ssh2';
 export const writeRemoteFile = (sftp: SFTPWrapper, remote: string, content: string, mode = 0o644): Promise<void> =>
   new Promise((resolve, reject) => sftp.writeFile(remote, content, { mode }, (e) => (e ? reject(e) : resolve())));
 
+const mkdirOnce = (sftp: SFTPWrapper, remote: string): Promise<'made' | 'exists' | 'no-parent'> =>
+  new Promise((resolve, reject) =>
+    sftp.mkdir(remote, { mode: 0o700 }, (e) => {
+      if (!e) return resolve('made');
+      // SFTP says only "failure" for a directory that exists: look.
+      statRemote(sftp, remote).then(
+        (seen) => (seen?.isDirectory ? resolve('exists') : seen ? reject(e) : resolve('no-parent')),
+        reject,
+      );
+    }),
+  );
+
+/** `mkdir -p` over SFTP (no process on the node): the deepest directory first, its parents only if missing. */
+export async function makeRemoteDirs(sftp: SFTPWrapper, remote: string): Promise<void> {
+  const result = await mkdirOnce(sftp, remote);
+  if (result !== 'no-parent') return;
+  const parent = remote.includes('/') ? remote.slice(0, remote.lastIndexOf('/')) : '';
+  if (!parent) throw new Error(`cannot make directory ${remote} on the node`);
+  await makeRemoteDirs(sftp, parent);
+  if ((await mkdirOnce(sftp, remote)) === 'no-parent') throw new Error(`cannot make directory ${remote} on the node`);
+}
+
 export const statRemote = (sftp: SFTPWrapper, remote: string): Promise<{ size: number; isDirectory: boolean } | null> =>
   new Promise((resolve, reject) =>
     sftp.stat(remote, (e, stats) => {

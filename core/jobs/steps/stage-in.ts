@@ -6,7 +6,7 @@ import type { NodePort } from '../../forwarding/node-ports.js';
 import { hostfileText, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
 import { inputsRoot } from '../job-inputs.js';
 import { imageOf } from './connect.js';
-import { writeRemoteFile } from './sftp-transfer.js';
+import { makeRemoteDirs, writeRemoteFile } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
 /**
@@ -39,7 +39,7 @@ export const stageInStep: StepEffect = async (context) => {
   const ips = partitionAddresses(context);
   const remote = services.config.remotes.find((r) => r.name === job.remote);
   const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
-  await Promise.all(sessions.map((s) => s.run(`mkdir -p ${dir}/.swm`, signal)));
+  await Promise.all(sessions.map(async (s) => makeRemoteDirs(await s.sftp(), `${dir}/.swm`)));
   // Declared ports are the head's (forwards reach the head): the other ranks get none.
   const ports = await forwardsOf(services).prepare(job, sessions[0]!);
   await Promise.all(
