@@ -11,6 +11,8 @@ export interface Submission {
   name?: string;
   inputs: readonly LocalInput[];
   progress: boolean;
+  /** Say on stderr that the job exists before its upload (not with --json: the document says it all). */
+  announce?: boolean;
 }
 
 export interface Submitted {
@@ -64,7 +66,7 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
   }
   if (!awaitingInputs) return { id, warnings, resumed, upload: null };
   const bytes = inputs.reduce((n, i) => n + i.size, 0);
-  if (!resumed) note(`job ${id} submitted; uploading ${inputs.length} input file${inputs.length === 1 ? '' : 's'} (${formatBytes(bytes)})`);
+  if (!resumed && submission.announce) note(`job ${id} submitted; uploading ${inputs.length} input file${inputs.length === 1 ? '' : 's'} (${formatBytes(bytes)})`);
   // Ctrl-C during the upload: the job stays, waiting for the rest; say so, and how to go on or give up.
   const interrupted = () => {
     note(

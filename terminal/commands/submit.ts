@@ -138,7 +138,7 @@ ${examples(
       await withCore(
         bundleOptionsOf(command),
         async (core, bundle) => {
-          const submitted = await submitJob(core, bundle, { script, name, inputs, progress }).catch((error: unknown) => {
+          const submitted = await submitJob(core, bundle, { script, name, inputs, progress, announce: !json }).catch((error: unknown) => {
             throw blameFlag(error, overridden);
           });
           for (const warning of submitted.warnings) note(`warning: ${warning}`);
