@@ -168,9 +168,9 @@ export const terminalMethods = {
     z.object({ data: z.string(), offset: z.number().int(), final: z.boolean() }),
   ),
   'job.subscribe': method(
-    'Receive job.event (and job.log while running) notifications for a job.',
+    'Receive job.event (and, unless `logs` is false, job.log while it runs) notifications for a job.',
     people,
-    JobId,
+    z.object({ id: z.uuid(), logs: z.boolean().optional() }).strict(),
     Job,
   ),
   'job.unsubscribe': method('Stop notifications for a job.', people, JobId, z.object({ ok: z.literal(true) })),

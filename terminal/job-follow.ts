@@ -121,7 +121,8 @@ class JobFollower {
   /** job.subscribe answers with the job as it is now, so a job that already ended is seen at once. */
   private async subscribe(first: boolean): Promise<void> {
     try {
-      this.observe(await this.core.call('job.subscribe', { id: this.id }));
+      // A terminal that prints no output does not make the core tail it.
+      this.observe(await this.core.call('job.subscribe', { id: this.id, ...(this.cursors.length ? {} : { logs: false }) }));
       this.pump();
     } catch (error) {
       if (first || this.core.connected) this.fail(error);

@@ -249,6 +249,20 @@ describe('swm logs -f: output pushed as the job writes it (job.log)', function (
     await f.admin.call('job.unsubscribe', { id });
     await eventually(() => tailsOf(id).length === 0, 'tails gone after the last unsubscribe');
 
+    // A terminal that only waits for the job (swm wait) gets its events and makes the core tail nothing.
+    const waiter = await connectTerminal(f.spool.homeDir, f.core.port);
+    try {
+      const waited = collectPushes(waiter, id);
+      expect((await waiter.call('job.subscribe', { id, logs: false })).state).to.equal('R');
+      // Nothing announces that a tail did not start: look again after a while longer than a tail takes to start.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(tailsOf(id), 'no tail for a subscriber without logs').to.have.length(0);
+      expect(waited.pushes.filter((p) => p.data !== '')).to.have.length(0);
+      waited.stop();
+    } finally {
+      await waiter.close();
+    }
+
     // Following again starts them again, from where the log is: pushes resume at exact offsets.
     const before = pushes.pushes.length;
     await f.admin.call('job.subscribe', { id });

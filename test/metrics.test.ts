@@ -68,7 +68,7 @@ describe('GET /metrics (Prometheus text format, monitor certificates)', function
     }
     // The harness deletes partitions as jobs end: none left, every state listed for the remote.
     const partitions = family(after, 'swm_partitions').metrics.filter((m) => m.labels?.remote === 'local');
-    expect(partitions.map((m) => m.labels!.state).sort()).to.deep.equal(['busy', 'creating', 'deleting', 'failed', 'idle', 'ready', 'requested']);
+    expect(partitions.map((m) => m.labels!.state).sort()).to.deep.equal(['busy', 'creating', 'deleting', 'failed', 'idle', 'ready', 'requested', 'retrying']);
     expect(partitions.every((m) => Number(m.value) === 0)).to.equal(true);
     expect(Number(family(after, 'swm_store_commit_seconds').metrics[0]!.count)).to.be.greaterThan(0);
     expect(valueOf(after, 'swm_gate_up', { gate: 'local' })).to.equal(1);

@@ -31,6 +31,7 @@ function partitionIn(state: PartitionState): PartitionRecord {
       { type: 'release', jobId: 'j', keepSec: 60, reusable: true },
     ],
     failed: [{ type: 'asked', gateId: 'g' }, { type: 'create-failed', reason: 'Quota: none left', retryAtMs: T0 + 30_000 }],
+    retrying: [{ type: 'asked', gateId: 'g' }, { type: 'create-failed', reason: 'Quota: none left', retryAtMs: T0 + 30_000 }, { type: 'cleared', retryAtMs: T0 + 40_000 }],
     deleting: [{ type: 'delete', reason: 'admin' }],
     deleted: [{ type: 'delete', reason: 'admin' }, { type: 'gone' }],
   };
@@ -43,6 +44,7 @@ const EVENTS: PartitionEvent[] = [
   { type: 'asked', gateId: 'g' },
   { type: 'up', gateId: 'g', nodes: [node] },
   { type: 'create-failed', reason: 'r', retryAtMs: null },
+  { type: 'cleared', retryAtMs: T0 },
   { type: 'retry' },
   { type: 'reserve', jobId: 'k', owner: 'alice' },
   { type: 'acquire', jobId: 'j' },
@@ -112,10 +114,12 @@ describe('partition states (pure transition function)', () => {
     expect(() => partitionTransition(partitionIn('busy'), { type: 'delete', reason: 'admin' }, new Date())).to.throw(/cancel the job first/);
   });
 
-  it('after a passing failure, asks again once its wait is over; given up by its job, it is deleted instead', () => {
+  it('after a passing failure, is deleted at the gate, then asks again once its wait is over; given up by its job, it is deleted instead', () => {
     const failed = partitionIn('failed');
     expect(failed.retryAtMs).to.equal(T0 + 30_000);
-    expect(partitionTransition(failed, { type: 'retry' }, new Date())).to.include({ state: 'requested', attempts: 1, gateId: null });
+    const retrying = partitionTransition(failed, { type: 'cleared', retryAtMs: T0 + 40_000 }, new Date());
+    expect(retrying).to.include({ state: 'retrying', gateId: null, retryAtMs: T0 + 40_000 });
+    expect(partitionTransition(retrying, { type: 'retry' }, new Date())).to.include({ state: 'requested', attempts: 1 });
     expect(partitionTransition(failed, { type: 'release', jobId: 'j', keepSec: 60, reusable: false }, new Date()).state).to.equal('deleting');
   });
 

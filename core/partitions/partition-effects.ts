@@ -132,7 +132,8 @@ const awaitUp =
         }
         if (seen.status === 'failed') {
           const failure = partitionFailure(seen.error);
-          return { type: 'create-failed', reason: failure.reason, retryAtMs: failure.retry ? Date.now() + options.retryDelayMs(p.attempts) : null };
+          // Marked for another attempt; its time is set once the failed partition is gone (the wait starts then).
+          return { type: 'create-failed', reason: failure.reason, retryAtMs: failure.retry ? Date.now() : null };
         }
       }
     } finally {
@@ -197,8 +198,12 @@ export function partitionEffect(
         forget(p, services);
         return { type: 'gone' };
       }
-      logger.info({ partition: p.name, reason: p.reason, retryAt: new Date(p.retryAtMs).toISOString() }, 'partition failed for a passing reason; asking again after a wait');
-      await pause(Math.max(0, p.retryAtMs - Date.now()), signal);
+      const retryAtMs = Date.now() + options.retryDelayMs(p.attempts);
+      logger.info({ partition: p.name, reason: p.reason, retryAt: new Date(retryAtMs).toISOString() }, 'partition failed for a passing reason; asking again after a wait');
+      return { type: 'cleared', retryAtMs };
+    },
+    retrying: async ({ signal }) => {
+      await pause(Math.max(0, (p.retryAtMs ?? Date.now()) - Date.now()), signal);
       return { type: 'retry' };
     },
     deleting: async ({ signal, logger }) => {

@@ -6,10 +6,10 @@ import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
  *
  *   requested ─► creating ─► ready ─► busy ─► idle ─► deleting ─► deleted
  *        │           │         ▲               │  ▲
- *        └───────────┴─► failed (─► requested: retried after a passing failure)
+ *        └───────────┴─► failed ─► retrying ─► requested (a passing failure: deleted, then asked again after a wait)
  *                                  idle ─► ready: reserved for the next job
  */
-export type PartitionState = 'requested' | 'creating' | 'ready' | 'busy' | 'idle' | 'deleting' | 'deleted' | 'failed';
+export type PartitionState = 'requested' | 'creating' | 'ready' | 'busy' | 'idle' | 'deleting' | 'deleted' | 'failed' | 'retrying';
 
 /** What makes two jobs able to run on one partition (container images may differ). */
 export interface PartitionShape {
@@ -52,7 +52,7 @@ export interface PartitionRecord extends PartitionShape {
 }
 
 /** The partition states that hold cloud resources (or may: asked for, or still being deleted). */
-export const LIVE_STATES: readonly PartitionState[] = ['requested', 'creating', 'ready', 'busy', 'idle', 'deleting', 'failed'];
+export const LIVE_STATES: readonly PartitionState[] = ['requested', 'creating', 'ready', 'busy', 'idle', 'deleting', 'failed', 'retrying'];
 
 export const isLive = (p: Pick<PartitionRecord, 'state'>): boolean => p.state !== 'deleted';
 

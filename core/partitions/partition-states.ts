@@ -9,7 +9,9 @@ export type PartitionEvent =
   | { type: 'up'; gateId: string; nodes: PartitionNode[] }
   /** Creation failed; `retryAtMs` when waiting may cure it (quota, capacity) and a job still wants it. */
   | { type: 'create-failed'; reason: string; retryAtMs: number | null }
-  /** The failed partition is gone at the gate and its wait is over: ask again. */
+  /** The failed partition is gone at the gate; the next attempt is due at `retryAtMs` (the wait starts now). */
+  | { type: 'cleared'; retryAtMs: number }
+  /** The wait after a passing failure is over: ask again. */
   | { type: 'retry' }
   /** The scheduler gives an idle partition to a job. */
   | { type: 'reserve'; jobId: string; owner: string }
@@ -65,7 +67,7 @@ const refuseBusyDelete: Handler<'delete'> = (p) => {
 };
 
 const all: PartitionEventType[] = [
-  'asked', 'up', 'create-failed', 'retry', 'reserve', 'acquire', 'release', 'idle-timeout', 'delete', 'gone', 'lost', 'step-failed',
+  'asked', 'up', 'create-failed', 'cleared', 'retry', 'reserve', 'acquire', 'release', 'idle-timeout', 'delete', 'gone', 'lost', 'step-failed',
 ];
 const others = (...taken: PartitionEventType[]): PartitionEventType[] => all.filter((t) => !taken.includes(t));
 
@@ -113,14 +115,26 @@ export const PARTITION_STATES: { readonly [S in PartitionState]: PartitionStateS
   failed: {
     holdsNodes: true,
     on: {
-      retry: (p) => (p.retryAtMs !== null && p.jobId ? { ...p, state: 'requested', gateId: null, attempts: p.attempts + 1, retryAtMs: null } : p),
+      // Deleted at the gate: wait, then ask again (a passing failure), or done with (any other).
+      cleared: (p, event) => (p.retryAtMs !== null && p.jobId ? { ...p, state: 'retrying', gateId: null, retryAtMs: event.retryAtMs } : p),
       gone: (p, _e, now) => ({ ...p, state: 'deleted', deletedMs: now }),
       reserve: refuseReserve,
       // Its job gave up on it: no more attempts, only the deletion.
       release: abandon,
       delete: (p, event) => deleting(p, event.reason),
     },
-    ignores: others('retry', 'gone', 'reserve', 'release', 'delete'),
+    ignores: others('cleared', 'gone', 'reserve', 'release', 'delete'),
+  },
+  retrying: {
+    // Nothing at the gate, but the nodes are the job's as soon as the wait is over.
+    holdsNodes: true,
+    on: {
+      retry: (p) => ({ ...p, state: 'requested', attempts: p.attempts + 1, retryAtMs: null }),
+      reserve: refuseReserve,
+      release: abandon,
+      delete: (p, event) => deleting(p, event.reason),
+    },
+    ignores: others('retry', 'reserve', 'release', 'delete'),
   },
   ready: {
     holdsNodes: true,

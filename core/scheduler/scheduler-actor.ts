@@ -107,7 +107,7 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
     const now = Date.now();
     for (const p of partitions) {
       if (!p.jobId || partitionsInFlight.has(p.name) || inFlight.has(p.jobId)) continue;
-      if (!['requested', 'creating', 'ready', 'busy', 'failed'].includes(p.state)) continue;
+      if (!['requested', 'creating', 'ready', 'busy', 'failed', 'retrying'].includes(p.state)) continue;
       const job = services.store.get(p.jobId);
       if (job && HOLDING.has(job.step) && job.partitionName === p.name) continue;
       if (now - p.createdMs < RESERVATION_GRACE_MS && job?.step === 'queue' && p.jobsRun === 0 && p.state === 'requested') continue;

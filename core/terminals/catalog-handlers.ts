@@ -119,4 +119,5 @@ const WIRE_STATUS: Record<PartitionRecord['state'], Partition['status']> = {
   deleting: 'deleting',
   deleted: 'deleted',
   failed: 'failed',
+  retrying: 'creating',
 };

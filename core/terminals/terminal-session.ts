@@ -107,8 +107,8 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
             if (!subscriptions.has(job.id) && subscriptions.size < MAX_SUBSCRIPTIONS) {
               const listener = (j: JobRecord) => peer.notify('job.event', toWireJob(j));
               services.bus.on(`job:${job.id}`, listener);
-              // While the job runs, its output is pushed as job.log notifications.
-              const unfollow = handlers.jobs.followLogs(caller, job.id, logSink);
+              // While the job runs, its output is pushed as job.log notifications (unless the terminal only waits).
+              const unfollow = params.logs === false ? () => {} : handlers.jobs.followLogs(caller, job.id, logSink);
               subscriptions.set(job.id, { listener, unfollow });
             }
             return toWireJob(services.store.get(job.id) ?? job);

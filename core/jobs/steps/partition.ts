@@ -37,8 +37,10 @@ export const partitionStep: StepEffect = (context) =>
         case 'creating':
           return say(p.attempts ? `partition has not been created yet (attempt ${p.attempts + 1})` : 'partition has not been created yet');
         case 'failed':
-          if (p.retryAtMs !== null) return say(`${p.reason} (trying again in ${Math.max(0, Math.round((p.retryAtMs - Date.now()) / 1000))} s)`);
+          if (p.retryAtMs !== null) return say(`${p.reason} (deleting the partition, then trying again)`);
           return finish(new Error(`partition creation failed: ${p.reason ?? 'no reason given'}`));
+        case 'retrying':
+          return say(`${p.reason} (trying again in ${Math.max(0, Math.round(((p.retryAtMs ?? Date.now()) - Date.now()) / 1000))} s)`);
         case 'deleting':
         case 'deleted':
           return finish(new Error(`partition ${name} was deleted${p.reason ? ` (${p.reason})` : ''}`));
