@@ -147,6 +147,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       reaper.stop();
       inputDeadline.stop();
       await listener!.close();
+      await services.partitions.deleteIdle();
       jobHandlers.close();
       services.forwards.stop();
       jobs.stop();

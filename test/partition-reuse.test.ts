@@ -269,6 +269,23 @@ describe('partitions reused by the next compatible job', function () {
       expect(await recorded()).to.deep.equal(await liveNames());
     });
   });
+
+  describe('a core stopped', () => {
+    it('deletes its idle partitions (SIGTERM, Ctrl-C): nobody could be placed on them meanwhile', async () => {
+      // The core was restarted by the tests before: a terminal of the current one.
+      await alice.close().catch(() => {});
+      alice = await connectAs(f.core.port, aliceBundle);
+      const job = await run(alice, '#!/bin/sh\necho last\n');
+      const name = partitionOf(job.node_names);
+      expect(await listed(name)).to.include({ state: 'idle' });
+      await f.restart('SIGTERM');
+      await gate.until((p) => p.name === name && p.status === 'deleted');
+      await alice.close().catch(() => {});
+      alice = await connectAs(f.core.port, aliceBundle);
+      await waitUntil(async () => (await listed(name)) === undefined);
+      expect((await gate.live()).map((p) => p.name)).to.not.include(name);
+    });
+  });
 });
 
 describe('a warm pool', function () {

@@ -114,6 +114,34 @@ export class Partitions {
   }
 
   /**
+   * A core that stops deletes its idle partitions (nobody can be placed on them until it is back, and on a cloud
+   * they bill): each is recorded `deleting` and its gate is asked to delete it, which the gate finishes by itself;
+   * the next start confirms it. Busy partitions carry on with their jobs. Bounded by `timeoutMs`.
+   */
+  async deleteIdle(timeoutMs = 5_000): Promise<string[]> {
+    const idle = this.list().filter((p) => p.state === 'idle');
+    const asked: string[] = [];
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
+    await Promise.race([
+      deadline,
+      Promise.all(
+        idle.map(async (p) => {
+          try {
+            const after = await this.send(p.name, { type: 'delete', reason: 'the core stopped' }, timeoutMs);
+            const gate = this.services.gates.get(this.services.config.remotes.find((r) => r.name === p.remote)?.gate ?? '');
+            if (after.state === 'deleting' && after.gateId && gate?.connected) await gate.call('partition.delete', { id: after.gateId });
+            asked.push(p.name);
+          } catch (error) {
+            this.services.logger.warn({ partition: p.name, err: (error as Error).message }, 'could not delete an idle partition as the core stopped');
+          }
+        }),
+      ),
+    ]);
+    if (asked.length) this.services.logger.info({ partitions: asked }, 'idle partitions deleted as the core stopped');
+    return asked;
+  }
+
+  /**
    * On every (re)connection to a gate: the partitions we hold up there (ready, busy, idle) that the gate no longer
    * has, or reports failed, were lost while we were not listening (a core or gate restart, a lost connection).
    * Those being created or deleted reconcile themselves (their effects ask the gate when they start).
