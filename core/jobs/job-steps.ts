@@ -74,6 +74,13 @@ const ended = (job: JobRecord, state: Outcome['state'], details: string, at: str
 
 const progress: Handler<'progress'> = (job, event) => ({ ...job, stateDetails: event.details });
 
+/** What a job that has not started does with failures, cancels and progress: it ends at once (no partition). */
+const endsAtOnce = {
+  'step-failed': ((job, event, at) => ended(job, 'E', event.reason, at)) as Handler<'step-failed'>,
+  cancel: ((job, _e, at) => ended(job, 'C', 'canceled before it started', at)) as Handler<'cancel'>,
+  progress,
+};
+
 /** What every step holding a partition does with failures, cancels and requeues: leave through teardown. */
 const leavesThroughTeardown = {
   'step-failed': ((job, event) => ending(job, { state: 'E', details: event.reason })) as Handler<'step-failed'>,
@@ -109,12 +116,10 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
     on: {
       'inputs-committed': (job) => ({ ...job, step: 'queue', state: 'Q', stateDetails: 'queued' }),
       'inputs-expired': (job, event, at) => ended(job, 'C', event.reason, at),
-      'step-failed': (job, event, at) => ended(job, 'E', event.reason, at),
-      cancel: (job, _e, at) => ended(job, 'C', 'canceled before it started', at),
       requeue: (job) => {
         throw conflict(`job ${job.id} is still waiting for its input files`);
       },
-      progress,
+      ...endsAtOnce,
     },
     ignores: others('inputs-committed', 'inputs-expired', 'step-failed', 'cancel', 'requeue', 'progress'),
   },
@@ -136,10 +141,8 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
         partitionName: event.partition,
       }),
       unschedulable: (job, event, at) => ended(job, 'E', event.reason, at),
-      'step-failed': (job, event, at) => ended(job, 'E', event.reason, at),
-      cancel: (job, _e, at) => ended(job, 'C', 'canceled before it started', at),
       requeue: (job) => job,
-      progress,
+      ...endsAtOnce,
     },
     ignores: others('placed', 'unschedulable', 'step-failed', 'cancel', 'requeue', 'progress'),
   },

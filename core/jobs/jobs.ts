@@ -85,7 +85,7 @@ export class Jobs {
 
   /** The job's actor kept crashing: the job ends E with the reason, stored if the store takes it. */
   private abandon(job: JobRecord, reason: string): void {
-    const ended: JobRecord = { ...job, step: 'done', state: 'E', stateDetails: `internal error: the job ${reason.replace(/^internal error: /, '')}`, endTime: new Date().toISOString() };
+    const ended: JobRecord = { ...job, step: 'done', state: 'E', stateDetails: `internal error: the job ${reason}`, endTime: new Date().toISOString() };
     this.abandoned.set(job.id, ended);
     const logger = this.services.logger.child({ job: job.id });
     logger.error({ reason }, 'job given up: its actor kept failing');

@@ -4,27 +4,12 @@ import type { GateClient } from '../gates/gate-client.js';
 import { forgetPartitionKeys, nodeHostKeys, partitionKeys } from '../nodes/partition-keys.js';
 import { gateOf } from '../services.js';
 import type { CoreServices } from '../services.js';
-import { EffectAborted, type Effect } from '../supervision/durable-actor.js';
+import { EffectAborted, pause, type Effect } from '../supervision/durable-actor.js';
 import type { PartitionRecord, PartitionState } from './partition-record.js';
 import { partitionFailure, type PartitionEvent } from './partition-states.js';
 
 const CREATE_TIMEOUT_MS = 30 * 60_000;
 const DELETE_BACKOFF_MS = [1_000, 2_000, 5_000, 10_000, 30_000];
-
-/** Sleep that an abort cuts short. */
-export const pause = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new EffectAborted('aborted'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new EffectAborted('aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 /** What the effects need to know besides the record. */
 export interface PartitionEffectOptions {

@@ -9,6 +9,10 @@ import { PARTITION_STATES, idleDeadlineOf, partitionRetryDelayMs, partitionTrans
 import { partitionEffect, type PartitionEffectOptions } from './partition-effects.js';
 import { isLive, type PartitionRecord } from './partition-record.js';
 
+/** Why a partition up on our side is lost: what its gate reports of it, or that the gate has it no more. */
+const lostReason = (seen: Partition | undefined): string =>
+  seen ? `the gate reports it ${seen.status}${seen.error ? `: ${seen.error}` : ''}` : 'the gate no longer has it';
+
 /** Partition changes, published once committed: jobs waiting on their partition and the scheduler listen. */
 export class PartitionBus extends EventEmitter {
   constructor() {
@@ -65,7 +69,7 @@ export class Partitions {
       if (seen.status !== 'deleted' && seen.status !== 'failed') return;
       const p = this.safeGet(seen.name);
       if (p && (p.state === 'ready' || p.state === 'busy' || p.state === 'idle'))
-        this.send(p.name, { type: 'lost', reason: `the gate reports it ${seen.status}${seen.error ? `: ${seen.error}` : ''}` }).catch(() => {});
+        this.send(p.name, { type: 'lost', reason: lostReason(seen) }).catch(() => {});
     };
   }
 
@@ -162,7 +166,7 @@ export class Partitions {
       if (!remotes.has(p.remote) || !(p.state === 'ready' || p.state === 'busy' || p.state === 'idle')) continue;
       const seen = byName.get(p.name);
       if (seen && seen.status !== 'deleted' && seen.status !== 'failed') continue;
-      const reason = seen ? `the gate reports it ${seen.status}${seen.error ? `: ${seen.error}` : ''}` : 'the gate no longer has it';
+      const reason = lostReason(seen);
       this.services.logger.warn({ partition: p.name, reason }, 'partition lost');
       this.send(p.name, { type: 'lost', reason }).catch(() => {});
     }

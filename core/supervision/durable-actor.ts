@@ -15,6 +15,21 @@ export class EffectAborted extends Error {
   override name = 'EffectAborted';
 }
 
+/** Sleep that an abort cuts short (rejecting with EffectAborted, already aborted included). */
+export const pause = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new EffectAborted('aborted'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new EffectAborted('aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
 /** What the effect of a state gets: an abort, a way to report intermediate events, a logger. */
 export interface EffectContext<E> {
   signal: AbortSignal;
@@ -189,7 +204,7 @@ export function spawnDurableActor<R, E extends { type: string }>(
         logger.error({ err: reason, crashes: crashes.length }, 'actor crashed');
         if (crashes.length > RESTART_INTENSITY.maxRestarts) {
           const seconds = RESTART_INTENSITY.periodMs / 1000;
-          hooks.gaveUp(stored(), `internal error: failed ${crashes.length} times within ${seconds} s (last: ${reason})`);
+          hooks.gaveUp(stored(), `failed ${crashes.length} times within ${seconds} s (last: ${reason})`);
           return ctx.stop;
         }
         // Reset to the durable state and perform its effect again.

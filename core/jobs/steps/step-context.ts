@@ -25,15 +25,4 @@ export const throwIfAborted = (signal: AbortSignal): void => {
 };
 
 /** Sleep that an abort cuts short. */
-export const pause = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new StepAborted('step aborted'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+export { pause } from '../../supervision/durable-actor.js';
