@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite runs against besides npm packages: podman (with runc and the two settings
 # these sandboxes need), busybox-static for a local test image, OpenSSH as a benchmark peer, and what the
-# local gate isolates nodes with (uidmap for rootless podman, iproute2, util-linux, procps).
+# local gate isolates nodes with (uidmap for rootless podman, iproute2, util-linux, procps), and Chromium for
+# the dashboard's browser test (driven headless by puppeteer-core, which never downloads a browser itself).
 # Only acts as root on Debian/Ubuntu; elsewhere it says what is missing and leaves the machine alone.
 set -euo pipefail
 
@@ -18,6 +19,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v pkill >/dev/null 2>&1 || need+=(procps)
 # `swm completion zsh` is checked by running its output in zsh.
 command -v zsh >/dev/null 2>&1 || need+=(zsh)
+# The dashboard test opens `swm dashboard` in a real headless browser.
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

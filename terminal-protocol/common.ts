@@ -13,6 +13,8 @@ export const Flavor = z.object({
   diskMiB: z.number().int().nonnegative(),
   /** Price per node-hour; absent when the cloud publishes none. */
   pricePerHour: z.number().nonnegative().optional(),
+  /** Price per node-hour of a spot (preemptible) node, where the cloud sells them; absent otherwise. */
+  spotPrice: z.number().nonnegative().optional(),
   currency: z.string().optional(),
 });
 export type Flavor = z.infer<typeof Flavor>;

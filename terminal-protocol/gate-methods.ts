@@ -26,6 +26,10 @@ export const PartitionRequest = z
     hostKeys: z.array(z.string()).optional(),
     /** Container images the partition's jobs will run: a gate may have them on the nodes before it reports up. */
     containerImages: z.array(z.string()).max(16).optional(),
+    /** Spot (preemptible) nodes: cheaper, and the cloud may take them back; absent: the gate's default. */
+    spot: z.boolean().optional(),
+    /** With spot: the most a node may cost an hour, in the flavor's currency; absent: the gate's default. */
+    maxPrice: z.number().positive().optional(),
     tags: z.record(z.string(), z.string()),
   })
   .strict();

@@ -205,6 +205,36 @@ export const terminalMethods = {
     z.object({ id: z.uuid(), port: z.number().int().min(1).max(65535) }).strict(),
     z.object({ stream: z.number().int(), window: z.number().int() }),
   ),
+  'job.exec.open': method(
+    'Run a command (or a shell) inside a running job, on one of its nodes: in its container, or in its process environment. ' +
+      'Stdin and stdout travel on `stream`, stderr on `stderr` (null with a pseudo-terminal, which has one output); ' +
+      'a job.exec.exit notification gives the exit status.',
+    people,
+    z
+      .object({
+        id: z.uuid(),
+        /** The node's rank in the partition (0: the head). */
+        node: z.number().int().min(0).max(10_000).optional(),
+        /** The program and its arguments; none: the job's shell. */
+        command: z.array(z.string().max(64 * 1024)).max(4096).optional(),
+        /** Allocate a pseudo-terminal of this size (an interactive shell). */
+        pty: z.object({ cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000), term: z.string().regex(/^[A-Za-z0-9._+-]{1,64}$/).optional() }).strict().optional(),
+      })
+      .strict(),
+    z.object({ exec: z.number().int(), stream: z.number().int(), stderr: z.number().int().nullable(), window: z.number().int() }),
+  ),
+  'job.exec.resize': method(
+    "Tell a command's pseudo-terminal its new window size (the program receives SIGWINCH).",
+    people,
+    z.object({ exec: z.number().int(), cols: z.number().int().min(1).max(10_000), rows: z.number().int().min(1).max(10_000) }).strict(),
+    z.object({ ok: z.literal(true) }),
+  ),
+  'job.exec.signal': method(
+    "Send a signal to a command started by job.exec.open (its process group).",
+    people,
+    z.object({ exec: z.number().int(), signal: z.enum(['INT', 'TERM', 'HUP', 'QUIT', 'KILL', 'USR1', 'USR2']) }).strict(),
+    z.object({ ok: z.literal(true) }),
+  ),
   'job.ports': method(
     "A job's forwarded ports: for `in` ports, where they listen on the node and on the core host; for `out` ports, where they lead.",
     people,
@@ -265,6 +295,8 @@ export type TerminalMethods = typeof terminalMethods;
 export const terminalNotifications = {
   'job.event': Job,
   'job.log': z.object({ id: z.uuid(), stream: z.enum(['stdout', 'stderr']), offset: z.number().int(), data: z.string() }),
+  /** A command of job.exec.open has ended: its exit status, or the signal that killed it (SSH's name, no SIG prefix). */
+  'job.exec.exit': z.object({ exec: z.number().int(), code: z.number().int().nullable(), signal: z.string().nullable() }),
 } as const;
 
 export type TerminalNotifications = typeof terminalNotifications;

@@ -159,11 +159,12 @@ export async function downloadJobFiles(
   );
   const total = files.reduce((n, f) => n + f.size, 0);
   const resumed = plan.reduce((n, p) => n + p.from, 0);
-  const progress = startProgress({ enabled: options.progress, label: 'download', total, startValue: resumed });
+  const progress = startProgress({ enabled: options.progress, label: 'download', total, startValue: resumed, files: { total: files.length } });
   const done: DownloadedFile[] = [];
   try {
     await forEachConcurrently(plan, PARALLEL_FILES, async ({ file, from }) => {
       done.push(await downloadFile(core, id, file, root, from, (n) => progress.advance(n)));
+      progress.fileDone();
     });
   } finally {
     progress.finish();

@@ -21,6 +21,11 @@ export const ExitCode = {
   WaitTimeout: 124,
   /** The job was canceled (the value shells use for an interrupted command). */
   Canceled: 130,
+  /**
+   * `swm exec` failed itself (the core unreachable, no such job, the job not running): as ssh, the one value
+   * a remote command's own status is unlikely to take; every other status is the command's.
+   */
+  ExecFailure: 255,
 } as const;
 
 /** An error `swm` reports itself: its message goes to stderr as `swm: <message>`, the process exits with its code. */

@@ -4,7 +4,9 @@ import { registerAdminUserAdd } from './commands/admin-user-add.js';
 import { registerAdminUserRevoke } from './commands/admin-user-revoke.js';
 import { registerCancel } from './commands/cancel.js';
 import { registerCompletion } from './commands/completion.js';
+import { registerDashboard } from './commands/dashboard.js';
 import { registerDownload } from './commands/download.js';
+import { registerExec } from './commands/exec.js';
 import { registerFlavors } from './commands/flavors.js';
 import { registerForward } from './commands/forward.js';
 import { registerImages } from './commands/images.js';
@@ -65,11 +67,13 @@ ${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '
   registerRequeue(program);
   registerDownload(program);
   registerForward(program);
+  registerExec(program);
   registerRemotes(program);
   registerFlavors(program);
   registerImages(program);
   registerPartitions(program);
   registerNodes(program);
+  registerDashboard(program);
 
   const admin = program
     .command('admin')

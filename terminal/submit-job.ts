@@ -66,7 +66,6 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
   }
   if (!awaitingInputs) return { id, warnings, resumed, upload: null };
   const bytes = inputs.reduce((n, i) => n + i.size, 0);
-  if (!resumed && submission.announce) note(`job ${id} submitted; uploading ${inputs.length} input file${inputs.length === 1 ? '' : 's'} (${formatBytes(bytes)})`);
   // Ctrl-C during the upload: the job stays, waiting for the rest; say so, and how to go on or give up.
   const interrupted = () => {
     note(
@@ -75,7 +74,9 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
     );
     process.exit(130);
   };
+  // Listening before the job id is printed: a Ctrl-C at the sight of it must find the handler.
   process.once('SIGINT', interrupted);
+  if (!resumed && submission.announce) note(`job ${id} submitted; uploading ${inputs.length} input file${inputs.length === 1 ? '' : 's'} (${formatBytes(bytes)})`);
   const upload = await uploadInputs(core, id, inputs, { progress: submission.progress })
     .catch((error: unknown) => {
       note(`the upload of job ${id} stopped; run the same command again to resume it`);

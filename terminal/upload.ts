@@ -164,7 +164,13 @@ export async function uploadInputs(
   const total = inputs.reduce((n, i) => n + i.size, 0);
   const toSend = steps.reduce((n, s) => n + s.input.size - s.from, 0);
   const alreadyThere = total - toSend;
-  const progress = startProgress({ enabled: options.progress, label: 'upload  ', total, startValue: alreadyThere });
+  const progress = startProgress({
+    enabled: options.progress,
+    label: 'upload  ',
+    total,
+    startValue: alreadyThere,
+    files: { total: inputs.length, done: inputs.length - steps.length },
+  });
   let sent = 0;
   let rewinds = 0;
   try {
@@ -179,6 +185,7 @@ export async function uploadInputs(
         },
         options.hooks ?? {},
       );
+      progress.fileDone();
     });
   } finally {
     progress.finish();

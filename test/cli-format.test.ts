@@ -155,6 +155,9 @@ describe('swm output formatting', () => {
     const text = progressText({ label: 'upload', value: 30 * mib, total: 50 * mib, startValue: 10 * mib, elapsedMs: 2000 });
     expect(text).to.equal('30 MiB / 50 MiB  10 MiB/s  ETA 2s');
     expect(progressText({ label: 'x', value: 0, total: 10, startValue: 0, elapsedMs: 0 })).to.include('ETA ?');
+    // Files counted beside bytes: many small files move few bytes each.
+    expect(progressText({ label: 'x', value: 5, total: 10, startValue: 0, elapsedMs: 1000, files: { done: 3, total: 12 } })).to.match(/^5 B \/ 10 B {2}3\/12 files {2}/);
+    expect(progressText({ label: 'x', value: 5, total: 10, startValue: 0, elapsedMs: 1000, files: { done: 0, total: 1 } })).to.contain(' 0/1 file ');
   });
 });
 

@@ -138,7 +138,12 @@ describe('scheduler (pure schedule function)', () => {
 
     it('keeps the job waiting: neither assigned nor rejected', () => {
       const plan = schedule(snapshot([job('j'), job('k', { flavor: 'anything' })], [silent]));
-      expect(plan).to.deep.equal({ assignments: [], evictions: [], poolCreates: [], rejections: [], waiting: [] });
+      const { pending, ...rest } = plan;
+      expect(rest).to.deep.equal({ assignments: [], evictions: [], poolCreates: [], rejections: [], waiting: [], reservations: [] });
+      expect(pending.map((p) => [p.jobId, p.code, p.position])).to.deep.equal([
+        ['j', 'WaitingForFlavors', 1],
+        ['k', 'WaitingForFlavors', 2],
+      ]);
     });
 
     it('says why in place()', () => {

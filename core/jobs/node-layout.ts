@@ -81,19 +81,32 @@ ${onCloud}
 fi`;
 }
 
+/** The variables a job's script sees (besides its ports'): its own directives' and where it runs. Pure. */
+const jobEnv = (job: JobRecord, placement: NodePlacement): Array<[string, string]> => [
+  ...Object.entries({ ...job.directives.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name }),
+  ...placementEnv(placement),
+];
+
+/** Whether the job runs in a container on its nodes (an image, and a container runtime found there). Pure. */
+const inContainer = (job: JobRecord, image: string | null): boolean => image !== null && (job.runtime === 'podman' || job.runtime === 'docker');
+
+/**
+ * `.swm/env`: the environment of a plain-process job as shell exports, which `swm exec` sources so that a
+ * command run beside the job sees what the job sees. Pure.
+ */
+export function jobEnvFile(job: JobRecord, ports: readonly NodePort[] = [], placement: NodePlacement = headOnly()): string {
+  const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
+  const exports = [...jobEnv(job, placement), ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
+  return `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\n`;
+}
+
 export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = [], placement: NodePlacement = headOnly()): string {
   const d = job.directives;
-  const env: Array<[string, string]> = [...Object.entries({ ...d.env, SWM_JOB_ID: job.id, SWM_JOB_NAME: job.name }), ...placementEnv(placement)];
   const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
-  let command: string;
-  if (image && (job.runtime === 'podman' || job.runtime === 'docker')) {
-    command = containerCommand(job, job.runtime, image, env, ports);
-  } else {
-    const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(p.nodePort)]);
-    const exports = [...env, ...portEnv].map(([k, v]) => `export ${k}=${shellQuote(v)}`).join('\n');
-    // job.sh is written executable (stage-in); a script without a #! line is run by sh, as a shell does.
-    command = `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\n./.swm/job.sh`;
-  }
+  // job.sh is written executable (stage-in); a script without a #! line is run by sh, as a shell does.
+  const command = inContainer(job, image)
+    ? containerCommand(job, job.runtime!, image!, jobEnv(job, placement), ports)
+    : `${jobEnvFile(job, ports, placement)}./.swm/job.sh`;
   return `#!/bin/sh
 # Sky Port job runner: runs the job once, records its exit code. Builtins where they do (a process costs).
 cd "\${0%/*}/.." || exit 1
@@ -151,4 +164,54 @@ kill -TERM -"$pid" 2>/dev/null
 i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL -"$pid" 2>/dev/null${remove}
 exit 0`;
+}
+
+/** The shell of an interactive `swm exec`: bash where there is one, else sh. */
+const INTERACTIVE_SHELL = `if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi`;
+
+/** Where an `swm exec` command records its pid (`token`: random, per command), so that it can be signalled. */
+const execPidFile = (token: string, inContainerPath: boolean): string => `${inContainerPath ? '/tmp' : '"$HOME"'}/.swm-exec/${token}`;
+
+/** How `swm exec` reaches a command: in the job's container, or beside the job's processes. */
+export interface ExecPlace {
+  tty: boolean;
+  /** The job runs on this node (the head, or every node with `run-on all`): its container is here. */
+  runsHere: boolean;
+  term?: string;
+  /** Names the command's pid file (a random token: [A-Za-z0-9_-]). */
+  token: string;
+}
+
+const inJobContainer = (job: JobRecord, image: string | null, place: ExecPlace): boolean => place.runsHere && inContainer(job, image);
+
+/**
+ * What `swm exec` runs on a node: `argv` (or an interactive shell when empty) inside the job: in its container
+ * where the job runs one on this node (`podman exec`, with a terminal when `tty`), else in the job's directory
+ * with the job's variables (.swm/env). The command first records its pid (execSignalCommand's). Pure.
+ */
+export function execCommand(job: JobRecord, image: string | null, argv: readonly string[], place: ExecPlace): string {
+  const dir = shellQuote(nodeJobDir(job.id));
+  const program = argv.length > 0 ? argv.map(shellQuote).join(' ') : null;
+  if (inJobContainer(job, image, place)) {
+    const term = place.tty ? ` -t -e TERM=${shellQuote(place.term ?? 'xterm')}` : '';
+    const pidFile = execPidFile(place.token, true);
+    const inside = `mkdir -p /tmp/.swm-exec && echo $$ > ${pidFile}; ${program ? `exec ${program}` : INTERACTIVE_SHELL}`;
+    return `exec ${job.runtime} exec -i${term} ${containerName(job.id)} /bin/sh -c ${shellQuote(inside)}`;
+  }
+  const term = place.tty ? `export TERM=${shellQuote(place.term ?? 'xterm')}\n` : '';
+  return `mkdir -p "$HOME/.swm-exec" && echo $$ > ${execPidFile(place.token, false)}
+cd ${dir} 2>/dev/null || cd
+[ -r .swm/env ] && . ./.swm/env
+${term}${program ? `exec ${program}` : INTERACTIVE_SHELL}`;
+}
+
+/**
+ * Send `signal` to a command of execCommand: its process group where it leads one (a session of its own, as
+ * SSH servers start commands), else the process. For servers that take no signal request once stdin has
+ * ended. Pure.
+ */
+export function execSignalCommand(job: JobRecord, image: string | null, place: ExecPlace, signal: string): string {
+  const container = inJobContainer(job, image, place);
+  const kill = `pid=$(cat ${execPidFile(place.token, container)}) && { kill -${signal} "-$pid" 2>/dev/null || kill -${signal} "$pid"; }`;
+  return container ? `exec ${job.runtime} exec ${containerName(job.id)} /bin/sh -c ${shellQuote(kill)}` : kill;
 }

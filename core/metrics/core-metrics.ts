@@ -8,10 +8,13 @@ import type { JobRecord } from '../store/job-record.js';
 const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200];
 const COMMIT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
+const TRANSFER_DIRECTIONS = ['upload', 'stage-in', 'stage-out', 'download'] as const;
+export type TransferDirection = (typeof TRANSFER_DIRECTIONS)[number];
+
 /**
  * What `GET /metrics` shows (Prometheus text format, prom-client), in a registry of this core's own: jobs by
- * state and remote, submissions, step durations, partitions by state, gates' health and round trip, store
- * commit latency, and the process's own figures (event-loop lag, memory, CPU). Counts are read from the store
+ * state and remote, submissions, step durations, partitions by state, gates' health and round trip, bytes of
+ * files moved each way, store commit latency, and the process's own figures (event-loop lag, memory, CPU). Counts are read from the store
  * when scraped; durations are observed as jobs move (from the job bus).
  */
 export class CoreMetrics {
@@ -19,6 +22,7 @@ export class CoreMetrics {
   private readonly submitted: Counter;
   private readonly stepSeconds: Histogram;
   private readonly commitSeconds: Histogram;
+  private readonly transferBytes: Counter;
   /** When each job entered its current step, as this core saw it (ms). */
   private readonly entered = new Map<string, { step: string; at: number }>();
   private readonly onJob = (job: JobRecord) => this.observe(job);
@@ -34,6 +38,13 @@ export class CoreMetrics {
       buckets: STEP_BUCKETS,
       registers,
     });
+    this.transferBytes = new Counter({
+      name: 'swm_transfer_bytes_total',
+      help: "Bytes of jobs' files moved: upload (terminal to core), stage-in (core to nodes), stage-out (nodes to core), download (core to terminal)",
+      labelNames: ['direction'],
+      registers,
+    });
+    for (const direction of TRANSFER_DIRECTIONS) this.transferBytes.inc({ direction }, 0);
     this.commitSeconds = new Histogram({ name: 'swm_store_commit_seconds', help: 'Duration of a group commit of the store (fsync included)', buckets: COMMIT_BUCKETS, registers });
     new Gauge({
       name: 'swm_jobs',
@@ -94,6 +105,11 @@ export class CoreMetrics {
   jobSubmitted(job: JobRecord): void {
     this.submitted.inc();
     this.entered.set(job.id, { step: job.step, at: Date.now() });
+  }
+
+  /** Bytes of a job's files moved one way. */
+  transferred(direction: TransferDirection, bytes: number): void {
+    if (bytes > 0) this.transferBytes.inc({ direction }, bytes);
   }
 
   /** The text a scrape gets, and its content type. */

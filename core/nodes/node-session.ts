@@ -215,8 +215,10 @@ export class NodeSession {
    * Start a command and hand back its channel: the caller writes its stdin and reads its output (a
    * long-running helper, such as a checksum fed as a transfer progresses).
    */
-  openExec(command: string): Promise<ClientChannel> {
-    return new Promise((resolve, reject) => this.client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))));
+  openExec(command: string, options: { pty?: { cols: number; rows: number; term: string } } = {}): Promise<ClientChannel> {
+    return new Promise((resolve, reject) =>
+      this.client.exec(command, options.pty ? { pty: options.pty } : {}, (error, channel) => (error ? reject(error) : resolve(channel))),
+    );
   }
 
   /** Run a command that must succeed; rejects with its stderr otherwise. */

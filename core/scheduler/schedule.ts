@@ -1,106 +1,52 @@
 import { fits, type PartitionShape } from '../partitions/partition-record.js';
-import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
+import { backfill, expectedEndMs, reservationFor, type Shadow } from './backfill.js';
+import { budgetExhausted } from './budgets.js';
+import { dependencyState } from './dependencies.js';
+import { rankQueue } from './job-order.js';
+import { dependencyNeverSatisfied, pendingReason, resourcesDetail, withPositions, type PendingCode } from './pending-reasons.js';
+import { RunningTally } from './quotas.js';
+import type { Assignment, IdlePartition, PendingJob, Plan, QueuedJob, RemoteCapacity, RunningJob, Snapshot } from './snapshot.js';
+
+export type { ArrayTask, Assignment, IdlePartition, PendingJob, Plan, QueuedJob, RemoteCapacity, Reservation, RunningJob, SchedulingPolicy, Snapshot, WarmPool } from './snapshot.js';
+export { byPriorityThenAge } from './job-order.js';
 
 /**
  * The scheduler's decision, as a pure function (the shape of Nomad's scheduler: a snapshot in, a plan out).
- * No I/O: the scheduler actor gathers the snapshot and applies the plan.
+ * No I/O: the scheduler actor gathers the snapshot and applies the plan. Each policy lives in a file of its own;
+ * this one composes them.
  *
- *   queued jobs ──► order (priority desc, submit order) ──► resolve remote & flavor
- *       ──► an idle partition that fits? reuse it ──► else fits quota? a new partition
- *       ──► else idle partitions of others to delete to make room ──► warm pools topped up ──► plan
+ *   queued jobs ──► effective order: w·priority + w·fair share, then age             job-order.ts, fair-share.ts
+ *     │ each job, best first:
+ *     ├─ unknown remote or flavor, wider than the remote ─────────────────────────► rejections
+ *     ├─ a dependency that can never be met ──────────────────────────────────────► rejections   dependencies.ts
+ *     ├─ a dependency not met yet, gate unavailable (+ waiting), flavors unknown ─► pending
+ *     ├─ budget spent, array cap, user or account node limit ─────────────────────► pending      budgets.ts, quotas.ts
+ *     ├─ a job ahead on its remote waits: starts only if it cannot delay that job,
+ *     │  else ─────────────────────────────────────────────────────────────────────► pending     backfill.ts
+ *     ├─ an idle partition that fits? reuse it ───────────────────────────────────► assignments
+ *     ├─ fits the remote's free nodes? a new partition ───────────────────────────► assignments
+ *     └─ else: idle partitions to delete for it (evictions), its reservation,
+ *        and the remote blocked for the jobs behind it ───────────────────────────► pending, reservations
+ *   then: idle partitions beyond maxIdle deleted, warm pools topped up ──► plan
+ *   pending jobs get their position on their remote ──────────────────────────────  pending-reasons.ts
  *
- * Policy: FIFO within priority, per remote. A job that does not fit its remote's free nodes blocks the
- * jobs behind it on that remote (no starvation of wide jobs); other remotes are unaffected. Idle partitions
- * count against the quota until they are deleted: a job that needs their nodes has them deleted.
+ * Policy: by effective priority, per remote. A job that does not fit its remote's free nodes blocks the jobs
+ * behind it on that remote (no starvation of wide jobs); other remotes are unaffected. With a time (nowMs) and the
+ * running jobs, a job behind it may still start if it cannot delay it (EASY backfill). A job held by a limit,
+ * a budget or a dependency blocks nobody. Idle partitions count against the quota until they are deleted: a job
+ * that needs their nodes has them deleted.
  */
-
-export interface QueuedJob {
-  id: string;
-  priority: number;
-  /** Submission order; lower is older. */
-  seq: number;
-  nodes: number;
-  remote?: string;
-  flavor?: string;
-  /** Who submitted it (a partition is reused only by its owner's jobs, unless the remote shares). */
-  owner?: string;
-  cloudImage?: string | null;
-  ports?: PortSpec[];
-}
-
-/** A partition up and idle (or a warm pool's spare), that a job may be placed on. */
-export interface IdlePartition extends PartitionShape {
-  name: string;
-  owner: string | null;
-  pool: boolean;
-  idleSinceMs: number;
-}
-
-export interface WarmPool {
-  flavor: string;
-  nodes: number;
-  cloudImage: string | null;
-  /** Spares kept ready. */
-  count: number;
-}
-
-export interface RemoteCapacity {
-  name: string;
-  isDefault: boolean;
-  maxNodes: number;
-  defaultFlavor: string | null;
-  /** Flavor names the remote's gate offers, or null while the gate has not told us (gate unreachable). */
-  flavors: ReadonlySet<string> | null;
-  /** Why the remote's gate cannot take work now (not answering, another spool's), or null/absent when it can. */
-  unavailable?: string | null;
-  /** Partitions may be reused by jobs of other owners. */
-  sharing?: boolean;
-  /** Cloud image of jobs that name none. */
-  defaultCloudImage?: string | null;
-  pool?: WarmPool | null;
-  /** Most idle partitions kept at once (the oldest beyond are deleted); null: no limit. */
-  maxIdle?: number | null;
-}
-
-export interface Snapshot {
-  queued: QueuedJob[];
-  remotes: RemoteCapacity[];
-  /** Nodes allocated right now, per remote (every partition not deleted, idle ones included). */
-  usage: ReadonlyMap<string, number>;
-  /** Partitions a job may be placed on. */
-  idle?: IdlePartition[];
-  /** Pool partitions asked for and not up yet, per remote. */
-  poolPending?: ReadonlyMap<string, number>;
-}
-
-export interface Assignment {
-  jobId: string;
-  remote: string;
-  flavor: string;
-  /** The idle partition the job goes on; absent: a new partition is made for it. */
-  reuse?: string;
-  shape: PartitionShape;
-}
-
-export interface Plan {
-  assignments: Assignment[];
-  /** Idle partitions to delete: to make room for a job that needs their nodes, or beyond the remote's maxIdle. */
-  evictions: { name: string; reason: string }[];
-  /** Warm pool partitions to make. */
-  poolCreates: { remote: string; shape: PartitionShape }[];
-  /** Jobs that can never run as asked (unknown remote or flavor, wider than the remote's quota). */
-  rejections: { jobId: string; reason: string }[];
-  /** Jobs that stay queued because their remote's gate is unavailable, with the gate's reason. */
-  waiting: { jobId: string; reason: string }[];
-}
-
-export const byPriorityThenAge = (a: QueuedJob, b: QueuedJob): number => b.priority - a.priority || a.seq - b.seq;
 
 export type Placement = { remote: RemoteCapacity; flavor: string } | { reason: string } | { wait: string } | { unavailable: string };
 
+/** The remote a job goes to: the one it names, else the default one, else the first; undefined if none. */
+export function resolveRemote(job: Pick<QueuedJob, 'remote'>, remotes: RemoteCapacity[]): RemoteCapacity | undefined {
+  return job.remote ? remotes.find((r) => r.name === job.remote) : (remotes.find((r) => r.isDefault) ?? remotes[0]);
+}
+
 /** Where a job would go, or why it cannot go anywhere (pure; also used to validate a submission). */
 export function place(job: Pick<QueuedJob, 'nodes' | 'remote' | 'flavor'>, remotes: RemoteCapacity[]): Placement {
-  const remote = job.remote ? remotes.find((r) => r.name === job.remote) : (remotes.find((r) => r.isDefault) ?? remotes[0]);
+  const remote = resolveRemote(job, remotes);
   if (!remote) return { reason: job.remote ? `unknown remote "${job.remote}" (known: ${remotes.map((r) => r.name).join(', ')})` : 'no remote is configured' };
   const flavor = job.flavor ?? remote.defaultFlavor;
   if (!flavor) return { reason: `remote "${remote.name}" has no default flavor: the job must name one with #SWM flavor` };
@@ -114,10 +60,13 @@ export function place(job: Pick<QueuedJob, 'nodes' | 'remote' | 'flavor'>, remot
 
 const oldestFirst = (a: IdlePartition, b: IdlePartition): number => a.idleSinceMs - b.idleSinceMs;
 
+/** Decide what to start, delete, make and reject, and why every other queued job waits. Pure. */
 export function schedule(snapshot: Snapshot): Plan {
-  const plan: Plan = { assignments: [], evictions: [], poolCreates: [], rejections: [], waiting: [] };
+  const plan: Plan = { assignments: [], evictions: [], poolCreates: [], rejections: [], waiting: [], pending: [], reservations: [] };
+  const policy = snapshot.policy ?? {};
   const free = new Map(snapshot.remotes.map((r) => [r.name, r.maxNodes - (snapshot.usage.get(r.name) ?? 0)]));
-  const blocked = new Set<string>();
+  /** Remotes whose first job in line does not fit: that job, and its reservation while it can be computed. */
+  const blocked = new Map<string, { jobId: string; shadow: Shadow | null }>();
   /** Idle partitions not given to a job nor deleted by this plan. */
   const idle = [...(snapshot.idle ?? [])].sort(oldestFirst);
   const take = (name: string): void => {
@@ -130,19 +79,56 @@ export function schedule(snapshot: Snapshot): Plan {
     take(p.name);
     plan.evictions.push({ name: p.name, reason });
   };
-  for (const job of [...snapshot.queued].sort(byPriorityThenAge)) {
+  const { nowMs, running } = snapshot;
+  const backfilling = policy.backfill !== false;
+  const tally = new RunningTally(running);
+  /** Jobs this plan starts, as running jobs: their nodes come back for a reservation like the others'. */
+  const started: RunningJob[] = [];
+  const start = (job: QueuedJob, assignment: Assignment): void => {
+    plan.assignments.push(assignment);
+    tally.start(job);
+    const endsAtMs = nowMs === undefined ? null : expectedEndMs(nowMs, job.durationSec, policy.backfillOverheadSec);
+    started.push({ jobId: job.id, remote: assignment.remote, nodes: job.nodes, endsAtMs, owner: job.owner, account: job.account, arrayId: job.array?.id });
+  };
+  const pending: (Omit<PendingJob, 'position'> & { remote: string | null })[] = [];
+  const hold = (job: QueuedJob, remote: string, code: PendingCode, detail?: string): void => {
+    pending.push({ jobId: job.id, code, reason: pendingReason(code, detail), remote });
+  };
+  for (const { job } of rankQueue(snapshot.queued, snapshot.recentUsage, policy.weights)) {
     const where = place(job, snapshot.remotes);
     if ('reason' in where) {
       plan.rejections.push({ jobId: job.id, reason: where.reason });
       continue;
     }
-    if ('unavailable' in where) {
-      plan.waiting.push({ jobId: job.id, reason: where.unavailable });
+    const deps = dependencyState(job.depends, snapshot.outcomes);
+    if ('never' in deps) {
+      plan.rejections.push({ jobId: job.id, reason: dependencyNeverSatisfied(deps.never) });
       continue;
     }
-    if ('wait' in where) continue;
-    const name = where.remote.name;
-    if (blocked.has(name)) continue;
+    const name = 'remote' in where ? where.remote.name : resolveRemote(job, snapshot.remotes)!.name;
+    if (!deps.met) {
+      hold(job, name, 'Dependency', `${deps.on} pending`);
+      continue;
+    }
+    if ('unavailable' in where) {
+      plan.waiting.push({ jobId: job.id, reason: where.unavailable });
+      hold(job, name, 'GateUnavailable', where.unavailable);
+      continue;
+    }
+    if ('wait' in where) {
+      hold(job, name, 'WaitingForFlavors', `remote ${name}`);
+      continue;
+    }
+    const spent = budgetExhausted(job.owner, job.account, snapshot.budgets);
+    if (spent) {
+      hold(job, name, 'Budget', spent);
+      continue;
+    }
+    const limited = tally.arrayHold(job) ?? tally.quotaHold(job, policy.limits);
+    if (limited) {
+      hold(job, name, limited.code, limited.detail);
+      continue;
+    }
     const shape: PartitionShape = {
       remote: name,
       flavor: where.flavor,
@@ -154,12 +140,25 @@ export function schedule(snapshot: Snapshot): Plan {
     const reusable = idle
       .filter((p) => fits(p, shape, job.owner ?? '', where.remote.sharing ?? false))
       .sort((a, b) => Number(a.owner === null) - Number(b.owner === null) || b.idleSinceMs - a.idleSinceMs)[0];
+    const available = free.get(name)!;
+    const ahead = blocked.get(name);
+    if (ahead) {
+      const fitsNow = reusable !== undefined || job.nodes <= available;
+      const left =
+        backfilling && ahead.shadow && fitsNow && nowMs !== undefined
+          ? backfill(ahead.shadow, { nodes: job.nodes, endsAtMs: expectedEndMs(nowMs, job.durationSec, policy.backfillOverheadSec), reusesIdle: reusable !== undefined })
+          : null;
+      if (!left) {
+        hold(job, name, 'Priority', `job ${ahead.jobId} is ahead on remote ${name}`);
+        continue;
+      }
+      ahead.shadow = left;
+    }
     if (reusable) {
       take(reusable.name);
-      plan.assignments.push({ jobId: job.id, remote: name, flavor: where.flavor, reuse: reusable.name, shape });
+      start(job, { jobId: job.id, remote: name, flavor: where.flavor, reuse: reusable.name, shape });
       continue;
     }
-    const available = free.get(name)!;
     if (job.nodes > available) {
       // Idle partitions hold nodes nobody uses: delete as many (oldest first) as the job needs, and let it wait.
       const victims: IdlePartition[] = [];
@@ -170,12 +169,25 @@ export function schedule(snapshot: Snapshot): Plan {
         victims.push(p);
         room += p.nodeCount;
       }
-      if (room >= job.nodes) for (const p of victims) evict(p, `making room for job ${job.id}`);
-      blocked.add(name);
+      const evicting = room >= job.nodes ? room - available : 0;
+      if (evicting) for (const p of victims) evict(p, `making room for job ${job.id}`);
+      const shadow =
+        nowMs !== undefined && running !== undefined
+          ? reservationFor(job.id, name, job.nodes, {
+              nowMs,
+              free: available,
+              idle: idle.filter((p) => p.remote === name).reduce((n, p) => n + p.nodeCount, 0),
+              evicting,
+              running: [...running, ...started].filter((r) => r.remote === name),
+            })
+          : null;
+      if (shadow) plan.reservations.push({ jobId: job.id, remote: name, startMs: shadow.startMs });
+      blocked.set(name, { jobId: job.id, shadow });
+      hold(job, name, 'Resources', resourcesDetail(name, where.remote.maxNodes - available, where.remote.maxNodes));
       continue;
     }
     free.set(name, available - job.nodes);
-    plan.assignments.push({ jobId: job.id, remote: name, flavor: where.flavor, shape });
+    start(job, { jobId: job.id, remote: name, flavor: where.flavor, shape });
   }
   for (const remote of snapshot.remotes) {
     const ownIdle = idle.filter((p) => p.remote === remote.name);
@@ -195,5 +207,6 @@ export function schedule(snapshot: Snapshot): Plan {
     }
     free.set(remote.name, available);
   }
+  plan.pending = withPositions(pending);
   return plan;
 }

@@ -11,6 +11,7 @@ import type { CatalogHandlers } from './catalog-handlers.js';
 import type { JobHandlers } from './job-handlers.js';
 import { droppingSubscriber } from '../jobs/log-follower.js';
 import { TerminalStreams } from '../transfers/terminal-streams.js';
+import { JobExecs } from './job-execs.js';
 
 export interface Handlers {
   jobs: JobHandlers;
@@ -41,6 +42,8 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
   const origin = { address: terminalAddress(socket) };
   // Bulk streams (uploads, downloads, forwarded connections) share the socket as binary frames.
   let streams: TerminalStreams | null = null;
+  // Commands run inside jobs (swm exec), their output on streams of the same socket.
+  let execs: JobExecs | null = null;
 
   const unsubscribe = (id: string) => {
     const subscription = subscriptions.get(id);
@@ -86,6 +89,12 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
             return jobs.forwardOpen(caller, params, streams!);
           case 'job.ports':
             return jobs.ports(caller, params);
+          case 'job.exec.open':
+            return execs!.open(visibleJob(services, caller, params.id), params);
+          case 'job.exec.resize':
+            return execs!.resize(params);
+          case 'job.exec.signal':
+            return execs!.signal(params);
           case 'job.input.commit':
             return jobs.inputCommit(caller, params);
           case 'job.list':
@@ -137,11 +146,13 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
   });
   const logSink = droppingSubscriber((piece) => peer.notify('job.log', piece), () => peer.bufferedAmount, MAX_QUEUED_LOG_BYTES);
   streams = new TerminalStreams(peer, services, log);
+  execs = new JobExecs(streams.mux, services, (exit) => peer.notify('job.exec.exit', exit), log);
   peer.on('binary', (data: Buffer) => streams!.receive(data));
   peer.on('handler-error', (error: Error, method: string) => log.error({ method, err: error.message, stack: error.stack }, 'handler failed'));
   peer.on('close', () => {
     for (const id of [...subscriptions.keys()]) unsubscribe(id);
     logSink.close();
+    execs!.close();
     streams!.close();
   });
 }

@@ -109,6 +109,7 @@ export class TerminalStreams {
           try {
             let done = 0;
             while (done < data.length) done += (await opened.file.write(data, done, data.length - done, at + done)).bytesWritten;
+            this.services.metrics.transferred('upload', data.length);
           } catch (error) {
             // What arrived before stays: the terminal resumes from there once space is freed.
             const refusal = refusalIfDiskFull(error, 'the rest of the upload was not stored');
@@ -158,6 +159,7 @@ export class TerminalStreams {
     const window = FILE_STREAM_WINDOW;
     const digest = this.services.hashes.hash({ path: real, bytes: offset });
     sendFile({ mux: this.mux, stream: id, file, from: offset, size, window, digest, signal: abort.signal })
+      .then(() => this.services.metrics.transferred('download', size - offset))
       .catch((error: Error) => {
         digest.drop();
         if (!abort.signal.aborted) this.logger.info({ job: job.id, path, err: error.message }, 'download stopped');

@@ -3,7 +3,7 @@ import { stageInputsToNodes } from '../../transfers/stage-inputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
 import type { NodeSession } from '../../nodes/node-session.js';
 import type { NodePort } from '../../forwarding/node-ports.js';
-import { hostfileText, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
+import { hostfileText, jobEnvFile, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
 import { inputsRoot } from '../job-inputs.js';
 import { imageOf } from './connect.js';
 import { makeRemoteDirs, writeRemoteFile } from './sftp-transfer.js';
@@ -51,6 +51,7 @@ export const stageInStep: StepEffect = async (context) => {
         writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755),
         writeRemoteFile(sftp, `${dir}/.swm/hostfile`, hostfileText(ips), 0o644),
         writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, rankPorts, placement), 0o755),
+        writeRemoteFile(sftp, `${dir}/.swm/env`, jobEnvFile(job, rankPorts, placement), 0o600),
       ]);
     }),
   );
@@ -64,7 +65,10 @@ export const stageInStep: StepEffect = async (context) => {
   );
   await stageInputsToNodes(sessions, inputsRoot(services.spool.job(job.id)), dir, job.inputs, {
     signal,
-    onBytes: (n) => progress.add(n),
+    onBytes: (n) => {
+      progress.add(n);
+      services.metrics.transferred('stage-in', n);
+    },
   });
   progress.flush();
   return { type: 'staged-in' };

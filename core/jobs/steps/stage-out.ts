@@ -31,7 +31,13 @@ export async function downloadResults(
   const progress = emit && !logsOnly
     ? new ProgressReporter(total, (done, all) => `downloading results ${formatBytes(done)} / ${formatBytes(all)}`, (details) => emit({ type: 'progress', details }))
     : null;
-  await fetchOutputs(session, remoteDir, selection.files, outputsDir(jobDir), stagingDir(jobDir), { signal, onBytes: (n) => progress?.add(n) });
+  await fetchOutputs(session, remoteDir, selection.files, outputsDir(jobDir), stagingDir(jobDir), {
+    signal,
+    onBytes: (n) => {
+      progress?.add(n);
+      services.metrics.transferred('stage-out', n);
+    },
+  });
   return [...selection.missing, ...selection.refused.map((path) => `${path} (a symbolic link leading outside the job directory: refused)`)];
 }
 

@@ -1,0 +1,53 @@
+import { fairShareFactors, type RecentUsage } from './fair-share.js';
+import type { QueuedJob } from './snapshot.js';
+
+/**
+ * The order jobs are considered in, Slurm multifactor style:
+ *
+ *   effective = weights.priority × priority + weights.fairShare × fairShareFactor
+ *
+ * then the older first (lower seq), then the lower array index. Priorities are whole numbers and the factor lies
+ * in (0, 1], so two jobs' fair-share terms differ by less than weights.fairShare: as long as weights.fairShare <
+ * weights.priority, explicit priority always wins and fair share orders jobs of equal priority. A site that wants
+ * fair share to outweigh small priority differences raises weights.fairShare past weights.priority (Slurm's
+ * PriorityWeightFairshare against its own priority weights).
+ */
+
+export interface OrderWeights {
+  priority: number;
+  fairShare: number;
+}
+
+/** Explicit priority dominates (one step of priority is worth 10 × the whole fair-share range). */
+export const DEFAULT_ORDER_WEIGHTS: Readonly<OrderWeights> = { priority: 1000, fairShare: 100 };
+
+/** A job's place in the order, and the terms it came from. */
+export interface RankedJob<J extends QueuedJob = QueuedJob> {
+  job: J;
+  /** The job's fair-share factor, in (0, 1]. */
+  fairShare: number;
+  effective: number;
+}
+
+/** The combination of explicit priority and fair share a job is ordered by. */
+export function effectivePriority(priority: number, fairShare: number, weights: Readonly<OrderWeights> = DEFAULT_ORDER_WEIGHTS): number {
+  return weights.priority * priority + weights.fairShare * fairShare;
+}
+
+/** Explicit priority descending, then submission order: the order without fair share. */
+export const byPriorityThenAge = (a: QueuedJob, b: QueuedJob): number => b.priority - a.priority || a.seq - b.seq;
+
+const byEffectiveOrder = (a: RankedJob, b: RankedJob): number =>
+  b.effective - a.effective || a.job.seq - b.job.seq || (a.job.array?.index ?? 0) - (b.job.array?.index ?? 0);
+
+/** The queue in effective order (highest first), without touching the caller's array. */
+export function rankQueue<J extends QueuedJob>(queued: readonly J[], usage?: RecentUsage, weights?: Partial<OrderWeights>): RankedJob<J>[] {
+  const w = { priority: weights?.priority ?? DEFAULT_ORDER_WEIGHTS.priority, fairShare: weights?.fairShare ?? DEFAULT_ORDER_WEIGHTS.fairShare };
+  const factor = fairShareFactors(usage, queued);
+  return queued
+    .map((job) => {
+      const fairShare = factor(job.owner, job.account);
+      return { job, fairShare, effective: effectivePriority(job.priority, fairShare, w) };
+    })
+    .sort(byEffectiveOrder);
+}
