@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export SWM_SPOOL ?= $(HOME)/.swm/spool
 export SWM_HOME ?= $(HOME)/.swm
 
-.PHONY: all install build start test test-only bench bench-submit bench-lifecycle bench-transfer bench-forward \
+.PHONY: all install build start test test-only bench bench-submit bench-lifecycle bench-transfer bench-forward bench-azure-first-job \
         protocol-schema azure-smoke clean
 
 all: build
@@ -40,7 +40,7 @@ test-only:
 protocol-schema: build
 	node dist/terminal-protocol/export-schema.js terminal-protocol/schema.json
 
-bench: bench-submit bench-lifecycle bench-transfer bench-forward
+bench: bench-submit bench-lifecycle bench-transfer bench-forward bench-azure-first-job
 
 bench-submit: build
 	node dist/bench/submit.js
@@ -53,6 +53,10 @@ bench-transfer: build
 
 bench-forward: build
 	node dist/bench/forward.js
+
+# The first job on Azure, simulated against the fake ARM with a latency model per operation (no cloud needed).
+bench-azure-first-job: build
+	node dist/bench/azure-first-job.js
 
 # Create and delete a real partition on Azure (needs credentials in the environment; never run in CI).
 azure-smoke: build

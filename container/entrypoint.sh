@@ -5,7 +5,8 @@
 # next, and stop. Later starts: exec swm-core, which starts and supervises its managed gates.
 # SKYPORT_RECREATE=yes recreates an existing spool, then stops.
 #
-# The prompt reads SKYPORT_USER, SKYPORT_USER_ID and SKYPORT_REMOTE_LOCATION first and, on a terminal
+# The prompt reads SKYPORT_USER, SKYPORT_USER_ID, SKYPORT_REMOTE_LOCATION and SKYPORT_CORE_URL (the core's
+# address as the host reaches it: the published port) first and, on a terminal
 # (`run -it`), asks for what they leave out. SWM_SETUP_CMD and SWM_CORE_CMD replace the two commands
 # (their words are split, so "node /path/main.js" works).
 set -eu
@@ -32,7 +33,7 @@ wants_recreate() {
 next_steps() {
   cat <<STEPS
 
-In the release container, the spool is on the host in ~/.swm/spool and your bundle in ~/.swm.
+The spool and your bundle are on the host, in the directories the container mounts (~/.swm by default).
 Next:
   1. Azure (optional; jobs run on the local remote meanwhile): put its credentials in place and mark
      the azure gate managed in ~/.swm/spool/config.json, as gates/azure/README.md explains.
@@ -44,7 +45,7 @@ STEPS
 bootstrap() {
   # The unquoted command is split into words on purpose (see above).
   # shellcheck disable=SC2086
-  $SWM_SETUP_CMD "$@"
+  $SWM_SETUP_CMD --no-next-steps "$@"
   next_steps
 }
 

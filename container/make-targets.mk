@@ -8,7 +8,9 @@ RELEASE_IMAGE ?= localhost/skyport:latest
 RELEASE_CONTAINER ?= skyport
 RELEASE_BASE_IMAGE ?= docker.io/library/node:20-bookworm-slim
 RELEASE_PORT ?= 8443
-SWM_HOST_DIR ?= $(HOME)/.swm
+# The host's directories for the bundle and the spool: SWM_HOME and SWM_SPOOL, as for swm and swm-core.
+SWM_HOME ?= $(HOME)/.swm
+SWM_SPOOL ?= $(SWM_HOME)/spool
 
 .PHONY: build-release-container start-release-container
 
@@ -25,20 +27,22 @@ build-release-container: build
 # the host already has a spool; every other start runs swm-core detached.
 start-release-container:
 	@test -n "$(CONTAINER_ENGINE)" || { echo "start-release-container: neither podman nor docker is installed" >&2; exit 1; }
-	@mkdir -p "$(SWM_HOST_DIR)"
+	@mkdir -p "$(SWM_HOME)" "$(SWM_SPOOL)"
 	@if $(CONTAINER_ENGINE) container inspect $(RELEASE_CONTAINER) >/dev/null 2>&1; then \
 		echo "starting the existing container $(RELEASE_CONTAINER)"; \
 		$(CONTAINER_ENGINE) start $(RELEASE_CONTAINER); \
 	else \
 		echo "creating the container $(RELEASE_CONTAINER) from $(RELEASE_IMAGE)"; \
 		$(CONTAINER_ENGINE) create --name $(RELEASE_CONTAINER) \
-			--volume "$(SWM_HOST_DIR):/root/.swm" \
+			--volume "$(SWM_HOME):/root/.swm" \
+			--volume "$(SWM_SPOOL):/root/.swm/spool" \
 			--publish $(RELEASE_PORT):8443 \
+			--env SKYPORT_CORE_URL="wss://localhost:$(RELEASE_PORT)" \
 			--env SKYPORT_USER="$${SKYPORT_USER:-$$(id -un)}" \
 			--env SKYPORT_USER_ID="$${SKYPORT_USER_ID:-$$(id -u)}" \
 			--env SKYPORT_REMOTE_LOCATION="$${SKYPORT_REMOTE_LOCATION:-eastus2}" \
 			$(RELEASE_IMAGE) && \
-		if [ -f "$(SWM_HOST_DIR)/spool/config.json" ]; then \
+		if [ -f "$(SWM_SPOOL)/config.json" ]; then \
 			$(CONTAINER_ENGINE) start $(RELEASE_CONTAINER); \
 		else \
 			$(CONTAINER_ENGINE) start --attach $(RELEASE_CONTAINER); \

@@ -34,6 +34,20 @@ interface Flags {
   location?: string;
   yes?: boolean;
   force?: boolean;
+  coreUrl?: string;
+  nextSteps: boolean;
+}
+
+/** A wss:// URL for the admin's bundle. */
+function parseCoreUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`"${value}" is not a URL (e.g. wss://localhost:9443)`);
+  }
+  if (url.protocol !== 'wss:') throw new InvalidArgumentError(`"${value}": the core speaks wss:// (TLS) only`);
+  return value.replace(/\/$/, '');
 }
 
 /** An IP address to listen on (a host name would resolve to one address among several, silently). */
@@ -53,6 +67,8 @@ const program = new Command('swm-setup')
   .option('--port <n>', 'port swm-core listens on for terminals; the gates take the free ports after it (default: 8443, or the first free block of ports after it)')
   .option('--host <name>', 'host name terminals use to reach the core (default localhost)')
   .option('--listen <address>', 'the address swm-core listens on for terminals: 127.0.0.1 for this machine only, 0.0.0.0 (the default) or :: for every interface, or one interface\'s address', parseListenAddress)
+  .option('--core-url <url>', "the core's address in the admin's bundle, when terminals reach it elsewhere than where it listens (a container's published port; env SKYPORT_CORE_URL; default wss://HOST:PORT)", parseCoreUrl)
+  .option('--no-next-steps', 'do not print the next steps (a wrapper, such as the release container, prints its own)')
   .option('--location <name>', 'Azure region of the azure remote (env SKYPORT_REMOTE_LOCATION, default eastus2)')
   .option('--yes', 'ask nothing: what is not given takes its default')
   .option('--force', 'recreate an existing spool, removing its content (env SKYPORT_RECREATE=yes)')
@@ -76,7 +92,7 @@ const answersFromFlags = (flags: Flags): KnownAnswers => ({
   force: flags.force ? true : undefined,
 });
 
-function describe(created: CreatedSpool, answers: SetupAnswers): string {
+function describe(created: CreatedSpool, answers: SetupAnswers, nextSteps = true): string {
   const { spool, home, config } = created;
   const remotes = config.remotes.map((r) => {
     const gate = config.gates.find((g) => g.name === r.gate);
@@ -85,21 +101,24 @@ function describe(created: CreatedSpool, answers: SetupAnswers): string {
       .join(', ');
     return `${r.name}${notes ? ` (${notes})` : ''}`;
   });
-  return [
+  const summary = [
     `Created the Sky Port spool in ${spool.root}`,
     `  configuration   ${spool.config} (core id ${config.core.id})`,
     `  authority       ${spool.ca.cert}`,
     `  certificates    core; gates ${config.gates.map((g) => g.name).join(', ')}; admin ${answers.user}`,
     `  remotes         ${remotes.join('; ')}`,
     `  ports           core ${config.core.port}; gates ${config.gates.map((g) => `${g.name} ${g.port}`).join(', ')}`,
-    `  admin bundle    ${home.root} (cert.pem, key.pem, ca.pem, config.json: ${coreUrlOf(config)})`,
+    `  admin bundle    ${home.root} (cert.pem, key.pem, ca.pem, config.json: ${created.coreUrl})`,
     '',
+  ];
+  const next = [
     'Next steps:',
     `  1. start the core:     SWM_SPOOL=${spool.root} swm-core`,
     `  2. check it answers:   SWM_HOME=${home.root} swm status`,
     '  To run jobs on Azure, configure its credentials and mark the azure gate managed: see gates/azure/README.md',
     '',
-  ].join('\n');
+  ];
+  return [...summary, ...(nextSteps ? next : [])].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -134,6 +153,13 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_REFUSED;
   }
 
+  let coreUrl: string | undefined;
+  try {
+    coreUrl = flags.coreUrl ?? (process.env.SKYPORT_CORE_URL ? parseCoreUrl(process.env.SKYPORT_CORE_URL) : undefined);
+  } catch (error) {
+    process.stderr.write(`swm-setup: SKYPORT_CORE_URL ${(error as Error).message}\n`);
+    return EXIT_USAGE;
+  }
   try {
     const created = await createSpool({
       spoolDir: answers.spoolDir,
@@ -145,9 +171,10 @@ async function main(argv: string[]): Promise<number> {
       port: known.port,
       remoteLocation: answers.location,
       force: answers.force,
+      ...(coreUrl ? { coreUrl } : {}),
       ...(flags.listen ? { configure: (config: CoreConfig) => void (config.core.listen = flags.listen!) } : {}),
     });
-    process.stdout.write(describe(created, answers));
+    process.stdout.write(describe(created, answers, flags.nextSteps));
     return EXIT_OK;
   } catch (error) {
     const message = error instanceof SpoolExistsError ? error.message : `cannot create the spool: ${(error as Error).message}`;

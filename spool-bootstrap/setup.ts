@@ -26,6 +26,11 @@ export interface CreateSpoolOptions {
   otherSpools?: string[];
   /** Replace an existing spool (its content is removed first). */
   force?: boolean;
+  /**
+   * The address the admin's bundle names for the core, when terminals reach it elsewhere than where it listens
+   * (a container's published port); default wss://HOST:PORT.
+   */
+  coreUrl?: string;
   /** Edit the configuration before it is validated and written (tests choose free ports this way). */
   configure?: (config: CoreConfig) => void;
 }
@@ -34,6 +39,8 @@ export interface CreatedSpool {
   spool: SpoolPaths;
   home: HomePaths;
   config: CoreConfig;
+  /** The core's address in the admin's bundle. */
+  coreUrl: string;
 }
 
 /** Setup refused to touch an existing spool (the CLI exits 1). */
@@ -104,7 +111,8 @@ export async function createSpool(options: CreateSpoolOptions): Promise<CreatedS
     recordIssued(spool.issued, [{ serial: issued.serial, role: server.issue.role, name: server.issue.name }]);
   }
 
-  const bundle = issueUserBundle(spool, coreUrlOf(validated), options.user, 'admin');
+  const coreUrl = options.coreUrl ?? coreUrlOf(validated);
+  const bundle = issueUserBundle(spool, coreUrl, options.user, 'admin');
   makePrivateDir(homeDir);
   writeBundle(homeDir, bundle);
   if (options.uid !== undefined && options.uid !== process.getuid?.()) {
@@ -113,7 +121,7 @@ export async function createSpool(options: CreateSpoolOptions): Promise<CreatedS
 
   // Last: a spool with a config.json is a complete one.
   writeFileAtomic(spool.config, JSON.stringify(validated, null, 2) + '\n', 0o600);
-  return { spool, home, config: validated };
+  return { spool, home, config: validated, coreUrl };
 }
 
 function checkPreconditions(spoolDir: string, homeDir: string, options: CreateSpoolOptions): void {

@@ -47,8 +47,9 @@ describe('fake Azure Resource Manager', function () {
   const sub = (): string => `/subscriptions/${fake.subscriptionId}`;
   const group = (name: string): string => `${sub()}/resourcegroups/${name}`;
   const resource = (g: string, type: string, name: string): string => `${sub()}/resourceGroups/${g}/providers/${type}/${name}`;
-  const until = async (check: () => Promise<boolean>): Promise<void> => {
-    for (let i = 0; i < 200; i++) {
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const until = async (check: () => Promise<boolean>, timeoutMs = 2000): Promise<void> => {
+    for (let i = 0; i < timeoutMs / 10; i++) {
       if (await check()) return;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
@@ -172,7 +173,12 @@ describe('fake Azure Resource Manager', function () {
     it('checks references: a NIC needs its subnet, a public IP is used once', async () => {
       const nicUrl = (name: string): string => `${resource('net-rg', 'Microsoft.Network/networkInterfaces', name)}?${API}`;
       const subnet = { id: `${resource('net-rg', 'Microsoft.Network/virtualNetworks', 'vnet')}/subnets/nodes` };
-      await call('PUT', `${resource('net-rg', 'Microsoft.Network/virtualNetworks', 'vnet')}?${API}`, { location: 'eastus', properties: { addressSpace: { addressPrefixes: ['10.0.0.0/16'] }, subnets: [{ name: 'nodes', properties: { addressPrefix: '10.0.0.0/20' } }] } });
+      const vnet = await call('PUT', `${resource('net-rg', 'Microsoft.Network/virtualNetworks', 'vnet')}?${API}`, { location: 'eastus', properties: { addressSpace: { addressPrefixes: ['10.0.0.0/16'] }, subnets: [{ name: 'nodes', properties: { addressPrefix: '10.0.0.0/20' } }] } });
+      // Referenced while its own operation runs: Azure refuses until it is Succeeded.
+      const early = await call('PUT', nicUrl('n0'), { location: 'eastus', properties: { ipConfigurations: [{ name: 'p', properties: { subnet } }] } });
+      expect(early.status).to.equal(400);
+      expect(early.body.error.code).to.equal('ReferencedResourceNotProvisioned');
+      await operationDone(vnet.headers['azure-asyncoperation'] as string);
       const dangling = await call('PUT', nicUrl('n0'), { location: 'eastus', properties: { ipConfigurations: [{ name: 'p', properties: { subnet: { id: `${subnet.id}x` } } }] } });
       expect(dangling.status).to.equal(400);
       expect(dangling.body.error.code).to.equal('InvalidResourceReference');
@@ -359,6 +365,220 @@ describe('fake Azure Resource Manager', function () {
     });
   });
 
+  describe('the behaviours of a real subscription, by default', () => {
+    const vmBody = (overrides: Record<string, any> = {}, network?: Record<string, any>) => ({
+      location: 'eastus',
+      ...overrides.envelope,
+      properties: {
+        hardwareProfile: { vmSize: 'Standard_D2s_v5' },
+        storageProfile: { imageReference: { publisher: 'Canonical', offer: 'ubuntu-24_04-lts', sku: 'server', version: 'latest' }, osDisk: { createOption: 'FromImage', deleteOption: 'Delete' } },
+        osProfile: {
+          computerName: 'vm',
+          adminUsername: 'skyport',
+          linuxConfiguration: { disablePasswordAuthentication: true, ssh: { publicKeys: [{ path: '/home/skyport/.ssh/authorized_keys', keyData: ssh2.utils.generateKeyPairSync('ed25519').public }] } },
+          ...overrides.os,
+        },
+        networkProfile: network ?? {
+          networkApiVersion: '2022-11-01',
+          networkInterfaceConfigurations: [
+            {
+              name: `${overrides.name ?? 'vm'}-nic`,
+              tags: { made: 'by-the-vm' },
+              properties: {
+                primary: true,
+                deleteOption: 'Delete',
+                ipConfigurations: [
+                  {
+                    name: 'primary',
+                    properties: {
+                      subnet: { id: `${resource('own-rg', 'Microsoft.Network/virtualNetworks', 'vnet')}/subnets/nodes` },
+                      publicIPAddressConfiguration: { name: `${overrides.name ?? 'vm'}-ip`, sku: { name: 'Standard', tier: 'Regional' }, properties: { deleteOption: 'Delete', publicIPAllocationMethod: 'Static' } },
+                    },
+                  },
+                ],
+              },
+            },
+          ],
+        },
+        ...overrides.properties,
+      },
+    });
+    const putVm = (name: string, overrides: Record<string, any> = {}, network?: Record<string, any>) =>
+      call('PUT', `${resource('own-rg', 'Microsoft.Compute/virtualMachines', name)}?${API}`, vmBody({ name, ...overrides }, network));
+    const typeIn = (type: string): string[] => fake.resources(type).filter((r) => r.id.includes('/own-rg/')).map((r) => r.name).sort();
+
+    before(async () => {
+      await call('PUT', `${group('own-rg')}?${API}`, { location: 'eastus' });
+      const vnet = await call('PUT', `${resource('own-rg', 'Microsoft.Network/virtualNetworks', 'vnet')}?${API}`, {
+        location: 'eastus',
+        properties: { addressSpace: { addressPrefixes: ['10.0.0.0/16'] }, subnets: [{ name: 'nodes', properties: { addressPrefix: '10.0.0.0/20' } }] },
+      });
+      await operationDone(vnet.headers['azure-asyncoperation'] as string);
+    });
+
+    it('says what is left of ARM\'s request buckets on every answer, and sends Retry-After on operations', async () => {
+      const read = await call('GET', `${group('own-rg')}?${API}`);
+      expect(Number(read.headers['x-ms-ratelimit-remaining-subscription-reads'])).to.be.within(200, 249);
+      const nsg = await call('PUT', `${resource('own-rg', 'Microsoft.Network/networkSecurityGroups', 'nsg')}?${API}`, { location: 'eastus', properties: {} });
+      expect(Number(nsg.headers['x-ms-ratelimit-remaining-subscription-writes'])).to.be.within(150, 199);
+      expect(nsg.headers['retry-after']).to.equal('10');
+      expect((await call('GET', nsg.headers['azure-asyncoperation'] as string)).headers['retry-after']).to.equal('10');
+    });
+
+    it('runs its clock faster when asked: delays, refills and Retry-After alike', async () => {
+      const scaled = await FakeArm.start({ timeScale: 100, provisioningDelayMs: 5000, throttling: { writes: { burst: 1, perSecond: 1 } } });
+      const own = { fake, token };
+      try {
+        fake = scaled;
+        const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: FAKE_CLIENT_ID, client_secret: FAKE_CLIENT_SECRET, scope: `${scaled.url}/.default` });
+        token = (await call('POST', `/${scaled.tenantId}/oauth2/v2.0/token`, form.toString())).body.access_token;
+        await call('PUT', `${group('fast-rg')}?${API}`, { location: 'eastus' });
+        const throttled = await call('PUT', `${group('fast-rg')}?${API}`, { location: 'eastus' });
+        expect(throttled.status).to.equal(429);
+        // A second of refill is 10 ms here; ARM's whole seconds are rounded up, the exact wait is in retry-after-ms.
+        expect(Number(throttled.headers['retry-after-ms'])).to.be.within(1, 10);
+        await sleep(15);
+        const started = Date.now();
+        const put = await call('PUT', `${resource('fast-rg', 'Microsoft.Network/networkSecurityGroups', 'n')}?${API}`, { location: 'eastus', properties: {} });
+        expect(put.headers['retry-after']).to.equal('1');
+        expect(put.headers['retry-after-ms']).to.equal('100');
+        await operationDone(put.headers['azure-asyncoperation'] as string);
+        // Five simulated seconds.
+        expect(Date.now() - started).to.be.within(40, 1000);
+      } finally {
+        fake = own.fake;
+        token = own.token;
+        await scaled.stop();
+      }
+    });
+
+    it('lets a VM make its NIC and public IP from configurations, and deletes them with it by their delete options', async () => {
+      const put = await putVm('maker');
+      expect(put.status).to.equal(201);
+      expect(typeIn('Microsoft.Network/networkInterfaces')).to.include('maker-nic');
+      expect(typeIn('Microsoft.Network/publicIPAddresses')).to.include('maker-ip');
+      const nic = fake.resources('Microsoft.Network/networkInterfaces').find((r) => r.name === 'maker-nic')!;
+      expect(nic.tags).to.deep.equal({ made: 'by-the-vm' });
+      expect(nic.properties.ipConfigurations[0].properties.publicIPAddress.id).to.match(/\/publicIPAddresses\/maker-ip$/);
+      expect(put.body.properties.networkProfile.networkInterfaces).to.deep.equal([{ id: nic.id, properties: { primary: true, deleteOption: 'Delete' } }]);
+      await operationDone(put.headers['azure-asyncoperation'] as string);
+      expect(fake.outboundOf(put.body.id)).to.equal('public-ip');
+      expect(typeIn('Microsoft.Compute/disks').some((d) => d.startsWith('maker_OsDisk'))).to.equal(true);
+      const del = await call('DELETE', `${resource('own-rg', 'Microsoft.Compute/virtualMachines', 'maker')}?${API}&forceDeletion=true`);
+      await operationDone(del.headers['azure-asyncoperation'] as string);
+      expect(typeIn('Microsoft.Network/networkInterfaces')).not.to.include('maker-nic');
+      expect(typeIn('Microsoft.Network/publicIPAddresses')).not.to.include('maker-ip');
+      expect(typeIn('Microsoft.Compute/disks').some((d) => d.startsWith('maker_OsDisk'))).to.equal(false);
+    });
+
+    it('refuses what Azure refuses of such a VM: a Basic public IP, no networkApiVersion, a network in another region', async () => {
+      const basic = vmBody({ name: 'basic' });
+      delete (basic.properties.networkProfile as any).networkInterfaceConfigurations[0].properties.ipConfigurations[0].properties.publicIPAddressConfiguration.sku;
+      const refused = await call('PUT', `${resource('own-rg', 'Microsoft.Compute/virtualMachines', 'basic')}?${API}`, basic);
+      expect(refused.status).to.equal(400);
+      expect(refused.body.error.message).to.include('Basic SKU public IP addresses are retired');
+      expect(typeIn('Microsoft.Network/networkInterfaces'), 'nothing half made').not.to.include('basic-nic');
+      const noVersion = vmBody({ name: 'nover' });
+      delete (noVersion.properties.networkProfile as any).networkApiVersion;
+      expect((await call('PUT', `${resource('own-rg', 'Microsoft.Compute/virtualMachines', 'nover')}?${API}`, noVersion)).body.error.message).to.include('networkApiVersion');
+      const elsewhere = await putVm('elsewhere', { envelope: { location: 'westeurope' } });
+      expect(elsewhere.status).to.equal(400);
+      expect(elsewhere.body.error.code).to.equal('InvalidResourceReference');
+    });
+
+    it('fails allocations where capacity is short: later in a zone or a region, at once for SkuNotAvailable', async () => {
+      fake.exhaust({ location: 'eastus', size: 'Standard_D2s_v5', zone: '2' });
+      fake.exhaust({ location: 'eastus', size: 'Standard_D4s_v5', mode: 'sku' });
+      try {
+        const zonal = await putVm('zonal', { envelope: { zones: ['2'] } });
+        expect(zonal.status).to.equal(201);
+        expect((await operationDone(zonal.headers['azure-asyncoperation'] as string)).error.code).to.equal('ZonalAllocationFailed');
+        const other = await putVm('zone1', { envelope: { zones: ['1'] } });
+        expect((await operationDone(other.headers['azure-asyncoperation'] as string)).status).to.equal('Succeeded');
+        const sku = await putVm('bigger', { properties: { hardwareProfile: { vmSize: 'Standard_D4s_v5' } } });
+        expect(sku.status).to.equal(409);
+        expect(sku.body.error.code).to.equal('SkuNotAvailable');
+      } finally {
+        fake.restoreCapacity();
+      }
+    });
+
+    it('evicts Spot VMs when told: deleted, or deallocated, as their policy says; a regular VM is never evicted', async () => {
+      const deleted = await putVm('spot-del', { properties: { priority: 'Spot', evictionPolicy: 'Delete', billingProfile: { maxPrice: -1 } } });
+      const kept = await putVm('spot-dealloc', { properties: { priority: 'Spot', evictionPolicy: 'Deallocate', billingProfile: { maxPrice: 0.05 } } });
+      const regular = await putVm('regular');
+      for (const put of [deleted, kept, regular]) await operationDone(put.headers['azure-asyncoperation'] as string);
+      expect(() => fake.evictSpot(regular.body.id)).to.throw(/not a Spot VM/);
+      expect(fake.evictSpot(deleted.body.id)).to.equal('deleted');
+      expect(typeIn('Microsoft.Compute/virtualMachines')).not.to.include('spot-del');
+      expect(typeIn('Microsoft.Network/networkInterfaces')).not.to.include('spot-del-nic');
+      expect(fake.evictSpot(kept.body.id)).to.equal('deallocated');
+      const all: any[] = [];
+      for (let next: string | undefined = `${sub()}/providers/Microsoft.Compute/virtualMachines?${API}&statusOnly=true`; next; ) {
+        const page = await call('GET', next);
+        all.push(...page.body.value);
+        next = page.body.nextLink;
+      }
+      const status = (name: string): string[] => all.find((v: any) => v.name === name).properties.instanceView.statuses.map((s: any) => s.code);
+      expect(status('spot-dealloc')).to.include('PowerState/deallocated');
+      expect(status('regular')).to.include('PowerState/running');
+      const bad = await putVm('badprice', { properties: { priority: 'Spot', billingProfile: { maxPrice: 0 } } });
+      expect(bad.status).to.equal(400);
+    });
+
+    it('powers a VM off when the shutdown timer its cloud-init armed fires', async () => {
+      const at = new Date(Date.now() + 1500);
+      const calendar = `${at.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+      const config = {
+        write_files: [
+          { path: '/etc/systemd/system/x-expiry.timer', content: `[Timer]\nOnCalendar=${calendar}\n` },
+          { path: '/etc/systemd/system/x-expiry.service', content: '[Service]\nExecStart=/usr/sbin/shutdown -P now\n' },
+        ],
+      };
+      const customData = Buffer.from(`#cloud-config\n${JSON.stringify(config)}`).toString('base64');
+      const put = await putVm('timed', { os: { customData } });
+      await operationDone(put.headers['azure-asyncoperation'] as string);
+      expect(fake.powerStateOf(put.body.id)).to.equal('running');
+      await until(async () => fake.powerStateOf(put.body.id) === 'stopped', 4000);
+      const view = await call('GET', `${resource('own-rg', 'Microsoft.Compute/virtualMachines', 'timed')}/instanceView?${API}`);
+      expect(view.body.statuses.map((s: any) => s.code)).to.include('PowerState/stopped');
+    });
+
+    it('takes minutes to delete a group holding VMs, unless their deletion is forced', async () => {
+      const slow = await FakeArm.start({ unforcedVmDeletionMs: 60_000, timeScale: 100, operationRetryAfterSec: null });
+      const own = { fake, token };
+      try {
+        fake = slow;
+        const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: FAKE_CLIENT_ID, client_secret: FAKE_CLIENT_SECRET, scope: `${slow.url}/.default` });
+        token = (await call('POST', `/${slow.tenantId}/oauth2/v2.0/token`, form.toString())).body.access_token;
+        const timeToDelete = async (name: string, force: boolean): Promise<number> => {
+          await call('PUT', `${group(name)}?${API}`, { location: 'eastus' });
+          const vnet = await call('PUT', `${resource(name, 'Microsoft.Network/virtualNetworks', 'vnet')}?${API}`, {
+            location: 'eastus',
+            properties: { addressSpace: { addressPrefixes: ['10.0.0.0/16'] }, subnets: [{ name: 'nodes', properties: { addressPrefix: '10.0.0.0/20' } }] },
+          });
+          await operationDone(vnet.headers['azure-asyncoperation'] as string);
+          const body = vmBody({ name: 'v' });
+          (body.properties.networkProfile as any).networkInterfaceConfigurations[0].properties.ipConfigurations[0].properties.subnet.id = `${resource(name, 'Microsoft.Network/virtualNetworks', 'vnet')}/subnets/nodes`;
+          const vm = await call('PUT', `${resource(name, 'Microsoft.Compute/virtualMachines', 'v')}?${API}`, body);
+          await operationDone(vm.headers['azure-asyncoperation'] as string);
+          const started = Date.now();
+          await call('DELETE', `${group(name)}?${API}${force ? '&forceDeletionTypes=Microsoft.Compute/virtualMachines' : ''}`);
+          await until(async () => !slow.groups().some((g) => g.name === name), 4000);
+          return Date.now() - started;
+        };
+        const forced = await timeToDelete('forced-rg', true);
+        const graceful = await timeToDelete('graceful-rg', false);
+        // 60 simulated seconds more: 600 ms here.
+        expect(graceful - forced).to.be.at.least(450);
+      } finally {
+        fake = own.fake;
+        token = own.token;
+        await slow.stop();
+      }
+    });
+  });
+
   describe('catalog and prices', () => {
     it('lists the location\'s sizes, SKUs with GPU capabilities and restrictions, and image versions', async () => {
       const sizes = await call('GET', `${sub()}/providers/Microsoft.Compute/locations/westeurope/vmSizes?${API}`);
@@ -400,7 +620,8 @@ describe('fake Azure Resource Manager', function () {
       await call('GET', `${group('a-rg')}?${API}`);
       expect(fake.requests.length).to.equal(seen + 1);
       expect(fake.requests.at(-1)).to.include({ method: 'GET', status: 200, authorized: true });
-      for (const g of fake.groups()) expect((await call('DELETE', `${group(g.name)}?${API}`)).status).to.equal(202);
+      const force = 'forceDeletionTypes=Microsoft.Compute/virtualMachines';
+      for (const g of fake.groups()) expect((await call('DELETE', `${group(g.name)}?${API}&${force}`)).status).to.equal(202);
       // f-rg holds an operation that never ends: its group goes all the same, and the operation is cancelled.
       await until(async () => fake.groups().length === 0);
       expect(fake.resources()).to.deep.equal([]);

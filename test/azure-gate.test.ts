@@ -84,6 +84,10 @@ describe('azure gate', function () {
       // Long enough that parallel requests overlap even on a loaded machine (the parallelism test relies on it).
       provisioningDelayMs: 150,
       deletionDelayMs: 40,
+      // Polled at the gate's quick test interval, and not throttled: Azure's Retry-After (10 s) and ARM's request
+      // buckets are exercised on their own below, with the fake's time scaled.
+      operationRetryAfterSec: null,
+      throttling: false,
       clients: [
         { clientId: FAKE_CLIENT_ID, secret: FAKE_CLIENT_SECRET },
         { clientId: CERT_CLIENT_ID, certificatePem: principal.certPem },
@@ -250,7 +254,7 @@ describe('azure gate', function () {
       for (const nic of nics) expect(nic.properties.networkSecurityGroup.id.toLowerCase()).to.equal(nsg.id.toLowerCase());
     });
 
-    it('creates independent resources in parallel', () => {
+    it('creates independent resources in parallel, each VM making its own NIC (and the head its public IP)', () => {
       // Sequential creation would send a resource's PUT only after the gate saw another's operation Succeeded,
       // that is after a poll of it that came once it had ended; parallel creation sends it before.
       const ops = fake.operations();
@@ -260,14 +264,26 @@ describe('azure gate', function () {
             .filter((o) => target.test(o.target))
             .flatMap((o) => requestsTo(`/operations/${o.id}`, 'GET').filter((r) => r.at >= o.endedAt!).map((r) => r.at)),
         );
-      // The security group and both public IPs at once; the network after the NAT gateway its subnet references.
-      const network = ['networkSecurityGroups/trio-nsg', 'publicIPAddresses/trio-ip', 'publicIPAddresses/trio-nat-ip'].map((t) => requestsTo(`trio-rg/providers/Microsoft.Network/${t}`, 'PUT')[0]!.at);
-      expect(Math.max(...network)).to.be.lessThan(firstSeenDone(/\/(trio-nsg|trio-ip|trio-nat-ip)$/i));
+      // The security group and the NAT's public IP at once; the network after the NAT gateway its subnet references.
+      const network = ['networkSecurityGroups/trio-nsg', 'publicIPAddresses/trio-nat-ip'].map((t) => requestsTo(`trio-rg/providers/Microsoft.Network/${t}`, 'PUT')[0]!.at);
+      expect(Math.max(...network)).to.be.lessThan(firstSeenDone(/\/(trio-nsg|trio-nat-ip)$/i));
       const natEnd = ops.find((o) => /\/natGateways\/trio-nat$/i.test(o.target))!.endedAt!;
       expect(requestsTo('trio-rg/providers/Microsoft.Network/virtualNetworks/', 'PUT')[0]!.at).to.be.greaterThan(natEnd);
-      const vmPuts = requestsTo(/trio-rg\/providers\/Microsoft\.Compute\/virtualMachines\/[^/]+$/i, 'PUT').map((r) => r.at);
+      // No NIC or head public IP of its own: one PUT per node, its NIC and IP deleted with it.
+      expect(requestsTo('trio-rg/providers/Microsoft.Network/networkInterfaces/', 'PUT')).to.deep.equal([]);
+      expect(requestsTo('trio-rg/providers/Microsoft.Network/publicIPAddresses/trio-ip', 'PUT')).to.deep.equal([]);
+      const vmPuts = requestsTo(/trio-rg\/providers\/Microsoft\.Compute\/virtualMachines\/[^/]+$/i, 'PUT');
       expect(vmPuts).to.have.length(3);
-      expect(vmPuts.filter((at) => at < firstSeenDone(/\/virtualMachines\/trio-\d$/i)).length).to.be.at.least(2);
+      expect(vmPuts.filter((r) => r.at < firstSeenDone(/\/virtualMachines\/trio-\d$/i)).length).to.be.at.least(2);
+      for (const put of vmPuts) {
+        const profile = (put.body as any).properties.networkProfile;
+        expect(profile.networkApiVersion).to.be.a('string');
+        const [config] = profile.networkInterfaceConfigurations;
+        expect(config.properties.deleteOption).to.equal('Delete');
+        const pip = config.properties.ipConfigurations[0].properties.publicIPAddressConfiguration;
+        if (put.path.endsWith('trio-0')) expect(pip).to.deep.include({ name: 'trio-ip', sku: { name: 'Standard', tier: 'Regional' } });
+        else expect(pip).to.equal(undefined);
+      }
     });
 
     it('gives the compute nodes an explicit way out (a NAT gateway), the head its own public IP', () => {
@@ -320,14 +336,14 @@ describe('azure gate', function () {
       const h = await start();
       fake.clearRequests();
       fake.inject({ kind: 'throttle', method: 'PUT', path: 'virtualMachines/retry-0', retryAfterSec: 1 });
-      fake.inject({ kind: 'server-error', method: 'PUT', path: 'networkInterfaces/retry-0-nic', times: 2 });
+      fake.inject({ kind: 'server-error', method: 'PUT', path: 'networkSecurityGroups/retry-nsg', times: 2 });
       fake.inject({ kind: 'throttle', method: 'GET', path: '/operations/', retryAfterSec: 0, times: 2 });
       await h.gate.create(request('retry'));
       await h.waitFor('retry', 'up');
       const vmPuts = requestsTo(/virtualMachines\/retry-0$/i, 'PUT');
       expect(vmPuts.map((r) => r.status)).to.deep.equal([429, 201]);
       expect(vmPuts[1]!.at - vmPuts[0]!.at).to.be.at.least(950);
-      expect(requestsTo('networkInterfaces/retry-0-nic', 'PUT').map((r) => r.status)).to.deep.equal([500, 500, 201]);
+      expect(requestsTo('networkSecurityGroups/retry-nsg', 'PUT').map((r) => r.status)).to.deep.equal([500, 500, 201]);
       expect(requestsTo('/operations/', 'GET').filter((r) => r.status === 429)).to.have.length(2);
       await h.gate.delete('retry');
       await h.waitFor('retry', 'deleted');
@@ -529,26 +545,51 @@ describe('azure gate', function () {
       await h.waitFor('bounded-vms', 'deleted');
     });
 
+    it('polls an operation no sooner than Azure\'s Retry-After asks, nor sooner than its own interval', async function () {
+      this.timeout(20_000);
+      // Ten times faster: Retry-After 3 s is 300 ms, a VM's 9 s creation 900 ms.
+      const paced = await FakeArm.start({ timeScale: 10, operationRetryAfterSec: 3, provisioningDelayMs: 9000, throttling: false });
+      const own = mkdtempSync(join(tmpdir(), 'azure-gate-paced-'));
+      try {
+        const gaps = async (pollIntervalMs: number, name: string): Promise<number[]> => {
+          const gate = await createAzureGate({ name: 'azure', coreId: CORE, spool: spoolPaths(own), logger: pino({ level: 'silent' }), options: azureGateOptionsFor(paced, own, { pollIntervalMs }) });
+          try {
+            const up = new Promise<void>((resolve) => gate.onEvent((p) => p.name === name && p.status === 'up' && resolve()));
+            await gate.create(request(name));
+            await up;
+            const op = paced.operations().find((o) => o.kind === 'put' && o.target.endsWith(`/virtualMachines/${name}-0`))!;
+            const polls = paced.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/operations/${op.id}`)).map((r) => r.at);
+            expect(polls.length).to.be.at.least(2);
+            await gate.delete(name);
+            return polls.slice(1).map((at, i) => at - polls[i]!);
+          } finally {
+            await gate.close();
+          }
+        };
+        for (const gap of await gaps(10, 'asked')) expect(gap, 'Azure\'s Retry-After').to.be.at.least(280);
+        for (const gap of await gaps(450, 'slower')) expect(gap, 'the gate\'s own, longer interval').to.be.at.least(430);
+      } finally {
+        await paced.stop();
+        rmSync(own, { recursive: true, force: true });
+      }
+    });
+
     it('creates a 200-node partition under ARM\'s throttling model without exhausting its retries', async function () {
       this.timeout(120_000);
-      // ARM's buckets and the gate's defaults, with time running 100 times faster (so are the rates, the
-      // retry waits and the poll interval): 5 s polls become 50 ms, a refill of 10 writes a second 1000.
+      // ARM's buckets, Azure's Retry-After on polls and the gate's defaults, with the fake's time running 100 times
+      // faster: the gate's intervals and retry waits are scaled to match (5 s polls become 50 ms).
       const SPEED = 100;
-      const scaled = (b: { burst: number; perSecond: number }) => ({ burst: b.burst, perSecond: b.perSecond * SPEED });
-      const busy = await FakeArm.start({
-        provisioningDelayMs: 60,
-        deletionDelayMs: 20,
-        throttling: { reads: scaled(ARM_BUCKETS.reads), writes: scaled(ARM_BUCKETS.writes), deletes: scaled(ARM_BUCKETS.deletes), retryAfterMs: true },
-      });
+      const busy = await FakeArm.start({ timeScale: SPEED, provisioningDelayMs: 6000, deletionDelayMs: 2000 });
       const logger = pino({ level: 'silent' });
-      const options = azureGateOptionsFor(busy, dir, {
+      const own = mkdtempSync(join(tmpdir(), 'azure-gate-big-'));
+      const options = azureGateOptionsFor(busy, own, {
         pollIntervalMs: 5000 / SPEED,
         // Not scaled: a bound for a loaded machine, not part of the model.
         operationTimeoutSec: 120,
         maxConcurrentVmCreations: 50,
         retry: { maxRetries: 6, retryDelayMs: 1000 / SPEED, maxRetryDelayMs: 60_000 / SPEED },
       });
-      const gate = await createAzureGate({ name: 'azure', coreId: CORE, spool: spoolPaths(dir), logger, options });
+      const gate = await createAzureGate({ name: 'azure', coreId: CORE, spool: spoolPaths(own), logger, options });
       try {
         const seen: Partition[] = [];
         const done = new Promise<Partition>((resolve) =>
@@ -563,6 +604,8 @@ describe('azure gate', function () {
         expect(end.nodes).to.have.length(200);
         const vms = busy.resources(VM);
         expect(vms).to.have.length(200);
+        // Every answer carries what is left of its bucket.
+        expect(busy.requests.filter((r) => r.path.startsWith('/subscriptions/')).length).to.be.greaterThan(600);
         // Within the budget: few requests, if any, answered 429 (each retried after its Retry-After). Without the
         // bound on VM creations and the slower polls of a large partition, the reads run out and NICs time out.
         const throttled = busy.requests.filter((r) => r.status === 429).length;
@@ -572,6 +615,7 @@ describe('azure gate', function () {
       } finally {
         await gate.close();
         await busy.stop();
+        rmSync(own, { recursive: true, force: true });
       }
     });
 
@@ -607,7 +651,7 @@ describe('azure gate', function () {
 
     it('moves the SSH listener of socket-activated images (ssh.socket) to a port other than 22', () => {
       const hostKey = readHostKey(ssh2.utils.generateKeyPairSync('ed25519').private);
-      const input = { adminUser: 'skyport', hostKey, containerRuntime: 'podman' as const, containerImage: null, sshPort: 2222 };
+      const input = { adminUser: 'skyport', hostKey, containerRuntime: 'podman' as const, containerImage: null, sshPort: 2222, expiresAt: null, runtimeInstalled: false };
       const config = JSON.parse(cloudConfig(input).slice('#cloud-config\n'.length));
       const socket = config.write_files.find((f: { path: string }) => f.path === '/etc/systemd/system/ssh.socket.d/10-skyport.conf');
       expect(socket.content).to.equal('[Socket]\nListenStream=\nListenStream=2222\n');
@@ -685,7 +729,8 @@ describe('azure gate', function () {
       fake.clearRequests();
       const flavors = await h.gate.flavors();
       const byName = new Map(flavors.map((f) => [f.name, f]));
-      expect(byName.get('Standard_D2s_v5')).to.deep.equal({ name: 'Standard_D2s_v5', remote: 'azure', cpus: 2, gpus: 0, memMiB: 8192, diskMiB: 0, pricePerHour: 0.096, currency: 'USD' });
+      // Both prices: pay-as-you-go, and Spot (its own meter, not Low Priority's).
+      expect(byName.get('Standard_D2s_v5')).to.deep.equal({ name: 'Standard_D2s_v5', remote: 'azure', cpus: 2, gpus: 0, memMiB: 8192, diskMiB: 0, pricePerHour: 0.096, spotPrice: 0.0192, currency: 'USD' });
       expect(byName.get('Standard_NC6s_v3')).to.include({ gpus: 1, cpus: 6, pricePerHour: 3.06 });
       expect(byName.get('Standard_ND96asr_v4')).to.include({ gpus: 8, pricePerHour: 27.197 });
       expect(byName.get('Standard_E2s_v5')).to.deep.equal({ name: 'Standard_E2s_v5', remote: 'azure', cpus: 2, gpus: 0, memMiB: 16384, diskMiB: 0 });
@@ -840,9 +885,14 @@ describe('azure gate', function () {
       const failedVm = observed();
       failedVm.vms[0]!.provisioningState = 'Failed';
       expect(partitionView(failedVm, ctx)).to.include({ status: 'failed', error: 'virtual machine p-0 failed to provision' });
-      const interrupted = partitionView(observed({ vms: observed().vms.slice(0, 1) }), ctx);
+      const notReady = { ...observed().group, tags: { ...observed().group.tags, 'skyport-ready': 'false' } };
+      const interrupted = partitionView(observed({ group: notReady, vms: observed().vms.slice(0, 1) }), ctx);
       expect(interrupted.status).to.equal('failed');
       expect(interrupted.error).to.include('1 of 2 nodes');
+      // Up, then a node gone: lost behind the gate's back, or evicted when it was a Spot VM.
+      expect(partitionView(observed({ vms: observed().vms.slice(0, 1) }), ctx)).to.include({ status: 'failed', error: 'node 1 is gone (deleted outside Sky Port)' });
+      const spot = { ...observed().group, tags: { ...observed().group.tags, 'skyport-priority': 'spot', 'skyport-placement': 'eastus zone 2 Standard_D2s_v5' } };
+      expect(partitionView(observed({ group: spot, vms: observed().vms.slice(0, 1) }), ctx).error).to.equal('Preempted: Azure evicted the Spot VM of node 1 (eastus zone 2 Standard_D2s_v5)');
       // Every VM Succeeded but no readiness recorded, and nobody checking: interrupted before the guests were ready.
       const unready = observed({ group: { ...observed().group, tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2', 'skyport-ready': 'false' } } });
       expect(partitionView(unready, { ...ctx, creating: true }).status).to.equal('creating');
@@ -905,7 +955,7 @@ describe('azure gate', function () {
 
     it('configures docker instead of podman, and another SSH port, when asked', () => {
       const hostKey = readHostKey(ssh2.utils.generateKeyPairSync('ed25519').private);
-      const config = JSON.parse(cloudConfig({ adminUser: 'ops', hostKey, containerRuntime: 'docker', containerImage: 'alpine:3', sshPort: 2222 }).replace(/^#cloud-config\n/, ''));
+      const config = JSON.parse(cloudConfig({ adminUser: 'ops', hostKey, containerRuntime: 'docker', containerImage: 'alpine:3', sshPort: 2222, expiresAt: null, runtimeInstalled: false }).replace(/^#cloud-config\n/, ''));
       expect(config.packages).to.deep.equal(['docker.io']);
       expect(config.runcmd).to.deep.include(['usermod', '-aG', 'docker', 'ops']);
       expect(config.runcmd).to.deep.include(['docker', 'pull', 'alpine:3']);

@@ -33,6 +33,8 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
       provisioningDelayMs: 30,
       deletionDelayMs: 30,
       guestReadyDelayMs: 1500,
+      // Polled at the gate's quick test interval, not Azure's Retry-After.
+      operationRetryAfterSec: null,
     });
     scratch = mkdtempSync(join(tmpdir(), 'skyport-azure-e2e-'));
     nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));

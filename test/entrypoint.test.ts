@@ -75,6 +75,8 @@ describe('release container entry point', function () {
     expect(readIssued(spool.issued).find((c) => c.role === 'admin')!.name).to.equal('alice');
     expect(JSON.parse(readFileSync(join(homeDir, 'config.json'), 'utf8'))).to.include({ user: 'alice' });
     expect(run.stdout).to.include('gates/azure/README.md').and.to.include('start skyport');
+    // One set of next steps, the container's: not swm-setup's own (start swm-core by hand).
+    expect(run.stdout).not.to.include('start the core:');
     expect(existsSync(coreRecord), 'the core must not start on first start').to.equal(false);
   });
 

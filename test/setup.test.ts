@@ -458,6 +458,20 @@ describe('swm-setup', function () {
       expect(JSON.parse(readFileSync(join(root, 'home', 'config.json'), 'utf8'))).to.deep.equal({ coreUrl: 'wss://core.internal:9555', user: 'judy' });
     });
 
+    it("names the core in the admin's bundle at a published address, and leaves the next steps to a wrapper", async () => {
+      const root = newDir();
+      const env = { SWM_SPOOL: join(root, 'spool'), SWM_HOME: join(root, 'home'), SKYPORT_USER: 'kim', SKYPORT_CORE_URL: 'wss://localhost:9443' };
+      const run = await runSetup(['--yes', '--no-next-steps'], env);
+      expect(run.code, run.stderr).to.equal(0);
+      expect(run.stdout).to.include('config.json: wss://localhost:9443').and.not.to.include('Next steps');
+      expect(JSON.parse(readFileSync(join(root, 'home', 'config.json'), 'utf8'))).to.deep.equal({ coreUrl: 'wss://localhost:9443', user: 'kim' });
+      // The core itself still listens where its configuration says.
+      expect(loadCoreConfig(spoolPaths(join(root, 'spool')).config).core.port).not.to.equal(9443);
+      const plain = await runSetup(['--yes', '--core-url', 'https://localhost:9443'], { ...env, SWM_SPOOL: join(root, 'other'), SKYPORT_CORE_URL: '' });
+      expect(plain.code).to.equal(2);
+      expect(plain.stderr).to.include('wss://');
+    });
+
     it('refuses a listen address that is not an IP address, creating nothing', async () => {
       const root = newDir();
       const run = await runSetup(['--yes', '--listen', 'core.internal'], { SWM_SPOOL: join(root, 'spool'), SWM_HOME: join(root, 'home'), SKYPORT_USER: 'kim' });

@@ -53,7 +53,7 @@ export function failureKindOf(error: unknown): FailureKind | null {
   const chain: unknown[] = [];
   for (let e: unknown = error; e && chain.length < 4; e = (e as { cause?: unknown }).cause) chain.push(e);
   const text = chain.map((e) => `${codeOf(e)} ${e instanceof Error ? e.message : String(e)}`).join(' ');
-  if (CAPACITY_CODES.test(text)) return 'capacity';
+  if (CAPACITY_CODES.test(text) || chain.some((e) => e instanceof Error && e.name === 'NoCapacity')) return 'capacity';
   const quota = QUOTA_CODES.exec(text);
   if (quota && (quota[1] === 'QuotaExceeded' || /quota/i.test(text))) return 'quota';
   return null;
@@ -63,4 +63,15 @@ export function failureKindOf(error: unknown): FailureKind | null {
 export function failureReason(error: unknown, message: string): string {
   const kind = failureKindOf(error);
   return kind ? `${FAILURE_PREFIX[kind]}${message}` : message;
+}
+
+/** Azure's error code of a failure (on the error or its causes, or the capacity code its message quotes), or null. */
+export function azureCodeOf(error: unknown): string | null {
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = codeOf(e);
+    if (/^[A-Z][A-Za-z]+$/.test(code)) return code;
+  }
+  const chain: string[] = [];
+  for (let e: unknown = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) chain.push(e instanceof Error ? e.message : String(e));
+  return CAPACITY_CODES.exec(chain.join(' '))?.[1] ?? null;
 }

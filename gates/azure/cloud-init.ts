@@ -7,6 +7,13 @@ export interface CloudInitInput {
   /** Pulled at boot so that the job starts without waiting for it; null when the job names none. */
   containerImage: string | null;
   sshPort: number;
+  /**
+   * When the node powers itself off (a systemd timer armed at first boot), whatever happens to the core and the
+   * gate: the partition's expiry. Null: no timer.
+   */
+  expiresAt: Date | null;
+  /** The image has the container runtime already (a custom image): no packages to install. */
+  runtimeInstalled: boolean;
 }
 
 /**
@@ -50,8 +57,37 @@ export const SSH_SOCKET_DROP_IN = '/etc/systemd/system/ssh.socket.d/10-skyport.c
 const restartSsh =
   'systemctl daemon-reload; if systemctl cat ssh.socket >/dev/null 2>&1; then systemctl restart ssh.socket && systemctl restart ssh.service; else systemctl try-reload-or-restart ssh; fi';
 
+/** The systemd units of the expiry timer (the fake Azure of the tests reads them to play the power-off). */
+export const EXPIRY_TIMER = '/etc/systemd/system/skyport-expiry.timer';
+export const EXPIRY_SERVICE = '/etc/systemd/system/skyport-expiry.service';
+
+/** systemd's calendar form of an instant, in UTC: `2026-12-01 12:00:00 UTC`. */
+export const onCalendarOf = (at: Date): string => `${at.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+
+/**
+ * The node's own safety net: at the partition's expiry it powers off, even if neither the core nor the gate is
+ * there to delete it (Persistent: a timer missed while the node was down fires when it is back). A powered-off VM
+ * stops its work and its network costs but is still allocated: the gate's reconciliation deletes it.
+ */
+function expiryTimer(at: Date): { path: string; permissions: string; owner: string; content: string }[] {
+  return [
+    {
+      path: EXPIRY_TIMER,
+      permissions: '0644',
+      owner: 'root:root',
+      content: `[Unit]\nDescription=Sky Port partition expiry\n\n[Timer]\nOnCalendar=${onCalendarOf(at)}\nPersistent=true\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n`,
+    },
+    {
+      path: EXPIRY_SERVICE,
+      permissions: '0644',
+      owner: 'root:root',
+      content: '[Unit]\nDescription=Power off: the Sky Port partition has expired\n\n[Service]\nType=oneshot\nExecStart=/usr/sbin/shutdown -P now\n',
+    },
+  ];
+}
+
 export function cloudConfig(input: CloudInitInput): string {
-  const { adminUser, hostKey, containerRuntime, containerImage, sshPort } = input;
+  const { adminUser, hostKey, containerRuntime, containerImage, sshPort, expiresAt, runtimeInstalled } = input;
   const sshd = ['PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', ...(sshPort !== 22 ? [`Port ${sshPort}`] : [])];
   const runtimeSetup = containerRuntime === 'docker' ? [['usermod', '-aG', 'docker', adminUser]] : [['loginctl', 'enable-linger', adminUser]];
   const pull = containerImage
@@ -64,12 +100,18 @@ export function cloudConfig(input: CloudInitInput): string {
     ssh_deletekeys: true,
     ssh_genkeytypes: [],
     ssh_keys: { [`${hostKey.kind}_private`]: hostKey.privateKey, [`${hostKey.kind}_public`]: hostKey.publicLine },
-    write_files: [{ path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` }, ...socket],
-    package_update: true,
-    packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'],
+    write_files: [
+      { path: '/etc/ssh/sshd_config.d/10-skyport.conf', permissions: '0644', owner: 'root:root', content: `${sshd.join('\n')}\n` },
+      ...socket,
+      ...(expiresAt ? expiryTimer(expiresAt) : []),
+    ],
+    // A custom image has the runtime already: no package index to refresh, nothing to install.
+    ...(runtimeInstalled ? {} : { package_update: true, packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'] }),
     runcmd: [
       ...closeMetadataEndpoint,
+      // The expiry timer first (restartSsh reloads systemd, which reads its units).
       ['sh', '-c', restartSsh],
+      ...(expiresAt ? [['systemctl', 'enable', '--now', 'skyport-expiry.timer']] : []),
       ...runtimeSetup,
       ...pull,
       // Last: the node is configured. runcmd stops at nothing, so the readiness check also waits for cloud-init's verdict.

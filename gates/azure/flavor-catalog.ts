@@ -68,6 +68,34 @@ export function hourlyLinuxPrice(prices: RetailPrice[], size: string, location: 
     .sort((a, b) => a.retailPrice - b.retailPrice)[0];
 }
 
+/** The hourly Spot price of a size in a location (Linux, Consumption, the Spot meter), or undefined. */
+export function hourlySpotPrice(prices: RetailPrice[], size: string, location: string): RetailPrice | undefined {
+  return prices
+    .filter(
+      (p) =>
+        same(p.armSkuName, size) &&
+        same(p.armRegionName, location) &&
+        p.type === 'Consumption' &&
+        p.unitOfMeasure === '1 Hour' &&
+        !/windows/i.test(p.productName) &&
+        /spot/i.test(`${p.skuName} ${p.meterName}`) &&
+        !/low priority/i.test(`${p.skuName} ${p.meterName}`),
+    )
+    .sort((a, b) => a.retailPrice - b.retailPrice)[0];
+}
+
+/**
+ * Where an ephemeral OS disk of `osDiskGiB` goes on a size (its SKU's `EphemeralOSDiskSupported`, then the cache
+ * disk if it has room, else the resource disk), or null when it does not fit.
+ */
+export function ephemeralPlacementOf(sku: SkuRecord | undefined, osDiskGiB: number): 'CacheDisk' | 'ResourceDisk' | null {
+  if (!/^true$/i.test(capability(sku, 'EphemeralOSDiskSupported') ?? '')) return null;
+  const cacheGiB = Number(capability(sku, 'CachedDiskBytes') ?? 0) / 1024 ** 3;
+  if (cacheGiB >= osDiskGiB) return 'CacheDisk';
+  const resourceGiB = Number(capability(sku, 'MaxResourceVolumeMB') ?? 0) / 1024;
+  return resourceGiB >= osDiskGiB ? 'ResourceDisk' : null;
+}
+
 /**
  * Flavors: the location's sizes (less those the subscription may not use there), with GPU counts from
  * the SKU record of that location and the hourly price; a size without a price keeps no price.
@@ -86,6 +114,7 @@ export function joinFlavors(
     .filter((size) => !image || cannotBoot(size.name, skuIn(skus, size.name, location), image) === null)
     .map((size) => {
       const price = hourlyLinuxPrice(prices, size.name, location);
+      const spot = hourlySpotPrice(prices, size.name, location);
       return {
         name: size.name,
         remote,
@@ -93,7 +122,9 @@ export function joinFlavors(
         gpus: gpusOf(skuIn(skus, size.name, location)),
         memMiB: size.memoryInMB ?? 0,
         diskMiB: size.resourceDiskSizeInMB ?? 0,
-        ...(price ? { pricePerHour: price.retailPrice, currency: price.currencyCode } : {}),
+        ...(price ? { pricePerHour: price.retailPrice } : {}),
+        ...(spot ? { spotPrice: spot.retailPrice } : {}),
+        ...(price || spot ? { currency: (price ?? spot)!.currencyCode } : {}),
       };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
@@ -115,7 +146,7 @@ const collect = async <T>(items: AsyncIterable<T>): Promise<T[]> => {
  * partition) are cached apart from prices (many pages, needed only to list flavors).
  */
 export class FlavorCatalog {
-  private sizes?: Cached<{ sizes: SizeRecord[]; skus: SkuRecord[] }>;
+  private readonly sizes = new Map<string, Cached<{ sizes: SizeRecord[]; skus: SkuRecord[] }>>();
   private prices?: Cached<RetailPrice[]>;
 
   constructor(
@@ -128,34 +159,41 @@ export class FlavorCatalog {
 
   /** The location's sizes that can boot `image` (the default image's traits), priced. */
   async flavors(image?: { architecture: string; hyperVGeneration: string } | null): Promise<Flavor[]> {
-    const [{ sizes, skus }, prices] = await Promise.all([this.sizesAndSkus(), this.locationPrices()]);
+    const [{ sizes, skus }, prices] = await Promise.all([this.sizesAndSkus(this.location), this.locationPrices()]);
     return joinFlavors(this.remote, this.location, sizes, skus, prices, image);
   }
 
-  /** Why a size cannot be used here (for `image`, when its traits are known), or null when it can. */
-  async unavailable(size: string, image?: { architecture: string; hyperVGeneration: string } | null): Promise<string | null> {
-    const { sizes, skus } = await this.sizesAndSkus();
-    if (!sizes.some((s) => same(s.name, size))) return `VM size ${size} is not offered in ${this.location}`;
-    const sku = skuIn(skus, size, this.location);
-    if (restrictedIn(sku, this.location)) return `VM size ${size} is not available to this subscription in ${this.location}`;
+  /** Why a size cannot be used in a location (the gate's by default; for `image`, when its traits are known), or null when it can. */
+  async unavailable(size: string, image?: { architecture: string; hyperVGeneration: string } | null, location = this.location): Promise<string | null> {
+    const { sizes, skus } = await this.sizesAndSkus(location);
+    if (!sizes.some((s) => same(s.name, size))) return `VM size ${size} is not offered in ${location}`;
+    const sku = skuIn(skus, size, location);
+    if (restrictedIn(sku, location)) return `VM size ${size} is not available to this subscription in ${location}`;
     return image ? cannotBoot(size, sku, image) : null;
+  }
+
+  /** Where an ephemeral OS disk of `osDiskGiB` goes on a size in a location, or null (see ephemeralPlacementOf). */
+  async ephemeralPlacement(size: string, location: string, osDiskGiB: number): Promise<'CacheDisk' | 'ResourceDisk' | null> {
+    const { skus } = await this.sizesAndSkus(location);
+    return ephemeralPlacementOf(skuIn(skus, size, location), osDiskGiB);
   }
 
   private fresh<T>(entry: Cached<T> | undefined): entry is Cached<T> {
     return entry !== undefined && Date.now() - entry.at < this.cacheMs;
   }
 
-  private sizesAndSkus(): Promise<{ sizes: SizeRecord[]; skus: SkuRecord[] }> {
-    if (!this.fresh(this.sizes)) {
-      const value = Promise.all([
-        collect(this.arm.compute.virtualMachineSizes.list(this.location)),
-        collect(this.arm.compute.resourceSkus.list({ filter: `location eq '${this.location}'` })),
-      ]).then(([sizes, skus]) => ({ sizes, skus }));
-      this.sizes = { at: Date.now(), value };
-      // A failed lookup is not cached.
-      value.catch(() => (this.sizes = undefined));
-    }
-    return this.sizes!.value;
+  private sizesAndSkus(location: string): Promise<{ sizes: SizeRecord[]; skus: SkuRecord[] }> {
+    const key = location.toLowerCase();
+    const cached = this.sizes.get(key);
+    if (this.fresh(cached)) return cached.value;
+    const value = Promise.all([
+      collect(this.arm.compute.virtualMachineSizes.list(location)),
+      collect(this.arm.compute.resourceSkus.list({ filter: `location eq '${location}'` })),
+    ]).then(([sizes, skus]) => ({ sizes, skus }));
+    this.sizes.set(key, { at: Date.now(), value });
+    // A failed lookup is not cached.
+    value.catch(() => this.sizes.delete(key));
+    return value;
   }
 
   private locationPrices(): Promise<RetailPrice[]> {

@@ -5,6 +5,8 @@ export interface DefaultImage {
   publisher: string;
   offer: string;
   sku: string;
+  /** A custom image (gallery or managed image id) used instead of the marketplace one, when configured. */
+  id?: string;
 }
 
 export interface ImageChoice {
@@ -25,7 +27,7 @@ export const urnOf = (image: { publisher: string; offer: string; sku: string }, 
  * other reference is a container image, pulled at boot on the default VM image.
  */
 export function chooseImage(image: string | null, defaults: DefaultImage): ImageChoice {
-  const byDefault: ImageReference = { ...defaults, version: 'latest' };
+  const byDefault: ImageReference = defaults.id ? { id: defaults.id } : { publisher: defaults.publisher, offer: defaults.offer, sku: defaults.sku, version: 'latest' };
   if (image === null || image === '') return { vmImage: byDefault, containerImage: null };
   if (image.startsWith('/subscriptions/')) return { vmImage: { id: image }, containerImage: null };
   const parts = image.split(':');

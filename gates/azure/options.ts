@@ -91,6 +91,56 @@ export const AzureGateOptions = z
       .default({ maxRetries: 6, retryDelayMs: 1000, maxRetryDelayMs: 60_000 }),
     /** How long flavors (sizes, GPU counts, prices) are cached. */
     catalogCacheSec: z.number().nonnegative().default(3600),
+
+    // Where a partition may be placed when Azure has no room for it (capacity fallback).
+    /**
+     * Availability zones to place partitions in, in order of preference (all nodes of a partition in one zone); a
+     * zone without capacity is followed by the next. Empty: no zone (Azure places the VMs in the region).
+     */
+    zones: z.array(z.string().regex(/^[1-9]$/, 'not an availability zone (1, 2 or 3)')).max(3).default([]),
+    /** Sizes to try, in order, when a size has no capacity anywhere allowed: `{ "Standard_D2s_v5": ["Standard_D2as_v5"] }`. */
+    fallbackSizes: z.record(z.string().min(1), z.array(z.string().min(1)).max(8)).default({}),
+    /** Other regions to try, in order, when no zone and size of `location` has capacity. */
+    fallbackRegions: z.array(z.string().regex(/^[a-z0-9]+$/, 'not an Azure location name (e.g. westus3)')).max(8).default([]),
+
+    // Spot.
+    /** Partitions are Spot VMs unless a request says otherwise (`spot: false`). */
+    spot: z.boolean().default(false),
+    /** Most a Spot VM may cost an hour (the currency of the subscription's billing); -1: up to the pay-as-you-go price. */
+    spotMaxPrice: z.number().refine((p) => p === -1 || p > 0, 'must be -1 or a positive price').default(-1),
+
+    // Cost safety that does not depend on the core.
+    /**
+     * Longest life of a partition (the remote's maximum): its resources carry an expiry tag this much (plus the
+     * margin) after their creation, its nodes power themselves off then, and the gate deletes it once past it.
+     * A request's tag `skyport-lifetime-sec` (the job's duration) shortens it.
+     */
+    maxLifetimeSec: z.number().positive().default(24 * 3600),
+    /** Added to a partition's lifetime before it expires. */
+    expiryMarginSec: z.number().nonnegative().default(1800),
+    /** How often the gate looks for partitions to delete on its own (expired, unknown, interrupted); 0: never. */
+    reconcileIntervalSec: z.number().nonnegative().default(300),
+    /**
+     * How long a group may go unlisted after the gate asked for it (ARM's lists lag behind its writes) before the
+     * gate takes it as never made, and how old a group tagged for this gate but unknown to it must be before it is
+     * deleted.
+     */
+    orphanGraceSec: z.number().nonnegative().default(600),
+    /** How often the nodes of up partitions are checked (Spot evictions, VMs gone or powered off); 0: never. */
+    watchIntervalSec: z.number().nonnegative().default(30),
+
+    // A faster first job.
+    /**
+     * A VM image (gallery image version id or managed image id) made with `gates/azure/image/build-image.sh`: the
+     * container runtime is already in it, so cloud-init only writes keys and configuration. The default image of
+     * partitions whose request names none (or names a container image).
+     */
+    customImageId: z
+      .string()
+      .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Compute\/(galleries\/[^/]+\/images\/[^/]+(\/versions\/[^/]+)?|images\/[^/]+)$/i, 'not a gallery image (version) id or a managed image id')
+      .optional(),
+    /** Ephemeral OS disks (on the host's local storage: faster to create, free) where the size has room for one. */
+    ephemeralOsDisk: z.boolean().default(false),
   })
   .strict()
   .superRefine((o, ctx) => {

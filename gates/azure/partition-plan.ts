@@ -1,5 +1,5 @@
-import type { ImageReference, VirtualMachine, VirtualMachineRunCommand } from '@azure/arm-compute';
-import type { NatGateway, NetworkInterface, NetworkSecurityGroup, PublicIPAddress, VirtualNetwork } from '@azure/arm-network';
+import type { ImageReference, OSDisk, VirtualMachine, VirtualMachineRunCommand } from '@azure/arm-compute';
+import type { NatGateway, NetworkSecurityGroup, PublicIPAddress, VirtualNetwork } from '@azure/arm-network';
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import { customDataOf } from './cloud-init.js';
 import { guestReadyCommand } from './guest-ready.js';
@@ -21,10 +21,17 @@ import {
 import { securityRules } from './security-rules.js';
 import { partitionTags, TAG } from './tags.js';
 
+/**
+ * The network api-version the VMs create their NICs (and the head's public IP) with. From 2025-07-01 on, a new
+ * subnet is private by default; the gate's subnets say what they want explicitly either way.
+ */
+export const VM_NETWORK_API_VERSION = '2022-11-01';
+
 export interface PlanSettings {
   subscriptionId: string;
   coreId: string;
-  location: string;
+  /** The gate's name: the one that reconciles the partition. */
+  gateName: string;
   adminUser: string;
   sshPort: number;
   /** Who may reach SSH and the job's ports. */
@@ -32,6 +39,8 @@ export interface PlanSettings {
   vmImage: ImageReference;
   containerImage: string | null;
   containerRuntime: 'podman' | 'docker';
+  /** The image has the container runtime (a custom image): cloud-init installs nothing. */
+  runtimeInstalled: boolean;
   osDiskType: 'Standard_LRS' | 'StandardSSD_LRS' | 'Premium_LRS';
   /** How nodes without a public IP reach the internet (see `outbound` of PartitionPlan). */
   outboundAccess: 'nat-gateway' | 'default';
@@ -39,7 +48,23 @@ export interface PlanSettings {
   guestReadyTimeoutSec: number;
   /** The purchase plan the image requires (third-party marketplace images), or null. */
   plan: { name: string; product: string; publisher: string } | null;
+  /** Spot VMs, with the most they may cost an hour (-1: up to the pay-as-you-go price); null: regular VMs. */
+  spot: { maxPrice: number } | null;
+  createdAt: Date;
+  /** The partition's expiry: tagged on everything, and when its nodes power themselves off. */
+  expiresAt: Date;
 }
+
+/** Where a partition's VMs go: a region, a zone of it (or none) and a size. */
+export interface Placement {
+  location: string;
+  zone: string | null;
+  size: string;
+  /** Where an ephemeral OS disk goes on this size, or null for a managed OS disk. */
+  ephemeralOsDisk: 'CacheDisk' | 'ResourceDisk' | null;
+}
+
+export const describePlacement = (p: Pick<Placement, 'location' | 'zone' | 'size'>): string => `${p.location}${p.zone ? ` zone ${p.zone}` : ''} ${p.size}`;
 
 export interface NodePlan {
   index: number;
@@ -47,8 +72,7 @@ export interface NodePlan {
   vmName: string;
   nicName: string;
   hostKeyFingerprint: string;
-  nic: NetworkInterface;
-  /** Carries the node's custom data (its host key): never logged. */
+  /** The VM, which makes its own NIC (and the head's public IP), deleted with it. Carries custom data: never logged. */
   vm: VirtualMachine;
   /** The check that the node's guest is ready (guest-ready.ts). */
   readiness: VirtualMachineRunCommand;
@@ -59,15 +83,16 @@ export interface Named<T> {
   body: T;
 }
 
-/** Every resource of one partition, with its body, before anything is created. */
+/** Every resource of one partition in one placement, with its body, before anything is created. */
 export interface PartitionPlan {
   partition: string;
   group: string;
-  location: string;
+  /** The group's own location (the gate's), whatever the placement. */
+  groupLocation: string;
+  placement: Placement;
   tags: Record<string, string>;
   securityGroup: Named<NetworkSecurityGroup>;
   network: Named<VirtualNetwork>;
-  publicIp: Named<PublicIPAddress>;
   /**
    * The NAT gateway (and its public IP) that gives the nodes without a public IP their way out, or null
    * when there are none (one node: the head goes out through its own IP) or outbound is Azure's default.
@@ -77,46 +102,43 @@ export interface PartitionPlan {
 }
 
 /**
- * The resources of a partition, as a pure function of the request. Resource ids are known in advance
- * (they derive from names), so every body can reference the resources it needs before they exist; the
- * provisioner only has to respect the order Azure requires.
+ * The resources of a partition in one placement, as a pure function of the request. Resource ids are known in
+ * advance (they derive from names), so every body can reference the resources it needs before they exist; the
+ * provisioner only has to respect the order Azure requires. Every VM makes its own NIC from a configuration (and
+ * the head its public IP), with delete option Delete: one PUT per node instead of two dependent ones, and deleting
+ * a VM deletes what it made.
  */
-export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[], s: PlanSettings): PartitionPlan {
+export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[], s: PlanSettings, placement: Placement, groupLocation: string): PartitionPlan {
+  const { location } = placement;
   const group = groupNameOf(request.name);
   const id = (type: string, name: string): string => resourceIdOf(s.subscriptionId, group, type, name);
-  const tags = partitionTags(request, s.coreId);
+  const tags = partitionTags(request, s.coreId, { gate: s.gateName, createdAt: s.createdAt, expiresAt: s.expiresAt, spot: s.spot !== null });
   const nsgName = securityGroupNameOf(request.name);
   const vnetName = networkNameOf(request.name);
-  const pipName = publicIpNameOf(request.name);
   const subnetId = `${id('Microsoft.Network/virtualNetworks', vnetName)}/subnets/${SUBNET_NAME}`;
+  const standardIp = {
+    sku: { name: 'Standard' as const, tier: 'Regional' as const },
+    publicIPAllocationMethod: 'Static' as const,
+    publicIPAddressVersion: 'IPv4' as const,
+  };
 
   const nodes = hostKeys.map((hostKey, index): NodePlan => {
     const role = index === 0 ? 'head' : 'compute';
     const vmName = vmNameOf(request.name, index);
     const nicName = nicNameOf(vmName);
-    const nic: NetworkInterface = {
-      location: s.location,
-      tags,
-      networkSecurityGroup: { id: id('Microsoft.Network/networkSecurityGroups', nsgName) },
-      ipConfigurations: [
-        {
-          name: 'primary',
-          primary: true,
-          privateIPAllocationMethod: 'Dynamic',
-          subnet: { id: subnetId },
-          ...(role === 'head' ? { publicIPAddress: { id: id('Microsoft.Network/publicIPAddresses', pipName) } } : {}),
-        },
-      ],
-    };
+    const osDisk: OSDisk = placement.ephemeralOsDisk
+      ? { createOption: 'FromImage', deleteOption: 'Delete', caching: 'ReadOnly', diffDiskSettings: { option: 'Local', placement: placement.ephemeralOsDisk }, managedDisk: { storageAccountType: 'Standard_LRS' } }
+      : { createOption: 'FromImage', deleteOption: 'Delete', managedDisk: { storageAccountType: s.osDiskType } };
     const vm: VirtualMachine = {
-      location: s.location,
+      location,
       tags: { ...tags, [TAG.node]: String(index), [TAG.role]: role, [TAG.hostKey]: hostKey.fingerprint },
-      hardwareProfile: { vmSize: request.flavor },
+      ...(placement.zone ? { zones: [placement.zone] } : {}),
+      hardwareProfile: { vmSize: placement.size },
       ...(s.plan ? { plan: { ...s.plan } } : {}),
-      storageProfile: {
-        imageReference: s.vmImage,
-        osDisk: { createOption: 'FromImage', deleteOption: 'Delete', managedDisk: { storageAccountType: s.osDiskType } },
-      },
+      // Spot: deleted on eviction (a deallocated Spot VM would keep its disk billing, and could not come back as the
+      // node the job knew); never evicted for price with maxPrice -1.
+      ...(s.spot ? { priority: 'Spot', evictionPolicy: 'Delete', billingProfile: { maxPrice: s.spot.maxPrice } } : {}),
+      storageProfile: { imageReference: s.vmImage, osDisk },
       osProfile: {
         computerName: vmName,
         adminUsername: s.adminUser,
@@ -126,6 +148,8 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
           containerRuntime: s.containerRuntime,
           containerImage: s.containerImage,
           sshPort: s.sshPort,
+          expiresAt: s.expiresAt,
+          runtimeInstalled: s.runtimeInstalled,
         }),
         linuxConfiguration: {
           disablePasswordAuthentication: true,
@@ -133,19 +157,31 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
           ssh: { publicKeys: [{ path: `/home/${s.adminUser}/.ssh/authorized_keys`, keyData: request.sshPublicKey.trim() }] },
         },
       },
-      networkProfile: { networkInterfaces: [{ id: id('Microsoft.Network/networkInterfaces', nicName), primary: true, deleteOption: 'Delete' }] },
+      networkProfile: {
+        networkApiVersion: VM_NETWORK_API_VERSION,
+        networkInterfaceConfigurations: [
+          {
+            name: nicName,
+            tags,
+            primary: true,
+            deleteOption: 'Delete',
+            networkSecurityGroup: { id: id('Microsoft.Network/networkSecurityGroups', nsgName) },
+            ipConfigurations: [
+              {
+                name: 'primary',
+                primary: true,
+                subnet: { id: subnetId },
+                ...(role === 'head' ? { publicIPAddressConfiguration: { name: publicIpNameOf(request.name), tags, deleteOption: 'Delete', ...standardIp } } : {}),
+              },
+            ],
+          },
+        ],
+      },
     };
-    const readiness = guestReadyCommand(s.location, tags, s.sshPort, hostKey, s.guestReadyTimeoutSec);
-    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, nic, vm, readiness };
+    const readiness = guestReadyCommand(location, tags, s.sshPort, hostKey, s.guestReadyTimeoutSec);
+    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, vm, readiness };
   });
 
-  const standardIp = (): PublicIPAddress => ({
-    location: s.location,
-    tags,
-    sku: { name: 'Standard', tier: 'Regional' },
-    publicIPAllocationMethod: 'Static',
-    publicIPAddressVersion: 'IPv4',
-  });
   // Outbound is explicit. Azure's "default outbound access" (an implicit, shared address for VMs without a
   // public IP) is retired: virtual networks made with network api-version 2025-07-01 or later have private
   // subnets, so an SDK upgrade would silently cut the compute nodes off from packages and registries. A NAT
@@ -156,11 +192,11 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
   const needsNat = s.outboundAccess === 'nat-gateway' && nodes.length > 1;
   const outbound = needsNat
     ? {
-        publicIp: { name: natIpName, body: standardIp() },
+        publicIp: { name: natIpName, body: { location, tags, ...standardIp, sku: { ...standardIp.sku } } },
         natGateway: {
           name: natName,
           body: {
-            location: s.location,
+            location,
             tags,
             sku: { name: 'Standard' as const },
             idleTimeoutInMinutes: 4,
@@ -179,15 +215,36 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
   return {
     partition: request.name,
     group,
-    location: s.location,
+    groupLocation,
+    placement,
     tags,
-    securityGroup: { name: nsgName, body: { location: s.location, tags, securityRules: securityRules(s.sources, s.sshPort, request.ports) } },
+    securityGroup: { name: nsgName, body: { location, tags, securityRules: securityRules(s.sources, s.sshPort, request.ports) } },
     network: {
       name: vnetName,
-      body: { location: s.location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [subnet] },
+      body: { location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [subnet] },
     },
-    publicIp: { name: pipName, body: standardIp() },
     outbound,
     nodes,
   };
+}
+
+/**
+ * The placements a partition may take, in order: the request's size in each allowed zone of the gate's location
+ * (or in no zone), then each fallback size the same way, then the same in each fallback region. Candidates the
+ * caller rejects (a size not offered there, or that cannot boot the image) are left out.
+ */
+export function placementsFor(
+  size: string,
+  o: { location: string; zones: string[]; fallbackSizes: Record<string, string[]>; fallbackRegions: string[] },
+  usable: (location: string, size: string) => boolean,
+): { location: string; zone: string | null; size: string }[] {
+  const sizes = [size, ...(o.fallbackSizes[size] ?? [])];
+  const zones: (string | null)[] = o.zones.length ? o.zones : [null];
+  const out: { location: string; zone: string | null; size: string }[] = [];
+  for (const location of [o.location, ...o.fallbackRegions])
+    for (const candidate of sizes) {
+      if (!usable(location, candidate)) continue;
+      for (const zone of zones) out.push({ location, zone, size: candidate });
+    }
+  return out;
 }

@@ -10,7 +10,9 @@ export interface ObservedGroup {
 }
 
 export interface ObservedVm {
+  id?: string;
   name: string;
+  location?: string;
   provisioningState?: string;
   tags: Record<string, string>;
   nicIds: string[];
@@ -19,6 +21,8 @@ export interface ObservedVm {
 export interface ObservedNic {
   id: string;
   name: string;
+  /** The VM it is attached to. */
+  virtualMachineId?: string;
   provisioningState?: string;
   privateIp?: string;
   publicIpId?: string;
@@ -76,7 +80,9 @@ export async function readPartition(arm: ArmClients, group: ObservedGroup): Prom
   return {
     group,
     vms: vms.map((vm) => ({
+      ...(vm.id ? { id: vm.id } : {}),
       name: vm.name!,
+      ...(vm.location ? { location: vm.location } : {}),
       ...(vm.provisioningState ? { provisioningState: vm.provisioningState } : {}),
       tags: vm.tags ?? {},
       nicIds: (vm.networkProfile?.networkInterfaces ?? []).map((n) => n.id!).filter(Boolean),
@@ -86,6 +92,7 @@ export async function readPartition(arm: ArmClients, group: ObservedGroup): Prom
       return {
         id: nic.id!,
         name: nic.name!,
+        ...(nic.virtualMachine?.id ? { virtualMachineId: nic.virtualMachine.id } : {}),
         ...(nic.provisioningState ? { provisioningState: nic.provisioningState } : {}),
         ...(config?.privateIPAddress ? { privateIp: config.privateIPAddress } : {}),
         ...(config?.publicIPAddress?.id ? { publicIpId: config.publicIPAddress.id } : {}),

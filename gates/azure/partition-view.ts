@@ -33,7 +33,8 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
   const nodes: PartitionNode[] = [...vms]
     .sort((a, b) => Number(tagOf(a.tags, TAG.node) ?? 0) - Number(tagOf(b.tags, TAG.node) ?? 0))
     .map((vm) => {
-      const nic = nics.find((n) => vm.nicIds.some((id) => same(id, n.id)));
+      // A VM lists the NICs it made in networkInterfaces; a NIC names its VM too.
+      const nic = nics.find((n) => vm.nicIds.some((id) => same(id, n.id))) ?? nics.find((n) => same(n.virtualMachineId, vm.id));
       const publicIp = nic?.publicIpId ? publicIps.find((p) => same(p.id, nic.publicIpId)) : undefined;
       return {
         name: vm.name,
@@ -60,9 +61,12 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
   else status = 'up';
 
   const interrupted = status === 'failed' && error === undefined;
+  const wasUp = tagOf(group.tags, TAG.ready) === 'true';
   const why =
     vms.length < expected
-      ? `creation stopped with ${vms.length} of ${expected} nodes (the gate was restarted); delete the partition`
+      ? wasUp
+        ? lostNodesReason(group.tags, missingNodes(vms, expected))
+        : `creation stopped with ${vms.length} of ${expected} nodes (the gate was restarted); delete the partition`
       : 'creation stopped before every node\'s guest was ready (the gate was restarted); delete the partition';
   return {
     id: name,
@@ -73,3 +77,24 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
     ...(error !== undefined ? { error } : interrupted ? { error: why } : {}),
   };
 }
+
+/** The VM names of the nodes an up partition no longer has. */
+function missingNodes(vms: ObservedPartition['vms'], expected: number): number[] {
+  const present = new Set(vms.map((vm) => Number(tagOf(vm.tags, TAG.node) ?? -1)));
+  return Array.from({ length: expected }, (_, i) => i).filter((i) => !present.has(i));
+}
+
+/**
+ * Why an up partition lost nodes: Azure evicted them (Spot: the reason starts with `Preempted: `, which the core
+ * takes as a preemption to requeue after), or they were deleted behind the gate's back.
+ */
+export function lostNodesReason(tags: Record<string, string>, nodes: number[]): string {
+  const list = nodes.map((i) => `node ${i}`).join(', ');
+  const placement = tagOf(tags, TAG.placement);
+  return tagOf(tags, TAG.priority) === 'spot'
+    ? `${PREEMPTED}Azure evicted the Spot VM of ${list}${placement ? ` (${placement})` : ''}`
+    : `${list} ${nodes.length === 1 ? 'is' : 'are'} gone (deleted outside Sky Port)`;
+}
+
+/** The reason prefix of a partition that lost Spot nodes to an eviction. */
+export const PREEMPTED = 'Preempted: ';

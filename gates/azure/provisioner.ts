@@ -1,11 +1,11 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { ArmClients } from './arm-clients.js';
-import { describeAzureError, httpStatusOf } from './azure-errors.js';
+import { azureCodeOf, describeAzureError, failureKindOf, httpStatusOf } from './azure-errors.js';
 import { GUEST_READY_COMMAND } from './guest-ready.js';
 import type { Limiter } from './limiter.js';
 import { completeOperation, OperationCancelled, OperationFailed, OperationTimeout, type OperationLimits } from './long-running.js';
-import type { PartitionPlan } from './partition-plan.js';
+import { describePlacement, type PartitionPlan, type Placement } from './partition-plan.js';
 import { TAG } from './tags.js';
 
 export interface ProvisionContext {
@@ -14,7 +14,7 @@ export interface ProvisionContext {
   /** Aborted when the partition is deleted during creation or the gate closes. */
   cancel: AbortSignal;
   log: Logger;
-  /** The gate's bound on VM (and NIC) creations in flight, shared by every partition. */
+  /** The gate's bound on VM creations in flight, shared by every partition. */
   vmSlots: Limiter;
   /** How long after the group's creation a write answered 404 ResourceGroupNotFound is tried again. */
   freshGroupGraceMs: number;
@@ -25,6 +25,11 @@ export interface ProvisionContext {
 /** Nodes per step of the poll interval: a partition of 200 nodes polls each operation 8 times less often. */
 const NODES_PER_POLL_STEP = 25;
 const FRESH_GROUP_RETRY_MAX_MS = 5_000;
+
+/** Every placement allowed was tried and none had room: the partition's failure, of kind capacity. */
+export class NoCapacity extends Error {
+  override name = 'NoCapacity';
+}
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -48,32 +53,37 @@ const isFreshGroupMiss = (error: unknown): boolean => {
   return code === 'ResourceGroupNotFound' || (cause instanceof Error && cause.message.includes('ResourceGroupNotFound'));
 };
 
+const notFoundIsDone = (error: unknown): Promise<void> => (httpStatusOf((error as Error).cause) === 404 ? Promise.resolve() : Promise.reject(error));
+
+type InGroup = <T>(what: string, l: OperationLimits, begin: Parameters<typeof completeOperation<T>>[2]) => Promise<T>;
+
 /**
- * Creates a planned partition, each resource as soon as what it references exists:
+ * Creates a planned partition in the first placement that has room, each resource as soon as what it references
+ * exists:
  *
- *   resource group ─┬─ security group ─────────────────────┐
- *                   ├─ NAT IP ── NAT gateway ── network ───┼─ NIC i ── VM i ── guest ready i   (every node in parallel)
- *                   └─ public IP ──────────────────────────┘  (head NIC only)
+ *   resource group ─┬─ security group ──────────────────────┐
+ *                   └─ NAT IP ── NAT gateway ── network ────┴─ VM i (its NIC, the head's public IP) ── guest ready i
+ *                                                              (every node in parallel, within the gate's VM slots)
  *
- * (the NAT gateway only when some node has no public IP). A node is created when the gate has a free VM
- * slot; a partition is done when every node's guest is ready, and the group is tagged so. The first failure
- * stops the rest and deletes the partition's VMs (none keeps running and billing), and the function returns
- * only when no request is in flight, so a deletion that follows cannot race a creation. Every PUT is
- * idempotent: running it again converges.
+ * (the NAT gateway only when some node has no public IP). `plans` are the same partition in each placement allowed,
+ * in order of preference (zones, then fallback sizes, then fallback regions). When a node of a placement fails for
+ * want of capacity, the placement's VMs are deleted (with their NICs and the head's public IP, by their delete
+ * options), and the next placement is tried; in another region the network is first deleted and made there. Any
+ * other failure, or the last placement's, stops everything and deletes every VM (none keeps running and billing),
+ * and the function returns only when no request is in flight, so a deletion that follows cannot race a creation.
+ * Every PUT is idempotent: running it again converges. Returns the placement the partition got.
  */
-export async function provisionPartition(plan: PartitionPlan, ctx: ProvisionContext): Promise<void> {
+export async function provisionPartition(plans: PartitionPlan[], ctx: ProvisionContext): Promise<Placement> {
   const { arm, log } = ctx;
-  const stop = new AbortController();
-  const cancel = AbortSignal.any([ctx.cancel, stop.signal]);
-  // Every node's operations (and its wait for a VM slot) listen to it: a large partition is no leak.
-  setMaxListeners(0, cancel, stop.signal, ctx.cancel);
-  const limits: OperationLimits = { ...ctx.limits, cancel };
-  const nodeLimits: OperationLimits = { ...limits, pollIntervalMs: ctx.limits.pollIntervalMs * Math.max(1, Math.ceil(plan.nodes.length / NODES_PER_POLL_STEP)) };
-  const { group } = plan;
+  const first = plans[0];
+  if (!first) throw new NoCapacity('no placement is allowed for this size (not offered, or cannot boot the image, in any allowed region)');
+  const { group } = first;
+  setMaxListeners(0, ctx.cancel);
+  const limits: OperationLimits = { ...ctx.limits, cancel: ctx.cancel };
 
   try {
     // Not ready until every guest is: a group without the tag (made before readiness was checked) is judged by its VMs.
-    await arm.resources.resourceGroups.createOrUpdate(group, { location: plan.location, tags: { ...plan.tags, [TAG.ready]: 'false' } }, { abortSignal: cancel });
+    await arm.resources.resourceGroups.createOrUpdate(group, { location: first.groupLocation, tags: { ...first.tags, [TAG.ready]: 'false' } }, { abortSignal: ctx.cancel });
   } catch (error) {
     if (ctx.cancel.aborted) throw new OperationCancelled(`resource group ${group} abandoned`);
     throw new OperationFailed(`resource group ${group}: ${describeAzureError(error)}`, { cause: error });
@@ -82,7 +92,7 @@ export async function provisionPartition(plan: PartitionPlan, ctx: ProvisionCont
   log.debug({ group }, 'resource group ready');
 
   /** A write into the group, tried again while ARM may still answer that the new group does not exist. */
-  const inGroup = async <T>(what: string, l: OperationLimits, begin: Parameters<typeof completeOperation<T>>[2]): Promise<T> => {
+  const inGroup: InGroup = async (what, l, begin) => {
     let delay = Math.max(1, Math.min(ctx.limits.pollIntervalMs, 1000));
     for (;;) {
       try {
@@ -96,73 +106,153 @@ export async function provisionPartition(plan: PartitionPlan, ctx: ProvisionCont
     }
   };
 
-  const { securityGroup: nsg, network: vnet, publicIp: pip, outbound } = plan;
-  const securityGroup = inGroup(`network security group ${nsg.name}`, limits, (o) => arm.network.networkSecurityGroups.beginCreateOrUpdate(group, nsg.name, nsg.body, o));
-  const natIp = outbound
-    ? inGroup(`public IP ${outbound.publicIp.name}`, limits, (o) => arm.network.publicIPAddresses.beginCreateOrUpdate(group, outbound.publicIp.name, outbound.publicIp.body, o))
-    : null;
-  const natGateway = outbound
-    ? natIp!.then(() => inGroup(`NAT gateway ${outbound.natGateway.name}`, limits, (o) => arm.network.natGateways.beginCreateOrUpdate(group, outbound.natGateway.name, outbound.natGateway.body, o)))
-    : null;
-  const network = (natGateway ?? Promise.resolve()).then(() =>
-    inGroup(`virtual network ${vnet.name}`, limits, (o) => arm.network.virtualNetworks.beginCreateOrUpdate(group, vnet.name, vnet.body, o)),
-  );
-  const publicIp = inGroup(`public IP ${pip.name}`, limits, (o) => arm.network.publicIPAddresses.beginCreateOrUpdate(group, pip.name, pip.body, o));
-  const shared = Promise.all([securityGroup, network]);
+  const tried: { placement: Placement; code: string }[] = [];
+  let network: { location: string; plan: PartitionPlan; done: Promise<void> } | null = null;
+  for (const [i, plan] of plans.entries()) {
+    const where = describePlacement(plan.placement);
+    if (network && network.location !== plan.placement.location) {
+      log.info({ from: network.location, to: plan.placement.location }, 'moving the partition to another region: deleting its network first');
+      await deleteNetwork(network.plan, ctx);
+      network = null;
+    }
+    if (!network) network = { location: plan.placement.location, plan, done: createNetwork(plan, limits, inGroup, arm) };
+    try {
+      await createNodes(plan, network.done, ctx, inGroup);
+    } catch (error) {
+      const cancelled = ctx.cancel.aborted;
+      if (!cancelled) await deleteVirtualMachines(plan, ctx);
+      if (cancelled) throw error;
+      const capacity = failureKindOf(error) === 'capacity';
+      if (!capacity) throw error;
+      tried.push({ placement: plan.placement, code: azureCodeOf(error) ?? 'no capacity' });
+      const next = plans[i + 1];
+      if (next) {
+        log.warn({ placement: where, next: describePlacement(next.placement), error: (error as Error).message }, 'no capacity for the partition there; trying the next placement');
+        continue;
+      }
+      if (tried.length === 1) throw error;
+      log.warn({ tried: tried.map((t) => `${describePlacement(t.placement)}: ${t.code}`) }, 'no placement allowed had capacity');
+      throw new NoCapacity(`no capacity in any of the ${tried.length} placements allowed: ${summarize(tried)}`, { cause: error });
+    }
+    try {
+      await arm.resources.resourceGroups.createOrUpdate(
+        group,
+        { location: plan.groupLocation, tags: { ...plan.tags, [TAG.ready]: 'true', [TAG.placement]: where } },
+        { abortSignal: ctx.cancel },
+      );
+    } catch (error) {
+      if (ctx.cancel.aborted) throw new OperationCancelled(`resource group ${group} abandoned`);
+      throw new OperationFailed(`resource group ${group}: ${describeAzureError(error)}`, { cause: error });
+    }
+    if (i > 0) log.info({ placement: where, tried }, 'partition placed after a capacity fallback');
+    return plan.placement;
+  }
+  throw new NoCapacity('unreachable');
+}
 
+/**
+ * The placements tried, short (the reason is kept in a tag of 256 characters): per region, its zones, sizes and
+ * Azure's codes, e.g. `eastus (zones 1, 2) Standard_D2s_v5, Standard_D2ds_v5: ZonalAllocationFailed`.
+ */
+function summarize(tried: { placement: Placement; code: string }[]): string {
+  const regions = [...new Set(tried.map((t) => t.placement.location))];
+  return regions
+    .map((location) => {
+      const here = tried.filter((t) => t.placement.location === location);
+      const zones = [...new Set(here.map((t) => t.placement.zone).filter((z): z is string => z !== null))];
+      const sizes = [...new Set(here.map((t) => t.placement.size))];
+      const codes = [...new Set(here.map((t) => t.code))];
+      return `${location}${zones.length ? ` (zone${zones.length > 1 ? 's' : ''} ${zones.join(', ')})` : ''} ${sizes.join(', ')}: ${codes.join(', ')}`;
+    })
+    .join('; ');
+}
+
+/** The partition's network in its placement's region: security group, and NAT IP → NAT gateway → virtual network. */
+function createNetwork(plan: PartitionPlan, limits: OperationLimits, inGroup: InGroup, arm: ArmClients): Promise<void> {
+  const { network: vnet, securityGroup: nsg, outbound, group } = plan;
+  return (async () => {
+    const securityGroup = inGroup(`network security group ${nsg.name}`, limits, (o) => arm.network.networkSecurityGroups.beginCreateOrUpdate(group, nsg.name, nsg.body, o));
+    const natGateway = outbound
+      ? inGroup(`public IP ${outbound.publicIp.name}`, limits, (o) => arm.network.publicIPAddresses.beginCreateOrUpdate(group, outbound.publicIp.name, outbound.publicIp.body, o)).then(() =>
+          inGroup(`NAT gateway ${outbound.natGateway.name}`, limits, (o) => arm.network.natGateways.beginCreateOrUpdate(group, outbound.natGateway.name, outbound.natGateway.body, o)),
+        )
+      : Promise.resolve();
+    const network = natGateway.then(() => inGroup(`virtual network ${vnet.name}`, limits, (o) => arm.network.virtualNetworks.beginCreateOrUpdate(group, vnet.name, vnet.body, o)));
+    // Both settled before either failure is reported: nothing of the network is left in flight.
+    const [a, b] = await Promise.allSettled([securityGroup, network]);
+    for (const r of [a, b]) if (r.status === 'rejected') throw r.reason;
+  })();
+}
+
+/** Every node's VM (within the gate's VM slots) and its guest readiness; the first failure stops the others. */
+async function createNodes(plan: PartitionPlan, network: Promise<void>, ctx: ProvisionContext, inGroup: InGroup): Promise<void> {
+  const { arm, log } = ctx;
+  const stop = new AbortController();
+  const cancel = AbortSignal.any([ctx.cancel, stop.signal]);
+  // Every node's operations (and its wait for a VM slot) listen to it: a large partition is no leak.
+  setMaxListeners(0, cancel, stop.signal);
+  const nodeLimits: OperationLimits = {
+    ...ctx.limits,
+    cancel,
+    pollIntervalMs: ctx.limits.pollIntervalMs * Math.max(1, Math.ceil(plan.nodes.length / NODES_PER_POLL_STEP)),
+  };
+  const { group } = plan;
   const nodes = plan.nodes.map(async (node) => {
-    await shared;
-    if (node.role === 'head') await publicIp;
-    await ctx.vmSlots.run(cancel, async () => {
-      await inGroup(`network interface ${node.nicName}`, nodeLimits, (o) => arm.network.networkInterfaces.beginCreateOrUpdate(group, node.nicName, node.nic, o));
-      await inGroup(`virtual machine ${node.vmName}`, nodeLimits, (o) => arm.compute.virtualMachines.createOrUpdate(group, node.vmName, node.vm, o));
-    }).catch((error: unknown) => {
-      // A turn given up while waiting for a slot rejects with the signal's reason.
-      const ours = error instanceof OperationFailed || error instanceof OperationTimeout || error instanceof OperationCancelled;
-      throw cancel.aborted && !ours ? new OperationCancelled(`virtual machine ${node.vmName} abandoned`) : error;
-    });
+    await network;
+    await ctx.vmSlots
+      .run(cancel, () => inGroup(`virtual machine ${node.vmName}`, nodeLimits, (o) => arm.compute.virtualMachines.createOrUpdate(group, node.vmName, node.vm, o)))
+      .catch((error: unknown) => {
+        // A turn given up while waiting for a slot rejects with the signal's reason.
+        const ours = error instanceof OperationFailed || error instanceof OperationTimeout || error instanceof OperationCancelled;
+        throw cancel.aborted && !ours ? new OperationCancelled(`virtual machine ${node.vmName} abandoned`) : error;
+      });
     log.debug({ node: node.vmName }, 'node created; waiting for its guest');
     await inGroup(`guest readiness of virtual machine ${node.vmName} (cloud-init's final stage, sshd with the pinned host key)`, { ...nodeLimits, timeoutMs: ctx.guestReadyTimeoutMs }, (o) =>
       arm.compute.virtualMachineRunCommands.createOrUpdate(group, node.vmName, GUEST_READY_COMMAND, node.readiness, o),
     );
     log.debug({ node: node.vmName }, 'node ready');
   });
-
-  const steps: Promise<unknown>[] = [securityGroup, network, publicIp, ...(natIp ? [natIp] : []), ...(natGateway ? [natGateway] : []), ...nodes];
+  const steps: Promise<unknown>[] = [network, ...nodes];
   // The first failure aborts the others; then wait until every step has stopped.
   for (const step of steps) step.catch(() => stop.abort());
   const results = await Promise.allSettled(steps);
   const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-  if (!failures.length) {
-    try {
-      await arm.resources.resourceGroups.createOrUpdate(group, { location: plan.location, tags: { ...plan.tags, [TAG.ready]: 'true' } }, { abortSignal: ctx.cancel });
-    } catch (error) {
-      if (ctx.cancel.aborted) throw new OperationCancelled(`resource group ${group} abandoned`);
-      throw new OperationFailed(`resource group ${group}: ${describeAzureError(error)}`, { cause: error });
-    }
-    return;
-  }
+  if (!failures.length) return;
   // The root cause, not the operations it cancelled.
-  const cause = failures.find((e) => !(e instanceof OperationCancelled)) ?? failures[0]!;
-  if (!ctx.cancel.aborted) await deleteVirtualMachines(plan, ctx);
-  throw cause;
+  throw failures.find((e) => !(e instanceof OperationCancelled)) ?? failures[0]!;
 }
 
 /**
- * After a failure, no VM of the partition keeps running (and billing) while the failure is reported and the
- * partition waits for its deletion: every VM it may have made is force-deleted (no graceful shutdown; with
- * its NIC and disk, by their delete options); one that does not exist is already what is wanted.
+ * No VM of a failed placement keeps running (and billing) while the next is tried or the failure is reported:
+ * every VM it may have made is force-deleted (no graceful shutdown), with its NIC, public IP and disk by their
+ * delete options; one that does not exist is already what is wanted. Returns when Azure has deleted them.
  */
-async function deleteVirtualMachines(plan: PartitionPlan, ctx: ProvisionContext): Promise<void> {
+export async function deleteVirtualMachines(plan: Pick<PartitionPlan, 'group' | 'nodes'>, ctx: Pick<ProvisionContext, 'arm' | 'limits' | 'cancel' | 'log'>): Promise<void> {
   const limits: OperationLimits = { ...ctx.limits, cancel: ctx.cancel };
   const results = await Promise.allSettled(
     plan.nodes.map((node) =>
-      completeOperation(`deletion of virtual machine ${node.vmName}`, limits, (o) => ctx.arm.compute.virtualMachines.delete(plan.group, node.vmName, { ...o, forceDeletion: true })).catch((error: unknown) =>
-        httpStatusOf((error as Error).cause) === 404 ? undefined : Promise.reject(error),
-      ),
+      completeOperation(`deletion of virtual machine ${node.vmName}`, limits, (o) => ctx.arm.compute.virtualMachines.delete(plan.group, node.vmName, { ...o, forceDeletion: true })).catch(notFoundIsDone),
     ),
   );
   const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed.length) ctx.log.warn({ errors: failed.slice(0, 3).map((r) => (r.reason as Error).message) }, 'could not delete every VM of a failed partition; its deletion will');
-  else ctx.log.info({ group: plan.group }, 'VMs of the failed partition deleted');
+  if (failed.length) ctx.log.warn({ errors: failed.slice(0, 3).map((r) => (r.reason as Error).message) }, 'could not delete every VM of a failed placement; its deletion will');
+  else ctx.log.info({ group: plan.group }, 'VMs of the failed placement deleted');
+}
+
+/** The network of a placement's region, before the partition moves to another region (its VMs are gone). */
+async function deleteNetwork(plan: PartitionPlan, ctx: ProvisionContext): Promise<void> {
+  const limits: OperationLimits = { ...ctx.limits, cancel: ctx.cancel };
+  const { group, network, securityGroup, outbound } = plan;
+  const net = ctx.arm.network;
+  const del = (what: string, begin: Parameters<typeof completeOperation<unknown>>[2]): Promise<void> =>
+    completeOperation(`deletion of ${what}`, limits, begin).then(() => undefined, notFoundIsDone);
+  // The subnet references the NAT gateway, which references its IP: deleted in that order.
+  await Promise.all([
+    del(`virtual network ${network.name}`, (o) => net.virtualNetworks.beginDelete(group, network.name, o)),
+    del(`network security group ${securityGroup.name}`, (o) => net.networkSecurityGroups.beginDelete(group, securityGroup.name, o)),
+  ]);
+  if (outbound) {
+    await del(`NAT gateway ${outbound.natGateway.name}`, (o) => net.natGateways.beginDelete(group, outbound.natGateway.name, o));
+    await del(`public IP ${outbound.publicIp.name}`, (o) => net.publicIPAddresses.beginDelete(group, outbound.publicIp.name, o));
+  }
 }

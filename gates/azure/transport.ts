@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { PipelinePolicy, PipelineRetryOptions, TlsSettings } from '@azure/core-rest-pipeline';
+import { retryAfterRecorder } from './long-running.js';
 import type { AzureGateOptions } from './options.js';
 
 /** A policy added to an SDK pipeline (the shape of the clients' `additionalPolicies`). */
@@ -49,7 +50,11 @@ export function transportSettings(options: AzureGateOptions): TransportSettings 
   const { maxRetries, retryDelayMs, maxRetryDelayMs } = options.retry;
   const settings: TransportSettings = {
     retryOptions: { maxRetries, retryDelayInMs: retryDelayMs, maxRetryDelayInMs: maxRetryDelayMs },
-    additionalPolicies: [{ policy: retryAfterBound(maxRetryDelayMs), position: 'perRetry' }],
+    additionalPolicies: [
+      { policy: retryAfterBound(maxRetryDelayMs), position: 'perRetry' },
+      // Outside the retries: the Retry-After of the answer the SDK keeps, which paces the next poll.
+      { policy: retryAfterRecorder(), position: 'perCall' },
+    ],
   };
   // Extra authorities are added to the public ones (Node's `ca` option would replace them).
   if (options.caCertPath) settings.tlsOptions = { ca: [...rootCertificates, readFileSync(options.caCertPath, 'utf8')] };

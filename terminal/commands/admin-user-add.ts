@@ -28,7 +28,8 @@ export function registerAdminUserAdd(user: Command): void {
     .addHelpText(
       'after',
       `
-The bundle holds cert.pem, key.pem (mode 0600), ca.pem and config.json (the core's address).
+The bundle holds cert.pem, key.pem (mode 0600), ca.pem and config.json: the core's address, as your own
+bundle names it.
 Hand the directory to the user, who runs: SWM_HOME=<dir> swm status (or copies it to ~/.swm).
 ${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user add bob --admin --out /tmp/bob', '$ swm admin user add prometheus --monitor --out /etc/prometheus/skyport')}`,
     )
@@ -41,8 +42,10 @@ ${examples('$ swm admin user add alice --out ./alice-bundle', '$ swm admin user 
       // Checked before asking the core: issuing a certificate nobody will receive is worse than none.
       if (!opts.force && [paths.cert, paths.key].some((p) => existsSync(p)))
         throw new CliError(`${displayPath(paths.root)} already holds a bundle; use --force to overwrite it`);
-      await withCore(bundleOptionsOf(command), async (core) => {
-        const issued = await core.call('admin.user.add', { name, ...(opts.admin ? { admin: true } : {}), ...(opts.monitor ? { monitor: true } : {}) });
+      await withCore(bundleOptionsOf(command), async (core, own) => {
+        const answer = await core.call('admin.user.add', { name, ...(opts.admin ? { admin: true } : {}), ...(opts.monitor ? { monitor: true } : {}) });
+        // The core as this terminal reaches it (a published port, a name the core does not know itself by).
+        const issued = { ...answer, coreUrl: own.coreUrl };
         writeBundle(paths.root, issued);
         printResult(
           !!opts.json,

@@ -14,6 +14,13 @@ export interface VmSizeEntry {
   architecture?: 'x64' | 'Arm64';
   /** The SKU's `HyperVGenerations` capability; `V1,V2` when absent. */
   hyperVGenerations?: string;
+  /** Availability zones the size is offered in, per location; `1`, `2`, `3` when absent. */
+  zones?: string[];
+  /**
+   * The SKU's `EphemeralOSDiskSupported` capability, with the local space an ephemeral OS disk may use:
+   * the cache disk (`CachedDiskBytes`) or, without one, the resource (temporary) disk. Absent: not supported.
+   */
+  ephemeralOsDisk?: { cacheGiB?: number };
 }
 
 /** One resource SKU record as the SKUs API returns it: one per SKU and location. */
@@ -98,10 +105,12 @@ export function defaultCatalog(): Catalog {
     size('Standard_D4s_v5', 4, 16, 0),
     size('Standard_E2s_v5', 2, 16, 0),
     size('Standard_F2s_v2', 2, 4, 16),
-    size('Standard_NC6s_v3', 6, 112, 336),
+    { ...size('Standard_NC6s_v3', 6, 112, 336), ephemeralOsDisk: { cacheGiB: 344 } },
     size('Standard_ND96asr_v4', 96, 900, 6000, ['eastus']),
     size('Standard_NC4as_T4_v3', 4, 28, 176, ['westeurope']),
     { ...size('Standard_D2ps_v5', 2, 8, 0), architecture: 'Arm64' as const, hyperVGenerations: 'V2' },
+    // Local temporary disk and cache: ephemeral OS disks fit (the NC's too).
+    { ...size('Standard_D2ds_v5', 2, 8, 75), ephemeralOsDisk: {} },
     { ...size('Standard_A2_v2', 2, 4, 20), hyperVGenerations: 'V1' },
   ];
   const gpus: Record<string, number> = { Standard_NC6s_v3: 1, Standard_ND96asr_v4: 8, Standard_NC4as_T4_v3: 1 };
@@ -119,6 +128,7 @@ export function defaultCatalog(): Catalog {
     ...meters('Standard_B2s', 'BS', 0.0416),
     ...meters('Standard_D2s_v5', 'Dsv5', 0.096),
     ...meters('Standard_D4s_v5', 'Dsv5', 0.192),
+    ...meters('Standard_D2ds_v5', 'Ddsv5', 0.113),
     // Standard_E2s_v5 has no published price: a gate must still list it.
     ...meters('Standard_F2s_v2', 'FSv2', 0.0846),
     ...meters('Standard_NC6s_v3', 'NCSv3', 3.06),

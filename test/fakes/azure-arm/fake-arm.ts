@@ -7,22 +7,34 @@ import { ArmError, badRequest, notFound } from './arm-error.js';
 import { defaultCatalog, type Catalog } from './catalog.js';
 import { Faults, type Fault, type FaultSpec } from './faults.js';
 import { FakeIdentity, type ClientRegistration } from './identity.js';
+import { FakeClock } from './clock.js';
 import { Operations, type ArmOperation } from './operations.js';
-import { quotaKey, ResourceManager, type Reply } from './resource-manager.js';
+import { quotaKey, ResourceManager, type LatencyModel, type PowerState, type Reply, type RetryAfterModel, type Shortage } from './resource-manager.js';
 import { resourceJson, ResourceStore, type ResourceGroupRecord } from './resource-store.js';
 import { retailPricesPage } from './retail-prices.js';
-import { Throttling, type ThrottlingSpec } from './throttling.js';
+import { ARM_BUCKETS, Throttling, type ThrottlingSpec } from './throttling.js';
 
 export interface FakeArmOptions {
   subscriptionId?: string;
   tenantId?: string;
   clients?: ClientRegistration[];
-  /** How long a PUT's operation stays InProgress (ms). */
+  /**
+   * Time runs this many times faster than the wall clock (default 1): every duration below, the throttling
+   * refill rates and Retry-After are simulated time (clock.ts).
+   */
+  timeScale?: number;
+  /** How long a PUT's operation stays InProgress (ms), for kinds the latency model leaves out. */
   provisioningDelayMs?: number;
-  /** How long a DELETE's operation stays InProgress (ms). */
+  /** How long a DELETE's operation stays InProgress (ms), for kinds the latency model leaves out. */
   deletionDelayMs?: number;
-  /** Retry-After (seconds) on operation polls; absent by default so tests poll at the gate's interval. */
-  operationRetryAfterSec?: number;
+  /** How long each kind of operation takes (ms): see LatencyModel. */
+  latency?: LatencyModel;
+  /**
+   * Retry-After (seconds) on the answers of long-running operations and their polls, as Azure sends it: one value,
+   * or one per resource provider (`{ 'Microsoft.Network': 10, 'Microsoft.Compute': null }`); default 10; null for
+   * none (a test polling at its own pace).
+   */
+  operationRetryAfterSec?: RetryAfterModel;
   /** Items per page of ARM lists (resource groups, resources). */
   listPageSize?: number;
   /** Items per page of the retail prices API (prices.azure.com pages by 100). */
@@ -32,12 +44,20 @@ export interface FakeArmOptions {
   publicIpAddresses?: string[];
   /** How long after a VM is Succeeded its guest is ready (cloud-init's final stage done); default 0. */
   guestReadyDelayMs?: number;
-  /** Extra time a group deletion takes when it holds VMs and does not force their deletion; default 0. */
+  /** Added to the guest-ready delay when cloud-init installs packages (a stock image's first boot); default 0. */
+  packageInstallMs?: number;
+  /**
+   * Extra time a group deletion takes when it holds VMs and does not force their deletion (their graceful
+   * shutdown), and a VM deletion without forceDeletion; default 120 s.
+   */
   unforcedVmDeletionMs?: number;
   /** How long writes into a group just created answer 404 ResourceGroupNotFound; default 0. */
   groupPropagationMs?: number;
-  /** Token-bucket throttling of Resource Manager requests (see throttling.ts); none by default. */
-  throttling?: ThrottlingSpec;
+  /**
+   * Token-bucket throttling of Resource Manager requests (throttling.ts): ARM's buckets by default (writes 200
+   * then 10 a second, reads 250 then 25, deletes 200 then 10); false for none.
+   */
+  throttling?: ThrottlingSpec | false;
   /** vCPU quotas: `{ eastus: { standardDSv5Family: 4 } }`; a family without one is unlimited. */
   quotas?: Record<string, Record<string, number>>;
 }
@@ -53,6 +73,8 @@ export interface RecordedRequest {
   body?: unknown;
   status: number;
   authorized: boolean;
+  /** performance.now() when the answer was sent. */
+  respondedAt?: number;
 }
 
 export interface FakeArmTls {
@@ -89,6 +111,8 @@ const routes = {
   resources: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)$`, 'i'),
   resource: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/([^/]+)/([^/]+)/([^/]+)$`, 'i'),
   runCommand: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/microsoft\\.compute/virtualmachines/([^/]+)/runcommands/([^/]+)$`, 'i'),
+  instanceView: new RegExp(`^${SUB}/resourcegroups/([^/]+)/providers/microsoft\\.compute/virtualmachines/([^/]+)/instanceview$`, 'i'),
+  allVirtualMachines: new RegExp(`^${SUB}/providers/microsoft\\.compute/virtualmachines$`, 'i'),
   asyncOperation: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operations/([^/]+)$`, 'i'),
   operationResult: new RegExp(`^${SUB}/providers/([^/]+)/locations/([^/]+)/operationresults/([^/]+)$`, 'i'),
   groupOperationResult: new RegExp(`^${SUB}/operationresults/([^/]+)$`, 'i'),
@@ -137,6 +161,9 @@ export class FakeArm {
   private readonly quotas = new Map<string, number>();
   /** Resource Manager's throttling, when the fake was started with it. */
   readonly throttling: Throttling | null;
+  readonly clock: FakeClock;
+  private readonly requestLatencyMs: number;
+  private readonly groupLatencyMs: number;
   private nextPublicIp = 4;
 
   private constructor(
@@ -149,13 +176,20 @@ export class FakeArm {
     this.catalog = { ...defaultCatalog(), ...options.catalog };
     this.store = new ResourceStore(this.subscriptionId);
     this.pricesPageSize = options.pricesPageSize ?? 4;
-    this.throttling = options.throttling ? new Throttling(options.throttling) : null;
+    this.clock = new FakeClock(options.timeScale ?? 1);
+    const throttling = options.throttling === undefined ? ARM_BUCKETS : options.throttling;
+    this.throttling = throttling ? new Throttling(throttling, () => this.clock.scale) : null;
     this.publicIps = [...(options.publicIpAddresses ?? [])];
+    const latency = options.latency ?? {};
+    this.requestLatencyMs = latency.request ?? 0;
+    this.groupLatencyMs = latency.resourceGroup ?? 0;
     this.manager = new ResourceManager(this.store, this.operationLog, this.faults, this.catalog, {
       baseUrl: () => this.url,
+      clock: this.clock,
       provisioningDelayMs: options.provisioningDelayMs ?? 30,
       deletionDelayMs: options.deletionDelayMs ?? 30,
-      ...(options.operationRetryAfterSec !== undefined ? { operationRetryAfterSec: options.operationRetryAfterSec } : {}),
+      latency,
+      operationRetryAfterSec: options.operationRetryAfterSec === undefined ? 10 : options.operationRetryAfterSec,
       listPageSize: options.listPageSize ?? 100,
       allocatePublicIp: () => this.publicIps.shift() ?? `20.0.0.${this.nextPublicIp++}`,
       onProvisioned: (resource) => {
@@ -163,12 +197,13 @@ export class FakeArm {
         for (const listener of this.provisionedListeners) listener(view, resource.writeOnly.customData);
       },
       guestReadyDelayMs: options.guestReadyDelayMs ?? 0,
+      packageInstallMs: options.packageInstallMs ?? 0,
       onGuestReady: (vm) => {
         const view = resourceJson(vm);
         for (const listener of this.guestReadyListeners) listener(view);
       },
       groupPropagationMs: options.groupPropagationMs ?? 0,
-      unforcedVmDeletionMs: options.unforcedVmDeletionMs ?? 0,
+      unforcedVmDeletionMs: options.unforcedVmDeletionMs ?? 120_000,
       quotas: this.quotas,
     });
     for (const [location, families] of Object.entries(options.quotas ?? {})) for (const [family, cores] of Object.entries(families)) this.setQuota(location, family, cores);
@@ -223,6 +258,11 @@ export class FakeArm {
     this.guestReadyListeners.push(listener);
   }
 
+  /** Changes the time scale for what starts from now on (see FakeArmOptions.timeScale). */
+  setTimeScale(scale: number): void {
+    this.clock.scale = scale;
+  }
+
   /** Changes the guest-ready delay of VMs that succeed from now on. */
   setGuestReadyDelayMs(ms: number): void {
     this.manager.setGuestReadyDelayMs(ms);
@@ -265,6 +305,29 @@ export class FakeArm {
     if (subnet.properties?.natGateway?.id && this.store.get(subnet.properties.natGateway.id)) return 'nat-gateway';
     const access = subnet.properties?.defaultOutboundAccess;
     return access === true ? 'default-explicit' : access === false ? 'none' : 'default-implicit';
+  }
+
+  /** A VM's power state (`running`, `stopped` once its guest powered off, `deallocated`), or null. */
+  powerStateOf(vmId: string): PowerState | null {
+    return this.manager.powerStateOf(vmId);
+  }
+
+  /**
+   * A fault hook: Azure evicts a Spot VM (it needs the capacity back, or the price rose above its maximum). With
+   * evictionPolicy Delete the VM is deleted (with the disk, NIC and public IP its delete options name); with
+   * Deallocate it is deallocated.
+   */
+  evictSpot(vmId: string): 'deleted' | 'deallocated' {
+    return this.manager.evict(vmId);
+  }
+
+  /** Azure has no room for a size in a location (or one of its zones): see Shortage. Until restoreCapacity. */
+  exhaust(shortage: Shortage): void {
+    this.manager.exhaust(shortage);
+  }
+
+  restoreCapacity(): void {
+    this.manager.restoreCapacity();
   }
 
   /** The custom data a VM was created with (Azure never returns it; tests may look). */
@@ -340,7 +403,12 @@ export class FakeArm {
       if (!(error instanceof ArmError)) throw error;
       reply = { status: error.status, body: error.body(), headers: error.headers };
     }
+    // ARM's round trip, and a group PUT's own time (it is answered when done).
+    const isArm = /^\/subscriptions\//i.test(url.pathname);
+    const extraMs = (isArm ? this.requestLatencyMs : 0) + (isArm && method === 'PUT' && routes.group.test(url.pathname) && reply.status < 300 ? this.groupLatencyMs : 0);
+    if (extraMs > 0) await new Promise((resolve) => setTimeout(resolve, this.clock.real(extraMs)));
     record.status = reply.status;
+    record.respondedAt = performance.now();
     this.requests.push(record);
     const headers: Record<string, string> = { 'x-ms-request-id': `fake-${record.seq}`, ...limits, ...reply.headers };
     if (reply.body !== undefined) headers['Content-Type'] = 'application/json; charset=utf-8';
@@ -430,6 +498,12 @@ export class FakeArm {
     } else if ((m = routes.resources.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.listResources(seg(2), seg(3), seg(4), url);
+    } else if ((m = routes.allVirtualMachines.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.listAllVirtualMachines(url);
+    } else if ((m = routes.instanceView.exec(path))) {
+      checkSubscription();
+      if (method === 'GET') return this.manager.instanceView(seg(2), seg(3));
     } else if ((m = routes.runCommand.exec(path))) {
       checkSubscription();
       if (method === 'GET') return this.manager.getRunCommand(seg(2), seg(3), seg(4));
@@ -438,7 +512,7 @@ export class FakeArm {
       checkSubscription();
       if (method === 'GET') return this.manager.getResource(seg(2), seg(3), seg(4), seg(5));
       if (method === 'PUT') return this.manager.putResource(seg(2), seg(3), seg(4), seg(5), body, path, apiVersion);
-      if (method === 'DELETE') return this.manager.deleteResource(seg(2), seg(3), seg(4), seg(5), path, apiVersion);
+      if (method === 'DELETE') return this.manager.deleteResource(seg(2), seg(3), seg(4), seg(5), path, apiVersion, url);
     } else {
       throw notFound('InvalidResourceType', `The resource type could not be found for path '${path}'.`);
     }

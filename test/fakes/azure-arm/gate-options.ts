@@ -24,6 +24,10 @@ export function azureGateOptionsFor(fake: FakeArm, dir: string, overrides: Recor
     pollIntervalMs: 10,
     operationTimeoutSec: 10,
     retry: { maxRetries: 4, retryDelayMs: 20, maxRetryDelayMs: 2000 },
+    // Tests run several gate objects over one spool (a restart within the process): the background reconciliation
+    // and node watch would take each other's creations for interrupted ones. Tests of them turn them on, or call them.
+    reconcileIntervalSec: 0,
+    watchIntervalSec: 0,
     ...overrides,
   };
 }

@@ -8,3 +8,5 @@ export type { ClientRegistration } from './identity.js';
 export { azureGateOptionsFor } from './gate-options.js';
 export type { BucketSpec, ThrottlingSpec } from './throttling.js';
 export { ARM_BUCKETS } from './throttling.js';
+export type { LatencyModel, PowerState, RetryAfterModel, Shortage } from './resource-manager.js';
+export { FakeClock } from './clock.js';

@@ -75,6 +75,13 @@ const refId = (ref: unknown): string | undefined =>
 const missingReference = (what: string, id: string): ArmError =>
   badRequest('InvalidResourceReference', `Resource ${id} referenced by ${what} was not found.`);
 
+/** A reference to a resource whose own operation has not ended: Azure refuses it until it is Succeeded. */
+const notProvisioned = (referenced: string, by: string, resource: ArmResource): ArmError =>
+  badRequest(
+    'ReferencedResourceNotProvisioned',
+    `Cannot proceed with operation because resource ${referenced} used by resource ${by} is not in Succeeded state. Resource is in ${resource.properties.provisioningState} state and the last operation that updated/is updating the resource is Put${resource.type.split('/')[1]}Operation.`,
+  );
+
 const invalid = (message: string, target?: string): ArmError =>
   badRequest('InvalidParameter', target ? `${message} Target: '${target}'.` : message);
 
@@ -146,7 +153,7 @@ function admitVirtualNetwork(id: string, write: ResourceWrite, props: Record<str
   return { ...props, subnets };
 }
 
-function admitPublicIp(write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
+export function admitPublicIp(write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
   const sku = write.body.sku?.name ?? 'Basic';
   if (sku === 'Basic') throw invalid('Basic SKU public IP addresses are retired (30 September 2025); create a Standard SKU public IP address.', 'sku');
   if (sku === 'Standard' && props.publicIPAllocationMethod !== 'Static')
@@ -192,12 +199,16 @@ function allocatePrivateIp(store: ResourceStore, subnetId: string, prefix: strin
   throw badRequest('SubnetIsFull', `Subnet ${subnetId} has no free address.`);
 }
 
-function admitNetworkInterface(id: string, write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
+export function admitNetworkInterface(id: string, write: ResourceWrite, props: Record<string, any>, ctx: AdmissionContext): Record<string, any> {
   const { store } = ctx;
   const configs: any[] = props.ipConfigurations ?? [];
   if (!configs.length) throw badRequest('NetworkInterfaceMustHaveAtLeastOneIpConfiguration', `Network interface ${id} has no IP configuration.`);
   const nsgId = refId(props.networkSecurityGroup);
-  if (nsgId && !store.get(nsgId)) throw missingReference(`network interface ${id}`, nsgId);
+  const nsg = nsgId ? store.get(nsgId) : undefined;
+  if (nsgId && !nsg) throw missingReference(`network interface ${id}`, nsgId);
+  if (nsg && nsg.properties.provisioningState !== 'Succeeded') throw notProvisioned(nsgId!, id, nsg);
+  if (nsg && nsg.location.toLowerCase() !== write.location.toLowerCase())
+    throw badRequest('InvalidResourceReference', `Network security group ${nsgId} is in location '${nsg.location}'; network interface ${id} is in '${write.location}'.`);
   const previous = new Map<string, any>((write.existing?.properties.ipConfigurations ?? []).map((c: any) => [c.name, c]));
   const ipConfigurations = configs.map((c) => {
     const configId = `${id}/ipConfigurations/${c.name}`;
@@ -205,6 +216,9 @@ function admitNetworkInterface(id: string, write: ResourceWrite, props: Record<s
     const subnetId = refId(p.subnet);
     const found = subnetId ? findSubnet(store, subnetId) : undefined;
     if (!subnetId || !found) throw missingReference(`network interface ${id}`, subnetId ?? '(no subnet)');
+    if (found.vnet.properties.provisioningState !== 'Succeeded') throw notProvisioned(subnetId, id, found.vnet);
+    if (found.vnet.location.toLowerCase() !== write.location.toLowerCase())
+      throw badRequest('InvalidResourceReference', `Subnet ${subnetId} is in location '${found.vnet.location}'; network interface ${id} is in '${write.location}'.`);
     const pipId = refId(p.publicIPAddress);
     if (pipId) {
       const pip = store.get(pipId);
@@ -226,6 +240,54 @@ export function attachPublicIps(store: ResourceStore, nic: ArmResource): void {
     const pip = c.properties?.publicIPAddress?.id ? store.get(c.properties.publicIPAddress.id) : undefined;
     if (pip) pip.properties.ipConfiguration = { id: c.id };
   }
+}
+
+/** Zones: one, among those the size is offered in there. */
+function checkPlacement(write: ResourceWrite, size: Catalog['sizes'][number]): void {
+  const zones = write.body.zones;
+  if (zones === undefined) return;
+  if (!Array.isArray(zones) || zones.length !== 1) throw invalid('A virtual machine is placed in exactly one availability zone.', 'zones');
+  const offered = size.zones ?? ['1', '2', '3'];
+  if (!offered.includes(String(zones[0])))
+    throw conflict('SkuNotAvailable', `The requested VM size ${size.name} is currently not available in location '${write.location}' zones '${zones[0]}'.`);
+  if (write.existing && JSON.stringify(write.existing.zones ?? null) !== JSON.stringify(zones))
+    throw conflict('PropertyChangeNotAllowed', "Changing property 'zones' is not allowed.");
+}
+
+/** Spot: `priority: Spot`, an eviction policy (Deallocate by default), a maximum price of -1 or above zero. */
+function checkPriority(write: ResourceWrite, props: Record<string, any>): void {
+  const priority = props.priority ?? 'Regular';
+  if (!['Regular', 'Spot', 'Low'].includes(priority)) throw invalid(`The value '${priority}' of priority is not valid.`, 'priority');
+  if (priority !== 'Spot') {
+    if (props.evictionPolicy !== undefined || props.billingProfile !== undefined)
+      throw invalid('evictionPolicy and billingProfile can only be set for Azure Spot virtual machines.', 'evictionPolicy');
+    return;
+  }
+  if (props.evictionPolicy !== undefined && !['Deallocate', 'Delete'].includes(props.evictionPolicy))
+    throw invalid(`The value '${props.evictionPolicy}' of evictionPolicy is not valid.`, 'evictionPolicy');
+  const maxPrice = props.billingProfile?.maxPrice;
+  if (maxPrice !== undefined && maxPrice !== -1 && !(typeof maxPrice === 'number' && maxPrice > 0 && Math.round(maxPrice * 1e5) === maxPrice * 1e5))
+    throw invalid('The maximum price must be -1 or a positive price with at most five decimals.', 'billingProfile.maxPrice');
+  if (write.existing && (write.existing.properties.priority ?? 'Regular') !== 'Spot')
+    throw conflict('PropertyChangeNotAllowed', "Changing property 'priority' is not allowed.");
+}
+
+/** An ephemeral OS disk: on a size that supports one, with room for the image, read-only caching, never deallocated. */
+function checkOsDisk(props: Record<string, any>, size: Catalog['sizes'][number]): void {
+  const osDisk = props.storageProfile?.osDisk ?? {};
+  const diff = osDisk.diffDiskSettings;
+  if (!diff) return;
+  if (diff.option !== 'Local') throw invalid(`The value '${diff.option}' of diffDiskSettings.option is not valid.`, 'diffDiskSettings.option');
+  if (!size.ephemeralOsDisk)
+    throw badRequest('OperationNotAllowed', `The VM size '${size.name}' does not support ephemeral OS disks (EphemeralOSDiskSupported: False).`);
+  const placement = diff.placement ?? (size.ephemeralOsDisk.cacheGiB ? 'CacheDisk' : 'ResourceDisk');
+  const room = placement === 'CacheDisk' ? (size.ephemeralOsDisk.cacheGiB ?? 0) : size.resourceDiskSizeInMB / 1024;
+  const needed = osDisk.diskSizeGB ?? 30;
+  if (room < needed)
+    throw badRequest('OperationNotAllowed', `The ${placement} of VM size '${size.name}' (${room} GiB) is smaller than the OS disk (${needed} GiB); an ephemeral OS disk does not fit.`);
+  if (osDisk.caching !== 'ReadOnly') throw invalid('An ephemeral OS disk needs caching ReadOnly.', 'osDisk.caching');
+  if (props.priority === 'Spot' && props.evictionPolicy !== 'Delete')
+    throw invalid('A Spot virtual machine with an ephemeral OS disk must have evictionPolicy Delete.', 'evictionPolicy');
 }
 
 const reservedAdminNames = new Set(['root', 'admin', 'administrator', 'user', 'guest', 'test', 'sys', 'daemon', 'bin']);
@@ -288,14 +350,30 @@ function admitVirtualMachine(id: string, write: ResourceWrite, props: Record<str
   if (write.existing && customData !== undefined && customData !== write.existing.writeOnly.customData)
     throw conflict('PropertyChangeNotAllowed', "Changing property 'customData' is not allowed.");
 
-  const nics: any[] = props.networkProfile?.networkInterfaces ?? [];
-  if (!nics.length) throw invalid('At least one network interface is required.', 'networkProfile');
+  const profile = props.networkProfile ?? {};
+  const configs: any[] = profile.networkInterfaceConfigurations ?? [];
+  // A VM PUT again after it made its own NICs lists both: the configurations it was given and the NICs it made.
+  const nics: any[] = configs.length ? [] : (profile.networkInterfaces ?? []);
+  if (!nics.length && !configs.length) throw invalid('At least one network interface is required.', 'networkProfile');
+  if (configs.length && !profile.networkApiVersion)
+    throw invalid('networkApiVersion is required when networkInterfaceConfigurations are given.', 'networkProfile.networkApiVersion');
   for (const ref of nics) {
     const nic = store.get(ref.id ?? '');
     if (!nic) throw notFound('NotFound', `Resource ${ref.id} not found.`);
     const holder = nic.properties.virtualMachine?.id;
     if (holder && holder.toLowerCase() !== id.toLowerCase()) throw badRequest('NicInUse', `Network interface ${ref.id} is used by ${holder}.`);
+    if (nic.location.toLowerCase() !== write.location.toLowerCase())
+      throw badRequest('InvalidResourceReference', `Network interface ${ref.id} is in location '${nic.location}', not the virtual machine's '${write.location}'.`);
   }
+  for (const config of configs) {
+    if (!config.name) throw invalid('A network interface configuration needs a name.', 'networkProfile.networkInterfaceConfigurations');
+    if (!(config.properties?.ipConfigurations ?? []).length)
+      throw badRequest('NetworkInterfaceMustHaveAtLeastOneIpConfiguration', `Network interface configuration ${config.name} has no IP configuration.`);
+  }
+
+  checkPlacement(write, size);
+  checkPriority(write, props);
+  checkOsDisk(props, size);
   const { customData: _secret, adminPassword: _password, ...osProfile } = os;
   return {
     properties: {
@@ -315,7 +393,8 @@ export function attachVirtualMachine(store: ResourceStore, vm: ArmResource): voi
     if (nic) nic.properties.virtualMachine = { id: vm.id };
   }
   const osDisk = vm.properties.storageProfile?.osDisk ?? {};
-  if (osDisk.managedDisk?.id) return;
+  // An ephemeral OS disk lives on the host's local storage: no managed disk resource.
+  if (osDisk.managedDisk?.id || osDisk.diffDiskSettings) return;
   const name = osDisk.name ?? `${vm.name}_OsDisk_1_${randomUUID().replace(/-/g, '')}`;
   const diskId = store.resourceId(vm.resourceGroup, canonicalTypes[DISK]!, name);
   store.put({
@@ -329,6 +408,90 @@ export function attachVirtualMachine(store: ResourceStore, vm: ArmResource): voi
     writeOnly: {},
   });
   vm.properties.storageProfile = { ...vm.properties.storageProfile, osDisk: { ...osDisk, name, managedDisk: { ...osDisk.managedDisk, id: diskId } } };
+}
+
+/**
+ * The network interfaces (and public IPs) a VM creates from its `networkInterfaceConfigurations`: resources
+ * of the VM's group named after their configurations, checked as a NIC or public IP PUT would be, put in the
+ * store (undone when one fails), and the references the VM reports in `networkInterfaces`.
+ */
+export function createVmNetwork(vm: { id: string; group: string; location: string; properties: Record<string, any> }, ctx: AdmissionContext): { id: string; properties: { primary: boolean; deleteOption: string } }[] {
+  const { store } = ctx;
+  const configs: any[] = vm.properties.networkProfile?.networkInterfaceConfigurations ?? [];
+  const created: ArmResource[] = [];
+  const put = (r: ArmResource): void => {
+    if (!store.get(r.id)) created.push(r);
+    r.properties.provisioningState = 'Succeeded';
+    store.put(r);
+  };
+  try {
+    return configs.map((config, i) => {
+      const p = config.properties ?? {};
+      const ipConfigurations = (p.ipConfigurations ?? []).map((ip: any) => {
+        const ipp = ip.properties ?? {};
+        const pipc = ipp.publicIPAddressConfiguration;
+        let publicIPAddress: { id: string } | undefined;
+        if (pipc) {
+          if (!pipc.name) throw invalid('A public IP address configuration needs a name.', 'publicIPAddressConfiguration.name');
+          const pipId = store.resourceId(vm.group, canonicalTypes[PUBLIC_IP]!, pipc.name);
+          const pip = admit(
+            { group: vm.group, type: canonicalTypes[PUBLIC_IP]!, name: pipc.name, location: vm.location, existing: store.get(pipId), body: { sku: pipc.sku, tags: pipc.tags ?? config.tags, properties: { ...(pipc.properties ?? {}) } } },
+            ctx,
+          );
+          pip.writeOnly = {};
+          pip.properties.deleteOption = pipc.properties?.deleteOption ?? 'Detach';
+          put(pip);
+          publicIPAddress = { id: pip.id };
+        }
+        return { name: ip.name, properties: { subnet: ipp.subnet, primary: ipp.primary ?? true, privateIPAllocationMethod: 'Dynamic', ...(publicIPAddress ? { publicIPAddress } : {}) } };
+      });
+      const nicId = store.resourceId(vm.group, canonicalTypes[NIC]!, config.name);
+      const existing = store.get(nicId);
+      const holder = existing?.properties.virtualMachine?.id;
+      if (holder && holder.toLowerCase() !== vm.id.toLowerCase()) throw badRequest('NicInUse', `Network interface ${nicId} is used by ${holder}.`);
+      const nic = admit(
+        {
+          group: vm.group,
+          type: canonicalTypes[NIC]!,
+          name: config.name,
+          location: vm.location,
+          existing,
+          body: { tags: config.tags, properties: { ...(p.networkSecurityGroup ? { networkSecurityGroup: p.networkSecurityGroup } : {}), enableAcceleratedNetworking: p.enableAcceleratedNetworking ?? false, ipConfigurations } },
+        },
+        ctx,
+      );
+      put(nic);
+      attachPublicIps(store, nic);
+      return { id: nic.id, properties: { primary: p.primary ?? i === 0, deleteOption: p.deleteOption ?? 'Detach' } };
+    });
+  } catch (error) {
+    for (const r of created) store.remove(r.id);
+    throw error;
+  }
+}
+
+/**
+ * What goes with a VM when it is deleted: its OS disk, NICs and public IPs whose delete option says so (the NICs
+ * it was given by reference, or made from its configurations).
+ */
+export function dependentsOf(store: ResourceStore, vm: ArmResource): ArmResource[] {
+  const out: ArmResource[] = [];
+  const osDisk = vm.properties.storageProfile?.osDisk ?? {};
+  if (osDisk.deleteOption === 'Delete' && osDisk.managedDisk?.id) {
+    const disk = store.get(osDisk.managedDisk.id);
+    if (disk) out.push(disk);
+  }
+  for (const ref of vm.properties.networkProfile?.networkInterfaces ?? []) {
+    if ((ref.properties?.deleteOption ?? ref.deleteOption) !== 'Delete') continue;
+    const nic = store.get(ref.id);
+    if (!nic) continue;
+    out.push(nic);
+    for (const c of nic.properties.ipConfigurations ?? []) {
+      const pip = c.properties?.publicIPAddress?.id ? store.get(c.properties.publicIPAddress.id) : undefined;
+      if (pip?.properties.deleteOption === 'Delete') out.push(pip);
+    }
+  }
+  return out;
 }
 
 /** Checks a PUT against the rules of its type and returns the resource as Azure would store it. */
@@ -371,6 +534,7 @@ export function admit(write: ResourceWrite, ctx: AdmissionContext): ArmResource 
     location: write.location,
     tags: { ...(write.body.tags ?? {}) },
     ...(write.body.sku ? { sku: write.body.sku } : {}),
+    ...(Array.isArray(write.body.zones) ? { zones: [...write.body.zones] } : {}),
     properties,
     writeOnly: customData === undefined ? {} : { customData },
   };

@@ -18,6 +18,7 @@ export interface ArmResource {
   tags: Record<string, string>;
   properties: Record<string, any>;
   sku?: Record<string, unknown>;
+  zones?: string[];
   /** What Azure accepts on PUT but never returns on GET (a VM's custom data). */
   writeOnly: { customData?: string };
 }
@@ -88,6 +89,7 @@ export const resourceJson = (r: ArmResource): Record<string, unknown> => ({
   location: r.location,
   tags: { ...r.tags },
   ...(r.sku ? { sku: structuredClone(r.sku) } : {}),
+  ...(r.zones ? { zones: [...r.zones] } : {}),
   properties: structuredClone(r.properties),
 });
 

@@ -32,16 +32,20 @@ export const ARM_BUCKETS: Record<RequestKind, BucketSpec> = {
 class Bucket {
   private tokens: number;
   private last = Date.now();
-  constructor(readonly spec: BucketSpec) {
+  /** `perSecond` of simulated time, refilled `scale()` times faster in real time. */
+  constructor(
+    readonly spec: BucketSpec,
+    private readonly scale: () => number,
+  ) {
     this.tokens = spec.burst;
   }
 
   /** Takes a token: what remains, or the wait (ms) until one is there. */
   take(): { ok: true; remaining: number } | { ok: false; waitMs: number } {
     const now = Date.now();
-    this.tokens = Math.min(this.spec.burst, this.tokens + ((now - this.last) / 1000) * this.spec.perSecond);
+    this.tokens = Math.min(this.spec.burst, this.tokens + ((now - this.last) / 1000) * this.spec.perSecond * this.scale());
     this.last = now;
-    if (this.tokens < 1) return { ok: false, waitMs: Math.ceil(((1 - this.tokens) / this.spec.perSecond) * 1000) };
+    if (this.tokens < 1) return { ok: false, waitMs: Math.ceil(((1 - this.tokens) / (this.spec.perSecond * this.scale())) * 1000) };
     this.tokens -= 1;
     return { ok: true, remaining: Math.floor(this.tokens) };
   }
@@ -54,10 +58,14 @@ export class Throttling {
   /** 429s answered, per kind. */
   readonly throttled: Record<RequestKind, number> = { reads: 0, writes: 0, deletes: 0 };
 
-  constructor(private readonly spec: ThrottlingSpec) {
+  /** `scale`: the fake's time scale (buckets refill that many times faster; waits are that much shorter). */
+  constructor(
+    private readonly spec: ThrottlingSpec,
+    private readonly scale: () => number = () => 1,
+  ) {
     for (const kind of ['reads', 'writes', 'deletes'] as const) {
       const bucket = spec[kind];
-      if (bucket) this.buckets.set(kind, new Bucket(bucket));
+      if (bucket) this.buckets.set(kind, new Bucket(bucket, scale));
     }
   }
 
@@ -75,7 +83,7 @@ export class Throttling {
       headers: {
         [header]: '0',
         'Retry-After': String(Math.max(1, Math.ceil(taken.waitMs / 1000))),
-        ...(this.spec.retryAfterMs ? { 'retry-after-ms': String(taken.waitMs) } : {}),
+        ...(this.spec.retryAfterMs || this.scale() !== 1 ? { 'retry-after-ms': String(taken.waitMs) } : {}),
       },
     };
   }
