@@ -8,10 +8,12 @@ import type { GateProcess } from './gates/gate-process.js';
 import type { JobForwards } from './forwarding/job-forwards.js';
 import type { InputDigests } from './jobs/job-inputs.js';
 import type { CoreMetrics } from './metrics/core-metrics.js';
+import type { SchedulingPreview } from './scheduler/scheduler-actor.js';
+import type { QueuedRow } from './store/job-store.js';
 import type { HashWorker } from './transfers/hash-worker.js';
 import type { NodePool } from './nodes/node-pool.js';
 import type { Partitions } from './partitions/partitions.js';
-import type { JobRecord } from './store/job-record.js';
+import type { JobRecord, PendingView } from './store/job-record.js';
 import type { JobStore } from './store/job-store.js';
 
 /** Job changes, published after they are committed: terminals' subscriptions and the scheduler listen here. */
@@ -51,6 +53,10 @@ export interface CoreServices {
   bus: JobBus;
   /** Ask the scheduler to run (coalesced). */
   kickScheduler: () => void;
+  /** Why a queued job waits and its place in line, as the scheduler's last pass saw it (null: not known). */
+  pendingOf?: (jobId: string) => PendingView | null;
+  /** What the scheduler would do now with a job not submitted (swm submit --dry-run). */
+  previewPlacement?: (candidate: Omit<QueuedRow, 'seq' | 'reason' | 'stateDetails'>) => SchedulingPreview;
 }
 
 export function remoteConfig(services: CoreServices, name: string): RemoteConfig {

@@ -16,8 +16,10 @@ import { HashWorker } from './transfers/hash-worker.js';
 import { NodePool } from './nodes/node-pool.js';
 import type { PartitionEffectOptions } from './partitions/partition-effects.js';
 import { Partitions } from './partitions/partitions.js';
+import { Preemptions } from './partitions/preemptions.js';
 import { Reaper } from './reaper.js';
 import { spawnScheduler } from './scheduler/scheduler-actor.js';
+import { JobRetention } from './jobs/job-history.js';
 import { JobBus, type CoreServices } from './services.js';
 import { JobStore } from './store/job-store.js';
 import { AdminHandlers } from './terminals/admin-handlers.js';
@@ -73,6 +75,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   const gates = new Map(config.gates.map((g) => [g.name, new GateClient(g, spool, logger)]));
 
   let kick = () => {};
+  let pendingOf: CoreServices['pendingOf'] = () => null;
+  let previewPlacement: CoreServices['previewPlacement'];
   const services = {
     version: VERSION,
     startedAt: Date.now(),
@@ -87,6 +91,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     inputDigests: new InputDigests(),
     bus: new JobBus(),
     kickScheduler: () => kick(),
+    pendingOf: (id: string) => pendingOf!(id),
+    previewPlacement: (candidate: Parameters<NonNullable<CoreServices['previewPlacement']>>[0]) => previewPlacement!(candidate),
   } as Omit<CoreServices, 'partitions' | 'forwards' | 'metrics'> as CoreServices;
   const root = start() as Ref<unknown>;
   services.partitions = new Partitions(root, services, options.partitionEffects);
@@ -96,10 +102,13 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   const jobs = new Jobs(root, services);
   const scheduler = spawnScheduler(root, services, jobs);
   kick = scheduler.kick;
+  pendingOf = scheduler.pendingOf;
+  previewPlacement = scheduler.preview;
   for (const gate of gates.values()) {
     gate.on('ready', () => kick());
     gate.start();
   }
+  services.partitions.charges.repair();
   const partitionCount = services.partitions.start();
   const resumed = jobs.resumeAll();
   services.forwards.start();
@@ -107,6 +116,11 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   reaper.start();
   const inputDeadline = new InputDeadline(services, jobs);
   inputDeadline.start();
+  // Spot nodes taken back by the cloud: their jobs are queued again.
+  const preemptions = new Preemptions(services, jobs);
+  preemptions.start();
+  const retention = new JobRetention(services);
+  retention.start();
 
   const revocations = new Revocations(spool.revoked);
   const jobHandlers = new JobHandlers(services, jobs);
@@ -146,6 +160,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       scheduler.stop();
       reaper.stop();
       inputDeadline.stop();
+      preemptions.stop();
+      retention.stop();
       await listener!.close();
       await services.partitions.deleteIdle();
       jobHandlers.close();

@@ -66,6 +66,72 @@ export const RemoteConfig = z
   .strict();
 export type RemoteConfig = z.infer<typeof RemoteConfig>;
 
+/** Most a user or an account may hold at once (null or absent: no limit). */
+const PartyLimits = z
+  .object({
+    /** Nodes held at once by its running jobs (Slurm's MaxNodesPerUser / GrpNodes). */
+    maxRunningNodes: z.number().int().positive().nullable().optional(),
+    /** Jobs in the queue at once, checked at submit (Slurm's MaxSubmitJobs). */
+    maxQueuedJobs: z.number().int().positive().nullable().optional(),
+  })
+  .strict();
+
+/** What a user or an account may spend per period, in the flavors' currency. */
+const BudgetsConfig = z
+  .object({
+    period: z.enum(['day', 'week', 'month']).default('month'),
+    /** The currency of the amounts (the flavors' prices are in it). */
+    currency: z.string().min(1).default('USD'),
+    /** Every user's budget, unless `users` names them (null: none). */
+    user: z.number().nonnegative().nullable().default(null),
+    users: z.record(z.string(), z.number().nonnegative().nullable()).default({}),
+    /** Every account's budget, unless `accounts` names it (null: none). */
+    account: z.number().nonnegative().nullable().default(null),
+    accounts: z.record(z.string(), z.number().nonnegative().nullable()).default({}),
+    /**
+     * Running jobs of a user or account whose spending reaches this percentage of its budget are stopped (reason
+     * Budget); null: a budget only holds new jobs back, running ones finish.
+     */
+    hardLimitPercent: z.number().positive().nullable().default(null),
+  })
+  .strict();
+
+/** How the queue is ordered and held (core/scheduler/): fair share, limits, backfill, budgets. */
+export const SchedulingConfig = z
+  .object({
+    /** Usage this old counts half in fair share (Slurm's PriorityDecayHalfLife); 0: never decays. */
+    halfLifeSec: z.number().int().nonnegative().default(7 * 86_400),
+    /** How explicit priority and fair share combine into a job's order (w·priority + w·fair share, then age). */
+    weights: z
+      .object({ priority: z.number().nonnegative().default(1000), fairShare: z.number().nonnegative().default(100) })
+      .strict()
+      .prefault({}),
+    /** Start a lower job in the room reserved for a blocked one when its duration ends before that job would start. */
+    backfill: z.boolean().default(true),
+    /** Seconds a job holds its nodes beyond its duration (partition setup, stage-in and out), for backfill. */
+    backfillOverheadSec: z.number().int().nonnegative().default(60),
+    limits: z
+      .object({
+        user: PartyLimits.optional(),
+        users: z.record(z.string(), PartyLimits).default({}),
+        account: PartyLimits.optional(),
+        accounts: z.record(z.string(), PartyLimits).default({}),
+      })
+      .strict()
+      .prefault({}),
+    budgets: BudgetsConfig.nullable().default(null),
+  })
+  .strict();
+export type SchedulingConfig = z.infer<typeof SchedulingConfig>;
+
+/** How long ended jobs' files stay in the spool (their records, cost included, stay). */
+export const HistoryConfig = z
+  .object({
+    /** Days after its end a job's files (inputs, outputs, logs) are deleted from the spool; null: kept. */
+    retentionDays: z.number().positive().nullable().default(null),
+  })
+  .strict();
+
 export const CoreConfig = z
   .object({
     core: z
@@ -93,9 +159,11 @@ export const CoreConfig = z
         defaultDurationSec: z.number().int().nonnegative().default(0),
         /** A job whose declared inputs have not all arrived this long after its submission is canceled (seconds). */
         inputsTimeoutSec: z.number().int().positive().default(24 * 3600),
+        /** How many times a job whose spot node the cloud took back is queued again (then it ends E). */
+        maxPreemptions: z.number().int().nonnegative().default(3),
       })
       .strict()
-      .default({ maxInputBytes: 64 * 1024 ** 3, defaultDurationSec: 0, inputsTimeoutSec: 24 * 3600 }),
+      .default({ maxInputBytes: 64 * 1024 ** 3, defaultDurationSec: 0, inputsTimeoutSec: 24 * 3600, maxPreemptions: 3 }),
     reaper: z
       .object({ intervalSec: z.number().positive().default(60) })
       .strict()
@@ -104,6 +172,8 @@ export const CoreConfig = z
       .object({ inputRoots: z.array(z.string()).default([]) })
       .strict()
       .default({ inputRoots: [] }),
+    scheduling: SchedulingConfig.prefault({}),
+    history: HistoryConfig.prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -46,5 +46,27 @@ export const Job = z.object({
   comment: z.string(),
   priority: z.number().int(),
   ports: z.array(z.string()),
+  /** `#SWM account` (absent from cores before it). */
+  account: z.string().nullable().optional(),
+  /** The array the job is a task of: the array's id, shared by its tasks (null: not a task). */
+  array_id: z.string().nullable().optional(),
+  /** The task's index in its array (its SWM_ARRAY_TASK_ID). */
+  array_index: z.number().int().nullable().optional(),
+  /** `#SWM depends` clauses, `afterok:ID[:ID...]`. */
+  depends: z.array(z.string()).optional(),
+  /**
+   * Why, as a code: while queued, why the job waits (Slurm's REASON: `Priority`, `Resources`, `Dependency`,
+   * `QuotaUser`, `Budget`, ...); once ended, the code of the end when it has one (`TimeLimit`, `Budget`,
+   * `DependencyNeverSatisfied`).
+   */
+  reason: z.string().nullable().optional(),
+  /** A queued job's place in line on its remote (1: next); null: not known. */
+  position: z.number().int().nullable().optional(),
+  /** What the job has cost so far (flavor price × nodes × time it held its partition); null: not known. */
+  cost_amount: z.number().nullable().optional(),
+  /** The currency of `cost_amount` (the flavor's). */
+  cost_currency: z.string().nullable().optional(),
+  /** Requeues so far (earlier attempts' logs are kept). */
+  attempts: z.number().int().optional(),
 });
 export type Job = z.infer<typeof Job>;

@@ -111,7 +111,39 @@ export const terminalMethods = {
         inputs: z.array(InputFile).max(100_000).optional(),
       })
       .strict(),
-    z.object({ id: z.uuid(), warnings: z.array(z.string()), awaitingInputs: z.boolean() }),
+    z.object({
+      /** The job's id; for an array (`#SWM array`), the array's id, which its tasks share (each has an id of its own). */
+      id: z.uuid(),
+      warnings: z.array(z.string()),
+      awaitingInputs: z.boolean(),
+      /** An array's tasks, by index order. */
+      tasks: z.array(z.uuid()).optional(),
+    }),
+  ),
+  'job.plan': method(
+    'Check a script as job.submit would and say what the scheduler would do with it now (start it where, or why it ' +
+      'would wait) and its price per hour, storing nothing (swm submit --dry-run).',
+    people,
+    z.object({ script: z.string().max(MAX_SCRIPT_BYTES), name: z.string().max(256).optional(), inputs: z.array(InputFile).max(100_000).optional() }).strict(),
+    z.object({
+      warnings: z.array(z.string()),
+      /** Jobs the submission would make (an array's tasks). */
+      tasks: z.number().int(),
+      remote: z.string().nullable(),
+      flavor: z.string().nullable(),
+      nodes: z.number().int(),
+      /** It would start now (on `reuse`, an idle partition, or a new one). */
+      starts: z.boolean(),
+      /** It could never run as asked (`reason` says why): job.submit would end it E. */
+      never: z.boolean(),
+      reuse: z.string().nullable(),
+      /** Why it would wait (Slurm's reason), or never run. */
+      reason: z.string().nullable(),
+      position: z.number().int().nullable(),
+      /** Price per hour of all its nodes (flavor price × nodes); null when the gate publishes none. */
+      pricePerHour: z.number().nullable(),
+      currency: z.string().nullable(),
+    }),
   ),
   'job.input.write': method(
     'Write a chunk of a declared input file (base64) at an offset.',
@@ -146,12 +178,39 @@ export const terminalMethods = {
         states: z.array(JobState).max(16).optional(),
         limit: z.number().int().min(1).max(1000).optional(),
         before: z.string().optional(),
+        /** Only jobs not ended, or ended at or after this time (ISO 8601). */
+        since: z.iso.datetime({ offset: true }).optional(),
       })
       .strict()
       .optional(),
     z.object({ jobs: z.array(Job), next: z.string().nullable() }),
   ),
   'job.get': method('One job.', people, JobId, Job),
+  'job.history': method(
+    "A job's timeline: each change of its step or state, with its time, oldest first.",
+    people,
+    JobId,
+    z.object({ events: z.array(z.object({ at: z.string(), step: z.string(), state: JobState, details: z.string() })) }),
+  ),
+  'cost.report': method(
+    'What jobs cost (flavor price × nodes × time their partition was held), summed by user, account or remote. Users see their own; admins everyone\'s, or one user\'s.',
+    people,
+    z
+      .object({
+        user: z.string().min(1).optional(),
+        /** Jobs that ended at or after this time, and those not ended (ISO 8601); absent: all. */
+        since: z.iso.datetime({ offset: true }).optional(),
+        by: z.enum(['user', 'account', 'remote']).optional(),
+      })
+      .strict()
+      .optional(),
+    z.object({
+      currency: z.string(),
+      total: z.number(),
+      jobs: z.number().int(),
+      groups: z.array(z.object({ key: z.string(), cost: z.number(), jobs: z.number().int() })),
+    }),
+  ),
   'job.cancel': method('Cancel a job; its partition is torn down.', people, JobId, Job),
   'job.requeue': method('Put a job back in the queue (after it ended, or to restart it).', people, JobId, Job),
   'job.logs': method(
@@ -166,6 +225,14 @@ export const terminalMethods = {
       })
       .strict(),
     z.object({ data: z.string(), offset: z.number().int(), final: z.boolean() }),
+  ),
+  'job.log.position': method(
+    "Where a job's stdout or stderr starts to hold what it wrote at or after `since` (read it with job.logs from " +
+      'there). Output carries no time of its own: the node notes the logs\' sizes as they grow, every few seconds ' +
+      '(`precisionSec`), and the offset is that of the last note before `since`; null precision: no notes were kept, offset 0.',
+    people,
+    z.object({ id: z.uuid(), stream: z.enum(['stdout', 'stderr']), since: z.iso.datetime({ offset: true }) }).strict(),
+    z.object({ offset: z.number().int().nonnegative(), precisionSec: z.number().int().nullable() }),
   ),
   'job.subscribe': method(
     'Receive job.event (and, unless `logs` is false, job.log while it runs) notifications for a job.',

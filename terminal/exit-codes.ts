@@ -22,6 +22,12 @@ export const ExitCode = {
   /** The job was canceled (the value shells use for an interrupted command). */
   Canceled: 130,
   /**
+   * The job was stopped at its time limit (`#SWM duration`; reason TimeLimit). 193 is the first value above every
+   * 128+N a signal can give (Linux signals go up to 64): no job killed by a signal, no shell's or GNU timeout's
+   * own code (124-127), nor swm wait's --timeout (124) can be read as it. A job may still exit 193 itself.
+   */
+  TimeLimit: 193,
+  /**
    * `swm exec` failed itself (the core unreachable, no such job, the job not running): as ssh, the one value
    * a remote command's own status is unlikely to take; every other status is the command's.
    */
@@ -64,17 +70,18 @@ export function exitCodeForError(error: unknown): number {
 
 /**
  * The exit code of `swm wait` for a job: the job's own exit code when it ran to an end, 128+N when signal N
- * killed it (as shells report), 130 when canceled, 1 for an error with no exit code (an infrastructure
+ * killed it (as shells report), 130 when canceled, 193 when stopped at its time limit, 1 for an error with no exit code (an infrastructure
  * failure), 0 when finished. Null while the job has not ended. Codes outside 1..255 cannot be an exit
  * status and become 1.
  */
-export function exitCodeForJob(job: Pick<Job, 'state' | 'exitcode' | 'signal'>): number | null {
+export function exitCodeForJob(job: Pick<Job, 'state' | 'exitcode' | 'signal' | 'reason'>): number | null {
   switch (job.state) {
     case 'F':
       return ExitCode.Ok;
     case 'C':
       return ExitCode.Canceled;
     case 'E':
+      if (job.reason === 'TimeLimit') return ExitCode.TimeLimit;
       if (job.signal !== null && job.signal > 0 && job.signal < 128) return 128 + job.signal;
       if (job.exitcode !== null && job.exitcode > 0 && job.exitcode < 256) return job.exitcode;
       return ExitCode.Failure;
@@ -97,5 +104,6 @@ Exit status:
                              124 --timeout elapsed before the job ended.
   swm wait --exit-code JOB   exit with the job's status instead (swm submit --wait does so too):
                              0 finished (F), N exit code N (E), 128+N killed by signal N, 130 canceled (C),
+                             193 stopped at its time limit (E, reason TimeLimit: #SWM duration),
                              1 error without an exit code (an infrastructure failure). swm's own failures
                              keep their codes above and always print "swm: <message>" on stderr.`;

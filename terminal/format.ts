@@ -1,5 +1,5 @@
 import type { Job, JobState } from '../terminal-protocol/job.js';
-import { jobStateNames } from '../terminal-protocol/job.js';
+import { isFinal, jobStateNames } from '../terminal-protocol/job.js';
 
 /**
  * Human output: tables, key/value listings, sizes, durations. Pure functions returning strings; the
@@ -105,15 +105,80 @@ export const idShortener = (ids: readonly string[], long: boolean): ((id: string
   return (id) => id.slice(0, length);
 };
 
-/** The columns of `swm jobs`. Short ids (every command takes a unique prefix), whole ones with `long`. */
-export const jobColumns = (showOwner: boolean, now: Date = new Date(), shownId: (id: string) => string = (id) => id): Column<Job>[] => [
+/** A cost as people read it: `0.42 USD`; `-` when not known. */
+export const formatCost = (amount: number | null | undefined, currency?: string | null): string =>
+  amount == null ? '-' : `${amount < 0.01 && amount > 0 ? amount.toPrecision(2) : amount.toFixed(2)}${currency ? ` ${currency}` : ''}`;
+
+/**
+ * Slurm's NODELIST(REASON): the nodes of a job that holds them, else why it waits, or why it ended when the end
+ * has a code (`(TimeLimit)`); a queued job's place in line follows its reason (`(Priority) #3`).
+ */
+export function nodelistOrReason(job: Job): string {
+  if (job.reason && (job.state === 'Q' || isFinal(job.state))) return `(${job.reason})${job.state === 'Q' && job.position ? ` #${job.position}` : ''}`;
+  if (!isFinal(job.state) && job.node_names.length) return job.node_names.join(',');
+  return '-';
+}
+
+/** A row of `swm jobs`: a job, or an array folded to one line. */
+export type JobRow = Job & { tasks?: Job[] };
+
+/** The letters of states in the order an array's line names them (the most active first). */
+const STATE_ORDER: readonly JobState[] = ['R', 'T', 'W', 'Q', 'E', 'C', 'F'];
+
+/**
+ * Fold each array's tasks into one row at the place of its newest task: its id is the array's, its state the
+ * most active of its tasks', its details the count of tasks per state (`20 tasks: 4 R, 10 Q, 6 F`). Pure.
+ */
+export function foldArrays(jobs: readonly Job[]): JobRow[] {
+  const byArray = new Map<string, Job[]>();
+  for (const j of jobs) if (j.array_id) byArray.set(j.array_id, [...(byArray.get(j.array_id) ?? []), j]);
+  const rows: JobRow[] = [];
+  for (const j of jobs) {
+    if (!j.array_id) {
+      rows.push(j);
+      continue;
+    }
+    const tasks = byArray.get(j.array_id);
+    if (!tasks) continue;
+    byArray.delete(j.array_id);
+    const counts = new Map<JobState, number>();
+    for (const t of tasks) counts.set(t.state, (counts.get(t.state) ?? 0) + 1);
+    const state = STATE_ORDER.find((s) => counts.has(s))!;
+    const starts = tasks.map((t) => t.start_time).filter((t): t is string => !!t).sort();
+    const active = tasks.some((t) => !isFinal(t.state));
+    const ends = tasks.map((t) => t.end_time).filter((t): t is string => !!t).sort();
+    const waiting = tasks.find((t) => t.state === 'Q' && t.reason);
+    const costs = tasks.map((t) => t.cost_amount).filter((c): c is number => typeof c === 'number');
+    rows.push({
+      ...tasks[0]!,
+      id: j.array_id,
+      state,
+      state_details: `${tasks.length} tasks: ${STATE_ORDER.filter((s) => counts.has(s)).map((s) => `${counts.get(s)} ${s}`).join(', ')}`,
+      start_time: starts[0] ?? null,
+      end_time: active ? null : (ends[ends.length - 1] ?? null),
+      node_names: [],
+      remote_id: tasks.find((t) => t.remote_id)?.remote_id ?? null,
+      reason: waiting?.reason ?? null,
+      position: waiting?.position ?? null,
+      cost_amount: costs.length ? costs.reduce((a, b) => a + b, 0) : null,
+      tasks,
+    });
+  }
+  return rows;
+}
+
+/** The columns of `swm jobs`. Short ids (every command takes a unique prefix), whole ones with `long`; `wide` adds account and cost. */
+export const jobColumns = (showOwner: boolean, now: Date = new Date(), shownId: (id: string) => string = (id) => id, wide = false): Column<JobRow>[] => [
   { header: 'ID', value: (j) => shownId(j.id) },
-  { header: 'NAME', value: (j) => j.name },
+  { header: 'NAME', value: (j) => (j.array_index != null && !j.tasks ? `${j.name}[${j.array_index}]` : j.tasks ? `${j.name}[]` : j.name) },
   ...(showOwner ? [{ header: 'OWNER', value: (j: Job) => j.owner }] : []),
+  ...(wide ? [{ header: 'ACCOUNT', value: (j: Job) => j.account ?? '-' }] : []),
   { header: 'ST', value: (j) => j.state },
   { header: 'SUBMITTED', value: (j) => formatTime(j.submit_time) },
   { header: 'ELAPSED', value: (j) => jobElapsed(j, now), align: 'right' },
   { header: 'REMOTE', value: (j) => j.remote_id ?? '-' },
+  ...(wide ? [{ header: 'COST', value: (j: Job) => formatCost(j.cost_amount, j.cost_currency), align: 'right' as const }] : []),
+  { header: 'NODELIST(REASON)', value: (j) => nodelistOrReason(j) },
   { header: 'DETAILS', value: (j) => j.state_details },
 ];
 
@@ -133,6 +198,12 @@ export function describeJob(job: Job, now: Date = new Date()): [string, string][
     ['ended', formatTime(job.end_time)],
     ['elapsed', jobElapsed(job, now)],
     ['time limit', job.duration > 0 ? formatDuration(job.duration) : 'none'],
+    ['reason', job.reason ? `${job.reason}${job.state === 'Q' && job.position ? ` (#${job.position} in line on its remote)` : ''}` : ''],
+    ['account', job.account ?? ''],
+    ['array', job.array_id ? `${job.array_id} task ${job.array_index}` : ''],
+    ['depends', (job.depends ?? []).join(', ')],
+    ['cost', job.cost_amount == null ? '' : formatCost(job.cost_amount, job.cost_currency)],
+    ['attempts', job.attempts ? String(job.attempts + 1) : ''],
     ['exit code', job.exitcode === null ? '' : String(job.exitcode)],
     ['signal', job.signal === null ? '' : String(job.signal)],
     ['remote', job.remote_id ?? ''],

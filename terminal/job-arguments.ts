@@ -46,3 +46,20 @@ export function positiveSeconds(value: string): number {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/**
+ * `--since`: a date (`2025-05-01`), a date and time (ISO 8601), or a time ago (`30s`, `90m`, `12h`, `7d`) → ISO time.
+ * A date alone is local midnight.
+ */
+export function parseSince(value: string, now: Date = new Date()): string {
+  const text = value.trim();
+  const ago = /^(\d+)([smhdw])$/.exec(text);
+  if (ago) {
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }[ago[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+    return new Date(now.getTime() - Number(ago[1]) * unit).toISOString();
+  }
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  const ms = day ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime() : Date.parse(text);
+  if (!Number.isFinite(ms)) throw new InvalidArgumentError('expected a date (2025-05-01), a date and time (2025-05-01T08:00), or a time ago (30s, 90m, 12h, 7d, 2w)');
+  return new Date(ms).toISOString();
+}

@@ -71,6 +71,28 @@ export class JobResolver {
   }
 
   /**
+   * The array a reference names (`swm submit` printed its id: the id, or a unique prefix of it, 4 characters or
+   * more), with its tasks in index order; null when it names no array (it may name a job).
+   */
+  async array(text: string): Promise<{ id: string; tasks: Job[] } | null> {
+    const prefix = text.trim().toLowerCase();
+    if (!ID_CHARACTERS.test(prefix) || prefix.length < MIN_PREFIX) return null;
+    for (const all of [false, true]) {
+      const jobs = await this.list(all);
+      const ids = new Set(jobs.filter((j) => j.array_id?.startsWith(prefix)).map((j) => j.array_id!));
+      if (ids.size > 1) throw usageError(`"${text}" names ${ids.size} arrays; give more characters of the id:\n${[...ids].map((id) => `  ${id}`).join('\n')}`);
+      const [id] = ids;
+      if (id) return { id, tasks: jobs.filter((j) => j.array_id === id).sort((a, b) => (a.array_index ?? 0) - (b.array_index ?? 0)) };
+    }
+    return null;
+  }
+
+  /** A dependency's job: a job's id (resolved as resolve() does) or an array's. */
+  async jobOrArray(text: string): Promise<string> {
+    return (await this.array(text))?.id ?? this.resolve(text);
+  }
+
+  /**
    * The full id a reference names. Your own jobs first; an admin's reference that names none of theirs is
    * looked up among everyone's. A full id is taken as it is (the core answers for it).
    */
@@ -98,3 +120,20 @@ export const resolveJob = (core: TerminalClient, text: string): Promise<string> 
 
 /** How commands describe a job argument in their --help. */
 export const JOB_ARGUMENT = 'the job: its id, a unique prefix of it (4 characters or more), or its name';
+
+/**
+ * `swm submit --depends`: the clauses with every job named as the user likes (short id, name, an array's id)
+ * turned into full ids, as the core takes them: `afterok:3f2b:train` → `afterok:<id>:<id>`.
+ */
+export async function resolveDependencies(resolver: JobResolver, text: string): Promise<string> {
+  const clauses: string[] = [];
+  for (const clause of text.split(',').map((c) => c.trim()).filter(Boolean)) {
+    const [kind, ...refs] = clause.split(':');
+    if (!refs.length) throw usageError(`--depends ${clause}: write KIND:JOB[:JOB...] (KIND afterok, afterany or afternotok)`);
+    const ids: string[] = [];
+    for (const ref of refs) ids.push(await resolver.jobOrArray(ref));
+    clauses.push([kind!.trim(), ...ids].join(':'));
+  }
+  if (!clauses.length) throw usageError('--depends needs KIND:JOB[:JOB...]');
+  return clauses.join(',');
+}

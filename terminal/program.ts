@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerAdminUserAdd } from './commands/admin-user-add.js';
 import { registerAdminUserRevoke } from './commands/admin-user-revoke.js';
 import { registerCancel } from './commands/cancel.js';
+import { registerCost } from './commands/cost.js';
 import { registerCompletion } from './commands/completion.js';
 import { registerDashboard } from './commands/dashboard.js';
 import { registerDownload } from './commands/download.js';
@@ -65,6 +66,7 @@ ${examples('$ swm submit job.sh --input data/ --wait', '$ swm jobs --state R', '
   registerWait(program);
   registerCancel(program);
   registerRequeue(program);
+  registerCost(program);
   registerDownload(program);
   registerForward(program);
   registerExec(program);

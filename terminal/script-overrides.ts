@@ -13,6 +13,10 @@ export interface DirectiveOverrides {
   remote?: string;
   image?: string;
   duration?: string;
+  /** `--array SPEC`: the job is an array of tasks (replaces #SWM array). */
+  array?: string;
+  /** `--depends CLAUSES` with full ids (the terminal resolves short ids first); adds to #SWM depends. */
+  depends?: string;
   env?: readonly string[];
   outputFiles?: readonly string[];
 }
@@ -24,12 +28,13 @@ export interface OverriddenScript {
 }
 
 /** Each single-valued override: its flag, and the directive it replaces. */
-const REPLACING: readonly { field: Exclude<keyof DirectiveOverrides, 'env' | 'outputFiles'>; flag: string; directive: string }[] = [
+const REPLACING: readonly { field: Exclude<keyof DirectiveOverrides, 'env' | 'outputFiles' | 'depends'>; flag: string; directive: string }[] = [
   { field: 'nodes', flag: '--nodes', directive: 'nodes' },
   { field: 'flavor', flag: '--flavor', directive: 'flavor' },
   { field: 'remote', flag: '--remote', directive: 'remote' },
   { field: 'image', flag: '--image', directive: 'container-image' },
   { field: 'duration', flag: '--duration', directive: 'duration' },
+  { field: 'array', flag: '--array', directive: 'array' },
 ];
 
 const ENV_ENTRY = /^[A-Za-z_][A-Za-z0-9_]*=/;
@@ -57,6 +62,7 @@ export function applyOverrides(script: string, overrides: DirectiveOverrides): O
     const files = overrides.outputFiles.map((f) => oneLine('--output-files', f)).join(' ');
     added.push({ flag: `--output-files ${overrides.outputFiles.join(' ')}`, line: `#SWM output-files ${files}`.trimEnd() });
   }
+  if (overrides.depends !== undefined) added.push({ flag: `--depends ${overrides.depends}`, line: `#SWM depends ${oneLine('--depends', overrides.depends)}` });
   for (const entry of overrides.env ?? []) {
     const value = oneLine('--env', entry);
     if (!ENV_ENTRY.test(value)) throw usageError(`--env ${entry}: expected NAME=VALUE (NAME: letters, digits, _; not starting with a digit)`);

@@ -21,6 +21,8 @@ export interface Submitted {
   /** True when this run continued the upload of a job an interrupted run had submitted. */
   resumed: boolean;
   upload: UploadResult | null;
+  /** An array's tasks (the id is then the array's). */
+  tasks?: string[];
 }
 
 /** A job an earlier run submitted with the same script and inputs, if the core still awaits its inputs. */
@@ -52,6 +54,7 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
   const resumed = id !== null;
   let warnings: string[] = [];
   let awaitingInputs = resumed;
+  let tasks: string[] | undefined;
   if (id) note(`resuming the upload of job ${id}, submitted earlier with the same script and inputs`);
   else {
     const answer = await core.call('job.submit', {
@@ -62,9 +65,10 @@ export async function submitJob(core: TerminalClient, bundle: CoreBundle, submis
     id = answer.id;
     warnings = answer.warnings;
     awaitingInputs = answer.awaitingInputs;
+    tasks = answer.tasks;
     if (awaitingInputs && inputs.length > 0) pending.remember(key, id);
   }
-  if (!awaitingInputs) return { id, warnings, resumed, upload: null };
+  if (!awaitingInputs) return { id, warnings, resumed, upload: null, ...(tasks ? { tasks } : {}) };
   const bytes = inputs.reduce((n, i) => n + i.size, 0);
   // Ctrl-C during the upload: the job stays, waiting for the rest; say so, and how to go on or give up.
   const interrupted = () => {

@@ -17,7 +17,9 @@ import {
   describeJob,
   formatBytes,
   formatDuration,
+  foldArrays,
   jobColumns,
+  nodelistOrReason,
   jobEndLine,
   renderPairs,
   renderTable,
@@ -25,7 +27,7 @@ import {
 } from '../terminal/format.js';
 import { globBase, globToRegExp, matchesGlob, selectByGlobs } from '../terminal-protocol/path-patterns.js';
 import { readInputFilesDirective, scriptNamesItself } from '../terminal/input-files.js';
-import { parseJobStates } from '../terminal/job-arguments.js';
+import { parseJobStates, parseSince } from '../terminal/job-arguments.js';
 import { collectInputs, hashInputs, inputPathFor, type LocalInput } from '../terminal/local-inputs.js';
 import { LogCursor, chunkStart, takeNew } from '../terminal/log-stream.js';
 import { PendingUploads, uploadKey } from '../terminal/pending-uploads.js';
@@ -128,11 +130,37 @@ describe('swm output formatting', () => {
   it('lists jobs with full ids, an owner column only for --all, and elapsed time', () => {
     const now = new Date('2024-05-01T10:02:05.000Z');
     const mine = renderTable(jobColumns(false, now), [job()]);
-    expect(mine.split('\n')[0]).to.match(/^ID\s+NAME\s+ST\s+SUBMITTED\s+ELAPSED\s+REMOTE\s+DETAILS$/);
+    expect(mine.split('\n')[0]).to.match(/^ID\s+NAME\s+ST\s+SUBMITTED\s+ELAPSED\s+REMOTE\s+NODELIST\(REASON\)\s+DETAILS$/);
     expect(mine).to.include(ID).and.include(' 2m00s ');
     const all = renderTable(jobColumns(true, now), [job()]);
     expect(all.split('\n')[0]).to.include('OWNER');
     expect(all).to.include('alice');
+  });
+
+  it('shows why a queued job waits and its place in line, a running job its nodes, an ended one the code of its end', () => {
+    expect(nodelistOrReason(job({ state: 'Q', reason: 'Priority', position: 3 }))).to.equal('(Priority) #3');
+    expect(nodelistOrReason(job({ state: 'R', node_names: ['n0', 'n1'] }))).to.equal('n0,n1');
+    expect(nodelistOrReason(job({ state: 'E', reason: 'TimeLimit' }))).to.equal('(TimeLimit)');
+    expect(nodelistOrReason(job({ state: 'F' }))).to.equal('-');
+  });
+
+  it('folds an array to one line with its tasks counted per state, where its newest task is', () => {
+    const A = '11111111-2222-4333-8444-555555555555';
+    const task = (i: number, state: Job['state']): Job => job({ id: `00000000-0000-4000-8000-00000000000${i}`, array_id: A, array_index: i, state, reason: state === 'Q' ? 'ArrayTaskLimit' : null });
+    const lone = job({ id: '99999999-0000-4000-8000-000000000000' });
+    const rows = foldArrays([task(3, 'Q'), task(2, 'R'), lone, task(1, 'F'), task(0, 'F')]);
+    expect(rows.map((r) => r.id)).to.deep.equal([A, lone.id]);
+    expect(rows[0]).to.include({ state: 'R', state_details: '4 tasks: 1 R, 1 Q, 2 F', reason: 'ArrayTaskLimit' });
+    expect(rows[0]!.tasks).to.have.length(4);
+  });
+
+  it('reads --since as a date, a date and time, or a time ago', () => {
+    const now = new Date('2025-05-10T12:00:00.000Z');
+    expect(parseSince('7d', now)).to.equal('2025-05-03T12:00:00.000Z');
+    expect(parseSince('90m', now)).to.equal('2025-05-10T10:30:00.000Z');
+    expect(parseSince('2025-05-01T08:00:00Z', now)).to.equal('2025-05-01T08:00:00.000Z');
+    expect(new Date(parseSince('2025-05-01', now)).getDate()).to.equal(1);
+    expect(() => parseSince('yesterday', now)).to.throw(/expected a date/);
   });
 
   it('describes a job field by field for swm show', () => {
@@ -185,6 +213,8 @@ describe('swm exit codes', () => {
     expect(end('C', null, 15)).to.equal(130);
     expect(end('E', null, null)).to.equal(1);
     expect(end('E', 0, null)).to.equal(1, 'an error after a clean exit (e.g. stage-out failed) is still an error');
+    expect(exitCodeForJob({ state: 'E', exitcode: null, signal: null, reason: 'TimeLimit' })).to.equal(ExitCode.TimeLimit).and.to.equal(193);
+    expect(exitCodeForJob({ state: 'E', exitcode: null, signal: 9, reason: 'TimeLimit' })).to.equal(193, 'the time limit, not the signal that enforced it');
     expect(end('E', 300, null)).to.equal(1, 'not a valid exit status');
     for (const s of ['Q', 'W', 'T', 'R'] as const) expect(end(s, null, null)).to.equal(null);
   });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { isDiskFull } from '../spool-bootstrap/disk-full.js';
 import { parseJobScript } from '../core/jobs/job-script.js';
-import { notYetRun, type JobRecord } from '../core/store/job-record.js';
+import { notYetRun, ownJob, type JobRecord } from '../core/store/job-record.js';
 import { JobStore } from '../core/store/job-store.js';
 import { GateConnection, type TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
@@ -106,6 +106,7 @@ describe('the job store on a full disk (a 4 MiB tmpfs)', function () {
       priority: 0,
       submitTime: new Date().toISOString(),
       ...notYetRun(),
+      ...ownJob(),
     };
   };
   /** The outcome of each write, in order: true once committed, false if refused for a full disk. */

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { DEFAULT_PRIORITY, MAX_DURATION_SEC, MAX_KEEP_PARTITION_SEC, parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
+import { DEFAULT_PRIORITY, MAX_ARRAY_TASKS, MAX_DURATION_SEC, MAX_KEEP_PARTITION_SEC, parseArraySpec, parseDependencies, parseDuration, parseJobScript, type Directives } from '../core/jobs/job-script.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { MAX_SCRIPT_BYTES } from '../terminal-protocol/terminal-methods.js';
 
@@ -108,13 +108,13 @@ describe('job script parser (parseJobScript)', () => {
 
     it('workdir, submission-address, stdin, stdout, stderr', () => {
       const d = directivesOf(
-        '#SWM workdir /home/user/project',
+        '#SWM workdir project/run-1',
         '#SWM submission-address 10.0.0.5',
         '#SWM stdin input.txt',
         '#SWM stdout out.log',
         '#SWM stderr err.log',
       );
-      expect(d).to.include({ workdir: '/home/user/project', submissionAddress: '10.0.0.5', stdin: 'input.txt', stdout: 'out.log', stderr: 'err.log' });
+      expect(d).to.include({ workdir: 'project/run-1', submissionAddress: '10.0.0.5', stdin: 'input.txt', stdout: 'out.log', stderr: 'err.log' });
     });
 
     it('relocatable alone, or with a boolean', () => {
@@ -222,6 +222,9 @@ describe('job script parser (parseJobScript)', () => {
       ['#SWM ports 70000/tcp/in', 'port over 65535'],
       ['#SWM ports 8888/tcp/in,,x', 'a bad entry after a good one'],
       ['#SWM workdir', 'workdir without a value'],
+      ['#SWM workdir /home/user/project', 'an absolute workdir'],
+      ['#SWM workdir run/../../x', 'a workdir escaping the job directory'],
+      ['#SWM workdir .swm/x', "a workdir in the runner's own directory"],
       ['#SWM relocatable maybe', 'relocatable not a boolean'],
       ['#SWM submission-address', 'submission-address without a value'],
       ['#SWM stdin', 'stdin without a value'],
@@ -371,6 +374,55 @@ describe('job script parser (parseJobScript)', () => {
 
     it('returns null for what is not a duration', () => {
       for (const bad of ['', 'x', '1:2:3:4', '00:60:00', '00:00:60', '1-', '-1', '1.5']) expect(parseDuration(bad), bad).to.equal(null);
+    });
+  });
+  describe('arrays (#SWM array)', () => {
+    it('reads a range with a cap, a list of indices and ranges, and a range with a step', () => {
+      expect(directivesOf('#SWM array 0-99%10').array).to.deep.include({ spec: '0-99%10', maxRunning: 10 });
+      expect(directivesOf('#SWM array 0-99%10').array!.indices).to.have.length(100);
+      expect(parseArraySpec('1,3,5-7')).to.deep.equal({ spec: '1,3,5-7', indices: [1, 3, 5, 6, 7], maxRunning: null });
+      expect(parseArraySpec('0-20:5')).to.deep.include({ indices: [0, 5, 10, 15, 20] });
+      expect(parseArraySpec('3,1,3')).to.deep.include({ indices: [1, 3] });
+    });
+
+    it(`refuses malformed specs, a %0 cap and more than ${MAX_ARRAY_TASKS} tasks, naming the line`, () => {
+      for (const [spec, mentions] of [
+        ['x', 'is not'],
+        ['5-1', 'ends before it starts'],
+        ['0-9%0', '1 or more'],
+        ['0-9%', 'is not'],
+        ['1,,2', 'is not an index'],
+        ['-1', 'is not'],
+        [`0-${MAX_ARRAY_TASKS}`, `more than ${MAX_ARRAY_TASKS} tasks`],
+        ['0-4:0', 'step of 0'],
+      ] as const)
+        expectInvalidAtLine3(`#SWM array ${spec}`, mentions);
+      expectInvalidAtLine3('#SWM array', 'needs a value');
+    });
+
+    it('refuses an array given twice', () => {
+      expect(parseError(script('#SWM array 0-3', '#SWM array 0-4')).message).to.include('array given twice');
+    });
+  });
+
+  describe('dependencies (#SWM depends)', () => {
+    const A = '6f1c2b7e-8d4a-4c1e-9b2f-0a1b2c3d4e5f';
+    const B = '7a2d3c8f-9e5b-4d2f-8c3a-1b2c3d4e5f60';
+    it('reads afterok, afterany and afternotok with one or more ids, several clauses and lines', () => {
+      expect(directivesOf(`#SWM depends afterok:${A}:${B}`).depends).to.deep.equal([{ kind: 'afterok', jobIds: [A, B] }]);
+      expect(directivesOf(`#SWM depends afterany:${A},afternotok:${B}`, `#SWM depends afterok:${B}`).depends).to.deep.equal([
+        { kind: 'afterany', jobIds: [A] },
+        { kind: 'afternotok', jobIds: [B] },
+        { kind: 'afterok', jobIds: [B] },
+      ]);
+      expect(parseDependencies(`AFTEROK:${A.toUpperCase()}`)).to.deep.equal([{ kind: 'afterok', jobIds: [A] }]);
+    });
+
+    it('refuses unknown kinds, clauses without ids and ids that are not full job ids', () => {
+      expectInvalidAtLine3(`#SWM depends after:${A}`, 'is not afterok:ID');
+      expectInvalidAtLine3('#SWM depends afterok', 'names no job');
+      expectInvalidAtLine3('#SWM depends afterok:3f2b', 'is not a full job id');
+      expectInvalidAtLine3('#SWM depends', 'needs a value');
     });
   });
 });

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { parseJobScript } from '../core/jobs/job-script.js';
 import { deadlineOf, JOB_STEPS, STEPS, transition, type JobEvent, type JobEventType } from '../core/jobs/job-steps.js';
 import { partitionFailure, partitionRetryDelayMs } from '../core/partitions/partition-states.js';
-import type { JobRecord, JobStep } from '../core/store/job-record.js';
+import { ownJob, type JobRecord, type JobStep } from '../core/store/job-record.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 
 const ID = '6f1c2b7e-8d4a-4c1e-9b2f-0a1b2c3d4e5f';
@@ -38,6 +38,8 @@ function queuedJob(script = '#!/bin/sh\n#SWM duration 01:00:00\necho hi\n'): Job
     runtime: null,
     outcome: null,
     runStartedMs: null,
+    reason: null,
+    ...ownJob(),
   };
 }
 
@@ -227,12 +229,42 @@ describe('job steps (pure transition function)', () => {
       expect(done.stateDetails).to.include('time limit exceeded').and.to.include('01:00:00');
     });
 
+    it('is an outcome of its own: E with reason TimeLimit, no exit code, apart from failures', () => {
+      const done = apply(jobAt('run'), [{ type: 'time-limit' }, { type: 'released' }]);
+      expect(done).to.include({ state: 'E', reason: 'TimeLimit', exitcode: null, signal: null });
+      const failed = apply(jobAt('run'), [{ type: 'step-failed', reason: 'node lost' }, { type: 'released' }]);
+      expect(failed).to.include({ state: 'E', reason: null });
+    });
+
     for (const step of ALL.filter((s) => s !== 'run')) {
       it(`is ignored in ${step}`, () => {
         const job = jobAt(step);
         expect(transition(job, { type: 'time-limit' }, at(99))).to.equal(job);
       });
     }
+  });
+
+  describe('reasons', () => {
+    it('a queued job takes its pending code from progress, and drops it once placed', () => {
+      const waiting = transition(queuedJob(), { type: 'progress', details: 'Priority (job x is ahead on remote local)', reason: 'Priority' }, at(1));
+      expect(waiting).to.include({ step: 'queue', reason: 'Priority', stateDetails: 'Priority (job x is ahead on remote local)' });
+      expect(transition(waiting, toExit[0]![0], at(2)).reason).to.equal(null);
+    });
+
+    it('a dependency never met ends the job E with its code', () => {
+      const done = transition(queuedJob(), { type: 'unschedulable', reason: 'DependencyNeverSatisfied (afterok:x ended failed)', code: 'DependencyNeverSatisfied' }, at(1));
+      expect(done).to.include({ step: 'done', state: 'E', reason: 'DependencyNeverSatisfied' });
+    });
+
+    it('a budget stop ends a running job E with reason Budget, through teardown', () => {
+      const done = apply(jobAt('run'), [{ type: 'budget-stop', details: 'Budget (user alice: 10.00/10.00 USD this month)' }, { type: 'released' }]);
+      expect(done).to.include({ state: 'E', reason: 'Budget' });
+    });
+
+    it('a requeue counts the attempt', () => {
+      const done = apply(jobAt('run'), [{ type: 'requeue' }, { type: 'released' }]);
+      expect(done).to.include({ step: 'queue', attempts: 1, reason: null });
+    });
   });
 
   describe('requeue', () => {
@@ -376,6 +408,7 @@ describe('job steps (pure transition function)', () => {
       { type: 'progress', details: 'd' },
       { type: 'cancel' },
       { type: 'time-limit' },
+      { type: 'budget-stop', details: 'Budget (user alice: 10.00/10.00 USD this month)' },
       { type: 'requeue' },
     ];
 

@@ -54,12 +54,18 @@ describe('GET /metrics (Prometheus text format, monitor certificates)', function
     const before = await scrape();
     const finishedBefore = valueOf(before, 'swm_jobs', { state: 'F', remote: 'local' });
     const submittedBefore = valueOf(before, 'swm_jobs_submitted_total');
-    const ids = [await submitJob(f.admin, '#!/bin/sh\necho one\n'), await submitJob(f.admin, '#!/bin/sh\nexit 3\n')];
+    const moved = (families: ReturnType<typeof parsePrometheusTextFormat>, direction: string) => valueOf(families, 'swm_transfer_bytes_total', { direction });
+    const input = { path: 'data.bin', content: Buffer.alloc(300_000, 1) };
+    const ids = [await submitJob(f.admin, '#!/bin/sh\n#SWM input-files data.bin\ncp data.bin out.bin\n#SWM output-files out.bin\n', [input]), await submitJob(f.admin, '#!/bin/sh\nexit 3\n')];
     for (const id of ids) await waitForJob(f.admin, id, isFinal);
     const after = await scrape();
     expect(valueOf(after, 'swm_jobs', { state: 'F', remote: 'local' })).to.equal(finishedBefore + 1);
     expect(valueOf(after, 'swm_jobs', { state: 'E', remote: 'local' })).to.be.at.least(1);
     expect(valueOf(after, 'swm_jobs_submitted_total')).to.equal(submittedBefore + 2);
+    // The input went up to the core and on to the node; the copy came back (its stdout and stderr besides).
+    expect(moved(after, 'upload') - moved(before, 'upload')).to.equal(300_000);
+    expect(moved(after, 'stage-in') - moved(before, 'stage-in')).to.equal(300_000);
+    expect(moved(after, 'stage-out') - moved(before, 'stage-out')).to.be.at.least(300_000);
     expect(family(after, 'swm_job_step_seconds').type).to.equal('HISTOGRAM');
     for (const step of ['queue', 'partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown']) {
       const series = histogramSeries(lastText, 'swm_job_step_seconds', 'step', step);

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { runnerScript } from '../core/jobs/node-layout.js';
 import { parseJobScript } from '../core/jobs/job-script.js';
-import { notYetRun, type JobRecord } from '../core/store/job-record.js';
+import { notYetRun, ownJob, type JobRecord } from '../core/store/job-record.js';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode } from '../terminal-protocol/errors.js';
 import { imageReferenceProblem } from '../terminal-protocol/image-reference.js';
@@ -77,6 +77,7 @@ describe('the runner script (runnerScript)', () => {
     priority: 0,
     submitTime: new Date(0).toISOString(),
     ...notYetRun(),
+    ...ownJob(),
     runtime: 'podman',
   });
 

@@ -321,7 +321,7 @@ describe('data staging: terminal ↔ core ↔ node', function () {
 
     const watched = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh'], { cwd: dir, env });
     expect(watched.code, watched.output).to.equal(0);
-    expect(watched.output).to.match(/upload\s+=+ 100%\s+48 MiB \/ 48 MiB\s+[\d.]+ [KMG]?i?B\/s/);
+    expect(watched.output).to.match(/upload\s+=+ 100%\s+48 MiB \/ 48 MiB\s+1\/1 file\s+[\d.]+ [KMG]?i?B\/s/);
     expect(watched.output).to.match(/checksum\s+=+ 100%/);
 
     const scripted = await runInPty([process.execPath, SWM_MAIN, 'submit', 'job.sh', '--json', '--name', 'quiet'], { cwd: dir, env });

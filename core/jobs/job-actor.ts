@@ -3,6 +3,7 @@ import type { JobRecord } from '../store/job-record.js';
 import type { DurableMachine } from '../supervision/durable-actor.js';
 import { deadlineOf, transition, type JobEvent } from './job-steps.js';
 import { stepEffects } from './steps/index.js';
+import { keepAttempt } from './job-history.js';
 
 /**
  * A job as a durable state machine (DESIGN.md §7): decisions from the pure `transition` (job-steps.ts), each
@@ -30,6 +31,13 @@ export function jobMachine(initial: JobRecord, services: CoreServices, settled: 
     load: () => services.store.get(initial.id),
     save: (job) => services.store.save(job),
     committed: (next, previous) => {
+      if (next.attempts > previous.attempts) {
+        try {
+          keepAttempt(services, previous);
+        } catch (error) {
+          logger.warn({ err: (error as Error)?.message }, "could not keep the previous attempt's results aside");
+        }
+      }
       services.bus.publish(next);
       if (next.step !== previous.step || next.state !== previous.state)
         logger.info({ step: next.step, state: next.state, details: next.stateDetails, ...(next.partitionName ? { partition: next.partitionName } : {}) }, 'job moved');

@@ -2,9 +2,9 @@ import { closeSync, existsSync, openSync, readSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
-import { nodeJobDir } from './node-layout.js';
+import { LOG_CLOCK_FILE, LOG_CLOCK_SEC, MAX_CLOCK_BYTES, nodeJobDir } from './node-layout.js';
 import { readRemoteChunk } from './steps/sftp-transfer.js';
-import { outputsDir } from './steps/stage-out.js';
+import { logClockPath, outputsDir } from './steps/stage-out.js';
 
 const readLocalChunk = (path: string, offset: number, length: number): Buffer | null => {
   if (!existsSync(path)) return null;
@@ -66,4 +66,38 @@ export async function readJobLog(
   const whole = wholeCharacters(read);
   const data = final || (whole.length === 0 && read.length === limit) ? read : whole;
   return { data: data.toString('utf8'), offset: offset + data.length, final };
+}
+
+/**
+ * The offset from which a log holds what was written at or after `sinceMs`, from the log clock's lines
+ * ("<epoch seconds> <stdout bytes> <stderr bytes>", in time order): the size at the last line before
+ * `sinceMs` (what follows it was written after that line's moment, so nothing written since is left out).
+ * Pure.
+ */
+export function clockOffset(clock: string, stream: 'stdout' | 'stderr', sinceMs: number): number {
+  let offset = 0;
+  for (const line of clock.split('\n')) {
+    const [time, out, err] = line.trim().split(/\s+/).map(Number);
+    if (time === undefined || !Number.isFinite(time) || time * 1000 > sinceMs) break;
+    const size = stream === 'stdout' ? out : err;
+    if (size !== undefined && Number.isFinite(size)) offset = size;
+  }
+  return offset;
+}
+
+/** job.log.position: where the output a job wrote since a moment starts (see clockOffset). */
+export async function logPosition(
+  services: CoreServices,
+  job: JobRecord,
+  stream: 'stdout' | 'stderr',
+  sinceMs: number,
+): Promise<{ offset: number; precisionSec: number | null }> {
+  const local = logClockPath(services.spool.job(job.id));
+  let clock: Buffer | null = null;
+  if (job.step === 'run' || (job.step === 'stage-out' && !existsSync(local))) {
+    const session = job.partitionName ? await services.nodes.current(job.partitionName) : null;
+    if (session) clock = await readRemoteChunk(await session.sftp(), `${nodeJobDir(job.id)}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
+  } else clock = readLocalChunk(local, 0, MAX_CLOCK_BYTES);
+  if (!clock || clock.length === 0) return { offset: 0, precisionSec: null };
+  return { offset: clockOffset(clock.toString('utf8'), stream, sinceMs), precisionSec: LOG_CLOCK_SEC };
 }

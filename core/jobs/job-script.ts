@@ -3,6 +3,17 @@ import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
 import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import { imageReferenceProblem } from '../../terminal-protocol/image-reference.js';
 import { jobPathProblem } from '../../terminal-protocol/path-patterns.js';
+import type { Dependency, DependencyKind } from '../scheduler/dependencies.js';
+
+/** A job array (`#SWM array 0-99%10`): the task indices, and how many of them may run at once. */
+export interface ArraySpec {
+  /** The spec as written, e.g. `0-99%10`. */
+  spec: string;
+  /** Task indices, ascending, each once. */
+  indices: number[];
+  /** Most tasks running at once (`%K`); null: no cap. */
+  maxRunning: number | null;
+}
 
 /** What a job script asks for through its `#SWM <key> <value>` lines. */
 export interface Directives {
@@ -36,6 +47,64 @@ export interface Directives {
   runOn?: 'head' | 'all';
   /** How long the partition stays up after the job, for the next job to reuse (0: deleted at once). Absent: the remote's rule. */
   keepPartitionSec?: number;
+  /** `#SWM array`: the submission makes one job per index. */
+  array?: ArraySpec;
+  /** `#SWM depends`: every clause must hold before the job starts (job ids in full). */
+  depends?: Dependency[];
+}
+
+/** Most tasks one array submission may make (Slurm's MaxArraySize is 1001). */
+export const MAX_ARRAY_TASKS = 1000;
+/** The highest task index an array may name. */
+export const MAX_ARRAY_INDEX = 1_000_000;
+
+/**
+ * Parse an array spec as Slurm's `--array`: indices and ranges separated by commas (`0-99`, `1,3,5-7`), a range
+ * with a step (`0-20:5`), and an optional `%K` cap on the tasks running at once. Returns the spec or a reason.
+ */
+export function parseArraySpec(text: string): ArraySpec | string {
+  const spec = text.trim();
+  const m = /^([^%]+)(?:%(\d+))?$/.exec(spec);
+  if (!m) return `"${spec}" is not INDICES[%MAX] (e.g. 0-99%10 or 1,3,5-7)`;
+  const indices = new Set<number>();
+  for (const raw of m[1]!.split(',')) {
+    const part = raw.trim();
+    const r = /^(\d+)(?:-(\d+)(?::(\d+))?)?$/.exec(part);
+    if (!r) return `"${part}" is not an index, a range A-B, or a range with a step A-B:S`;
+    const from = Number(r[1]);
+    const to = r[2] === undefined ? from : Number(r[2]);
+    const step = r[3] === undefined ? 1 : Number(r[3]);
+    if (to > MAX_ARRAY_INDEX) return `index ${to} is over the highest, ${MAX_ARRAY_INDEX}`;
+    if (to < from) return `range ${part} ends before it starts`;
+    if (step < 1) return `range ${part} has a step of 0`;
+    for (let i = from; i <= to; i += step) {
+      indices.add(i);
+      if (indices.size > MAX_ARRAY_TASKS) return `more than ${MAX_ARRAY_TASKS} tasks`;
+    }
+  }
+  const maxRunning = m[2] === undefined ? null : Number(m[2]);
+  if (maxRunning === 0) return 'the %MAX of tasks running at once must be 1 or more';
+  return { spec, indices: [...indices].sort((a, b) => a - b), maxRunning };
+}
+
+const DEPENDENCY_KINDS: readonly DependencyKind[] = ['afterok', 'afterany', 'afternotok'];
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Parse dependency clauses as Slurm's `--dependency`: `KIND:ID[:ID...]`, several separated by commas (all must
+ * hold). KIND is afterok, afterany or afternotok; each ID a full job id, or an array's id (every task of it).
+ */
+export function parseDependencies(text: string): Dependency[] | string {
+  const clauses: Dependency[] = [];
+  for (const part of text.split(',').map((c) => c.trim()).filter(Boolean)) {
+    const [kind, ...ids] = part.split(':').map((x) => x.trim().toLowerCase());
+    if (!DEPENDENCY_KINDS.includes(kind as DependencyKind)) return `"${part}" is not afterok:ID, afterany:ID or afternotok:ID`;
+    if (!ids.length || ids.some((id) => id === '')) return `"${part}" names no job: write ${kind}:ID[:ID...]`;
+    for (const id of ids) if (!JOB_ID.test(id)) return `"${id}" is not a full job id (swm submit --depends also takes short ids and names)`;
+    clauses.push({ kind: kind as DependencyKind, jobIds: ids });
+  }
+  if (!clauses.length) return 'no dependency given: write afterok:ID[:ID...]';
+  return clauses;
 }
 
 /** The longest a partition may be kept after its job (`keep-partition`): as long as a job may run, a year. */
@@ -192,7 +261,8 @@ export function parseJobScript(script: string): ParsedScript {
         d.outputFiles.push(...fileList(value).map((p) => relativeFile(n, key, p)));
         break;
       case 'workdir':
-        d.workdir = needValue();
+        // A directory of the job's own directory, where the script runs (made if missing); never outside it.
+        d.workdir = relativeFile(n, key, needValue()).replace(/\/+$/, '') || undefined;
         break;
       case 'relocatable':
         if (value !== '' && !/^(true|false|yes|no|1|0)$/i.test(value)) throw invalid(n, `relocatable must be true or false`);
@@ -224,6 +294,19 @@ export function parseJobScript(script: string): ParsedScript {
       case 'keep-partition':
         d.keepPartitionSec = positiveInt(n, key, needValue(), 0, MAX_KEEP_PARTITION_SEC);
         break;
+      case 'array': {
+        if (d.array) throw invalid(n, 'array given twice');
+        const array = parseArraySpec(needValue());
+        if (typeof array === 'string') throw invalid(n, `array: ${array}`);
+        d.array = array;
+        break;
+      }
+      case 'depends': {
+        const clauses = parseDependencies(needValue());
+        if (typeof clauses === 'string') throw invalid(n, `depends: ${clauses}`);
+        d.depends = [...(d.depends ?? []), ...clauses];
+        break;
+      }
       case 'priority':
         if (!/^-?\d+$/.test(needValue())) throw invalid(n, `priority must be an integer`);
         // Clamped to ±1000; above DEFAULT_PRIORITY is for admins, which the submit checks (the parser knows no caller).

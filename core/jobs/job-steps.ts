@@ -9,7 +9,8 @@ export type JobEvent =
   | { type: 'inputs-expired'; reason: string }
   /** The scheduler placed the job on a partition (reserved for it, or asked for it): idempotent. */
   | { type: 'placed'; remote: string; flavor: string; partition: string }
-  | { type: 'unschedulable'; reason: string }
+  /** The scheduler cannot ever run the job as asked; `code` names why when there is a code for it (DependencyNeverSatisfied). */
+  | { type: 'unschedulable'; reason: string; code?: string }
   /** The job's partition is up and the job holds it. */
   | { type: 'partition-up'; partitionId: string | null; nodeNames: string[]; nodeIps: string[] }
   | { type: 'connected'; runtime: Runtime }
@@ -20,10 +21,14 @@ export type JobEvent =
   /** The job gave its partition back (to be reused, or deleted): it takes its outcome. */
   | { type: 'released' }
   | { type: 'step-failed'; reason: string }
-  | { type: 'progress'; details: string }
+  /** What the job says it is doing; `reason`, when given, replaces its reason code (a queued job's pending code). */
+  | { type: 'progress'; details: string; reason?: string | null }
   | { type: 'cancel' }
   | { type: 'time-limit' }
-  | { type: 'requeue' };
+  /** Its owner's or account's budget is spent past the hard limit: the job is stopped. */
+  | { type: 'budget-stop'; details: string }
+  /** Queue the job again; `details`: why, when it is not the user's asking (a spot node taken back: Preempted). */
+  | { type: 'requeue'; details?: string };
 
 export type JobEventType = JobEvent['type'];
 type EventOf<T extends JobEventType> = Extract<JobEvent, { type: T }>;
@@ -54,7 +59,7 @@ const fmtDuration = (s: number): string =>
 const conflict = (message: string): RpcError => new RpcError(ErrorCode.Conflict, message);
 
 /** A fresh queued job: what `requeue` and a release with outcome Q both lead to. */
-const requeued = (job: JobRecord, details: string): JobRecord => ({ ...job, step: 'queue', state: 'Q', stateDetails: details, ...notYetRun() });
+const requeued = (job: JobRecord, details: string): JobRecord => ({ ...job, step: 'queue', state: 'Q', stateDetails: details, ...notYetRun(), attempts: job.attempts + 1 });
 
 /** Leave for teardown: the outcome is decided now and applied once the partition is released. */
 const ending = (job: JobRecord, outcome: Outcome): JobRecord => ({
@@ -64,20 +69,27 @@ const ending = (job: JobRecord, outcome: Outcome): JobRecord => ({
   stateDetails: `${outcome.details}: releasing the partition`,
 });
 
-const ended = (job: JobRecord, state: Outcome['state'], details: string, at: string): JobRecord => ({
+const ended = (job: JobRecord, state: Outcome['state'], details: string, at: string, reason: string | null = null): JobRecord => ({
   ...job,
   step: 'done',
   state,
   stateDetails: details,
   endTime: at,
+  reason,
 });
 
-const progress: Handler<'progress'> = (job, event) => ({ ...job, stateDetails: event.details });
+const progress: Handler<'progress'> = (job, event) => ({ ...job, stateDetails: event.details, ...(event.reason !== undefined ? { reason: event.reason } : {}) });
+
+/** The reason code of a job ended by its time limit (Slurm's TIMEOUT), apart from failures of the job or of the cloud. */
+export const TIME_LIMIT = 'TimeLimit';
+/** The reason code of a job held or stopped because its owner's or account's budget is spent. */
+export const BUDGET = 'Budget';
 
 /** What a job that has not started does with failures, cancels and progress: it ends at once (no partition). */
 const endsAtOnce = {
   'step-failed': ((job, event, at) => ended(job, 'E', event.reason, at)) as Handler<'step-failed'>,
   cancel: ((job, _e, at) => ended(job, 'C', 'canceled before it started', at)) as Handler<'cancel'>,
+  'budget-stop': ((job, event, at) => ended(job, 'E', event.details, at, BUDGET)) as Handler<'budget-stop'>,
   progress,
 };
 
@@ -85,7 +97,8 @@ const endsAtOnce = {
 const leavesThroughTeardown = {
   'step-failed': ((job, event) => ending(job, { state: 'E', details: event.reason })) as Handler<'step-failed'>,
   cancel: ((job) => ending(job, { state: 'C', details: 'canceled' })) as Handler<'cancel'>,
-  requeue: ((job) => ending(job, { state: 'Q', details: 'requeued' })) as Handler<'requeue'>,
+  requeue: ((job, event) => ending(job, { state: 'Q', details: event.details ?? 'requeued' })) as Handler<'requeue'>,
+  'budget-stop': ((job, event) => ending(job, { state: 'E', details: event.details, reason: BUDGET })) as Handler<'budget-stop'>,
   progress,
 };
 
@@ -94,7 +107,7 @@ const others = (...taken: JobEventType[]): JobEventType[] =>
   (
     [
       'inputs-committed', 'inputs-expired', 'placed', 'unschedulable', 'partition-up', 'connected', 'staged-in', 'started', 'exited',
-      'staged-out', 'released', 'step-failed', 'progress', 'cancel', 'time-limit', 'requeue',
+      'staged-out', 'released', 'step-failed', 'progress', 'cancel', 'time-limit', 'budget-stop', 'requeue',
     ] as JobEventType[]
   ).filter((t) => !taken.includes(t));
 
@@ -121,7 +134,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       },
       ...endsAtOnce,
     },
-    ignores: others('inputs-committed', 'inputs-expired', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('inputs-committed', 'inputs-expired', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   queue: {
     shows: 'Q',
@@ -139,12 +152,13 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
         remote: event.remote,
         flavor: event.flavor,
         partitionName: event.partition,
+        reason: null,
       }),
-      unschedulable: (job, event, at) => ended(job, 'E', event.reason, at),
+      unschedulable: (job, event, at) => ended(job, 'E', event.reason, at, event.code ?? null),
       requeue: (job) => job,
       ...endsAtOnce,
     },
-    ignores: others('placed', 'unschedulable', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('placed', 'unschedulable', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   partition: {
     shows: 'W',
@@ -162,7 +176,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       }),
       ...leavesThroughTeardown,
     },
-    ignores: others('partition-up', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('partition-up', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   connect: {
     shows: 'W',
@@ -173,7 +187,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       connected: (job, event) => ({ ...job, step: 'stage-in', state: 'T', stateDetails: 'sky port connected: uploading data', runtime: event.runtime }),
       ...leavesThroughTeardown,
     },
-    ignores: others('connected', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('connected', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   'stage-in': {
     shows: 'T',
@@ -184,7 +198,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       'staged-in': (job) => ({ ...job, step: 'run', state: 'R', stateDetails: 'data uploaded: starting the job' }),
       ...leavesThroughTeardown,
     },
-    ignores: others('staged-in', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('staged-in', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   run: {
     shows: 'R',
@@ -206,10 +220,11 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
           outcome: ok ? { state: 'F', details: 'finished' } : { state: 'E', details: `job ended with ${details}` },
         };
       },
-      'time-limit': (job) => ending(job, { state: 'E', details: `time limit exceeded (${fmtDuration(job.directives.durationSec)})` }),
+      'time-limit': (job) =>
+        ending(job, { state: 'E', details: `${TIME_LIMIT}: time limit exceeded (${fmtDuration(job.directives.durationSec)})`, reason: TIME_LIMIT }),
       ...leavesThroughTeardown,
     },
-    ignores: others('started', 'exited', 'time-limit', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('started', 'exited', 'time-limit', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   'stage-out': {
     shows: 'T',
@@ -220,7 +235,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       'staged-out': (job) => ending(job, job.outcome ?? { state: 'F', details: 'finished' }),
       ...leavesThroughTeardown,
     },
-    ignores: others('staged-out', 'step-failed', 'cancel', 'requeue', 'progress'),
+    ignores: others('staged-out', 'step-failed', 'cancel', 'budget-stop', 'requeue', 'progress'),
   },
   teardown: {
     shows: null,
@@ -230,11 +245,11 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
     on: {
       released: (job, _e, at) => {
         const outcome = job.outcome ?? { state: 'E', details: 'ended without an outcome' };
-        return outcome.state === 'Q' ? requeued(job, 'requeued') : ended(job, outcome.state, outcome.details, at);
+        return outcome.state === 'Q' ? requeued(job, outcome.details) : ended(job, outcome.state, outcome.details, at, outcome.reason ?? null);
       },
       // A requeue asked before the release completes can still be canceled; anything else ends as decided.
       cancel: (job) => (job.outcome?.state === 'Q' ? { ...job, outcome: { state: 'C', details: 'canceled' } } : job),
-      requeue: (job) => ({ ...job, outcome: { state: 'Q', details: 'requeued' } }),
+      requeue: (job, event) => ({ ...job, outcome: { state: 'Q', details: event.details ?? 'requeued' } }),
       progress,
     },
     // The release retries until it succeeds: a failure changes nothing.
@@ -251,7 +266,7 @@ export const STEPS: { readonly [S in JobStep]: StepSpec } = {
       cancel: (job) => {
         throw conflict(`job ${job.id} already ended (${job.state})`);
       },
-      requeue: (job) => requeued(job, 'requeued'),
+      requeue: (job, event) => requeued(job, event.details ?? 'requeued'),
     },
     ignores: others('cancel', 'requeue'),
   },

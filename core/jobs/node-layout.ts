@@ -66,7 +66,8 @@ function containerCommand(job: JobRecord, runtime: string, image: string, env: A
   const run = (hostNetwork: boolean, network: string): string => {
     const portEnv = ports.map((p): [string, string] => [portVariable(p.port), String(hostNetwork ? p.nodePort : p.port)]);
     const envFlags = [...env, ...portEnv, ['SWM_HOSTFILE', '/job/.swm/hostfile']].map(([k, v]) => `-e ${shellQuote(`${k}=${v}`)}`).join(' ');
-    return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w /job ${envFlags} -- ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
+    const workdir = job.directives.workdir ? shellQuote(`/job/${job.directives.workdir}`) : '/job';
+    return `${runtime} run --rm -i --name ${containerName(job.id)} ${network} -v "$PWD":/job -w ${workdir} ${envFlags} -- ${shellQuote(image)} /bin/sh /job/.swm/job.sh`;
   };
   const onCloud =
     ports.length === 0
@@ -100,13 +101,45 @@ export function jobEnvFile(job: JobRecord, ports: readonly NodePort[] = [], plac
   return `${exports}\nexport SWM_HOSTFILE="$PWD/.swm/hostfile"\n`;
 }
 
+/** Seconds between two looks of the log clock (the precision of `swm logs --since`). */
+export const LOG_CLOCK_SEC = 5;
+/** The log clock's file in the job directory: lines of "<epoch seconds> <stdout bytes> <stderr bytes>". */
+export const LOG_CLOCK_FILE = '.swm/logclock';
+/** The most of a log clock read: 12 days of output that grew every look (about 25 bytes a line). */
+export const MAX_CLOCK_BYTES = 1024 * 1024;
+
+/**
+ * The runner's log clock: a line in .swm/logclock each time the job's logs have grown, at most every
+ * LOG_CLOCK_SEC (two processes a look: date and wc), so that `swm logs --since` finds where the output of a
+ * moment starts. Output carries no time of its own; this is the job's, to within LOG_CLOCK_SEC. Sets $clock.
+ */
+function logClock(stdout: string, stderr: string): string {
+  const files = `${shellQuote(stdout)} ${shellQuote(stderr)}`;
+  return `echo "$(date +%s) 0 0" > ${LOG_CLOCK_FILE}
+(
+  last='0 0'
+  while sleep ${LOG_CLOCK_SEC}; do
+    set -- $(wc -c ${files} 2>/dev/null) 0 x 0 x
+    [ "$1 $3" = "$last" ] && continue
+    last="$1 $3"
+    echo "$(date +%s) $last" >> ${LOG_CLOCK_FILE}
+  done
+) </dev/null >/dev/null 2>&1 &
+clock=$!`;
+}
+
 export function runnerScript(job: JobRecord, image: string | null, ports: readonly NodePort[] = [], placement: NodePlacement = headOnly()): string {
   const d = job.directives;
   const stdin = d.stdin ? shellQuote(d.stdin) : '/dev/null';
   // job.sh is written executable (stage-in); a script without a #! line is run by sh, as a shell does.
+  // `#SWM workdir`: a directory of the job's (checked at submit never to leave it), made, and the script run there.
+  const workdir = d.workdir ? shellQuote(d.workdir) : null;
+  const enter = workdir ? `mkdir -p ${workdir} || exit 1\n` : '';
   const command = inContainer(job, image)
-    ? containerCommand(job, job.runtime!, image!, jobEnv(job, placement), ports)
-    : `${jobEnvFile(job, ports, placement)}./.swm/job.sh`;
+    ? `${enter}${containerCommand(job, job.runtime!, image!, jobEnv(job, placement), ports)}`
+    : workdir
+      ? `${jobEnvFile(job, ports, placement)}${enter}cd ${workdir} || exit 1\n"$OLDPWD"/.swm/job.sh`
+      : `${jobEnvFile(job, ports, placement)}./.swm/job.sh`;
   return `#!/bin/sh
 # Sky Port job runner: runs the job once, records its exit code. Builtins where they do (a process costs).
 cd "\${0%/*}/.." || exit 1
@@ -114,10 +147,12 @@ mkdir .swm/started 2>/dev/null || exit 0
 # Outlive a TERM sent to the job's process group long enough to record how the job ended. A handler (not an
 # ignore) so that the job itself still receives the signal's default action.
 trap 'true' TERM INT HUP
+${logClock(d.stdout ?? 'stdout.log', d.stderr ?? 'stderr.log')}
 (
 ${command}
 ) > ${shellQuote(d.stdout ?? 'stdout.log')} 2> ${shellQuote(d.stderr ?? 'stderr.log')} < ${stdin}
 code=$?
+kill "$clock" 2>/dev/null
 printf '%s\\n' "$code" > .swm/exitcode.tmp && mv .swm/exitcode.tmp .swm/exitcode
 `;
 }

@@ -8,6 +8,7 @@ import { Supervisor } from '../supervision/supervisor.js';
 import { PARTITION_STATES, idleDeadlineOf, partitionRetryDelayMs, partitionTransition, type PartitionEvent } from './partition-states.js';
 import { partitionEffect, type PartitionEffectOptions } from './partition-effects.js';
 import { isLive, type PartitionRecord } from './partition-record.js';
+import { PartitionCharges } from './partition-charges.js';
 
 /** Why a partition up on our side is lost: what its gate reports of it, or that the gate has it no more. */
 const lostReason = (seen: Partition | undefined): string =>
@@ -38,11 +39,15 @@ export class Partitions {
   private readonly onGateEvent: (p: Partition) => void;
   private readonly reconcilers = new Map<string, () => void>();
 
+  /** What partitions cost, charged to the jobs that use them. */
+  readonly charges: PartitionCharges;
+
   constructor(
     parent: Ref<unknown>,
     private readonly services: CoreServices,
     private readonly options: PartitionEffectOptions = { retryDelayMs: partitionRetryDelayMs },
   ) {
+    this.charges = new PartitionCharges(services);
     this.supervisor = new Supervisor(parent, {
       name: 'partitions',
       idOf: (p) => p.name,
@@ -206,6 +211,11 @@ export class Partitions {
       load: () => this.services.store.partition(initial.name),
       save: (p) => this.services.store.savePartition(p),
       committed: (next, previous) => {
+        try {
+          this.charges.moved(next, previous);
+        } catch (error) {
+          logger.error({ err: (error as Error)?.message }, 'could not charge the partition\'s time');
+        }
         if (next.state !== previous.state)
           logger.info({ state: next.state, job: next.jobId ?? undefined, reason: next.reason ?? undefined }, 'partition moved');
         this.bus.publish(next);

@@ -4,8 +4,15 @@ import type { Jobs } from '../jobs/jobs.js';
 import { stepsWhere, type JobEvent } from '../jobs/job-steps.js';
 import { PARTITION_STATES, isPoolSpare } from '../partitions/partition-states.js';
 import { requestedPartition, type PartitionRecord, type PartitionShape } from '../partitions/partition-record.js';
-import { schedule, type Assignment, type IdlePartition, type RemoteCapacity } from './schedule.js';
+import type { PendingView } from '../store/job-record.js';
+import type { QueuedRow } from '../store/job-store.js';
+import { dependencyIds, dependencyOutcome, type DependencyOutcome } from './dependencies.js';
+import { decayedUsage, type RecentUsage } from './fair-share.js';
+import { schedule, type Assignment, type IdlePartition, type PendingJob, type RemoteCapacity, type RunningJob, type Snapshot } from './schedule.js';
+import { schedulingPolicy } from './scheduling-policy.js';
 import { WaitReasons } from './wait-reasons.js';
+import type { Budgets } from './budgets.js';
+import { pastHardLimit, spendingNow } from './spending.js';
 
 type SchedulerMessage = { type: 'run' };
 
@@ -18,6 +25,25 @@ const GATE_STEPS: ReadonlySet<string> = new Set(stepsWhere('waitsOnGate'));
 const HOLDING: ReadonlySet<string> = new Set(stepsWhere('holdsPartition'));
 /** How long a partition reserved for a job that does not hold it is left alone (its move may be in flight). */
 const RESERVATION_GRACE_MS = 15_000;
+/**
+ * While no remote has room, a run that could place nothing still says why jobs wait, at most this often: reading
+ * the queue on every submit of a burst would make the burst quadratic.
+ */
+const EXPLAIN_EVERY_MS = 1_000;
+/** How long the recent usage of fair share is reused before it is read again. */
+const USAGE_TTL_MS = 5_000;
+/** Usage older than this many half-lives counts less than 0.1 %: it is not read. */
+const USAGE_HALF_LIVES = 10;
+/** How far back usage is read when it never decays (halfLifeSec 0). */
+const UNDECAYED_LOOKBACK_MS = 30 * 86_400_000;
+
+/** The outcome of a job named by a dependency: a job's own, or an array's (every task's together). */
+export function outcomeOf(state: Parameters<typeof dependencyOutcome>[0], tasks?: readonly Parameters<typeof dependencyOutcome>[0][]): DependencyOutcome {
+  if (!tasks) return dependencyOutcome(state);
+  const outcomes = tasks.map((t) => dependencyOutcome(t));
+  if (outcomes.includes('pending')) return 'pending';
+  return outcomes.every((o) => o === 'ok') ? 'ok' : 'failed';
+}
 
 /**
  * Places queued jobs on partitions: an idle one that fits (reserved for the job), or a new one (recorded,
@@ -33,8 +59,66 @@ const RESERVATION_GRACE_MS = 15_000;
  * count as used, so two runs never assign one job twice, and a slow or failing job never holds up the others.
  * A move that fails is tried again shortly: a job whose actor keeps failing is given up by jobs.ts.
  */
-export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, jobs: Jobs): { kick: () => void; stop: () => void } {
+/** What swm submit --dry-run reports of the scheduler's decision for a job submitted now. */
+export interface SchedulingPreview {
+  starts: boolean;
+  remote: string | null;
+  flavor: string | null;
+  /** The idle partition it would reuse (null: a new one). */
+  reuse: string | null;
+  /** Why it would wait, or never run (`never`). */
+  reason: string | null;
+  position: number | null;
+  never?: boolean;
+}
+
+export function spawnScheduler(
+  parent: Ref<unknown>,
+  services: CoreServices,
+  jobs: Jobs,
+): { kick: () => void; stop: () => void; pendingOf: (jobId: string) => PendingView | null; preview: (candidate: Omit<QueuedRow, 'seq' | 'reason' | 'stateDetails'>) => SchedulingPreview } {
   let pending = false;
+  const policy = schedulingPolicy(services.config.scheduling);
+  const halfLifeSec = services.config.scheduling.halfLifeSec;
+  /** What the last plan said of each queued job it left waiting (served with the job; never stored as such). */
+  let pendingNow = new Map<string, PendingJob>();
+  let lastExplainedMs = 0;
+  let explainTimer: NodeJS.Timeout | null = null;
+  let usage: { atMs: number; value: RecentUsage | undefined } | null = null;
+  const budgetConfig = services.config.scheduling.budgets;
+  /** Jobs told to stop for their budget (their stop is on its way or done). */
+  const budgetStopped = new Set<string>();
+  let budgetCheckedMs = 0;
+  /** Spending against budgets now; undefined when no budget is configured. */
+  const budgetsOf = (nowMs: number, queued: readonly QueuedRow[] = []): Budgets | undefined =>
+    budgetConfig
+      ? spendingNow(budgetConfig, services.store, services.partitions.charges, nowMs, {
+          users: queued.map((q) => q.owner),
+          accounts: queued.flatMap((q) => (q.account ? [q.account] : [])),
+        })
+      : undefined;
+  /** Running jobs whose owner or account spent past the hard limit of its budget are stopped (reason Budget). */
+  const enforceBudgets = (nowMs: number): void => {
+    const percent = budgetConfig?.hardLimitPercent;
+    if (percent == null || nowMs - budgetCheckedMs < EXPLAIN_EVERY_MS) return;
+    budgetCheckedMs = nowMs;
+    const holding = services.store.holding().filter((h) => h.step !== 'teardown' && !budgetStopped.has(h.id));
+    if (!holding.length) return;
+    const budgets = budgetsOf(nowMs);
+    if (!budgets) return;
+    for (const h of holding) {
+      const why = pastHardLimit(budgets, percent, h.owner, h.account);
+      if (!why) continue;
+      budgetStopped.add(h.id);
+      logger.info({ job: h.id, why }, 'stopping a job past its budget');
+      jobs.send(h.id, { type: 'budget-stop', details: why }).catch((error: Error) => {
+        budgetStopped.delete(h.id);
+        logger.warn({ job: h.id, err: error?.message }, 'could not stop a job past its budget; trying again');
+      });
+    }
+  };
+  /** Jobs being placed (their `placed` not committed yet), as running jobs: limits and array caps count them. */
+  const placing = new Map<string, RunningJob>();
   const logger = services.logger.child({ actor: 'scheduler' });
   const reasons = new WaitReasons();
   /** Jobs with a move sent and not answered yet, and the nodes those being placed will hold. */
@@ -51,9 +135,13 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
   const move = (jobId: string, event: JobEvent, holds: { remote: string; nodes: number } | null = null): void => {
     inFlight.set(jobId, holds);
     jobs.send(jobId, event).then(
-      () => inFlight.delete(jobId),
+      () => {
+        inFlight.delete(jobId);
+        placing.delete(jobId);
+      },
       (error: Error) => {
         inFlight.delete(jobId);
+        placing.delete(jobId);
         logger.warn({ job: jobId, event: event.type, err: error?.message }, 'could not apply a scheduling decision; trying again');
         retryLater();
       },
@@ -95,7 +183,10 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
       : () => services.partitions.create({ ...requestedPartition(name, a.shape, owner, a.jobId, Date.now()), containerImages: containerImage ? [containerImage] : [] });
     void partitionMove(name, reserve).then((reserved) => {
       if (reserved) move(a.jobId, { type: 'placed', remote: a.remote, flavor: a.flavor, partition: name });
-      else inFlight.delete(a.jobId);
+      else {
+        inFlight.delete(a.jobId);
+        placing.delete(a.jobId);
+      }
     });
   };
 
@@ -167,6 +258,111 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
     }
     return waiting;
   };
+  /** Jobs holding nodes (past the queue, or being placed), with when their nodes are expected back. */
+  const runningNow = (nowMs: number): RunningJob[] => {
+    const overhead = policy.backfillOverheadSec ?? 0;
+    const out: RunningJob[] = [...placing.values()];
+    for (const h of services.store.holding()) {
+      if (!h.remote || placing.has(h.id)) continue;
+      const endsAtMs = h.durationSec > 0 ? (h.runStartedMs ?? nowMs) + (h.durationSec + overhead) * 1000 : null;
+      out.push({ jobId: h.id, remote: h.remote, nodes: h.nodes, endsAtMs, owner: h.owner, account: h.account, arrayId: h.arrayId });
+    }
+    return out;
+  };
+  /** Decayed node-seconds per user and account, from the jobs that ran recently (read again every few seconds). */
+  const recentUsage = (nowMs: number): RecentUsage | undefined => {
+    if (usage && nowMs - usage.atMs < USAGE_TTL_MS) return usage.value;
+    const lookback = halfLifeSec > 0 ? halfLifeSec * 1000 * USAGE_HALF_LIVES : UNDECAYED_LOOKBACK_MS;
+    const records = [];
+    for (const r of services.store.usageSince(new Date(nowMs - lookback).toISOString())) {
+      if (!r.startTime) continue;
+      const endedAtMs = r.endTime ? Date.parse(r.endTime) : nowMs;
+      records.push({ user: r.owner, account: r.account, nodeSeconds: (r.nodes * Math.max(0, endedAtMs - Date.parse(r.startTime))) / 1000, endedAtMs });
+    }
+    const value = records.length ? decayedUsage(records, nowMs, halfLifeSec > 0 ? halfLifeSec : Infinity) : undefined;
+    usage = { atMs: nowMs, value };
+    return value;
+  };
+  /** How each job (or array) the queued jobs depend on stands. */
+  const outcomesOf = (queued: readonly QueuedRow[]): Map<string, DependencyOutcome> | undefined => {
+    const ids = dependencyIds(queued);
+    if (!ids.size) return undefined;
+    const { byId, byArray } = services.store.statesOf([...ids]);
+    const outcomes = new Map<string, DependencyOutcome>();
+    for (const id of ids) {
+      const tasks = byArray.get(id);
+      if (byId.has(id)) outcomes.set(id, outcomeOf(byId.get(id)));
+      else if (tasks) outcomes.set(id, outcomeOf(null, tasks));
+    }
+    return outcomes;
+  };
+  /**
+   * Store each waiting job's pending code when it changes (with its wording at that moment), so that a job's
+   * record and its subscribers learn why it waits without a write on every pass. Those waiting on a gate say so
+   * through WaitReasons.
+   */
+  const explain = (plan: PendingJob[], queuedById: ReadonlyMap<string, QueuedRow>, noted: ReadonlySet<string>): void => {
+    for (const p of plan) {
+      if (p.code === 'GateUnavailable' || noted.has(p.jobId)) continue;
+      const row = queuedById.get(p.jobId);
+      if (!row || row.reason === p.code) continue;
+      move(p.jobId, { type: 'progress', details: p.reason, reason: p.code });
+    }
+  };
+  const explainLater = (delayMs: number): void => {
+    if (explainTimer) return;
+    explainTimer = setTimeout(() => {
+      explainTimer = null;
+      kick();
+    }, delayMs);
+    explainTimer.unref();
+  };
+
+  /** Everything the scheduler decides on, as of now. */
+  const snapshotOf = (
+    queued: QueuedRow[],
+    partitions: PartitionRecord[],
+    capacity: RemoteCapacity[],
+    usage: Map<string, number>,
+    idle: IdlePartition[],
+    nowMs: number,
+  ): Snapshot => ({
+    queued,
+    remotes: capacity,
+    usage,
+    idle,
+    poolPending: poolPendingOf(partitions),
+    nowMs,
+    running: runningNow(nowMs),
+    recentUsage: recentUsage(nowMs),
+    outcomes: outcomesOf(queued),
+    budgets: budgetsOf(nowMs, queued),
+    policy,
+  });
+
+  /**
+   * What the scheduler would do now with a job not submitted (swm submit --dry-run): the same snapshot, the
+   * job queued last. Pure in effect: nothing is placed, recorded or told.
+   */
+  const preview = (candidate: Omit<QueuedRow, 'seq' | 'reason' | 'stateDetails'>): SchedulingPreview => {
+    const partitions = services.partitions.list();
+    const nowMs = Date.now();
+    const queued = services.store.queued().filter((q) => !inFlight.has(q.id));
+    const seq = queued.reduce((max, q) => Math.max(max, q.seq), 0) + 1;
+    const all = [...queued, { ...candidate, seq, reason: null, stateDetails: 'queued' }];
+    const plan = schedule(snapshotOf(all, partitions, remotes(), nodesInUse(partitions), idleOf(partitions), nowMs));
+    const assigned = plan.assignments.find((a) => a.jobId === candidate.id);
+    if (assigned) return { starts: true, remote: assigned.remote, flavor: assigned.flavor, reuse: assigned.reuse ?? null, reason: null, position: null };
+    const rejected = plan.rejections.find((r) => r.jobId === candidate.id);
+    if (rejected) return { starts: false, remote: null, flavor: null, reuse: null, reason: rejected.reason, position: null, never: true };
+    const waits = plan.pending.find((p) => p.jobId === candidate.id);
+    return { starts: false, remote: null, flavor: null, reuse: null, reason: waits?.reason ?? 'queued', position: waits?.position ?? null };
+  };
+
+  const flavorOf = (remote: string, flavor: string) => {
+    const r = services.config.remotes.find((x) => x.name === remote);
+    return r ? services.gates.get(r.gate)?.flavors?.find((f) => f.name === flavor) : undefined;
+  };
   const detailsOf = (id: string): string | null => {
     const job = services.store.get(id);
     return job && job.step !== 'done' ? job.stateDetails : null;
@@ -176,6 +372,7 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
     parent as Ref<never>,
     async (state: null, _message: SchedulerMessage) => {
       pending = false;
+      enforceBudgets(Date.now());
       const partitions = services.partitions.list();
       repair(partitions);
       const usage = nodesInUse(partitions);
@@ -187,20 +384,44 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
       const explaining = capacity.some((r) => r.unavailable) || reasons.size > 0;
       const room = capacity.some((r) => r.flavors !== null && (r.maxNodes > (usage.get(r.name) ?? 0) || idle.some((p) => p.remote === r.name)));
       const pools = capacity.some((r) => r.pool && r.pool.count > 0) || capacity.some((r) => r.maxIdle != null);
-      if (!explaining && !room && !pools) return state;
+      const nowMs = Date.now();
+      if (!explaining && !room && !pools) {
+        const due = lastExplainedMs + EXPLAIN_EVERY_MS - nowMs;
+        if (due > 0) {
+          explainLater(due);
+          return state;
+        }
+      }
+      lastExplainedMs = nowMs;
       const queued = services.store.queued().filter((q) => !inFlight.has(q.id) && !jobs.isAbandoned(q.id));
-      if (!queued.length && !explaining && !pools) return state;
-      const plan = schedule({ queued, remotes: capacity, usage, idle, poolPending: poolPendingOf(partitions) });
+      if (!queued.length && !explaining && !pools) {
+        pendingNow = new Map();
+        return state;
+      }
+      const plan = schedule(snapshotOf(queued, partitions, capacity, usage, idle, nowMs));
       const notes = explaining ? reasons.changes(waitingOnGates(capacity, plan.waiting), detailsOf, (id) => inFlight.has(id)) : [];
       const queuedById = new Map(queued.map((q) => [q.id, q]));
+      pendingNow = new Map(plan.pending.map((p) => [p.jobId, p]));
       for (const a of plan.assignments) {
         const job = services.store.get(a.jobId);
-        if (job) place(a, queuedById.get(a.jobId)?.owner ?? job.owner, job.directives.containerImage);
+        if (!job) continue;
+        // GPUs a flavor lacks: refused at submit when the gate had said what it offers, else here.
+        const gpus = job.directives.gpus ?? 0;
+        const offered = gpus ? flavorOf(a.remote, a.flavor)?.gpus : undefined;
+        if (offered !== undefined && offered < gpus) {
+          move(a.jobId, { type: 'unschedulable', reason: `#SWM gpus ${gpus}: flavor "${a.flavor}" on remote "${a.remote}" has ${offered === 0 ? 'no GPUs' : `${offered} GPUs`}` });
+          continue;
+        }
+        const q = queuedById.get(a.jobId);
+        placing.set(a.jobId, { jobId: a.jobId, remote: a.remote, nodes: a.shape.nodeCount, endsAtMs: null, owner: q?.owner ?? job.owner, account: job.account, arrayId: job.arrayId });
+        place(a, q?.owner ?? job.owner, job.directives.containerImage);
       }
       for (const e of plan.evictions) void partitionMove(e.name, () => services.partitions.send(e.name, { type: 'delete', reason: e.reason }));
       for (const c of plan.poolCreates) createPoolPartition(c.remote, c.shape);
-      for (const r of plan.rejections) move(r.jobId, { type: 'unschedulable', reason: r.reason });
+      for (const r of plan.rejections)
+        move(r.jobId, { type: 'unschedulable', reason: r.reason, ...(r.reason.startsWith('DependencyNeverSatisfied') ? { code: 'DependencyNeverSatisfied' } : {}) });
       for (const n of notes) move(n.jobId, { type: 'progress', details: n.details });
+      explain(plan.pending, queuedById, new Set(notes.map((n) => n.jobId)));
       if (plan.assignments.length) logger.debug({ assigned: plan.assignments.length, queued: queued.length }, 'scheduled');
       return state;
     },
@@ -228,6 +449,12 @@ export function spawnScheduler(parent: Ref<unknown>, services: CoreServices, job
     stop: () => {
       clearInterval(timer);
       if (retry) clearTimeout(retry);
+      if (explainTimer) clearTimeout(explainTimer);
+    },
+    preview,
+    pendingOf: (jobId) => {
+      const p = pendingNow.get(jobId);
+      return p ? { code: p.code, reason: p.reason, ...(p.position !== undefined ? { position: p.position } : {}) } : null;
     },
   };
 }

@@ -5,6 +5,7 @@ import { DiskFullError, freeBytes, isDiskFull } from '../../spool-bootstrap/disk
 import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import type { JobState } from '../../terminal-protocol/job.js';
 import { stepsWhere } from '../jobs/job-steps.js';
+import type { Dependency } from '../scheduler/dependencies.js';
 import type { PartitionRecord } from '../partitions/partition-record.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
@@ -36,6 +37,14 @@ interface Row {
   runtime: string | null;
   outcome: string | null;
   run_started_ms: number | null;
+  account: string | null;
+  array_id: string | null;
+  array_index: number | null;
+  array_cap: number | null;
+  depends: string;
+  reason: string | null;
+  cost: number | null;
+  attempts: number;
 }
 
 const fromRow = (r: Row): JobRecord => ({
@@ -63,6 +72,14 @@ const fromRow = (r: Row): JobRecord => ({
   runtime: r.runtime as JobRecord['runtime'],
   outcome: r.outcome ? JSON.parse(r.outcome) : null,
   runStartedMs: r.run_started_ms,
+  account: r.account,
+  arrayId: r.array_id,
+  arrayIndex: r.array_index,
+  arrayCap: r.array_cap,
+  depends: JSON.parse(r.depends),
+  reason: r.reason,
+  cost: r.cost,
+  attempts: r.attempts,
 });
 
 const toParams = (j: JobRecord) => ({
@@ -90,14 +107,23 @@ const toParams = (j: JobRecord) => ({
   runtime: j.runtime,
   outcome: j.outcome ? JSON.stringify(j.outcome) : null,
   run_started_ms: j.runStartedMs,
+  account: j.account,
+  array_id: j.arrayId,
+  array_index: j.arrayIndex,
+  array_cap: j.arrayCap,
+  depends: JSON.stringify(j.depends),
+  reason: j.reason,
+  cost: j.cost,
+  attempts: j.attempts,
   updated_ms: Date.now(),
 });
 
 const COLUMNS = Object.keys(toParams({} as JobRecord));
 const sqlList = (steps: JobStep[]): string => steps.map((s) => `'${s}'`).join(', ');
 const ACTIVE_STEPS = sqlList(stepsWhere('active'));
+const HOLDING_STEPS = sqlList(stepsWhere('holdsPartition'));
 
-type Write = { kind: 'insert' | 'update'; job: JobRecord } | { kind: 'partition'; partition: PartitionRecord };
+type Write = { kind: 'insert' | 'update'; job: JobRecord } | { kind: 'insert-many'; jobs: JobRecord[] } | { kind: 'partition'; partition: PartitionRecord };
 /** The scheduler's view of a queued job. */
 export interface QueuedRow {
   id: string;
@@ -109,6 +135,60 @@ export interface QueuedRow {
   flavor?: string;
   cloudImage: string | null;
   ports: PortSpec[];
+  account: string | null;
+  durationSec: number;
+  array: { id: string; index: number; maxRunning: number | null } | null;
+  depends: Dependency[];
+  /** The pending code stored last (written only when it changes). */
+  reason: string | null;
+  stateDetails: string;
+}
+
+/** The scheduler's view of a job past the queue that holds (or is being given) nodes. */
+export interface HoldingRow {
+  id: string;
+  owner: string;
+  account: string | null;
+  remote: string | null;
+  nodes: number;
+  durationSec: number;
+  runStartedMs: number | null;
+  arrayId: string | null;
+  step: JobStep;
+}
+
+/** A job's use of nodes, for fair share and cost reports. */
+export interface UsageRow {
+  id: string;
+  owner: string;
+  account: string | null;
+  remote: string | null;
+  nodes: number;
+  startTime: string | null;
+  endTime: string | null;
+  cost: number | null;
+  submitTime: string;
+}
+
+/** The time of a partition being charged to a job, from `fromMs` on (until the partition is reused or deleted). */
+export interface OpenCharge {
+  partition: string;
+  jobId: string;
+  fromMs: number;
+  pricePerHour: number;
+  nodes: number;
+}
+
+/** What a charge has cost by `toMs`: price per node-hour × nodes × hours. */
+export const chargeOf = (c: Pick<OpenCharge, 'fromMs' | 'pricePerHour' | 'nodes'>, toMs: number): number =>
+  (c.pricePerHour * c.nodes * Math.max(0, toMs - c.fromMs)) / 3_600_000;
+
+/** One change of a job's step or state, with its time (the job's timeline). */
+export interface JobEventRow {
+  atMs: number;
+  step: string;
+  state: string;
+  details: string;
 }
 
 type Queued = { write: Write; resolve: () => void; reject: (e: unknown) => void };
@@ -163,8 +243,9 @@ export class JobStore {
     this.insertStmt = this.db.prepare(
       `INSERT INTO jobs (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`,
     );
+    // A job's cost is added to by its partition's charges (addCost), never written back from a job's record.
     this.updateStmt = this.db.prepare(
-      `UPDATE jobs SET ${COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
+      `UPDATE jobs SET ${COLUMNS.filter((c) => c !== 'id' && c !== 'cost').map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
     );
     this.getStmt = this.db.prepare('SELECT * FROM jobs WHERE id = ?');
     this.savePartitionStmt = this.db.prepare(
@@ -211,6 +292,12 @@ export class JobStore {
     return this.enqueue({ kind: 'insert', job: { ...job } });
   }
 
+  /** Store the tasks of an array: all of them in one transaction, or none. */
+  insertMany(jobs: readonly JobRecord[]): Promise<void> {
+    if (!this.reserve.ensure()) return Promise.reject(new DiskFullError(`no room for new jobs under ${this.dir} (${freeBytes(this.dir) ?? '?'} bytes free)`));
+    return this.enqueue({ kind: 'insert-many', jobs: jobs.map((j) => ({ ...j })) });
+  }
+
   /** Persist the whole record (the job actor owns it; last write wins). */
   save(job: JobRecord): Promise<void> {
     return this.enqueue({ kind: 'update', job: { ...job } });
@@ -222,9 +309,13 @@ export class JobStore {
   }
 
   /** Newest first; `before` is the seq cursor of the previous page. */
-  list(filter: { owner?: string; states?: JobState[]; limit: number; before?: number }): { jobs: JobRecord[]; next: number | null } {
+  list(filter: { owner?: string; states?: JobState[]; limit: number; before?: number; since?: string }): { jobs: JobRecord[]; next: number | null } {
     const where: string[] = [];
     const params: unknown[] = [];
+    if (filter.since !== undefined) {
+      where.push('(end_time IS NULL OR end_time >= ?)');
+      params.push(new Date(filter.since).toISOString());
+    }
     if (filter.owner !== undefined) {
       where.push('owner = ?');
       params.push(filter.owner);
@@ -256,10 +347,15 @@ export class JobStore {
       .prepare(
         `SELECT id, owner, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
                 json_extract(directives, '$.flavor') AS flavor, json_extract(directives, '$.cloudImage') AS cloudImage,
-                json_extract(directives, '$.ports') AS ports
+                json_extract(directives, '$.ports') AS ports, json_extract(directives, '$.durationSec') AS durationSec,
+                account, array_id, array_index, array_cap, depends, reason, state_details
            FROM jobs WHERE step = 'queue'`,
       )
-      .all() as { id: string; owner: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null; cloudImage: string | null; ports: string | null }[];
+      .all() as {
+      id: string; owner: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null; cloudImage: string | null;
+      ports: string | null; durationSec: number | null; account: string | null; array_id: string | null; array_index: number | null; array_cap: number | null;
+      depends: string; reason: string | null; state_details: string;
+    }[];
     return rows.map((r) => ({
       id: r.id,
       owner: r.owner,
@@ -270,7 +366,136 @@ export class JobStore {
       flavor: r.flavor ?? undefined,
       cloudImage: r.cloudImage,
       ports: r.ports ? JSON.parse(r.ports) : [],
+      account: r.account,
+      durationSec: r.durationSec ?? 0,
+      array: r.array_id ? { id: r.array_id, index: r.array_index ?? 0, maxRunning: r.array_cap } : null,
+      depends: r.depends === '[]' ? [] : JSON.parse(r.depends),
+      reason: r.reason,
+      stateDetails: r.state_details,
     }));
+  }
+
+  /** Jobs past the queue that hold (or are being given) a partition: what limits, array caps and backfill count. */
+  holding(): HoldingRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id, owner, account, remote, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.durationSec') AS durationSec,
+                run_started_ms, array_id, step
+           FROM jobs WHERE step IN (${HOLDING_STEPS})`,
+      )
+      .all() as { id: string; owner: string; account: string | null; remote: string | null; nodes: number; durationSec: number | null; run_started_ms: number | null; array_id: string | null; step: string }[];
+    return rows.map((r) => ({
+      id: r.id,
+      owner: r.owner,
+      account: r.account,
+      remote: r.remote,
+      nodes: r.nodes,
+      durationSec: r.durationSec ?? 0,
+      runStartedMs: r.run_started_ms,
+      arrayId: r.array_id,
+      step: r.step as JobStep,
+    }));
+  }
+
+  /** How each job named stands (its state), and the states of the tasks of each array named: for dependencies. */
+  statesOf(ids: readonly string[]): { byId: Map<string, JobState>; byArray: Map<string, JobState[]> } {
+    const byId = new Map<string, JobState>();
+    const byArray = new Map<string, JobState[]>();
+    const one = this.db.prepare('SELECT state FROM jobs WHERE id = ?');
+    const tasks = this.db.prepare('SELECT state FROM jobs WHERE array_id = ?');
+    for (const id of ids) {
+      const row = one.get(id) as { state: JobState } | undefined;
+      if (row) byId.set(id, row.state);
+      else {
+        const states = (tasks.all(id) as { state: JobState }[]).map((r) => r.state);
+        if (states.length) byArray.set(id, states);
+      }
+    }
+    return { byId, byArray };
+  }
+
+  /** Whether a job or an array of that id exists. */
+  knows(id: string): boolean {
+    return this.getStmt.get(id) !== undefined || this.db.prepare('SELECT 1 FROM jobs WHERE array_id = ? LIMIT 1').get(id) !== undefined;
+  }
+
+  /** The tasks of an array, by index. */
+  arrayTasks(arrayId: string): JobRecord[] {
+    return (this.db.prepare('SELECT * FROM jobs WHERE array_id = ? ORDER BY array_index').all(arrayId) as Row[]).map(fromRow);
+  }
+
+  /** Jobs that started and ended since `sinceIso` (ISO time), or that hold nodes now: usage and cost. */
+  usageSince(sinceIso: string, owner?: string): UsageRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT id, owner, account, remote, json_extract(directives, '$.nodes') AS nodes, start_time, end_time, cost, submit_time
+           FROM jobs WHERE ((end_time IS NOT NULL AND end_time >= @since) OR (end_time IS NULL AND (start_time IS NOT NULL OR cost IS NOT NULL)))
+            ${owner === undefined ? '' : 'AND owner = @owner'}`,
+      )
+      .all({ since: sinceIso, ...(owner === undefined ? {} : { owner }) }) as {
+      id: string; owner: string; account: string | null; remote: string | null; nodes: number; start_time: string | null; end_time: string | null; cost: number | null; submit_time: string;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      owner: r.owner,
+      account: r.account,
+      remote: r.remote,
+      nodes: r.nodes,
+      startTime: r.start_time,
+      endTime: r.end_time,
+      cost: r.cost,
+      submitTime: r.submit_time,
+    }));
+  }
+
+  /** Jobs in the queue (waiting for inputs, or for the scheduler) per user and per account: admission's count. */
+  queuedCounts(): { byUser: Map<string, number>; byAccount: Map<string, number> } {
+    const rows = this.db.prepare(`SELECT owner, account, COUNT(*) AS n FROM jobs WHERE step IN ('inputs', 'queue') GROUP BY owner, account`).all() as {
+      owner: string;
+      account: string | null;
+      n: number;
+    }[];
+    const byUser = new Map<string, number>();
+    const byAccount = new Map<string, number>();
+    for (const r of rows) {
+      byUser.set(r.owner, (byUser.get(r.owner) ?? 0) + r.n);
+      if (r.account) byAccount.set(r.account, (byAccount.get(r.account) ?? 0) + r.n);
+    }
+    return { byUser, byAccount };
+  }
+
+  /** The charge running on a partition, if any. */
+  openCharge(partition: string): OpenCharge | null {
+    return (this.db.prepare('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges WHERE partition = ?').get(partition) as OpenCharge | undefined) ?? null;
+  }
+
+  /** Every charge running (one per partition up that a job has used). */
+  openCharges(): OpenCharge[] {
+    return this.db.prepare('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges').all() as OpenCharge[];
+  }
+
+  /**
+   * Close the partition's running charge at `toMs`, adding what it cost to its job, and open `next` (if any), in
+   * one transaction: no time is charged twice or lost.
+   */
+  moveCharge(partition: string, toMs: number, next: OpenCharge | null): void {
+    this.db.transaction(() => {
+      const open = this.openCharge(partition);
+      if (open) {
+        const cost = chargeOf(open, toMs);
+        this.db.prepare('UPDATE jobs SET cost = COALESCE(cost, 0) + ? WHERE id = ?').run(cost, open.jobId);
+        this.db.prepare('DELETE FROM partition_charges WHERE partition = ?').run(partition);
+      }
+      if (next)
+        this.db
+          .prepare('INSERT INTO partition_charges (partition, job_id, from_ms, price_per_hour, nodes) VALUES (@partition, @jobId, @fromMs, @pricePerHour, @nodes)')
+          .run(next);
+    })();
+  }
+
+  /** A job's timeline: each change of its step or state, oldest first. */
+  events(id: string): JobEventRow[] {
+    return (this.db.prepare('SELECT at_ms AS atMs, step, state, details FROM job_events WHERE job_id = ? ORDER BY at_ms, rowid').all(id) as JobEventRow[]);
   }
 
   /** Jobs still waiting for their inputs that were submitted before `before` (ISO time). */
@@ -341,8 +566,9 @@ export class JobStore {
 
   /** New jobs are refused; changes to accepted jobs are committed again in the room the reserve frees. */
   private commitOnFullDisk(batch: Queued[], failure: unknown): void {
-    const updates = batch.filter((item) => item.write.kind !== 'insert');
-    for (const item of batch) if (item.write.kind === 'insert') item.reject(failure);
+    const isNew = (item: Queued): boolean => item.write.kind === 'insert' || item.write.kind === 'insert-many';
+    const updates = batch.filter((item) => !isNew(item));
+    for (const item of batch) if (isNew(item)) item.reject(failure);
     if (!updates.length) return;
     const error = this.reserve.release() ? this.commit(updates) : failure;
     for (const item of updates) {
@@ -360,6 +586,7 @@ export class JobStore {
             const p = write.partition;
             this.savePartitionStmt.run({ name: p.name, state: p.state, remote: p.remote, owner: p.owner, jobId: p.jobId, record: JSON.stringify(p), updatedMs: Date.now() });
           } else if (write.kind === 'insert') this.insertStmt.run(toParams(write.job));
+          else if (write.kind === 'insert-many') for (const job of write.jobs) this.insertStmt.run(toParams(job));
           else this.updateStmt.run(toParams(write.job));
         }
       })();

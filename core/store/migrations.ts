@@ -58,6 +58,41 @@ const migrations: string[] = [
             updated_ms
        FROM jobs
       WHERE step IN ('partition', 'connect', 'stage-in', 'run', 'stage-out', 'teardown') AND partition_name IS NOT NULL;`,
+  // Scheduling a team's work: accounts, arrays, dependencies, pending reasons, cost, attempts; and a timeline of
+  // each job's steps, written by the database itself as the job's step or state changes (no extra write to make).
+  `ALTER TABLE jobs ADD COLUMN account TEXT;
+   ALTER TABLE jobs ADD COLUMN array_id TEXT;
+   ALTER TABLE jobs ADD COLUMN array_index INTEGER;
+   ALTER TABLE jobs ADD COLUMN array_cap INTEGER;
+   ALTER TABLE jobs ADD COLUMN depends TEXT NOT NULL DEFAULT '[]';
+   ALTER TABLE jobs ADD COLUMN reason TEXT;
+   ALTER TABLE jobs ADD COLUMN cost REAL;
+   ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+   UPDATE jobs SET account = json_extract(directives, '$.account');
+   CREATE INDEX jobs_array ON jobs(array_id) WHERE array_id IS NOT NULL;
+   CREATE INDEX jobs_end_time ON jobs(end_time) WHERE end_time IS NOT NULL;
+   CREATE TABLE job_events (
+     job_id   TEXT NOT NULL,
+     at_ms    INTEGER NOT NULL,
+     step     TEXT NOT NULL,
+     state    TEXT NOT NULL,
+     details  TEXT NOT NULL
+   );
+   CREATE INDEX job_events_job ON job_events(job_id, at_ms);
+   CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs BEGIN
+     INSERT INTO job_events (job_id, at_ms, step, state, details) VALUES (NEW.id, NEW.updated_ms, NEW.step, NEW.state, NEW.state_details);
+   END;
+   CREATE TRIGGER jobs_moved AFTER UPDATE OF step, state ON jobs WHEN OLD.step IS NOT NEW.step OR OLD.state IS NOT NEW.state BEGIN
+     INSERT INTO job_events (job_id, at_ms, step, state, details) VALUES (NEW.id, NEW.updated_ms, NEW.step, NEW.state, NEW.state_details);
+   END;
+   -- The charge running on each partition up: the job its time is charged to since from_ms (core/partitions/partition-charges.ts).
+   CREATE TABLE partition_charges (
+     partition       TEXT PRIMARY KEY,
+     job_id          TEXT NOT NULL,
+     from_ms         INTEGER NOT NULL,
+     price_per_hour  REAL NOT NULL,
+     nodes           INTEGER NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database): number {

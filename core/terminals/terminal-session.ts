@@ -12,6 +12,7 @@ import type { JobHandlers } from './job-handlers.js';
 import { droppingSubscriber } from '../jobs/log-follower.js';
 import { TerminalStreams } from '../transfers/terminal-streams.js';
 import { JobExecs } from './job-execs.js';
+import { logPosition } from '../jobs/job-logs.js';
 
 export interface Handlers {
   jobs: JobHandlers;
@@ -77,6 +78,8 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
             };
           case 'job.submit':
             return jobs.submit(caller, params, origin);
+          case 'job.plan':
+            return jobs.plan(caller, params, origin);
           case 'job.input.write':
             return jobs.inputWrite(caller, params);
           case 'job.input.status':
@@ -101,12 +104,18 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
             return jobs.list(caller, params);
           case 'job.get':
             return jobs.get(caller, params);
+          case 'job.history':
+            return jobs.history(caller, params);
+          case 'cost.report':
+            return jobs.costReport(caller, params);
           case 'job.cancel':
             return jobs.cancel(caller, params);
           case 'job.requeue':
             return jobs.requeue(caller, params);
           case 'job.logs':
             return jobs.logs(caller, params);
+          case 'job.log.position':
+            return logPosition(services, visibleJob(services, caller, params.id), params.stream, Date.parse(params.since));
           case 'job.files':
             return jobs.files(caller, params);
           case 'job.file.read':

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Job } from '../../terminal-protocol/job.js';
+import { isFinal, type Job } from '../../terminal-protocol/job.js';
 import { withCore } from '../connect.js';
 import { CliError, ExitCode, exitCodeForError, usageError } from '../exit-codes.js';
 import { jobLine, note, printJson } from '../format.js';
@@ -24,7 +24,7 @@ export function registerCancel(program: Command): void {
   program
     .command('cancel')
     .description('cancel jobs (named, or chosen by state, name or owner); their cloud resources are torn down')
-    .argument('[jobs...]', 'jobs: ids, unique id prefixes (4 characters or more) or names')
+    .argument('[jobs...]', "jobs: ids, unique id prefixes (4 characters or more) or names; an array's id cancels all its tasks")
     .option('-s, --state <states>', 'every job of yours in these states: letters or names, comma separated (repeatable)', collect)
     .option('-n, --name <name>', 'every job of yours with this name')
     .option('-a, --all', 'every job of yours that has not ended')
@@ -34,11 +34,13 @@ export function registerCancel(program: Command): void {
       'after',
       `
 Give jobs, or choose them with --state, --name, --all or --user (criteria add up); jobs that already
-ended are left alone. Every chosen job is canceled even when one fails; the exit code is then that of
+ended are left alone. An array's id (as swm submit printed it) cancels every task of it not ended;
+a task's own id cancels that task alone. Every chosen job is canceled even when one fails; the exit code is then that of
 the first failure.
 ${examples(
   '$ swm cancel 3f2b8c1e',
   '$ swm cancel 3f2b8c1e 9a0d train',
+  '$ swm cancel 7c41e0aa          # an array: all its tasks',
   '$ swm cancel --state Q,W',
   '$ swm cancel --name sweep --json',
   '$ swm cancel --all',
@@ -57,8 +59,17 @@ ${examples(
         let ids: string[];
         if (jobTexts.length > 0) {
           ids = [];
-          for (const text of jobTexts) ids.push(await resolver.resolve(text));
+          for (const text of jobTexts) {
+            const array = await resolver.array(text);
+            if (array) ids.push(...array.tasks.filter((t) => !isFinal(t.state)).map((t) => t.id));
+            else ids.push(await resolver.resolve(text));
+          }
           ids = [...new Set(ids)];
+          if (ids.length === 0) {
+            note('every task of that array has ended: nothing canceled');
+            if (opts.json) printJson([]);
+            return;
+          }
         } else {
           if (opts.user !== undefined) {
             const me = await core.call('hello');
@@ -73,7 +84,7 @@ ${examples(
           }
         }
 
-        if (jobTexts.length === 1) {
+        if (jobTexts.length === 1 && ids.length === 1) {
           const job = await core.call('job.cancel', { id: ids[0]! });
           if (opts.json) printJson(job);
           else process.stdout.write(jobLine(job));

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { withCore } from '../connect.js';
 import { printJson } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
-import { nonNegativeInteger } from '../job-arguments.js';
+import { nonNegativeInteger, parseSince } from '../job-arguments.js';
+import { note } from '../format.js';
 import { JOB_ARGUMENT, resolveJob } from '../job-reference.js';
 import { followJob } from '../job-follow.js';
 import { LogCursor, lastLines, type LogSink, type LogStream } from '../log-stream.js';
@@ -11,6 +12,7 @@ interface LogsOptions {
   stderr?: boolean;
   follow?: boolean;
   tail?: number;
+  since?: string;
   json?: boolean;
 }
 
@@ -38,16 +40,19 @@ export function registerLogs(program: Command): void {
     .option('-e, --stderr', 'the standard error stream instead of standard output')
     .option('-f, --follow', 'keep printing as the job writes, until it ends')
     .option('-n, --tail <lines>', 'only the last N lines written so far (with -f: then what follows)', nonNegativeInteger)
+    .option('--since <time>', 'only what was written since then: a time ago (90m, 12h, 7d) or a date and time (2026-05-01T08:00)', (v: string) => parseSince(v))
     .option('--json', 'print one JSON document {id, stream, data, final}; with -f, one JSON line {id, stream, data} per piece of output')
     .addHelpText(
       'after',
       `
-Output carries no time stamps of its own, so there is no --since: use --tail N (or -f --tail 0 for only
-what the job writes from now on).
+Output carries no time stamps of its own: for --since, the node notes how far each log has grown every
+5 seconds while the job runs, and the output starts at the last note before that time (so it may begin up
+to 5 seconds early, never late). --since and --tail together: the last N lines of what was written since.
 ${examples(
   '$ swm logs 3f2b8c1e',
   '$ swm logs -f train',
   '$ swm logs --tail 20 "$id"',
+  '$ swm logs --since 10m -f train',
   '$ swm logs -f --tail 0 "$id"',
   '$ swm logs --stderr "$id" > errors.txt',
   '$ swm logs "$id" --json | jq -r .data',
@@ -63,7 +68,13 @@ ${examples(
           // What exists now: straight to stdout, unless it must be cut (--tail) or wrapped (--json).
           const whole = opts.tail === undefined && !json;
           const buffer = new LogBuffer();
-          const cursor = new LogCursor(stream, whole ? process.stdout : buffer);
+          let from = 0;
+          if (opts.since !== undefined) {
+            const position = await core.call('job.log.position', { id, stream, since: opts.since });
+            if (position.precisionSec === null) note(`job ${id} kept no log clock (it ran before this version of Sky Port): printing all of its ${stream}`);
+            from = position.offset;
+          }
+          const cursor = new LogCursor(stream, whole ? process.stdout : buffer, from);
           const final = await cursor.readAvailable(core, id);
           if (!whole) {
             const text = opts.tail === undefined ? buffer.text() : lastLines(buffer.text(), opts.tail);

@@ -2,10 +2,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-import { MAX_SCRIPT_BYTES } from '../../terminal-protocol/terminal-methods.js';
+import type { ResultOf } from '../../terminal-protocol/method.js';
+import { MAX_SCRIPT_BYTES, type TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
 import { withCore } from '../connect.js';
 import { CliError, exitCodeForJob, jobExitStatusHelp, usageError } from '../exit-codes.js';
-import { formatBytes, formatState, note, printJson } from '../format.js';
+import { formatBytes, formatState, jobEndLine, note, printJson } from '../format.js';
 import { bundleOptionsOf, examples } from '../global-options.js';
 import { collect } from '../job-arguments.js';
 import { followJob } from '../job-follow.js';
@@ -14,11 +15,13 @@ import { collectInputs, hashInputs } from '../local-inputs.js';
 import { progressWanted, startProgress } from '../progress.js';
 import { applyOverrides, wrapCommand, type OverriddenScript } from '../script-overrides.js';
 import { submitJob } from '../submit-job.js';
+import { JobResolver, resolveDependencies } from '../job-reference.js';
 
 interface SubmitOptions {
   name?: string;
   input?: string[];
   wait?: boolean;
+  dryRun?: boolean;
   json?: boolean;
   wrap?: string;
   nodes?: string;
@@ -26,6 +29,8 @@ interface SubmitOptions {
   remote?: string;
   image?: string;
   duration?: string;
+  array?: string;
+  depends?: string;
   env?: string[];
   outputFiles?: string[];
 }
@@ -76,6 +81,21 @@ function blameFlag(error: unknown, overridden: OverriddenScript): unknown {
   return flag ? usageError(`${flag}: ${error.message.replace(/^line \d+: /, '')}`) : error;
 }
 
+type Plan = ResultOf<TerminalMethods, 'job.plan'>;
+
+/** What --dry-run prints: the job as the core reads it, what the scheduler would do now, and its price. Pure. */
+export function dryRunText(plan: Plan): string {
+  const what = `${plan.tasks > 1 ? `${plan.tasks} tasks of ` : ''}${plan.nodes} node${plan.nodes === 1 ? '' : 's'}${plan.flavor ? ` of ${plan.flavor}` : ''}${plan.remote ? ` on remote ${plan.remote}` : ''}`;
+  const lines = [`valid: ${what}`];
+  for (const warning of plan.warnings) lines.push(`warning: ${warning}`);
+  if (plan.starts) lines.push(`would start now, on ${plan.reuse ? `idle partition ${plan.reuse}` : 'a new partition'}`);
+  else if (plan.never) lines.push(`would never run: ${plan.reason}`);
+  else if (plan.reason) lines.push(`would wait: ${plan.reason}${plan.position ? ` (#${plan.position} in line)` : ''}`);
+  if (plan.pricePerHour !== null) lines.push(`price: ${plan.pricePerHour.toFixed(4)} ${plan.currency ?? ''} per hour${plan.tasks > 1 ? ' per task' : ''}`.trimEnd());
+  lines.push('nothing was submitted (--dry-run)');
+  return `${lines.join('\n')}\n`;
+}
+
 export function registerSubmit(program: Command): void {
   program
     .command('submit')
@@ -89,9 +109,12 @@ export function registerSubmit(program: Command): void {
     .option('--remote <remote>', 'where to run, see swm remotes (overrides #SWM remote)')
     .option('--image <image>', 'container image (overrides #SWM container-image)')
     .option('--duration <time>', 'time limit, HH:MM:SS or D-HH:MM:SS (overrides #SWM duration)')
+    .option('-a, --array <spec>', 'a job array: one task per index, e.g. 0-99%10 (at most 10 running at once) or 1,3,5-7 (overrides #SWM array)')
+    .option('-d, --depends <deps>', 'start only after other jobs: afterok:JOB[:JOB...], afterany:..., afternotok:... (comma separated; JOB: id, short id, name or array id; adds to #SWM depends)')
     .option('--env <name=value>', 'an environment variable of the job (repeatable; adds to #SWM env)', collect)
     .option('--output-files <files>', 'files to bring back, space or comma separated (repeatable; overrides #SWM output-files)', collect)
     .option('-w, --wait', 'wait for the job to end, printing its output; exit with its exit status')
+    .option('--dry-run', 'check the script and say what the scheduler would do with it now, and its price; submit nothing')
     .option('--json', 'print one JSON document (no progress bar, no output streaming)')
     .addHelpText(
       'after',
@@ -110,25 +133,31 @@ ${examples(
   '$ swm submit job.sh --nodes 2 --flavor local.small --duration 00:30:00',
   '$ swm submit job.sh --image docker.io/library/python:3.12 --env EPOCHS=10 --env LR=0.1',
   '$ swm submit job.sh --remote local --name nightly --output-files model.bin,metrics.json',
+  '$ swm submit sweep.sh --array 0-99%10        # 100 tasks, $SWM_ARRAY_TASK_ID 0..99, 10 at once',
+  '$ swm submit report.sh --depends afterok:3f2b8c1e:train',
   '$ swm submit --wrap "python train.py" --input train.py --wait',
   '$ generate-job | swm submit - --name generated',
   '$ id=$(swm submit job.sh) && swm wait --exit-code "$id"',
+  '$ swm submit job.sh --nodes 4 --dry-run          # valid? would it start now, where, at what price?',
 )}`,
     )
     .action(async (scriptPath: string | undefined, opts: SubmitOptions, command: Command) => {
       const json = !!opts.json;
       const progress = progressWanted(json);
       const { script: original, fallbackName } = await readScript(scriptPath, opts.wrap, opts.input ?? []);
-      const overridden = applyOverrides(original, {
+      const flags = {
         nodes: opts.nodes,
         flavor: opts.flavor,
         remote: opts.remote,
         image: opts.image,
         duration: opts.duration,
+        array: opts.array,
         env: opts.env,
         outputFiles: opts.outputFiles,
-      });
-      const script = overridden.script;
+      };
+      // Checked before connecting; --depends is added once its jobs are resolved (the core takes full ids).
+      let overridden = applyOverrides(original, { ...flags, ...(opts.depends !== undefined ? { depends: opts.depends } : {}) });
+      let script = overridden.script;
       const name = opts.name ?? (scriptNamesItself(script) ? undefined : fallbackName);
       const sources = await collectInputs([...(opts.input ?? []), ...readInputFilesDirective(script)], process.cwd());
       const totalBytes = sources.reduce((n, s) => n + s.size, 0);
@@ -138,6 +167,21 @@ ${examples(
       await withCore(
         bundleOptionsOf(command),
         async (core, bundle) => {
+          if (opts.depends !== undefined) {
+            overridden = applyOverrides(original, { ...flags, depends: await resolveDependencies(new JobResolver(core), opts.depends) });
+            script = overridden.script;
+          }
+          if (opts.dryRun) {
+            const plan = await core
+              .call('job.plan', { script, ...(name ? { name } : {}), ...(inputs.length ? { inputs: inputs.map(({ path, size, sha256 }) => ({ path, size, sha256 })) } : {}) })
+              .catch((error: unknown) => {
+                throw blameFlag(error, overridden);
+              });
+            if (json) printJson(plan);
+            else process.stdout.write(dryRunText(plan));
+            if (plan.never) process.exitCode = 1;
+            return;
+          }
           const submitted = await submitJob(core, bundle, { script, name, inputs, progress, announce: !json }).catch((error: unknown) => {
             throw blameFlag(error, overridden);
           });
@@ -152,6 +196,16 @@ ${examples(
           if (!opts.wait) {
             if (json) printJson(summary);
             else process.stdout.write(`${submitted.id}\n`);
+            return;
+          }
+          if (submitted.tasks) {
+            // An array: every task to its end; the exit status is the first task's that did not finish.
+            if (!json) note(`submitted array ${submitted.id} (${submitted.tasks.length} tasks); waiting for them to end`);
+            const ended = [];
+            for (const task of submitted.tasks) ended.push(await followJob(core, task, {}));
+            if (json) printJson({ ...summary, tasks: ended });
+            else for (const job of ended) process.stderr.write(jobEndLine(job));
+            process.exitCode = ended.map((job) => exitCodeForJob(job) ?? 1).find((code) => code !== 0) ?? 0;
             return;
           }
           if (!json) note(`submitted job ${submitted.id}; waiting for it to end`);

@@ -2,9 +2,9 @@ import type { Flavor } from '../../terminal-protocol/common.js';
 import type { Job } from '../../terminal-protocol/job.js';
 
 /**
- * What a job has cost so far, estimated as the core prices partitions: its flavor's price per node-hour ×
- * its nodes × the time it has run (start to end, or to now). The job view carries no cost of its own, so
- * this leaves out the time its partition spent being created and idle, which `swm partitions` counts.
+ * What a job has cost: the core's own figure (its partition's charges) once it has one, else an estimate as
+ * the core prices partitions: its flavor's price per node-hour × its nodes × the time it has run (start to
+ * end, or to now), which leaves out the time its partition spent being created and idle.
  */
 export interface JobCost {
   amount: number;
@@ -12,6 +12,7 @@ export interface JobCost {
 }
 
 export function estimateJobCost(job: Job, flavors: readonly Flavor[], now: number): JobCost | null {
+  if (job.cost_amount != null && job.cost_amount > 0) return { amount: job.cost_amount, currency: job.cost_currency ?? 'USD' };
   if (!job.start_time || !job.flavor_id) return null;
   const flavor = flavors.find((f) => f.name === job.flavor_id && (job.remote_id === null || f.remote === job.remote_id));
   if (flavor?.pricePerHour === undefined) return null;

@@ -109,6 +109,15 @@ export class AzureNodes {
     return [...this.running.values()].map((r) => r.node);
   }
 
+  /** The machine of one VM is gone (Azure took a Spot VM back): its node server stops answering. */
+  async vanish(vmId: string): Promise<void> {
+    const key = vmId.toLowerCase();
+    const running = this.running.get(key);
+    this.running.delete(key);
+    this.ready.delete(key);
+    await running?.server.close();
+  }
+
   /** Stop every node server (their VMs are gone, or the test is over). */
   async stop(): Promise<void> {
     await Promise.all([...this.starting]);

@@ -61,3 +61,11 @@ export const readRemoteChunk = (sftp: SFTPWrapper, remote: string, offset: numbe
       next();
     });
   });
+
+/** Remove a file or an empty directory on the node; one that is not there is fine. */
+export const removeRemote = (sftp: SFTPWrapper, remote: string, directory = false): Promise<void> =>
+  new Promise((resolve) => {
+    const done = () => resolve();
+    if (directory) sftp.rmdir(remote, done);
+    else sftp.unlink(remote, done);
+  });

@@ -6,7 +6,7 @@ import type { NodePort } from '../../forwarding/node-ports.js';
 import { hostfileText, jobEnvFile, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
 import { inputsRoot } from '../job-inputs.js';
 import { imageOf } from './connect.js';
-import { makeRemoteDirs, writeRemoteFile } from './sftp-transfer.js';
+import { makeRemoteDirs, removeRemote, writeRemoteFile } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
 /**
@@ -40,6 +40,16 @@ export const stageInStep: StepEffect = async (context) => {
   const remote = services.config.remotes.find((r) => r.name === job.remote);
   const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
   await Promise.all(sessions.map(async (s) => makeRemoteDirs(await s.sftp(), `${dir}/.swm`)));
+  // A requeued job on a partition it ran on before (kept for reuse): the earlier attempt's run guard and exit code
+  // go, or the runner would take that attempt's end for this one's. Stage-in comes before run, so never this one's.
+  if (job.attempts > 0)
+    await Promise.all(
+      sessions.map(async (s) => {
+        const sftp = await s.sftp();
+        for (const file of ['exitcode', 'pid', 'stopped-by-peer']) await removeRemote(sftp, `${dir}/.swm/${file}`);
+        await removeRemote(sftp, `${dir}/.swm/started`, true);
+      }),
+    );
   // Declared ports are the head's (forwards reach the head): the other ranks get none.
   const ports = await forwardsOf(services).prepare(job, sessions[0]!);
   await Promise.all(

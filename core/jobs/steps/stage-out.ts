@@ -1,7 +1,9 @@
 import { join } from 'node:path';
 import { fetchOutputs, selectOutputs } from '../../transfers/stage-outputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
-import { nodeJobDir, ranksDir } from '../node-layout.js';
+import { writeFile } from 'node:fs/promises';
+import { LOG_CLOCK_FILE, MAX_CLOCK_BYTES, nodeJobDir, ranksDir } from '../node-layout.js';
+import { readRemoteChunk } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
 /** Where a job's results land in the spool: what `swm download` hands out. */
@@ -14,6 +16,9 @@ export const stagingDir = (jobDir: string): string => join(jobDir, 'staging');
  * directory, each verified against the node before it joins the results. Returns the entries that matched
  * nothing, and those refused (a symbolic link leading out of the job directory), as readable notes.
  */
+/** Where an ended job's log clock is kept in its spool directory. */
+export const logClockPath = (jobDir: string): string => join(jobDir, 'logclock');
+
 export async function downloadResults(
   { job, services, signal, emit }: Pick<StepContext, 'job' | 'services' | 'signal'> & Partial<Pick<StepContext, 'emit'>>,
   logsOnly = false,
@@ -38,6 +43,9 @@ export async function downloadResults(
       services.metrics.transferred('stage-out', n);
     },
   });
+  // The log clock comes along (swm logs --since, once the job has ended); a job without one has none to keep.
+  const clock = await readRemoteChunk(sftp, `${remoteDir}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
+  if (clock?.length) await writeFile(logClockPath(jobDir), clock);
   return [...selection.missing, ...selection.refused.map((path) => `${path} (a symbolic link leading outside the job directory: refused)`)];
 }
 
