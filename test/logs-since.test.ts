@@ -1,19 +1,11 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import type { TerminalClient } from '../terminal-protocol/client.js';
 import { clockOffset } from '../core/jobs/job-logs.js';
+import { runSwm } from './harness/pty.js';
 import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 
-function swm(home: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [SWM_MAIN, ...args], { env: { ...process.env, SWM_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** The real `swm` as a script runs it, with `home` as its SWM_HOME. */
+const swm = (home: string, args: string[]) => runSwm(SWM_MAIN, args, { env: { SWM_HOME: home } });
 
 /** Resolves with the time a job.log push carrying `text` arrived (the job is subscribed to by the caller). */
 function whenLogged(client: TerminalClient, id: string, text: string): Promise<number> {
