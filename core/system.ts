@@ -16,6 +16,7 @@ import { HashWorker } from './transfers/hash-worker.js';
 import { NodePool } from './nodes/node-pool.js';
 import type { PartitionEffectOptions } from './partitions/partition-effects.js';
 import { Partitions } from './partitions/partitions.js';
+import { PartitionLeases } from './partitions/partition-leases.js';
 import { Preemptions } from './partitions/preemptions.js';
 import { Reaper } from './reaper.js';
 import { spawnScheduler } from './scheduler/scheduler-actor.js';
@@ -119,6 +120,9 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
   // Spot nodes taken back by the cloud: their jobs are queued again.
   const preemptions = new Preemptions(services, jobs);
   preemptions.start();
+  // Cloud partitions expire unless this core renews their lease.
+  const leases = new PartitionLeases(services);
+  leases.start();
   const retention = new JobRetention(services);
   retention.start();
 
@@ -161,6 +165,7 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
       reaper.stop();
       inputDeadline.stop();
       preemptions.stop();
+      leases.stop();
       retention.stop();
       await listener!.close();
       await services.partitions.deleteIdle();

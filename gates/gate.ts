@@ -28,6 +28,11 @@ export interface Gate {
    * image). Absent: the nodes fetch images themselves (a cloud VM pulls).
    */
   prepare?(id: string, containerImages: string[]): Promise<void>;
+  /**
+   * The core's lease: the partition may live `lifetimeSec` more. Resolves with its expiry, or null where
+   * partitions do not expire (absent: the same).
+   */
+  renewLease?(id: string, lifetimeSec: number): Promise<Date | null>;
   flavors(): Promise<Flavor[]>;
   images(): Promise<Image[]>;
   /** Subscribe to partition status changes. */

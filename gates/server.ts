@@ -55,6 +55,11 @@ export function gateHandler(gate: Gate, name: string): Handler<GateMethods> {
         await gate.prepare?.(id, containerImages);
         return { id };
       }
+      case 'partition.extend': {
+        const { id, lifetimeSec } = params as { id: string; lifetimeSec: number };
+        const expiresAt = (await gate.renewLease?.(id, lifetimeSec)) ?? null;
+        return { id, expiresAt: expiresAt?.toISOString() ?? null };
+      }
       case 'flavor.list':
         return gate.flavors();
       case 'image.list':

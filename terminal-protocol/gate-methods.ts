@@ -68,6 +68,13 @@ export const gateMethods = {
     z.object({ id: z.string(), containerImages: z.array(z.string().min(1)).max(16) }).strict(),
     z.object({ id: z.string() }),
   ),
+  'partition.extend': method(
+    "The core's lease on a partition: it may live `lifetimeSec` more (within the gate's maximum). A gate whose " +
+      'partitions expire (a cloud: their nodes power off, the gate deletes them) moves the expiry; others answer null.',
+    core,
+    z.object({ id: z.string(), lifetimeSec: z.number().int().positive() }).strict(),
+    z.object({ id: z.string(), expiresAt: z.string().nullable() }),
+  ),
   'flavor.list': method('Flavors this gate offers.', core, z.object({}).strict().optional(), z.array(Flavor)),
   'image.list': method('Images this gate offers.', core, z.object({}).strict().optional(), z.array(Image)),
 } as const;

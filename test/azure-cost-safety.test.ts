@@ -145,6 +145,30 @@ describe('azure gate: cost safety without the core', function () {
     });
   });
 
+  describe("the core's lease", () => {
+    it('is renewed only once half of it is used up: the expiry, and every node\'s timer, move then', async () => {
+      const h = await start({ maxLifetimeSec: 3600, expiryMarginSec: 0 });
+      await h.gate.create(request('leased', { nodeCount: 2, tags: { 'skyport-lifetime-sec': '600' } }));
+      await h.waitFor('leased', 'up');
+      const first = Date.parse(groupOf('leased')!.tags['skyport-expires']);
+      expect(first - Date.now()).to.be.within(500_000, 601_000);
+      const timers = () => fake.runCommands().filter((c: any) => c.id.toLowerCase().includes('/resourcegroups/leased-rg/') && /\/runCommands\/skyport-expiry$/i.test(c.id)).length;
+      // 600 s left of a 600 s lease: more than half, nothing is written.
+      expect((await h.gate.renewLease('leased', 600))!.getTime()).to.equal(first);
+      expect(timers()).to.equal(0);
+      // A lease of 3000 s: less than half of it is left, the expiry moves to now + 3000 s, on every node.
+      const renewed = (await h.gate.renewLease('leased', 3000))!;
+      expect(renewed.getTime() - Date.now()).to.be.within(2_990_000, 3_001_000);
+      expect(groupOf('leased')!.tags['skyport-expires']).to.equal(renewed.toISOString());
+      expect(timers()).to.equal(2);
+      // Never past the gate's maximum, whatever the core asks.
+      const capped = (await h.gate.renewLease('leased', 100_000))!;
+      expect(capped.getTime() - Date.now()).to.be.at.most(3_601_000);
+      await h.gate.delete('leased');
+      await h.waitFor('leased', 'deleted');
+    });
+  });
+
   describe('reconciliation', () => {
     it('records the intent to create before asking Azure for anything', async () => {
       const h = await start({ retry: { maxRetries: 0, retryDelayMs: 10, maxRetryDelayMs: 10 } });

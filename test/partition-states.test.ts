@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { leased } from '../core/partitions/partition-leases.js';
 import { requestedPartition, type PartitionRecord, type PartitionState } from '../core/partitions/partition-record.js';
 import {
   PARTITION_EVENT_TYPES,
@@ -136,5 +137,15 @@ describe('partition states (pure transition function)', () => {
     expect(keepAliveSec(undefined, { ...remote, idleTimeoutSec: 5 }, 'azure')).to.equal(5);
     expect(keepAliveSec(0, { ...remote, idleTimeoutSec: 5 }, 'azure')).to.equal(0);
     expect(keepAliveSec(100_000, remote, 'local')).to.equal(3600);
+  });
+});
+
+describe('partition leases (the core renews those up on their gate)', () => {
+  it('renews the leases of partitions up on their gate, not of those asked for, deleting or deleted', () => {
+    const base = { gateId: 'g' } as const;
+    const states = ['requested', 'creating', 'ready', 'busy', 'idle', 'deleting', 'deleted', 'failed', 'retrying'] as const;
+    const partitions = states.map((state) => ({ ...base, name: state, state }) as never);
+    expect(leased(partitions).map((p: { name: string }) => p.name)).to.deep.equal(['ready', 'busy', 'idle']);
+    expect(leased([{ gateId: null, name: 'x', state: 'busy' } as never])).to.deep.equal([]);
   });
 });

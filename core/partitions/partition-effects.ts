@@ -3,6 +3,7 @@ import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { GateClient } from '../gates/gate-client.js';
 import { forgetPartitionKeys, nodeHostKeys, partitionKeys } from '../nodes/partition-keys.js';
 import { gateOf } from '../services.js';
+import { PARTITION_LEASE_SEC } from './partition-leases.js';
 import type { CoreServices } from '../services.js';
 import { EffectAborted, pause, type Effect } from '../supervision/durable-actor.js';
 import type { PartitionRecord, PartitionState } from './partition-record.js';
@@ -84,7 +85,13 @@ const requestAtGate =
         sshPublicKey: keys.publicKey,
         ...(hostKeys ? { hostKeys: hostKeys.privateKeys } : {}),
         ...(p.containerImages.length ? { containerImages: p.containerImages } : {}),
-        tags: { 'skyport-partition': p.name, ...(p.owner ? { 'skyport-owner': p.owner } : {}), ...(p.jobId ? { 'skyport-job': p.jobId } : {}) },
+        tags: {
+          'skyport-partition': p.name,
+          ...(p.owner ? { 'skyport-owner': p.owner } : {}),
+          ...(p.jobId ? { 'skyport-job': p.jobId } : {}),
+          // One lease: renewed while the partition is up (partition-leases.ts), so that a dead core leaves nothing billing.
+          'skyport-lifetime-sec': String(PARTITION_LEASE_SEC),
+        },
       });
       id = created.id;
     } catch (error) {

@@ -220,6 +220,24 @@ export class AzureGate implements Gate {
    * Moves a partition's expiry (the core keeps a partition longer than it first asked: a reused partition, a longer
    * job): the group's expiry tag, and every node's power-off timer through a run command. Not on the wire yet.
    */
+  /**
+   * partition.extend, the core's lease: the partition may live `lifetimeSec` more (within maxLifetimeSec), plus
+   * the margin. Nothing is written while the expiry is further away than half the lease: the nodes' timers
+   * (a run command on each) move about twice a lease, however often the core renews.
+   */
+  async renewLease(id: string, lifetimeSec: number): Promise<Date | null> {
+    const group = await this.readGroupOrUnavailable(groupNameOf(id));
+    if (!group || !ownedBy(group.tags, this.context.coreId, id)) throw notFound(`partition ${id}`);
+    const leaseMs = Math.min(lifetimeSec, this.options.maxLifetimeSec) * 1000;
+    const marginMs = this.options.expiryMarginSec * 1000;
+    const now = Date.now();
+    const current = expiryOf(group.tags);
+    if (current && current.getTime() - now > leaseMs / 2 + marginMs) return current;
+    const expiresAt = new Date(Math.ceil((now + leaseMs + marginMs) / 1000) * 1000);
+    await this.extend(id, expiresAt);
+    return expiresAt;
+  }
+
   async extend(name: string, expiresAt: Date): Promise<void> {
     const group = await this.readGroupOrUnavailable(groupNameOf(name));
     if (!group || !ownedBy(group.tags, this.context.coreId, name)) throw notFound(`partition ${name}`);
