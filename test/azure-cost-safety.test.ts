@@ -3,15 +3,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import ssh2 from 'ssh2';
 import { PartitionJournal } from '../gates/azure/partition-journal.js';
 import { deletionReason } from '../gates/azure/reconciler.js';
 import { FakeArm } from './fakes/azure-arm/index.js';
 import { partitionRequest, startAzureGate, type GateHarness } from './fakes/azure-arm/gate-harness.js';
+import { testKeyPair } from './harness/keys.js';
 
 const CORE = 'core-azure-test';
 const VM = 'Microsoft.Compute/virtualMachines';
-const sshKey = ssh2.utils.generateKeyPairSync('ed25519');
+const sshKey = testKeyPair();
 const request = (name: string, overrides: Parameters<typeof partitionRequest>[2] = {}) => partitionRequest(name, sshKey.public, overrides);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

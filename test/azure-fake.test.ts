@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { request as httpsRequest } from 'node:https';
-import ssh2 from 'ssh2';
 import { FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm } from './fakes/azure-arm/index.js';
+import { testKeyPair } from './harness/keys.js';
 
 interface Answer {
   status: number;
@@ -196,7 +196,7 @@ describe('fake Azure Resource Manager', function () {
 
     it('creates VMs only as Azure would: a size of the location, SSH keys at the admin\'s path, no password with them', async () => {
       const nic = await call('GET', `${resource('net-rg', 'Microsoft.Network/networkInterfaces', 'n1')}?${API}`);
-      const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+      const key = testKeyPair().public;
       const vm = (overrides: Record<string, any> = {}) => ({
         location: 'eastus',
         properties: {
@@ -258,7 +258,7 @@ describe('fake Azure Resource Manager', function () {
     });
 
     it('enforces vCPU quota per family and location with 409 OperationNotAllowed, as Azure words it', async () => {
-      const key = ssh2.utils.generateKeyPairSync('ed25519').public;
+      const key = testKeyPair().public;
       const nic = await call('GET', `${resource('net-rg', 'Microsoft.Network/networkInterfaces', 'n1')}?${API}`);
       fake.setQuota('eastus', 'standardBSFamily', 1);
       try {
@@ -375,7 +375,7 @@ describe('fake Azure Resource Manager', function () {
         osProfile: {
           computerName: 'vm',
           adminUsername: 'skyport',
-          linuxConfiguration: { disablePasswordAuthentication: true, ssh: { publicKeys: [{ path: '/home/skyport/.ssh/authorized_keys', keyData: ssh2.utils.generateKeyPairSync('ed25519').public }] } },
+          linuxConfiguration: { disablePasswordAuthentication: true, ssh: { publicKeys: [{ path: '/home/skyport/.ssh/authorized_keys', keyData: testKeyPair().public }] } },
           ...overrides.os,
         },
         networkProfile: network ?? {

@@ -27,12 +27,13 @@ import type { ObservedPartition } from '../gates/azure/partition-reader.js';
 import type { RetailPrice } from '../gates/azure/retail-prices.js';
 import { securityRules } from '../gates/azure/security-rules.js';
 import { ARM_BUCKETS, azureGateOptionsFor, FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
+import { testKeyPair } from './harness/keys.js';
 
 const CORE = 'core-azure-test';
 const CERT_CLIENT_ID = '00000000-0000-4000-8000-0000000ce47c';
 const VM = 'Microsoft.Compute/virtualMachines';
 
-const sshKey = ssh2.utils.generateKeyPairSync('ed25519');
+const sshKey = testKeyPair();
 
 const request = (name: string, overrides: Partial<PartitionRequest> = {}): PartitionRequest => ({
   name,
@@ -154,7 +155,7 @@ describe('azure gate', function () {
 
   describe('a partition of three nodes', () => {
     let h: Harness;
-    const hostKeys = [0, 1, 2].map(() => ssh2.utils.generateKeyPairSync('ed25519').private);
+    const hostKeys = [0, 1, 2].map(() => testKeyPair().private);
     let up: Partition;
 
     before(async () => {
@@ -650,7 +651,7 @@ describe('azure gate', function () {
     });
 
     it('moves the SSH listener of socket-activated images (ssh.socket) to a port other than 22', () => {
-      const hostKey = readHostKey(ssh2.utils.generateKeyPairSync('ed25519').private);
+      const hostKey = readHostKey(testKeyPair().private);
       const input = { adminUser: 'skyport', hostKey, containerRuntime: 'podman' as const, containerImage: null, sshPort: 2222, expiresAt: null, runtimeInstalled: false };
       const config = JSON.parse(cloudConfig(input).slice('#cloud-config\n'.length));
       const socket = config.write_files.find((f: { path: string }) => f.path === '/etc/systemd/system/ssh.socket.d/10-skyport.conf');
@@ -797,7 +798,7 @@ describe('azure gate', function () {
 
     it('never writes the secret, tokens, host keys or custom data to its log', async () => {
       const h = await start();
-      const hostKeys = [ssh2.utils.generateKeyPairSync('ed25519').private];
+      const hostKeys = [testKeyPair().private];
       fake.inject({ kind: 'throttle', method: 'PUT', path: 'virtualMachines/secretive-0', retryAfterSec: 0 });
       await h.gate.create(request('secretive', { hostKeys }));
       await h.waitFor('secretive', 'up');
@@ -954,7 +955,7 @@ describe('azure gate', function () {
     });
 
     it('configures docker instead of podman, and another SSH port, when asked', () => {
-      const hostKey = readHostKey(ssh2.utils.generateKeyPairSync('ed25519').private);
+      const hostKey = readHostKey(testKeyPair().private);
       const config = JSON.parse(cloudConfig({ adminUser: 'ops', hostKey, containerRuntime: 'docker', containerImage: 'alpine:3', sshPort: 2222, expiresAt: null, runtimeInstalled: false }).replace(/^#cloud-config\n/, ''));
       expect(config.packages).to.deep.equal(['docker.io']);
       expect(config.runcmd).to.deep.include(['usermod', '-aG', 'docker', 'ops']);

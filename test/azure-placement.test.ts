@@ -2,13 +2,13 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
 import { partitionRequest, startAzureGate, type GateHarness } from './fakes/azure-arm/gate-harness.js';
+import { testKeyPair } from './harness/keys.js';
 
 const VM = 'Microsoft.Compute/virtualMachines';
 const FLAVOR = 'Standard_D2s_v5';
-const sshKey = ssh2.utils.generateKeyPairSync('ed25519');
+const sshKey = testKeyPair();
 const request = (name: string, overrides: Parameters<typeof partitionRequest>[2] = {}) => partitionRequest(name, sshKey.public, overrides);
 
 /**

@@ -5,7 +5,6 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { connect as connectTcp } from 'node:net';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { isDiskFull } from '../spool-bootstrap/disk-full.js';
 import { parseJobScript } from '../core/jobs/job-script.js';
 import { notYetRun, ownJob, type JobRecord } from '../core/store/job-record.js';
@@ -20,6 +19,7 @@ import { rest } from './harness/rest-client.js';
 import { rejection } from './harness/rpc.js';
 import { freePort, makeTestSpool, unreachableGates, type TestSpool } from './harness/spool.js';
 import { cannotMountTmpfs, Tmpfs } from './harness/tmpfs.js';
+import { testKeyPair } from './harness/keys.js';
 
 const GATE_MAIN = join(DIST, 'gates/main.js');
 
@@ -345,7 +345,7 @@ describe('a full disk under the gate state directory (swm-gate on a 4 MiB tmpfs 
   let core: GateConnection | undefined;
   let stateDir: string;
   let filler: string;
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = testKeyPair();
   const request = (name: string, flavor: string) => ({
     name,
     jobId: `job-${name}`,

@@ -3,12 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, watch } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ssh2 from 'ssh2';
 import { GateConnection } from '../terminal-protocol/client.js';
 import type { Partition } from '../terminal-protocol/common.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import { makeTestSpool, type TestSpool } from './harness/spool.js';
 import { connectNode, exec } from './harness/ssh-client.js';
+import { testKeyPair } from './harness/keys.js';
 
 const GATE_MAIN = fileURLToPath(new URL('../gates/main.js', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -99,7 +99,7 @@ describe('swm-gate (the gate server around a gate)', function () {
 
   it('creates a partition for the core, reports it by partition.event, and deletes it', async () => {
     const core = await asCore();
-    const key = ssh2.utils.generateKeyPairSync('ed25519');
+    const key = testKeyPair();
     const flavor = (await core.call('flavor.list'))[0]!.name;
     const up = nextPartitionEvent(core, 'wire', 'up');
     const created = await core.call('partition.create', {

@@ -3,11 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { Job } from '../terminal-protocol/job.js';
 import { gatePid, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { readJobFile, submitJob } from './harness/submit.js';
+import { testKeyPair } from './harness/keys.js';
 
 /** A process that exists and is not a zombie (this machine's init may not reap orphans). */
 const alive = (pid: number): boolean => {
@@ -248,7 +248,7 @@ describe('job lifecycle across crashes', function () {
     const partition = `job-${id}`;
     const keyFile = join(f.spool.spoolDir, 'gates', 'local', 'host-keys', partition, `${running.node_names[0]}.key`);
     expect(existsSync(keyFile)).to.equal(true);
-    writeFileSync(keyFile, ssh2.utils.generateKeyPairSync('ed25519').private);
+    writeFileSync(keyFile, testKeyPair().private);
     await f.restart('SIGKILL');
     const job = await waitForJob(f.admin, id, isFinal, 60_000);
     expect(job.state).to.equal('E');

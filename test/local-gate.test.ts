@@ -20,6 +20,7 @@ import { CLAIMS_DIR, NodeAccounts, canIsolate } from '../gates/local/node-accoun
 import { resolveLexically } from '../gates/local/node-directory.js';
 import { ReplyQueue } from '../gates/local/sftp-server.js';
 import { closeClient, connectNode, exec, openSftp } from './harness/ssh-client.js';
+import { testKeyPair } from './harness/keys.js';
 
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
@@ -84,8 +85,8 @@ describe('local gate', function () {
   let dir: string;
   let spool: SpoolPaths;
   let gate: Gate;
-  const partitionKey = ssh2.utils.generateKeyPairSync('ed25519');
-  const strangerKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const partitionKey = testKeyPair();
+  const strangerKey = testKeyPair();
   const clients: SshClient[] = [];
   const daemons: number[] = [];
 

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import ssh2 from 'ssh2';
 import { GateConnection } from '../terminal-protocol/client.js';
 import type { Partition } from '../terminal-protocol/common.js';
 import { gatePid, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { submitJob } from './harness/submit.js';
+import { testKeyPair } from './harness/keys.js';
 
 describe('the reaper and managed gates', function () {
   this.timeout(60_000);
@@ -52,7 +52,7 @@ describe('the reaper and managed gates', function () {
       image: null,
       nodeCount: 1,
       ports: [],
-      sshPublicKey: ssh2.utils.generateKeyPairSync('ed25519').public,
+      sshPublicKey: testKeyPair().public,
       tags: {},
     });
     return { name, deleted };
