@@ -303,7 +303,9 @@ export function spawnScheduler(
    */
   const explain = (plan: PendingJob[], queuedById: ReadonlyMap<string, QueuedRow>, noted: ReadonlySet<string>): void => {
     for (const p of plan) {
-      if (p.code === 'GateUnavailable' || noted.has(p.jobId)) continue;
+      // A gate's state is no job's own reason: shown from memory (pendingOf) and by WaitReasons, never written
+      // per job (a burst of submissions while a gate is coming up would write every job twice).
+      if (p.code === 'GateUnavailable' || p.code === 'WaitingForFlavors' || noted.has(p.jobId)) continue;
       const row = queuedById.get(p.jobId);
       if (!row || row.reason === p.code) continue;
       move(p.jobId, { type: 'progress', details: p.reason, reason: p.code });
