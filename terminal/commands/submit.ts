@@ -91,7 +91,8 @@ export function dryRunText(plan: Plan): string {
   if (plan.starts) lines.push(`would start now, on ${plan.reuse ? `idle partition ${plan.reuse}` : 'a new partition'}`);
   else if (plan.never) lines.push(`would never run: ${plan.reason}`);
   else if (plan.reason) lines.push(`would wait: ${plan.reason}${plan.position ? ` (#${plan.position} in line)` : ''}`);
-  if (plan.pricePerHour !== null) lines.push(`price: ${plan.pricePerHour.toFixed(4)} ${plan.currency ?? ''} per hour${plan.tasks > 1 ? ' per task' : ''}`.trimEnd());
+  if (plan.pricePerHour !== null)
+    lines.push(`price: ${[plan.pricePerHour.toFixed(4), plan.currency].filter(Boolean).join(' ')} per hour${plan.tasks > 1 ? ' per task' : ''}`);
   lines.push('nothing was submitted (--dry-run)');
   return `${lines.join('\n')}\n`;
 }
