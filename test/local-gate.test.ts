@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -562,6 +562,32 @@ describe('local gate', function () {
       } finally {
         for (const gate of gates) await gate.releaseUnrecorded(new Set());
         rmSync(stale, { force: true });
+      }
+    });
+
+    it('drops, as it starts, the take-over locks it held when it died, and no other gate\'s', async function () {
+      if (!canIsolate()) {
+        console.warn('    not root: no node accounts to claim');
+        this.skip();
+      }
+      mkdirSync(CLAIMS_DIR, { recursive: true, mode: 0o700 });
+      const mine = join(dir, 'owner-dead-gate');
+      const other = join(dir, 'owner-other-gate');
+      writeFileSync(mine, '');
+      writeFileSync(other, '');
+      let free = 0;
+      while (existsSync(join(CLAIMS_DIR, `swm-node-${free}.lock`)) || existsSync(join(CLAIMS_DIR, `swm-node-${free + 1}.lock`))) free++;
+      const myLock = join(CLAIMS_DIR, `swm-node-${free}.lock`);
+      const theirLock = join(CLAIMS_DIR, `swm-node-${free + 1}.lock`);
+      writeFileSync(myLock, mine);
+      writeFileSync(theirLock, other);
+      try {
+        await new NodeAccounts(mine, silent).releaseUnrecorded(new Set());
+        expect(existsSync(myLock), 'the dead gate\'s own lock').to.equal(false);
+        expect(existsSync(theirLock), 'another gate\'s lock').to.equal(true);
+      } finally {
+        rmSync(myLock, { force: true });
+        rmSync(theirLock, { force: true });
       }
     });
   });

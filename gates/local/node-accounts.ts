@@ -130,10 +130,18 @@ export class NodeAccounts {
     return (await this.lookup(name)) ?? (await this.create(name));
   }
 
-  /** Claims of this gate that no partition records (a crash between claiming and recording): released. */
+  /**
+   * Claims of this gate that no partition records (a crash between claiming and recording): released. Also the
+   * take-over locks this gate held when it died (killed in the middle of a take-over): nothing of this gate
+   * holds one while it starts, and left alone they would only expire.
+   */
   async releaseUnrecorded(recorded: ReadonlySet<string>): Promise<void> {
     const names = await readdir(CLAIMS_DIR).catch(() => [] as string[]);
     for (const name of names) {
+      if (name.startsWith(ACCOUNT_PREFIX) && name.endsWith(LOCK_SUFFIX) && (await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) === this.owner) {
+        await unlink(join(CLAIMS_DIR, name)).catch(() => undefined);
+        continue;
+      }
       if (recorded.has(name) || !name.startsWith(ACCOUNT_PREFIX) || name.endsWith(LOCK_SUFFIX) || name.endsWith('.tmp')) continue;
       if ((await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) !== this.owner) continue;
       const account = await this.lookup(name);
