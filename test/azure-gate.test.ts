@@ -3,11 +3,9 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import ssh2 from 'ssh2';
 import { issueCertificate, createCa } from '../spool-bootstrap/pki.js';
-import { REDACTED_KEYS } from '../spool-bootstrap/log.js';
 import { spoolPaths } from '../spool-bootstrap/paths.js';
 import type { Partition } from '../terminal-protocol/common.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
@@ -26,6 +24,7 @@ import { partitionView } from '../gates/azure/partition-view.js';
 import type { ObservedPartition } from '../gates/azure/partition-reader.js';
 import type { RetailPrice } from '../gates/azure/retail-prices.js';
 import { securityRules } from '../gates/azure/security-rules.js';
+import { startAzureGate, type GateHarness } from './fakes/azure-arm/gate-harness.js';
 import { ARM_BUCKETS, azureGateOptionsFor, FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
 import { testKeyPair } from './harness/keys.js';
 
@@ -63,14 +62,6 @@ const rpcError = async (promise: Promise<unknown>): Promise<RpcError> => {
   throw new Error('expected the call to fail');
 };
 
-interface Harness {
-  gate: Gate;
-  events: Partition[];
-  logs: string[];
-  /** Resolves at the first event (past or future) of `name` with `status`. */
-  waitFor(name: string, status: Partition['status'], timeoutMs?: number): Promise<Partition>;
-}
-
 describe('azure gate', function () {
   this.timeout(30_000);
   let fake: FakeArm;
@@ -107,40 +98,10 @@ describe('azure gate', function () {
 
   afterEach(() => fake.clearFaults());
 
-  async function start(overrides: Record<string, unknown> = {}, coreId = CORE): Promise<Harness> {
-    const logs: string[] = [];
-    const stream = new Writable({
-      write(chunk, _encoding, done) {
-        logs.push(String(chunk));
-        done();
-      },
-    });
-    const logger = pino({ level: 'debug', redact: { paths: REDACTED_KEYS, censor: '[redacted]' } }, stream);
-    const gate = await createAzureGate({ name: 'azure', coreId, spool: spoolPaths(dir), logger, options: azureGateOptionsFor(fake, dir, overrides) });
-    open.push(gate);
-    const events: Partition[] = [];
-    const waiters = new Set<() => void>();
-    gate.onEvent((p) => {
-      events.push(p);
-      for (const w of [...waiters]) w();
-    });
-    const waitFor = (name: string, status: Partition['status'], timeoutMs = 10_000): Promise<Partition> =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const hit = events.find((e) => e.name === name && e.status === status);
-          if (!hit) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(hit);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no "${status}" event for ${name}; saw ${JSON.stringify(events.map((e) => [e.name, e.status, e.error]))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      });
-    return { gate, events, logs, waitFor };
+  async function start(overrides: Record<string, unknown> = {}, coreId = CORE): Promise<GateHarness> {
+    const harness = await startAzureGate(fake, dir, overrides, coreId);
+    open.push(harness.gate);
+    return harness;
   }
 
   const inGroup = (group: string): Record<string, any>[] => fake.resources().filter((r) => r.id.toLowerCase().includes(`/resourcegroups/${group.toLowerCase()}/`));
@@ -154,7 +115,7 @@ describe('azure gate', function () {
   };
 
   describe('a partition of three nodes', () => {
-    let h: Harness;
+    let h: GateHarness;
     const hostKeys = [0, 1, 2].map(() => testKeyPair().private);
     let up: Partition;
 

@@ -50,39 +50,31 @@ const gpusOf = (sku: SkuRecord | undefined): number => {
   return Number.isFinite(value) && value > 0 ? Math.floor(value) : 0;
 };
 
-/**
- * The hourly pay-as-you-go Linux price of a size in a location: Consumption meters of the size and
- * region, not Windows, not Spot, not Low Priority; the cheapest if several remain.
- */
-export function hourlyLinuxPrice(prices: RetailPrice[], size: string, location: string): RetailPrice | undefined {
+/** The cheapest hourly Linux Consumption meter of a size in a location, Spot meters or not (never Low Priority). */
+function cheapestHourlyLinux(prices: RetailPrice[], size: string, location: string, spot: boolean): RetailPrice | undefined {
   return prices
-    .filter(
-      (p) =>
+    .filter((p) => {
+      const meter = `${p.skuName} ${p.meterName}`;
+      return (
         same(p.armSkuName, size) &&
         same(p.armRegionName, location) &&
         p.type === 'Consumption' &&
         p.unitOfMeasure === '1 Hour' &&
         !/windows/i.test(p.productName) &&
-        !/spot|low priority/i.test(`${p.skuName} ${p.meterName}`),
-    )
+        !/low priority/i.test(meter) &&
+        /spot/i.test(meter) === spot
+      );
+    })
     .sort((a, b) => a.retailPrice - b.retailPrice)[0];
 }
 
+/** The hourly pay-as-you-go Linux price of a size in a location (not Windows, not Spot, not Low Priority). */
+export const hourlyLinuxPrice = (prices: RetailPrice[], size: string, location: string): RetailPrice | undefined =>
+  cheapestHourlyLinux(prices, size, location, false);
+
 /** The hourly Spot price of a size in a location (Linux, Consumption, the Spot meter), or undefined. */
-export function hourlySpotPrice(prices: RetailPrice[], size: string, location: string): RetailPrice | undefined {
-  return prices
-    .filter(
-      (p) =>
-        same(p.armSkuName, size) &&
-        same(p.armRegionName, location) &&
-        p.type === 'Consumption' &&
-        p.unitOfMeasure === '1 Hour' &&
-        !/windows/i.test(p.productName) &&
-        /spot/i.test(`${p.skuName} ${p.meterName}`) &&
-        !/low priority/i.test(`${p.skuName} ${p.meterName}`),
-    )
-    .sort((a, b) => a.retailPrice - b.retailPrice)[0];
-}
+export const hourlySpotPrice = (prices: RetailPrice[], size: string, location: string): RetailPrice | undefined =>
+  cheapestHourlyLinux(prices, size, location, true);
 
 /**
  * Where an ephemeral OS disk of `osDiskGiB` goes on a size (its SKU's `EphemeralOSDiskSupported`, then the cache
