@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AzureNodes, GUEST_READY_FILE } from './harness/azure-nodes.js';
-import { isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { isFinal, startAzureFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { freePort } from './harness/spool.js';
 import { readJobFile, submitJob } from './harness/submit.js';
 import { azureGateOptionsFor, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
@@ -40,16 +40,7 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
     nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
     sshPort = await freePort();
     const options = azureGateOptionsFor(fake, scratch, { sshPort, pollIntervalMs: 10 });
-    f = await startFixture({
-      configure: (config) => {
-        const gate = config.gates.find((g) => g.name === 'azure')!;
-        gate.managed = true;
-        gate.options = options;
-        const remote = config.remotes.find((r) => r.name === 'azure')!;
-        remote.location = 'eastus';
-        remote.maxNodes = 4;
-      },
-    });
+    f = await startAzureFixture(options, 4);
   });
 
   after(async () => {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AzureNodes } from './harness/azure-nodes.js';
-import { isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { isFinal, startAzureFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { freePort } from './harness/spool.js';
 import { submitJob } from './harness/submit.js';
 import { azureGateOptionsFor, FakeArm } from './fakes/azure-arm/index.js';
@@ -30,16 +30,7 @@ describe('a job on Azure Spot VMs whose node is taken back', function () {
     scratch = mkdtempSync(join(tmpdir(), 'skyport-azure-spot-'));
     nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
     const options = azureGateOptionsFor(fake, scratch, { sshPort: await freePort(), pollIntervalMs: 10, spot: true, watchIntervalSec: 0.2 });
-    f = await startFixture({
-      configure: (config) => {
-        const gate = config.gates.find((g) => g.name === 'azure')!;
-        gate.managed = true;
-        gate.options = options;
-        const remote = config.remotes.find((r) => r.name === 'azure')!;
-        remote.location = 'eastus';
-        remote.maxNodes = 2;
-      },
-    });
+    f = await startAzureFixture(options, 2);
   });
 
   after(async () => {

@@ -159,3 +159,20 @@ export async function startFixture(options: TestSpoolOptions = {}): Promise<Core
 export function gatePid(spool: TestSpool, name = 'local'): number {
   return (JSON.parse(readFileSync(join(spool.spoolDir, 'gates', name, 'gate.pid'), 'utf8')) as { pid: number }).pid;
 }
+
+/**
+ * A core (startFixture) whose azure gate is managed with `gateOptions` (a fake Azure's, see
+ * azureGateOptionsFor) and whose azure remote is in eastus with `maxNodes`.
+ */
+export function startAzureFixture(gateOptions: Record<string, unknown>, maxNodes: number): Promise<CoreFixture> {
+  return startFixture({
+    configure: (config) => {
+      const gate = config.gates.find((g) => g.name === 'azure')!;
+      gate.managed = true;
+      gate.options = gateOptions;
+      const remote = config.remotes.find((r) => r.name === 'azure')!;
+      remote.location = 'eastus';
+      remote.maxNodes = maxNodes;
+    },
+  });
+}
