@@ -98,6 +98,6 @@ export async function logPosition(
     const session = job.partitionName ? await services.nodes.current(job.partitionName) : null;
     if (session) clock = await readRemoteChunk(await session.sftp(), `${nodeJobDir(job.id)}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
   } else clock = readLocalChunk(local, 0, MAX_CLOCK_BYTES);
-  if (!clock || clock.length === 0) return { offset: 0, precisionSec: null };
+  if (!clock) return { offset: 0, precisionSec: null };
   return { offset: clockOffset(clock.toString('utf8'), stream, sinceMs), precisionSec: LOG_CLOCK_SEC };
 }

@@ -115,7 +115,8 @@ export const MAX_CLOCK_BYTES = 1024 * 1024;
  */
 function logClock(stdout: string, stderr: string): string {
   const files = `${shellQuote(stdout)} ${shellQuote(stderr)}`;
-  return `echo "$(date +%s) 0 0" > ${LOG_CLOCK_FILE}
+  // Created empty (a builtin: no process on the job's start): no note yet means everything is since the start.
+  return `: > ${LOG_CLOCK_FILE}
 (
   last='0 0'
   while sleep ${LOG_CLOCK_SEC}; do

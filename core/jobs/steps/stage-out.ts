@@ -45,7 +45,7 @@ export async function downloadResults(
   });
   // The log clock comes along (swm logs --since, once the job has ended); a job without one has none to keep.
   const clock = await readRemoteChunk(sftp, `${remoteDir}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
-  if (clock?.length) await writeFile(logClockPath(jobDir), clock);
+  if (clock) await writeFile(logClockPath(jobDir), clock);
   return [...selection.missing, ...selection.refused.map((path) => `${path} (a symbolic link leading outside the job directory: refused)`)];
 }
 
