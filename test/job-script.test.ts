@@ -405,6 +405,22 @@ describe('job script parser (parseJobScript)', () => {
     });
   });
 
+  describe('spot nodes (#SWM spot)', () => {
+    it('reads spot, a maximum price, the fallback to on-demand, and no', () => {
+      expect(directivesOf().spot).to.equal(undefined);
+      expect(directivesOf('#SWM spot').spot).to.deep.equal({ fallback: false });
+      expect(directivesOf('#SWM spot yes').spot).to.deep.equal({ fallback: false });
+      expect(directivesOf('#SWM spot 0.05').spot).to.deep.equal({ maxPrice: 0.05, fallback: false });
+      expect(directivesOf('#SWM spot 0.05 fallback').spot).to.deep.equal({ maxPrice: 0.05, fallback: true });
+      expect(directivesOf('#SWM spot fallback').spot).to.deep.equal({ fallback: true });
+      expect(directivesOf('#SWM spot no').spot).to.equal(false);
+    });
+
+    it('refuses anything else, naming the line', () => {
+      for (const bad of ['#SWM spot cheap', '#SWM spot 0', '#SWM spot -1', '#SWM spot 0.1 0.2', '#SWM spot no fallback']) expectInvalidAtLine3(bad, 'spot');
+    });
+  });
+
   describe('dependencies (#SWM depends)', () => {
     const A = '6f1c2b7e-8d4a-4c1e-9b2f-0a1b2c3d4e5f';
     const B = '7a2d3c8f-9e5b-4d2f-8c3a-1b2c3d4e5f60';

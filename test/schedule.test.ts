@@ -229,6 +229,29 @@ describe('scheduler (pure schedule function)', () => {
       }
     });
 
+    it('needs the same spot choice and maximum price; a spot job with fallback asks for on-demand nodes once preempted past the limit', () => {
+      const base = { owner: 'alice' };
+      const cases: [Partial<QueuedJob>, Partial<IdlePartition>, string | undefined][] = [
+        [{ spot: { fallback: false } }, {}, undefined],
+        [{}, { spot: true }, undefined],
+        [{ spot: false }, { spot: null }, undefined],
+        [{ spot: { maxPrice: 0.05, fallback: false } }, { spot: true, maxPrice: 0.1 }, undefined],
+        [{ spot: { maxPrice: 0.05, fallback: false } }, { spot: true, maxPrice: 0.05 }, 'p1'],
+        [{ spot: false }, { spot: false }, 'p1'],
+        [{ spot: { fallback: true }, attempts: 3 }, { spot: true }, 'p1'],
+        [{ spot: { fallback: true }, attempts: 4 }, { spot: true }, undefined],
+        [{ spot: { fallback: true }, attempts: 4 }, { spot: false }, 'p1'],
+      ];
+      for (const [options, partition, reuse] of cases) {
+        const plan = schedule({ ...withIdle([job('j', { ...base, ...options })], [idle('p1', partition)], [local], { local: 1 }), policy: { maxPreemptions: 3 } });
+        expect(plan.assignments[0]?.reuse, JSON.stringify([options, partition])).to.equal(reuse);
+      }
+      const fresh = schedule({ ...snapshot([job('k', { spot: { maxPrice: 0.2, fallback: true }, attempts: 1 })], [local]), policy: { maxPreemptions: 1 } });
+      expect(fresh.assignments[0]!.shape).to.include({ spot: true, maxPrice: 0.2 });
+      const fallen = schedule({ ...snapshot([job('k', { spot: { maxPrice: 0.2, fallback: true }, attempts: 2 })], [local]), policy: { maxPreemptions: 1 } });
+      expect(fallen.assignments[0]!.shape).to.include({ spot: false, maxPrice: null });
+    });
+
     it("takes a pool's spare for anyone, after the owner's own partitions", () => {
       const plan = schedule(withIdle([job('a', { owner: 'alice' }), job('c', { owner: 'carol' })], [idle('spare', { owner: null, pool: true }), idle('own')], [local], { local: 2 }));
       expect(plan.assignments.map((a) => [a.jobId, a.reuse])).to.deep.equal([

@@ -4,6 +4,7 @@ import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import { imageReferenceProblem } from '../../terminal-protocol/image-reference.js';
 import { jobPathProblem } from '../../terminal-protocol/path-patterns.js';
 import type { Dependency, DependencyKind } from '../scheduler/dependencies.js';
+import { parseSpot, type SpotDirective } from '../scheduler/spot.js';
 
 /** A job array (`#SWM array 0-99%10`): the task indices, and how many of them may run at once. */
 export interface ArraySpec {
@@ -51,6 +52,8 @@ export interface Directives {
   array?: ArraySpec;
   /** `#SWM depends`: every clause must hold before the job starts (job ids in full). */
   depends?: Dependency[];
+  /** `#SWM spot`: spot nodes (and their maximum price), or `false`: on-demand even where the gate defaults to spot. */
+  spot?: SpotDirective | false;
 }
 
 /** Most tasks one array submission may make (Slurm's MaxArraySize is 1001). */
@@ -305,6 +308,12 @@ export function parseJobScript(script: string): ParsedScript {
         const clauses = parseDependencies(needValue());
         if (typeof clauses === 'string') throw invalid(n, `depends: ${clauses}`);
         d.depends = [...(d.depends ?? []), ...clauses];
+        break;
+      }
+      case 'spot': {
+        const spot = parseSpot(value);
+        if (typeof spot === 'string') throw invalid(n, `spot: ${spot}`);
+        d.spot = spot;
         break;
       }
       case 'priority':

@@ -1,3 +1,4 @@
+import { hourlyPrice } from '../scheduler/spot.js';
 import type { CoreServices } from '../services.js';
 import { chargeOf, type OpenCharge } from '../store/job-store.js';
 import type { PartitionRecord } from './partition-record.js';
@@ -53,10 +54,10 @@ export class PartitionCharges {
     return (stored ?? 0) + open.reduce((sum, c) => sum + chargeOf(c, nowMs), 0);
   }
 
-  /** The flavor's price per node-hour as its gate reports it (0 when the cloud publishes none). */
+  /** The flavor's price per node-hour as its gate reports it, spot or on-demand (0 when the cloud publishes none). */
   private priceOf(p: PartitionRecord): number {
     const remote = this.services.config.remotes.find((r) => r.name === p.remote);
     const flavor = remote ? this.services.gates.get(remote.gate)?.flavors?.find((f) => f.name === p.flavor) : undefined;
-    return flavor?.pricePerHour ?? 0;
+    return hourlyPrice(flavor, p.spot) ?? 0;
   }
 }

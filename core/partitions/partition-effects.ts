@@ -85,6 +85,8 @@ const requestAtGate =
         sshPublicKey: keys.publicKey,
         ...(hostKeys ? { hostKeys: hostKeys.privateKeys } : {}),
         ...(p.containerImages.length ? { containerImages: p.containerImages } : {}),
+        ...(p.spot != null ? { spot: p.spot } : {}),
+        ...(p.spot && p.maxPrice != null ? { maxPrice: p.maxPrice } : {}),
         tags: {
           'skyport-partition': p.name,
           ...(p.owner ? { 'skyport-owner': p.owner } : {}),

@@ -20,6 +20,10 @@ export interface PartitionShape {
   cloudImage: string | null;
   /** Ports opened at creation (security rules, published ports). */
   ports: PortSpec[];
+  /** Spot (preemptible) nodes, or on-demand ones; null or absent: the gate's default. */
+  spot?: boolean | null;
+  /** With spot: the most a node may cost an hour; null or absent: the gate's maximum. */
+  maxPrice?: number | null;
 }
 
 export interface PartitionRecord extends PartitionShape {
@@ -70,6 +74,9 @@ export function fits(partition: PartitionShape & Pick<PartitionRecord, 'owner'>,
     partition.nodeCount === shape.nodeCount &&
     partition.cloudImage === shape.cloudImage &&
     portsKey(partition.ports) === portsKey(shape.ports) &&
+    // A job that asked for on-demand nodes never lands on spot ones, nor a spot job on nodes it did not price.
+    (partition.spot ?? null) === (shape.spot ?? null) &&
+    (partition.maxPrice ?? null) === (shape.maxPrice ?? null) &&
     (partition.owner === null || partition.owner === owner || sharing)
   );
 }

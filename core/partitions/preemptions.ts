@@ -12,7 +12,8 @@ export const preemptedDetails = (count: number, error: string): string => `Preem
  * Jobs on spot nodes the cloud took back. The gate reports the partition failed with a reason starting
  * `Preempted:`; the partition itself is then lost and deleted as any other (partitions.ts). The job that held
  * it is queued again with reason Preempted and its count, up to `limits.maxPreemptions` times; after that its
- * run fails as on any lost node.
+ * run fails as on any lost node, unless the job asked `#SWM spot fallback`: then it is queued once more, and the
+ * scheduler gives it on-demand nodes (scheduler/spot.ts).
  */
 export class Preemptions {
   private readonly onGateEvent = (seen: Partition) => this.seen(seen);
@@ -37,12 +38,15 @@ export class Preemptions {
     const job = this.services.store.get(p.jobId);
     if (!job || job.step === 'done') return;
     const preempted = job.attempts + 1;
-    if (preempted > this.services.config.limits.maxPreemptions) {
+    const { maxPreemptions } = this.services.config.limits;
+    const fallback = preempted > maxPreemptions && job.directives.spot !== false && job.directives.spot?.fallback === true;
+    if (preempted > maxPreemptions && !fallback) {
       this.services.logger.warn({ job: job.id, partition: p.name, attempts: job.attempts }, 'job preempted again: not queued again (limits.maxPreemptions)');
       return;
     }
-    this.services.logger.info({ job: job.id, partition: p.name, reason: seen.error }, 'job preempted: queued again');
-    this.jobs.send(job.id, { type: 'requeue', details: preemptedDetails(preempted, seen.error) }).then(
+    this.services.logger.info({ job: job.id, partition: p.name, reason: seen.error, onDemand: fallback }, 'job preempted: queued again');
+    const details = preemptedDetails(preempted, seen.error) + (fallback ? '; on on-demand nodes from now on (spot fallback)' : '');
+    this.jobs.send(job.id, { type: 'requeue', details }).then(
       () => this.services.kickScheduler(),
       (error: Error) => this.services.logger.warn({ job: job.id, err: error.message }, 'cannot queue a preempted job again'),
     );

@@ -1,4 +1,5 @@
 import { fits, type PartitionShape } from '../partitions/partition-record.js';
+import { DEFAULT_MAX_PREEMPTIONS, spotChoice } from './spot.js';
 import { backfill, expectedEndMs, reservationFor, type Shadow } from './backfill.js';
 import { budgetExhausted } from './budgets.js';
 import { dependencyState } from './dependencies.js';
@@ -135,6 +136,7 @@ export function schedule(snapshot: Snapshot): Plan {
       nodeCount: job.nodes,
       cloudImage: job.cloudImage ?? where.remote.defaultCloudImage ?? null,
       ports: job.ports ?? [],
+      ...spotChoice(job.spot, job.attempts ?? 0, policy.maxPreemptions ?? DEFAULT_MAX_PREEMPTIONS),
     };
     // The owner's own idle partitions first (warm caches, files the owner may expect), then a pool's spares.
     const reusable = idle

@@ -78,7 +78,7 @@ export function spawnScheduler(
   jobs: Jobs,
 ): { kick: () => void; stop: () => void; pendingOf: (jobId: string) => PendingView | null; preview: (candidate: Omit<QueuedRow, 'seq' | 'reason' | 'stateDetails'>) => SchedulingPreview } {
   let pending = false;
-  const policy = schedulingPolicy(services.config.scheduling);
+  const policy = { ...schedulingPolicy(services.config.scheduling), maxPreemptions: services.config.limits.maxPreemptions };
   const halfLifeSec = services.config.scheduling.halfLifeSec;
   /** What the last plan said of each queued job it left waiting (served with the job; never stored as such). */
   let pendingNow = new Map<string, PendingJob>();

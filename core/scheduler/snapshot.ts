@@ -6,6 +6,7 @@ import type { RecentUsage } from './fair-share.js';
 import type { OrderWeights } from './job-order.js';
 import type { PendingCode } from './pending-reasons.js';
 import type { SchedulingLimits } from './quotas.js';
+import type { SpotDirective } from './spot.js';
 
 /**
  * What the scheduler is given (a snapshot) and what it decides (a plan): plain data, no behaviour. Every field
@@ -41,6 +42,10 @@ export interface QueuedJob {
   array?: ArrayTask | null;
   /** Every clause must be met before the job may start. */
   depends?: Dependency[];
+  /** `#SWM spot`; absent: the gate's default. */
+  spot?: SpotDirective | false;
+  /** Times it was queued again (preempted): with the spot fallback, on-demand after policy.maxPreemptions. */
+  attempts?: number;
 }
 
 /**
@@ -103,6 +108,8 @@ export interface SchedulingPolicy {
   backfill?: boolean;
   /** Seconds a job holds its nodes beyond its time limit (partition setup, stage-in and out); default 0. */
   backfillOverheadSec?: number;
+  /** Preemptions after which a spot job with `fallback` runs on on-demand nodes (config limits.maxPreemptions); default 3. */
+  maxPreemptions?: number;
 }
 
 export interface Snapshot {

@@ -6,6 +6,7 @@ import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import type { JobState } from '../../terminal-protocol/job.js';
 import { stepsWhere } from '../jobs/job-steps.js';
 import type { Dependency } from '../scheduler/dependencies.js';
+import type { SpotDirective } from '../scheduler/spot.js';
 import type { PartitionRecord } from '../partitions/partition-record.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
@@ -139,6 +140,9 @@ export interface QueuedRow {
   durationSec: number;
   array: { id: string; index: number; maxRunning: number | null } | null;
   depends: Dependency[];
+  spot?: SpotDirective | false;
+  /** Times queued again (preemptions): a spot job with fallback runs on-demand after limits.maxPreemptions. */
+  attempts: number;
   /** The pending code stored last (written only when it changes). */
   reason: string | null;
   stateDetails: string;
@@ -348,13 +352,14 @@ export class JobStore {
         `SELECT id, owner, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
                 json_extract(directives, '$.flavor') AS flavor, json_extract(directives, '$.cloudImage') AS cloudImage,
                 json_extract(directives, '$.ports') AS ports, json_extract(directives, '$.durationSec') AS durationSec,
-                account, array_id, array_index, array_cap, depends, reason, state_details
+                json_extract(directives, '$.spot') AS spot,
+                account, array_id, array_index, array_cap, depends, reason, state_details, attempts
            FROM jobs WHERE step = 'queue'`,
       )
       .all() as {
       id: string; owner: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null; cloudImage: string | null;
       ports: string | null; durationSec: number | null; account: string | null; array_id: string | null; array_index: number | null; array_cap: number | null;
-      depends: string; reason: string | null; state_details: string;
+      depends: string; reason: string | null; state_details: string; spot: string | number | null; attempts: number;
     }[];
     return rows.map((r) => ({
       id: r.id,
@@ -372,6 +377,9 @@ export class JobStore {
       depends: r.depends === '[]' ? [] : JSON.parse(r.depends),
       reason: r.reason,
       stateDetails: r.state_details,
+      // json_extract gives an object as JSON text, and `false` as 0.
+      spot: r.spot === null ? undefined : typeof r.spot === 'number' ? (r.spot ? { fallback: false } : false) : (JSON.parse(r.spot) as SpotDirective),
+      attempts: r.attempts,
     }));
   }
 

@@ -6,6 +6,7 @@ import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { GateHealth, PartitionView } from '../../terminal-protocol/terminal-methods.js';
 import type { PartitionRecord } from '../partitions/partition-record.js';
 import { isPoolSpare } from '../partitions/partition-states.js';
+import { hourlyPrice } from '../scheduler/spot.js';
 import type { CoreServices } from '../services.js';
 
 /** Remotes, flavors, images and partitions: what the core's gates offer and hold. */
@@ -88,6 +89,7 @@ export class CatalogHandlers {
     const remote = this.services.config.remotes.find((r) => r.name === p.remote);
     const flavor = (remote ? this.services.gates.get(remote.gate)?.flavors : null)?.find((f) => f.name === p.flavor);
     const hours = p.upMs === null ? 0 : ((p.deletedMs ?? now) - p.upMs) / 3_600_000;
+    const price = hourlyPrice(flavor, p.spot);
     return {
       id: p.gateId ?? p.name,
       name: p.name,
@@ -103,8 +105,8 @@ export class CatalogHandlers {
       jobsRun: p.jobsRun,
       idleSec: p.state === 'idle' && p.idleSinceMs !== null ? Math.max(0, Math.round((now - p.idleSinceMs) / 1000)) : null,
       keepSec: p.state === 'idle' && !isPoolSpare(p) ? p.keepSec : null,
-      cost: flavor?.pricePerHour !== undefined ? Math.round(flavor.pricePerHour * p.nodeCount * hours * 10_000) / 10_000 : null,
-      currency: flavor?.pricePerHour !== undefined ? (flavor.currency ?? 'USD') : null,
+      cost: price !== undefined ? Math.round(price * p.nodeCount * hours * 10_000) / 10_000 : null,
+      currency: price !== undefined ? (flavor?.currency ?? 'USD') : null,
     };
   }
 }

@@ -21,6 +21,7 @@ import { schedulingLimits } from '../scheduler/scheduling-policy.js';
 import { canSee, visibleJob } from './caller.js';
 import { forwardsOf, type JobForwards } from '../forwarding/job-forwards.js';
 import type { TerminalStreams } from '../transfers/terminal-streams.js';
+import { hourlyPrice } from '../scheduler/spot.js';
 
 /** Where a submission came from (the terminal's connection). */
 export interface SubmissionOrigin {
@@ -137,11 +138,14 @@ export class JobHandlers {
       durationSec: directives.durationSec ?? 0,
       array: null,
       depends: directives.depends ?? [],
+      ...(directives.spot !== undefined ? { spot: directives.spot } : {}),
+      attempts: 0,
     });
     const remoteName = preview?.remote ?? directives.remote ?? this.services.config.remotes.find((r) => r.default)?.name ?? null;
     const remote = this.services.config.remotes.find((r) => r.name === remoteName);
     const flavorName = preview?.flavor ?? directives.flavor ?? remote?.defaultFlavor ?? null;
     const flavor = remote && flavorName ? this.services.gates.get(remote.gate)?.flavors?.find((f) => f.name === flavorName) : undefined;
+    const price = hourlyPrice(flavor, directives.spot ? true : null);
     return {
       warnings,
       tasks: indices?.length ?? 1,
@@ -153,7 +157,7 @@ export class JobHandlers {
       reuse: preview?.reuse ?? null,
       reason: preview?.reason ?? null,
       position: preview?.position ?? null,
-      pricePerHour: flavor?.pricePerHour !== undefined ? flavor.pricePerHour * directives.nodes : null,
+      pricePerHour: price !== undefined ? price * directives.nodes : null,
       currency: flavor?.currency ?? null,
     };
   }

@@ -164,9 +164,10 @@ export function gatePid(spool: TestSpool, name = 'local'): number {
  * A core (startFixture) whose azure gate is managed with `gateOptions` (a fake Azure's, see
  * azureGateOptionsFor) and whose azure remote is in eastus with `maxNodes`.
  */
-export function startAzureFixture(gateOptions: Record<string, unknown>, maxNodes: number): Promise<CoreFixture> {
+export function startAzureFixture(gateOptions: Record<string, unknown>, maxNodes: number, configure?: TestSpoolOptions['configure']): Promise<CoreFixture> {
   return startFixture({
     configure: (config) => {
+      configure?.(config);
       const gate = config.gates.find((g) => g.name === 'azure')!;
       gate.managed = true;
       gate.options = gateOptions;
