@@ -24,6 +24,7 @@ import { partitionView } from '../gates/azure/partition-view.js';
 import type { ObservedPartition } from '../gates/azure/partition-reader.js';
 import type { RetailPrice } from '../gates/azure/retail-prices.js';
 import { securityRules } from '../gates/azure/security-rules.js';
+import { sharedNetworkGroupOf } from '../gates/azure/shared-network.js';
 import { startAzureGate, type GateHarness } from './fakes/azure-arm/gate-harness.js';
 import { ARM_BUCKETS, azureGateOptionsFor, FAKE_CLIENT_ID, FAKE_CLIENT_SECRET, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
 import { testKeyPair } from './harness/keys.js';
@@ -632,6 +633,66 @@ describe('azure gate', function () {
       for (const code of ['SkuNotAvailable', 'AllocationFailed', 'ZonalAllocationFailed', 'OverconstrainedZonalAllocationRequest', 'OverconstrainedAllocationRequest'])
         expect(failureKindOf(new Error('wrapped', { cause: err(code, 'no room') })), code).to.equal('capacity');
       expect(failureKindOf(err('InvalidParameter', 'bad'))).to.equal(null);
+    });
+  });
+
+  describe('the shared network (sharedNetwork)', () => {
+    const SHARED_CORE = 'core-shared-net';
+    const sharedGroup = sharedNetworkGroupOf(SHARED_CORE, 'eastus');
+    let h: GateHarness;
+
+    before(async () => {
+      h = await start({ sharedNetwork: true, sourceCidrs: ['203.0.113.7'] }, SHARED_CORE);
+      // Made at the gate's start, in the background: the first partition of the region waits for it no longer.
+      for (const end = Date.now() + 10_000; inGroup(sharedGroup).filter((r) => r.properties?.provisioningState === 'Succeeded').length < 2; ) {
+        if (Date.now() > end) throw new Error('the shared network was not made at the gate\'s start');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    });
+
+    it('is made at the start, in a group of its own without a partition tag, isolating its VMs from one another', () => {
+      const group = fake.groups().find((g) => g.name === sharedGroup)!;
+      expect(group.tags).to.include({ 'skyport-core': SHARED_CORE, 'skyport-role': 'shared-network' });
+      expect(group.tags).not.to.have.property('skyport-partition');
+      const nsg = inGroup(sharedGroup).find((r) => r.type === 'Microsoft.Network/networkSecurityGroups')!;
+      const rules = nsg.properties.securityRules.map((r: any) => ({ name: r.name, ...r.properties }));
+      expect(rules.find((r: any) => r.name === 'skyport-ssh')).to.include({ access: 'Allow', sourceAddressPrefix: '203.0.113.7' });
+      expect(rules.find((r: any) => r.name === 'skyport-isolate-partitions')).to.include({ access: 'Deny', direction: 'Inbound', sourceAddressPrefix: 'VirtualNetwork', priority: 4000 });
+    });
+
+    it('takes a partition of one node with no inbound port: group, then VM, nothing of a network in its group', async () => {
+      fake.clearRequests();
+      await h.gate.create(request('solo', { ports: [{ port: 5432, protocol: 'tcp', direction: 'out' }] }));
+      await h.waitFor('solo', 'up');
+      const writes = fake.requests.filter((r) => r.method === 'PUT' && !/runCommands/i.test(r.path));
+      expect(writes.map((r) => r.path.replace(/^.*\/providers\//i, '').replace(/^\/subscriptions\/[^/]+\/resourcegroups\//i, 'group '))).to.deep.equal([
+        'group solo-rg',
+        'Microsoft.Compute/virtualMachines/solo-0',
+        'group solo-rg',
+      ]);
+      const types = inGroup('solo-rg').map((r) => r.type).sort();
+      expect(types).to.not.include.members(['Microsoft.Network/virtualNetworks', 'Microsoft.Network/networkSecurityGroups']);
+      const config = (writes[1]!.body as any).properties.networkProfile.networkInterfaceConfigurations[0].properties;
+      expect(config.networkSecurityGroup.id.toLowerCase()).to.include(`/resourcegroups/${sharedGroup.toLowerCase()}/`);
+      expect(config.ipConfigurations[0].properties.subnet.id.toLowerCase()).to.include(`/resourcegroups/${sharedGroup.toLowerCase()}/`);
+    });
+
+    it('is left when the partition is deleted; a partition of two nodes, or opening a port, makes its own network', async () => {
+      await h.gate.delete('solo');
+      await h.waitFor('solo', 'deleted');
+      expectNothingOf('solo');
+      expect(inGroup(sharedGroup).map((r) => r.type).sort()).to.deep.equal(['Microsoft.Network/networkSecurityGroups', 'Microsoft.Network/virtualNetworks']);
+      for (const [name, overrides] of [
+        ['pair', { nodeCount: 2 }],
+        ['notebook', { ports: [{ port: 8888, protocol: 'tcp', direction: 'in' }] }],
+      ] as const) {
+        await h.gate.create(request(name, overrides as Partial<PartitionRequest>));
+        await h.waitFor(name, 'up');
+        expect(inGroup(`${name}-rg`).map((r) => r.type), name).to.include.members(['Microsoft.Network/virtualNetworks', 'Microsoft.Network/networkSecurityGroups']);
+        await h.gate.delete(name);
+        await h.waitFor(name, 'deleted');
+        expectNothingOf(name);
+      }
     });
   });
 

@@ -141,6 +141,13 @@ const refusedBecause = (pattern: RegExp) => (line: Record<string, unknown>) =>
 
 const hello = (id: number) => JSON.stringify({ jsonrpc: '2.0', id, method: 'hello', params: {} });
 
+/**
+ * The longest another terminal's `status` may take while one message is handled. A message decoded on the event
+ * loop would hold every other for its whole parse (about a second for the costliest frame below); a status
+ * answers in a few ms on an idle machine, and within this bound on a loaded one.
+ */
+const STALL_MS = 300;
+
 describe('hostile input (real swm-core)', function () {
   this.timeout(60_000);
 
@@ -172,15 +179,15 @@ describe('hostile input (real swm-core)', function () {
       return { reply: await answer, slowest };
     }
 
-    it('refuses 10 MB of nesting with InvalidRequest while another terminal gets status within 100 ms', async () => {
+    it(`refuses 10 MB of nesting with InvalidRequest while another terminal gets status within ${STALL_MS} ms`, async () => {
       const { reply, slowest } = await sendWhileOthersAsk(nestedFrame(5 * 1024 * 1024));
-      expect(slowest, 'slowest status while the nested message was handled (ms)').to.be.below(100);
+      expect(slowest, 'slowest status while the nested message was handled (ms)').to.be.below(STALL_MS);
       expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message nests deeper than 64 levels' });
     });
 
     it('refuses 10 MB of flat values the same way (500 000 values at most)', async () => {
       const { reply, slowest } = await sendWhileOthersAsk(flatFrame(3_500_000));
-      expect(slowest, 'slowest status while the flat message was handled (ms)').to.be.below(100);
+      expect(slowest, 'slowest status while the flat message was handled (ms)').to.be.below(STALL_MS);
       expect(reply.error).to.deep.equal({ code: ErrorCode.InvalidRequest, message: 'message has more than 500000 values' });
     });
 
@@ -190,7 +197,7 @@ describe('hostile input (real swm-core)', function () {
       expect(reply.id).to.equal(3);
       expect(reply.error?.code).to.equal(ErrorCode.InvalidParams);
       expect(reply.error?.message.length, 'length of the error message').to.be.below(500);
-      expect(slowest, 'slowest status while the message was decoded (ms)').to.be.below(100);
+      expect(slowest, 'slowest status while the message was decoded (ms)').to.be.below(STALL_MS);
     });
 
     it('keeps serving the connection that sent all that, and every other', async () => {

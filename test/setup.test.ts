@@ -480,7 +480,9 @@ describe('swm-setup', function () {
       expect(existsSync(join(root, 'spool'))).to.equal(false);
     });
 
-    it('exits 1 on an existing spool, 0 with --force, and 2 on a usage error', async () => {
+    it('exits 1 on an existing spool, 0 with --force, and 2 on a usage error', async function () {
+      // Eight runs of swm-setup, four of them making a spool (a CA, certificates, keys): slow on a loaded machine.
+      this.timeout(120_000);
       const root = newDir();
       const env = { SWM_SPOOL: join(root, 'spool'), SWM_HOME: join(root, 'home'), SKYPORT_USER: 'kim' };
       expect((await runSetup(['--yes'], env)).code).to.equal(0);

@@ -22,6 +22,7 @@ import { listCoreGroups, readGroup, readPartition, type ObservedGroup } from './
 import { partitionView } from './partition-view.js';
 import { provisionPartition } from './provisioner.js';
 import { reconcilePartitions, watchNodes, type ReconcileReport } from './reconciler.js';
+import { planSharedNetwork, SharedNetworks, type SharedNetworkPlan } from './shared-network.js';
 import { expiryOf, lifetimeSecOf, ownedBy, TAG, tagOf, tagValue } from './tags.js';
 
 const PARTITION_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -67,6 +68,7 @@ export class AzureGate implements Gate {
   private readonly log: Logger;
   /** VM creations in flight, across partitions. */
   private readonly vmSlots: Limiter;
+  private readonly sharedNetworks: SharedNetworks;
   private readonly journal: PartitionJournal;
   /** This process: a journal entry of another one that is still being created was interrupted. */
   readonly incarnation = randomUUID();
@@ -82,6 +84,12 @@ export class AzureGate implements Gate {
   ) {
     this.log = context.logger;
     this.vmSlots = new Limiter(options.maxConcurrentVmCreations);
+    this.sharedNetworks = new SharedNetworks(arm, this.log, options.freshGroupGraceSec * 1000, this.closing.signal);
+    // Made (or brought up to date) now, in the background: the first job of the region does not wait for it.
+    if (options.sharedNetwork)
+      this.sharedNetworks.ensure(this.sharedNetworkOf(options.location), { ...this.limits(), cancel: this.closing.signal }).catch((error: unknown) => {
+        if (!this.closing.signal.aborted) this.log.warn({ error: describeAzureError(error) }, 'cannot make the shared network yet; the first partition that joins it will try again');
+      });
     this.journal = new PartitionJournal(join(context.spool.gateState(context.name), 'azure-partitions.json'), context.coreId);
     const every = (sec: number, run: () => void): void => {
       if (sec <= 0) return;
@@ -163,7 +171,21 @@ export class AzureGate implements Gate {
   async close(): Promise<void> {
     this.closing.abort();
     for (const timer of this.timers) clearTimeout(timer);
-    await Promise.allSettled([...[...this.creations.values()].map((c) => c.done), ...this.deletions.values(), this.reconciling, this.watching]);
+    await Promise.allSettled([...[...this.creations.values()].map((c) => c.done), ...this.deletions.values(), this.reconciling, this.watching, this.sharedNetworks.settled()]);
+  }
+
+  /** The core's shared network of a region, as this gate's settings make it (shared-network.ts). */
+  private sharedNetworkOf(location: string): SharedNetworkPlan {
+    const o = this.options;
+    return planSharedNetwork({
+      subscriptionId: o.subscriptionId,
+      coreId: this.context.coreId,
+      gateName: this.context.name,
+      location,
+      sources: allowedSources(o),
+      sshPort: o.sshPort,
+      outboundAccess: o.outboundAccess,
+    });
   }
 
   /**
@@ -361,6 +383,7 @@ export class AzureGate implements Gate {
       osDiskType: o.osDiskType,
       outboundAccess: o.outboundAccess,
       guestReadyTimeoutSec: o.guestReadyTimeoutSec,
+      sharedNetworkFor: o.sharedNetwork ? (location) => this.sharedNetworkOf(location) : null,
       plan: traits?.plan ?? null,
       spot: spot ? { maxPrice: request.maxPrice ?? o.spotMaxPrice } : null,
       createdAt: now,
@@ -395,6 +418,7 @@ export class AzureGate implements Gate {
         vmSlots: this.vmSlots,
         freshGroupGraceMs: this.options.freshGroupGraceSec * 1000,
         guestReadyTimeoutMs: this.options.guestReadyTimeoutSec * 1000,
+        sharedNetworks: this.sharedNetworks,
       });
       log.debug({ placement: describePlacement(placement) }, 'partition placed');
     } catch (error) {

@@ -19,6 +19,7 @@ import {
   vmNameOf,
 } from './naming.js';
 import { securityRules } from './security-rules.js';
+import type { SharedNetworkPlan } from './shared-network.js';
 import { partitionTags, TAG } from './tags.js';
 
 /**
@@ -46,6 +47,11 @@ export interface PlanSettings {
   outboundAccess: 'nat-gateway' | 'default';
   /** Limit of each node's guest-readiness check. */
   guestReadyTimeoutSec: number;
+  /**
+   * The core's shared network of a region (shared-network.ts), for a partition of one node opening no inbound
+   * port; null: every partition has a network of its own.
+   */
+  sharedNetworkFor: ((location: string) => SharedNetworkPlan) | null;
   /** The purchase plan the image requires (third-party marketplace images), or null. */
   plan: { name: string; product: string; publisher: string } | null;
   /** Spot VMs, with the most they may cost an hour (-1: up to the pay-as-you-go price); null: regular VMs. */
@@ -83,6 +89,24 @@ export interface Named<T> {
   body: T;
 }
 
+/** A partition's own network, in its group, deleted with it. */
+export interface OwnNetwork {
+  kind: 'own';
+  securityGroup: Named<NetworkSecurityGroup>;
+  network: Named<VirtualNetwork>;
+  /**
+   * The NAT gateway (and its public IP) that gives the nodes without a public IP their way out, or null
+   * when there are none (one node: the head goes out through its own IP) or outbound is Azure's default.
+   */
+  outbound: { publicIp: Named<PublicIPAddress>; natGateway: Named<NatGateway> } | null;
+}
+
+/** The core's shared network of the placement's region, which the partition's VM joins. */
+export interface SharedNetwork {
+  kind: 'shared';
+  shared: SharedNetworkPlan;
+}
+
 /** Every resource of one partition in one placement, with its body, before anything is created. */
 export interface PartitionPlan {
   partition: string;
@@ -91,13 +115,7 @@ export interface PartitionPlan {
   groupLocation: string;
   placement: Placement;
   tags: Record<string, string>;
-  securityGroup: Named<NetworkSecurityGroup>;
-  network: Named<VirtualNetwork>;
-  /**
-   * The NAT gateway (and its public IP) that gives the nodes without a public IP their way out, or null
-   * when there are none (one node: the head goes out through its own IP) or outbound is Azure's default.
-   */
-  outbound: { publicIp: Named<PublicIPAddress>; natGateway: Named<NatGateway> } | null;
+  network: OwnNetwork | SharedNetwork;
   nodes: NodePlan[];
 }
 
@@ -115,7 +133,10 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
   const tags = partitionTags(request, s.coreId, { gate: s.gateName, createdAt: s.createdAt, expiresAt: s.expiresAt, spot: s.spot !== null });
   const nsgName = securityGroupNameOf(request.name);
   const vnetName = networkNameOf(request.name);
-  const subnetId = `${id('Microsoft.Network/virtualNetworks', vnetName)}/subnets/${SUBNET_NAME}`;
+  const opensPorts = request.ports.some((p) => p.direction === 'in');
+  const shared = s.sharedNetworkFor && hostKeys.length === 1 && !opensPorts ? s.sharedNetworkFor(location) : null;
+  const subnetId = shared ? shared.subnetId : `${id('Microsoft.Network/virtualNetworks', vnetName)}/subnets/${SUBNET_NAME}`;
+  const securityGroupId = shared ? shared.securityGroupId : id('Microsoft.Network/networkSecurityGroups', nsgName);
   const standardIp = {
     sku: { name: 'Standard' as const, tier: 'Regional' as const },
     publicIPAllocationMethod: 'Static' as const,
@@ -165,7 +186,7 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
             tags,
             primary: true,
             deleteOption: 'Delete',
-            networkSecurityGroup: { id: id('Microsoft.Network/networkSecurityGroups', nsgName) },
+            networkSecurityGroup: { id: securityGroupId },
             ipConfigurations: [
               {
                 name: 'primary',
@@ -218,12 +239,14 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
     groupLocation,
     placement,
     tags,
-    securityGroup: { name: nsgName, body: { location, tags, securityRules: securityRules(s.sources, s.sshPort, request.ports) } },
-    network: {
-      name: vnetName,
-      body: { location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [subnet] },
-    },
-    outbound,
+    network: shared
+      ? { kind: 'shared', shared }
+      : {
+          kind: 'own',
+          securityGroup: { name: nsgName, body: { location, tags, securityRules: securityRules(s.sources, s.sshPort, request.ports) } },
+          network: { name: vnetName, body: { location, tags, addressSpace: { addressPrefixes: [NETWORK_PREFIX] }, subnets: [subnet] } },
+          outbound,
+        },
     nodes,
   };
 }

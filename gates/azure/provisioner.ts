@@ -2,8 +2,10 @@ import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import type { ArmClients } from './arm-clients.js';
 import { azureCodeOf, describeAzureError, failureKindOf, httpStatusOf } from './azure-errors.js';
+import { writesIntoFreshGroup, type InGroup } from './fresh-group.js';
 import { GUEST_READY_COMMAND } from './guest-ready.js';
 import type { Limiter } from './limiter.js';
+import type { SharedNetworks } from './shared-network.js';
 import { completeOperation, OperationCancelled, OperationFailed, OperationTimeout, type OperationLimits } from './long-running.js';
 import { describePlacement, type PartitionPlan, type Placement } from './partition-plan.js';
 import { TAG } from './tags.js';
@@ -20,42 +22,19 @@ export interface ProvisionContext {
   freshGroupGraceMs: number;
   /** Limit of each node's guest-readiness check. */
   guestReadyTimeoutMs: number;
+  /** The gate's shared networks, for the partitions that join one. */
+  sharedNetworks: SharedNetworks;
 }
 
-/** Nodes per step of the poll interval: a partition of 200 nodes polls each operation 8 times less often. */
-const NODES_PER_POLL_STEP = 25;
-const FRESH_GROUP_RETRY_MAX_MS = 5_000;
+/** Nodes per step of the poll interval: a partition of 200 nodes polls each operation 20 times less often. */
+const NODES_PER_POLL_STEP = 10;
 
 /** Every placement allowed was tried and none had room: the partition's failure, of kind capacity. */
 export class NoCapacity extends Error {
   override name = 'NoCapacity';
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new OperationCancelled('abandoned'));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(new OperationCancelled('abandoned'));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-
-/** ARM's answer, for a while after it created a group, to writes into it (its replicas have not all seen it). */
-const isFreshGroupMiss = (error: unknown): boolean => {
-  const cause = error instanceof OperationFailed ? error.cause : error;
-  if (httpStatusOf(cause) !== 404) return false;
-  const code = (cause as { code?: unknown }).code;
-  return code === 'ResourceGroupNotFound' || (cause instanceof Error && cause.message.includes('ResourceGroupNotFound'));
-};
-
 const notFoundIsDone = (error: unknown): Promise<void> => (httpStatusOf((error as Error).cause) === 404 ? Promise.resolve() : Promise.reject(error));
-
-type InGroup = <T>(what: string, l: OperationLimits, begin: Parameters<typeof completeOperation<T>>[2]) => Promise<T>;
 
 /**
  * Creates a planned partition in the first placement that has room, each resource as soon as what it references
@@ -65,7 +44,8 @@ type InGroup = <T>(what: string, l: OperationLimits, begin: Parameters<typeof co
  *                   └─ NAT IP ── NAT gateway ── network ────┴─ VM i (its NIC, the head's public IP) ── guest ready i
  *                                                              (every node in parallel, within the gate's VM slots)
  *
- * (the NAT gateway only when some node has no public IP). `plans` are the same partition in each placement allowed,
+ * (the NAT gateway only when some node has no public IP). A partition of one node opening no inbound port joins
+ * the core's shared network of the region instead, made once (shared-network.ts): resource group ── VM ── guest. `plans` are the same partition in each placement allowed,
  * in order of preference (zones, then fallback sizes, then fallback regions). When a node of a placement fails for
  * want of capacity, the placement's VMs are deleted (with their NICs and the head's public IP, by their delete
  * options), and the next placement is tried; in another region the network is first deleted and made there. Any
@@ -92,19 +72,7 @@ export async function provisionPartition(plans: PartitionPlan[], ctx: ProvisionC
   log.debug({ group }, 'resource group ready');
 
   /** A write into the group, tried again while ARM may still answer that the new group does not exist. */
-  const inGroup: InGroup = async (what, l, begin) => {
-    let delay = Math.max(1, Math.min(ctx.limits.pollIntervalMs, 1000));
-    for (;;) {
-      try {
-        return await completeOperation(what, l, begin);
-      } catch (error) {
-        if (!isFreshGroupMiss(error) || Date.now() + delay > groupCreatedAt + ctx.freshGroupGraceMs) throw error;
-        log.debug({ what, retryInMs: delay }, 'resource group not visible yet; trying again');
-        await sleep(delay, l.cancel);
-        delay = Math.min(delay * 2, FRESH_GROUP_RETRY_MAX_MS);
-      }
-    }
-  };
+  const inGroup = writesIntoFreshGroup(groupCreatedAt, ctx.freshGroupGraceMs, log);
 
   const tried: { placement: Placement; code: string }[] = [];
   let network: { location: string; plan: PartitionPlan; done: Promise<void> } | null = null;
@@ -115,7 +83,7 @@ export async function provisionPartition(plans: PartitionPlan[], ctx: ProvisionC
       await deleteNetwork(network.plan, ctx);
       network = null;
     }
-    if (!network) network = { location: plan.placement.location, plan, done: createNetwork(plan, limits, inGroup, arm) };
+    if (!network) network = { location: plan.placement.location, plan, done: createNetwork(plan, limits, inGroup, ctx) };
     try {
       await createNodes(plan, network.done, ctx, inGroup);
     } catch (error) {
@@ -167,9 +135,15 @@ function summarize(tried: { placement: Placement; code: string }[]): string {
     .join('; ');
 }
 
-/** The partition's network in its placement's region: security group, and NAT IP → NAT gateway → virtual network. */
-function createNetwork(plan: PartitionPlan, limits: OperationLimits, inGroup: InGroup, arm: ArmClients): Promise<void> {
-  const { network: vnet, securityGroup: nsg, outbound, group } = plan;
+/**
+ * The partition's network in its placement's region: security group, and NAT IP → NAT gateway → virtual network;
+ * or the core's shared network there, made once (shared-network.ts).
+ */
+function createNetwork(plan: PartitionPlan, limits: OperationLimits, inGroup: InGroup, ctx: ProvisionContext): Promise<void> {
+  const { arm } = ctx;
+  if (plan.network.kind === 'shared') return ctx.sharedNetworks.ensure(plan.network.shared, limits);
+  const { network: vnet, securityGroup: nsg, outbound } = plan.network;
+  const { group } = plan;
   return (async () => {
     const securityGroup = inGroup(`network security group ${nsg.name}`, limits, (o) => arm.network.networkSecurityGroups.beginCreateOrUpdate(group, nsg.name, nsg.body, o));
     const natGateway = outbound
@@ -241,8 +215,11 @@ export async function deleteVirtualMachines(plan: Pick<PartitionPlan, 'group' | 
 
 /** The network of a placement's region, before the partition moves to another region (its VMs are gone). */
 async function deleteNetwork(plan: PartitionPlan, ctx: ProvisionContext): Promise<void> {
+  // A shared network is the core's, not the partition's: it stays.
+  if (plan.network.kind === 'shared') return;
   const limits: OperationLimits = { ...ctx.limits, cancel: ctx.cancel };
-  const { group, network, securityGroup, outbound } = plan;
+  const { network, securityGroup, outbound } = plan.network;
+  const { group } = plan;
   const net = ctx.arm.network;
   const del = (what: string, begin: Parameters<typeof completeOperation<unknown>>[2]): Promise<void> =>
     completeOperation(`deletion of ${what}`, limits, begin).then(() => undefined, notFoundIsDone);

@@ -28,6 +28,9 @@ export function azureGateOptionsFor(fake: FakeArm, dir: string, overrides: Recor
     // and node watch would take each other's creations for interrupted ones. Tests of them turn them on, or call them.
     reconcileIntervalSec: 0,
     watchIntervalSec: 0,
+    // The shared network outlives partitions (a group of its own): tests that check nothing is left turn it on
+    // only where they test it.
+    sharedNetwork: false,
     ...overrides,
   };
 }
