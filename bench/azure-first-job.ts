@@ -50,8 +50,6 @@ const LATENCY: LatencyModel = {
   // "Just under a minute" for a VM in South Central US (hashicorp/field-workshops-consul#205); SkyPilot measured
   // about 1.5 min from create to SSH in Azure's console (skypilot-org/skypilot#328, 2022).
   virtualMachine: 45 * S,
-  // Assumption: Run Command v2 — the VM agent picks the command up and reports its end.
-  runCommand: 10 * S,
   groupDeletion: 30 * S,
 };
 /** Assumption: cloud-init's final stage with nothing to install (keys, sshd's drop-ins, a timer, restarts). */
@@ -125,6 +123,9 @@ function dependentWrites(fake: FakeArm, since: number): { count: number; chain: 
   return { count: longest.n, chain: longest.chain, writes: before.length, firstVmAt: firstVm?.at ?? null };
 }
 
+/** When each VM's guest was ready (cloud-init's last stage, on the fake's clock), on this process's clock. */
+const guestsReadyAt: number[] = [];
+
 async function runJob(f: CoreFixture, fake: FakeArm, scale: number, lines: string[]): Promise<RunFigures> {
   const since = performance.now();
   const script = ['#!/bin/sh', '#SWM remote azure', `#SWM flavor ${FLAVOR}`, ...lines, 'true', ''].join('\n');
@@ -136,22 +137,23 @@ async function runJob(f: CoreFixture, fake: FakeArm, scale: number, lines: strin
   const perf = (iso: string): number => performance.now() - (Date.now() - Date.parse(iso));
   const submitted = perf(job.submit_time);
   const running = perf(job.start_time);
-  // Until Azure's last answer before R, everything waits on the fake's (scaled) clock; after it, only the core
-  // and the node (SSH, stage-in, start) work, at their real speed.
-  const lastAnswer = Math.max(submitted, ...fake.requests.filter((r) => r.at >= since && (r.respondedAt ?? r.at) <= running).map((r) => r.respondedAt ?? r.at));
+  // Until Azure's last answer before R (or the last guest ready, which the core waits for over SSH), everything
+  // waits on the fake's (scaled) clock; after it, only the core and the node (SSH, stage-in, start) work, at their
+  // real speed.
+  const guestReady = guestsReadyAt.filter((at) => at >= since && at <= running);
+  const lastAnswer = Math.max(submitted, ...guestReady, ...fake.requests.filter((r) => r.at >= since && (r.respondedAt ?? r.at) <= running).map((r) => r.respondedAt ?? r.at));
   const submitToR = (lastAnswer - submitted) * scale + (running - lastAnswer);
   const { count, chain, writes, firstVmAt } = dependentWrites(fake, since);
   const sim = (at: number): number => (at - since) * scale;
   const ops = fake.operations().filter((o) => o.endedAt !== undefined && o.endedAt >= since);
   const vmDone = ops.filter((o) => o.kind === 'put' && /\/virtualMachines\/[^/]+$/i.test(o.target)).map((o) => o.endedAt!);
-  const guestDone = ops.filter((o) => o.kind === 'put' && /\/runCommands\//i.test(o.target)).map((o) => o.endedAt!);
   const firstWrite = fake.requests.find((r) => r.at >= since && r.method === 'PUT');
   const phases: [string, number][] = [];
   if (firstWrite) phases.push(['first Azure write', sim(firstWrite.at)]);
   if (firstVmAt !== null) phases.push(['first VM PUT', sim(firstVmAt)]);
   if (vmDone.length) phases.push(['VM Succeeded', sim(Math.max(...vmDone))]);
-  if (guestDone.length) phases.push(['guest ready (checked)', sim(Math.max(...guestDone))]);
-  phases.push(['partition up → R (real)', running - lastAnswer]);
+  if (guestReady.length) phases.push(['guest ready (cloud-init done)', sim(Math.max(...guestReady))]);
+  phases.push(['ready → R (real: SSH, stage-in, start)', running - lastAnswer]);
   return { submitToR, wallMs, dependentWrites: count, chain, writes, phases };
 }
 
@@ -174,6 +176,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'skyport-bench-azure-'));
   cleanup(async () => rmSync(scratch, { recursive: true, force: true }));
   const nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
+  fake.onGuestReady(() => guestsReadyAt.push(performance.now()));
   cleanup(() => nodes.stop());
   const customImageId = `/subscriptions/${fake.subscriptionId}/resourceGroups/skyport-images/providers/Microsoft.Compute/galleries/skyport/images/skyport-node/versions/1.0.0`;
   const gateOptions = azureGateOptionsFor(fake, scratch, {

@@ -50,6 +50,13 @@ export const Partition = z.object({
   jobId: z.string().nullable(),
   nodes: z.array(PartitionNode),
   error: z.string().optional(),
+  /**
+   * A gate whose nodes finish booting after it reports them up (a cloud: cloud-init's last stage runs after the
+   * VM is Succeeded) names a command the core runs on every node over SSH (the connection checking the pinned
+   * host key) before it takes the partition: exit 0 when the node is ready; any other exit, with its output as
+   * the reason, when it never will be. Waited for at most `timeoutSec`. Absent: ready when up.
+   */
+  guestCheck: z.object({ command: z.string().min(1).max(4096), timeoutSec: z.number().positive() }).optional(),
 });
 export type Partition = z.infer<typeof Partition>;
 

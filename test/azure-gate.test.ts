@@ -12,7 +12,7 @@ import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { PartitionRequest } from '../terminal-protocol/gate-methods.js';
 import type { Gate } from '../gates/gate.js';
 import { createAzureGate } from '../gates/azure/index.js';
-import { cloudConfig, customDataOf } from '../gates/azure/cloud-init.js';
+import { cloudConfig, customDataOf, GUEST_READY_MARKER } from '../gates/azure/cloud-init.js';
 import { failureKindOf } from '../gates/azure/azure-errors.js';
 import { readFirstBoot } from './harness/azure-nodes.js';
 import { joinFlavors, type SkuRecord } from '../gates/azure/flavor-catalog.js';
@@ -256,18 +256,15 @@ describe('azure gate', function () {
       expect(nat.tags).to.include({ 'skyport-partition': 'trio', 'skyport-core': CORE });
     });
 
-    it('is up only once every guest is ready: a run command waits for cloud-init and checks the pinned host key', () => {
-      const commands = fake.runCommands() as { id: string; properties: Record<string, any> }[];
-      expect(commands).to.have.length(3);
-      hostKeys.forEach((key, i) => {
-        const command = commands.find((c) => c.id.toLowerCase().includes(`/virtualmachines/trio-${i}/runcommands/`))!;
-        expect(command.properties.provisioningState).to.equal('Succeeded');
-        expect(command.properties.asyncExecution).to.equal(false);
-        expect(command.properties.treatFailureAsDeploymentFailure).to.equal(true);
-        const script: string = command.properties.source.script;
-        expect(script).to.include('cloud-init status --wait').and.include(fingerprintOf(key)).and.include('-p 22 ');
-      });
+    it('is up once its VMs are, with the guest check the core runs on each node: cloud-init\'s last stage and its marker', () => {
+      // Nothing of Azure is asked per node for it (no run command, no poll): the core checks over its SSH sessions.
+      expect(fake.runCommands()).to.deep.equal([]);
+      expect(up.guestCheck!.timeoutSec).to.equal(900);
+      expect(up.guestCheck!.command).to.include('cloud-init status --wait').and.include(`$HOME/${GUEST_READY_MARKER}`);
       expect(fake.groups().find((g) => g.name === 'trio-rg')!.tags).to.include({ 'skyport-ready': 'true' });
+      // The first boot's last command writes that marker, in the admin user's home, the user's own.
+      const firstBoot = cloudConfig({ adminUser: 'skyport', hostKey: readHostKey(hostKeys[0]!), containerRuntime: 'podman', containerImage: null, sshPort: 22, expiresAt: null, runtimeInstalled: true });
+      expect(firstBoot).to.include(`/home/skyport/${GUEST_READY_MARKER}`).and.include('-o skyport');
     });
 
     it('is idempotent: creating it again answers up and creates nothing', async () => {
@@ -400,36 +397,6 @@ describe('azure gate', function () {
       fake.setGuestReadyDelayMs(0);
       fake.setGroupPropagationMs(0);
       fake.setQuota('eastus', 'standardDSv5Family', undefined);
-    });
-
-    it('reports a partition up only after every guest is ready (cloud-init final stage), not when its VMs succeed', async () => {
-      fake.setGuestReadyDelayMs(600);
-      const h = await start();
-      let readyWhenUp: boolean[] = [];
-      let vmsWhenUp: string[] = [];
-      h.gate.onEvent((p) => {
-        if (p.name !== 'guests' || p.status !== 'up') return;
-        vmsWhenUp = vmsIn('guests-rg').map((vm) => vm.id);
-        readyWhenUp = vmsWhenUp.map((id) => fake.guestReady(id));
-      });
-      await h.gate.create(request('guests', { nodeCount: 2 }));
-      await h.waitFor('guests', 'up');
-      expect(vmsWhenUp).to.have.length(2);
-      expect(readyWhenUp).to.deep.equal([true, true]);
-      await h.gate.delete('guests');
-      await h.waitFor('guests', 'deleted');
-    });
-
-    it('fails a partition whose guest is not ready within guestReadyTimeoutSec, naming it, and deletes its VMs', async () => {
-      const h = await start({ guestReadyTimeoutSec: 0.5 });
-      fake.inject({ kind: 'hang-operation', method: 'PUT', path: /virtualMachines\/slowguest-1\/runCommands\//i });
-      await h.gate.create(request('slowguest', { nodeCount: 2 }));
-      const failed = await h.waitFor('slowguest', 'failed');
-      expect(failed.error).to.match(/^guest readiness of virtual machine slowguest-1 .*did not finish within 0\.5s$/);
-      expect(vmsIn('slowguest-rg'), 'no VM keeps running').to.deep.equal([]);
-      await h.gate.delete('slowguest');
-      await h.waitFor('slowguest', 'deleted');
-      expectNothingOf('slowguest');
     });
 
     it('retries writes answered 404 ResourceGroupNotFound just after the group was created', async () => {
@@ -893,7 +860,7 @@ describe('azure gate', function () {
       publicIps: [{ id: '/x/ip', name: 'ip', provisioningState: 'Succeeded', ipAddress: '20.1.2.3' }],
       ...overrides,
     });
-    const ctx = { creating: false, deleting: false, sshUser: 'skyport', sshPort: 22 };
+    const ctx = { creating: false, deleting: false, sshUser: 'skyport', sshPort: 22, guestCheck: { command: 'true', timeoutSec: 60 } };
 
     it('derives status with failed > deleting > creating > up', () => {
       expect(partitionView(observed(), ctx).status).to.equal('up');
@@ -920,7 +887,7 @@ describe('azure gate', function () {
       const unready = observed({ group: { ...observed().group, tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2', 'skyport-ready': 'false' } } });
       expect(partitionView(unready, { ...ctx, creating: true }).status).to.equal('creating');
       expect(partitionView(unready, ctx)).to.include({ status: 'failed' });
-      expect(partitionView(unready, ctx).error).to.include('guest was ready');
+      expect(partitionView(unready, ctx).error).to.include('before every node was created');
       // A group made before guests were checked has no such tag: its VMs decide.
       const older = observed({ group: { ...observed().group, tags: { 'skyport-partition': 'p', 'skyport-job': 'j', 'skyport-nodes': '2' } } });
       expect(partitionView(older, ctx).status).to.equal('up');

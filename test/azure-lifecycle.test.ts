@@ -10,6 +10,8 @@ import { readJobFile, submitJob } from './harness/submit.js';
 import { azureGateOptionsFor, FakeArm, type RecordedRequest } from './fakes/azure-arm/index.js';
 
 const FLAVOR = 'Standard_D2s_v5';
+/** How long the core waits for a node's guest (1.5 s here) before it fails the partition. */
+const GUEST_READY_TIMEOUT_SEC = 10;
 const ALLOCATION_FAILED = 'Allocation failed. We do not have sufficient capacity for the requested VM size in this region.';
 
 /**
@@ -39,7 +41,7 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
     scratch = mkdtempSync(join(tmpdir(), 'skyport-azure-e2e-'));
     nodes = AzureNodes.attach(fake, join(scratch, 'nodes'));
     sshPort = await freePort();
-    const options = azureGateOptionsFor(fake, scratch, { sshPort, pollIntervalMs: 10 });
+    const options = azureGateOptionsFor(fake, scratch, { sshPort, pollIntervalMs: 10, guestReadyTimeoutSec: GUEST_READY_TIMEOUT_SEC });
     f = await startAzureFixture(options, 4);
   });
 
@@ -149,6 +151,24 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
   }
 
   const vmsRunning = (): Record<string, any>[] => fake.resources('Microsoft.Compute/virtualMachines');
+
+  it('fails the partition of a node whose guest is never ready, naming it, deletes its VMs, and ends the job E', async function () {
+    this.timeout(90_000);
+    const admin = f!.admin;
+    fake.setGuestReadyDelayMs(3_600_000);
+    try {
+      const script = ['#!/bin/sh', '#SWM remote azure', `#SWM flavor ${FLAVOR}`, '#SWM nodes 2', 'echo never ran'].join('\n');
+      const id = await submitJob(admin, `${script}\n`);
+      const job = await waitForJob(admin, id, isFinal, 60_000);
+      expect(job.state).to.equal('E');
+      expect(job.state_details).to.match(new RegExp(`node \\d was not ready within ${GUEST_READY_TIMEOUT_SEC} s`));
+      expect((await admin.call('job.logs', { id, stream: 'stdout' })).data).to.not.include('never ran');
+      expect(vmsRunning(), 'no VM keeps running').to.deep.equal([]);
+      expectNothingLeft();
+    } finally {
+      fake.setGuestReadyDelayMs(1500);
+    }
+  });
 
   it('waits (W) with a Quota reason when the vCPU quota is exhausted, runs no VM meanwhile, and cancels cleanly', async () => {
     const admin = f!.admin;

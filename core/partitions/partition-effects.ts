@@ -3,6 +3,7 @@ import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { GateClient } from '../gates/gate-client.js';
 import { forgetPartitionKeys, nodeHostKeys, partitionKeys } from '../nodes/partition-keys.js';
 import { gateOf } from '../services.js';
+import { checkGuests, GuestNotReady } from './guest-check.js';
 import { PARTITION_LEASE_SEC } from './partition-leases.js';
 import type { CoreServices } from '../services.js';
 import { EffectAborted, pause, type Effect } from '../supervision/durable-actor.js';
@@ -108,7 +109,7 @@ const requestAtGate =
 /** Wait for the gate to say the partition is up (pinning its nodes' host keys) or failed. */
 const awaitUp =
   (p: PartitionRecord, services: CoreServices, options: PartitionEffectOptions): Effect<PartitionEvent> =>
-  async ({ signal }) => {
+  async ({ signal, logger }) => {
     const gate = gateOf(services, p.remote);
     const watch = watchGate(gate, p.name, signal);
     const timeout = setTimeout(() => watch.close(), CREATE_TIMEOUT_MS);
@@ -122,6 +123,13 @@ const awaitUp =
         if (seen.status === 'up') {
           const fingerprints = gate.config.kind !== 'local' ? nodeHostKeys(services.spool, p.name, p.nodeCount).fingerprints : undefined;
           const nodes = services.nodes.pin(seen, fingerprints);
+          if (seen.guestCheck) {
+            // Nodes the cloud says are running may still be booting (cloud-init's last stage): not up until they are done.
+            clearTimeout(timeout);
+            const failed = await guestsFailure(gate, p.name, seen.guestCheck, services, signal);
+            if (failed) return failed;
+            logger.info({ partition: p.name, nodes: nodes.length }, 'every node of the partition is ready');
+          }
           return { type: 'up', gateId: seen.id, nodes };
         }
         if (seen.status === 'failed') {
@@ -135,6 +143,42 @@ const awaitUp =
       watch.close();
     }
   };
+
+/**
+ * The guest check of an up partition's nodes (guest-check.ts): null when every node is ready, else the failure of
+ * the partition's creation. Stopped by what the gate says of the partition meanwhile (a node lost, a deletion).
+ */
+async function guestsFailure(
+  gate: GateClient,
+  name: string,
+  check: NonNullable<Partition['guestCheck']>,
+  services: CoreServices,
+  signal: AbortSignal,
+): Promise<PartitionEvent | null> {
+  const news = new AbortController();
+  let said: Partition | null = null;
+  const onEvent = (q: Partition): void => {
+    if (q.name !== name || q.status === 'up' || q.status === 'creating') return;
+    said = q;
+    news.abort();
+  };
+  gate.on('partition', onEvent);
+  try {
+    await checkGuests(services.nodes, name, check, AbortSignal.any([signal, news.signal]));
+    return null;
+  } catch (error) {
+    if (signal.aborted) throw error;
+    const gone = said as Partition | null;
+    if (gone) {
+      const failure = gone.status === 'failed' ? partitionFailure(gone.error) : { reason: 'the partition was deleted while being created', retry: false };
+      return { type: 'create-failed', reason: failure.reason, retryAtMs: failure.retry ? Date.now() : null };
+    }
+    if (error instanceof GuestNotReady) return { type: 'create-failed', reason: error.message, retryAtMs: null };
+    throw error;
+  } finally {
+    gate.off('partition', onEvent);
+  }
+}
 
 /** Delete at the gate until it says the partition is gone (retrying for as long as it takes). */
 async function deleteAtGate(p: PartitionRecord, services: CoreServices, signal: AbortSignal, progress: (reason: string) => void): Promise<void> {

@@ -9,6 +9,7 @@ import type { Gate, GateContext } from '../gate.js';
 import type { ArmClients } from './arm-clients.js';
 import { describeAzureError, failureReason, isNotFound } from './azure-errors.js';
 import type { FlavorCatalog } from './flavor-catalog.js';
+import { guestCheck } from './guest-ready.js';
 import { hostKeysFor } from './host-keys.js';
 import { Limiter } from './limiter.js';
 import { imageTraits, listImages, type ImageTraits } from './image-catalog.js';
@@ -382,7 +383,6 @@ export class AzureGate implements Gate {
       runtimeInstalled: o.customImageId !== undefined && image.vmImage.id?.toLowerCase() === o.customImageId.toLowerCase(),
       osDiskType: o.osDiskType,
       outboundAccess: o.outboundAccess,
-      guestReadyTimeoutSec: o.guestReadyTimeoutSec,
       sharedNetworkFor: o.sharedNetwork ? (location) => this.sharedNetworkOf(location) : null,
       plan: traits?.plan ?? null,
       spot: spot ? { maxPrice: request.maxPrice ?? o.spotMaxPrice } : null,
@@ -417,7 +417,6 @@ export class AzureGate implements Gate {
         log,
         vmSlots: this.vmSlots,
         freshGroupGraceMs: this.options.freshGroupGraceSec * 1000,
-        guestReadyTimeoutMs: this.options.guestReadyTimeoutSec * 1000,
         sharedNetworks: this.sharedNetworks,
       });
       log.debug({ placement: describePlacement(placement) }, 'partition placed');
@@ -619,6 +618,7 @@ export class AzureGate implements Gate {
       ...(failure ? { failure } : {}),
       sshUser: this.options.adminUser,
       sshPort: this.options.sshPort,
+      guestCheck: guestCheck(this.options.guestReadyTimeoutSec),
     });
   }
 

@@ -37,10 +37,17 @@ const closeMetadataEndpoint: string[][] = [
 ];
 
 /**
- * Where the last command of the first boot writes that the node is configured. The guest-readiness
- * check (guest-ready.ts) waits for cloud-init's final stage and reads this file.
+ * Where, in the admin user's home, the last command of the first boot writes that the node is configured. The
+ * guest check (guest-ready.ts), run by the core as that user, waits for cloud-init's final stage and reads it.
  */
-export const GUEST_READY_MARKER = '/var/lib/skyport/guest-ready';
+export const GUEST_READY_MARKER = '.skyport/guest-ready';
+
+/** The first boot's last command: the marker, in the admin user's home, the user's own. */
+const guestReadyCommand = (adminUser: string): string => {
+  const home = `/home/${adminUser}`;
+  const dir = `${home}/${GUEST_READY_MARKER.slice(0, GUEST_READY_MARKER.lastIndexOf('/'))}`;
+  return `install -d -m 0755 -o ${adminUser} -g ${adminUser} ${dir} && date -u +%FT%TZ > ${home}/${GUEST_READY_MARKER} && chown ${adminUser}: ${home}/${GUEST_READY_MARKER}`;
+};
 
 /**
  * systemd's drop-in for ssh.socket. Ubuntu 22.10 and later (the default 24.04 image included) start sshd
@@ -115,7 +122,7 @@ export function cloudConfig(input: CloudInitInput): string {
       ...runtimeSetup,
       ...pull,
       // Last: the node is configured. runcmd stops at nothing, so the readiness check also waits for cloud-init's verdict.
-      ['sh', '-c', `mkdir -p ${GUEST_READY_MARKER.slice(0, GUEST_READY_MARKER.lastIndexOf('/'))} && date -u +%FT%TZ > ${GUEST_READY_MARKER}`],
+      ['sh', '-c', guestReadyCommand(adminUser)],
     ],
   };
   return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;

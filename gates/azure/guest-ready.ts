@@ -1,40 +1,22 @@
-import type { VirtualMachineRunCommand } from '@azure/arm-compute';
+import type { Partition } from '../../terminal-protocol/common.js';
 import { GUEST_READY_MARKER } from './cloud-init.js';
-import type { NodeHostKey } from './host-keys.js';
-
-/** The run command that tells whether a node's guest is ready (one per VM, a child resource of it). */
-export const GUEST_READY_COMMAND = 'skyport-guest-ready';
 
 /**
- * Azure reports a VM Succeeded when cloud-init has finished its early stage: packages, the container
- * runtime and `runcmd` come after. A node is ready when cloud-init's final stage is done (and did not fail),
- * its last command wrote the marker, and sshd answers on the configured port with the host key the core
- * pinned. The check runs on the VM through Azure's Run Command (the VM agent), so it reaches every node,
- * also those without a public IP, and needs no login key: the gate never holds the partition's private key.
- * With `treatFailureAsDeploymentFailure` a failing script fails the operation with the script's output.
+ * Azure reports a VM Succeeded when cloud-init has finished its early stage: packages, the container runtime and
+ * `runcmd` come after. A node is ready when cloud-init's final stage is done (and did not fail) and its last
+ * command wrote the marker. The gate reports a partition up once its VMs are Succeeded, with this command: the
+ * core runs it on every node over SSH before it takes the partition (core/partitions/guest-check.ts), as the admin
+ * user, its connection checking the host key the core pinned and reaching the port sshd was moved to. The check
+ * costs no Azure request and no poll: `cloud-init status --wait` returns when the final stage ends.
  */
-export function guestReadyScript(sshPort: number, hostKey: Pick<NodeHostKey, 'kind' | 'fingerprint'>): string {
-  const type = hostKey.kind;
+export function guestCheckCommand(): string {
   return [
-    '#!/bin/sh',
-    '# cloud-init status --wait: 0 done, 2 done with recoverable errors, 1 failed.',
+    // 0 done, 2 done with recoverable errors, 1 failed.
     'cloud-init status --wait >/dev/null 2>&1; code=$?',
-    'if [ "$code" -ne 0 ] && [ "$code" -ne 2 ]; then echo "cloud-init failed:"; cloud-init status --long 2>&1 | tail -n 20; exit 1; fi',
-    `if [ ! -f ${GUEST_READY_MARKER} ]; then echo "cloud-init ended without running its last command"; exit 1; fi`,
-    `fp=$(ssh-keyscan -T 10 -t ${type} -p ${sshPort} 127.0.0.1 2>/dev/null | ssh-keygen -lf - 2>/dev/null | awk '{print $2}')`,
-    `if [ "$fp" != "${hostKey.fingerprint}" ]; then echo "sshd on port ${sshPort} does not answer with the pinned host key"; exit 1; fi`,
-    'echo ready',
-    '',
+    'if [ "$code" -ne 0 ] && [ "$code" -ne 2 ]; then echo "cloud-init failed ($code):"; cloud-init status --long 2>&1 | tail -n 20; exit 1; fi',
+    `if [ ! -f "$HOME/${GUEST_READY_MARKER}" ]; then echo "cloud-init ended without running its last command"; exit 1; fi`,
   ].join('\n');
 }
 
-export function guestReadyCommand(location: string, tags: Record<string, string>, sshPort: number, hostKey: Pick<NodeHostKey, 'kind' | 'fingerprint'>, timeoutSec: number): VirtualMachineRunCommand {
-  return {
-    location,
-    tags,
-    source: { script: guestReadyScript(sshPort, hostKey) },
-    asyncExecution: false,
-    treatFailureAsDeploymentFailure: true,
-    timeoutInSeconds: Math.max(1, Math.ceil(timeoutSec)),
-  };
-}
+/** The guest check of the gate's partitions, limited to `timeoutSec`. */
+export const guestCheck = (timeoutSec: number): NonNullable<Partition['guestCheck']> => ({ command: guestCheckCommand(), timeoutSec });

@@ -74,8 +74,9 @@ export const AzureGateOptions = z
     /** Longest wait for one long-running operation (a VM, a group deletion). */
     operationTimeoutSec: z.number().positive().default(1800),
     /**
-     * Longest wait, after a VM is Succeeded, for its guest to be ready: cloud-init's final stage done and
-     * sshd answering with the pinned host key. Past it the partition is failed with the reason.
+     * Longest wait of the core's guest check (guest-ready.ts), after the VMs are Succeeded, for every guest to be
+     * ready: cloud-init's final stage done and sshd answering with the pinned host key. Past it the partition is
+     * failed with the reason.
      */
     guestReadyTimeoutSec: z.number().positive().default(900),
     /**

@@ -1,8 +1,7 @@
-import type { ImageReference, OSDisk, VirtualMachine, VirtualMachineRunCommand } from '@azure/arm-compute';
+import type { ImageReference, OSDisk, VirtualMachine } from '@azure/arm-compute';
 import type { NatGateway, NetworkSecurityGroup, PublicIPAddress, VirtualNetwork } from '@azure/arm-network';
 import type { PartitionRequest } from '../../terminal-protocol/gate-methods.js';
 import { customDataOf } from './cloud-init.js';
-import { guestReadyCommand } from './guest-ready.js';
 import type { NodeHostKey } from './host-keys.js';
 import {
   groupNameOf,
@@ -45,8 +44,6 @@ export interface PlanSettings {
   osDiskType: 'Standard_LRS' | 'StandardSSD_LRS' | 'Premium_LRS';
   /** How nodes without a public IP reach the internet (see `outbound` of PartitionPlan). */
   outboundAccess: 'nat-gateway' | 'default';
-  /** Limit of each node's guest-readiness check. */
-  guestReadyTimeoutSec: number;
   /**
    * The core's shared network of a region (shared-network.ts), for a partition of one node opening no inbound
    * port; null: every partition has a network of its own.
@@ -80,8 +77,6 @@ export interface NodePlan {
   hostKeyFingerprint: string;
   /** The VM, which makes its own NIC (and the head's public IP), deleted with it. Carries custom data: never logged. */
   vm: VirtualMachine;
-  /** The check that the node's guest is ready (guest-ready.ts). */
-  readiness: VirtualMachineRunCommand;
 }
 
 export interface Named<T> {
@@ -199,8 +194,7 @@ export function planPartition(request: PartitionRequest, hostKeys: NodeHostKey[]
         ],
       },
     };
-    const readiness = guestReadyCommand(location, tags, s.sshPort, hostKey, s.guestReadyTimeoutSec);
-    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, vm, readiness };
+    return { index, role, vmName, nicName, hostKeyFingerprint: hostKey.fingerprint, vm };
   });
 
   // Outbound is explicit. Azure's "default outbound access" (an implicit, shared address for VMs without a

@@ -12,6 +12,8 @@ export interface ViewContext {
   failure?: string;
   sshUser: string;
   sshPort: number;
+  /** What the core runs on each node before it takes an up partition (guest-ready.ts). */
+  guestCheck: NonNullable<Partition['guestCheck']>;
 }
 
 const same = (a: string | undefined, b: string | undefined): boolean => !!a && !!b && a.toLowerCase() === b.toLowerCase();
@@ -20,10 +22,10 @@ const inProgress = (state: string | undefined): boolean => state !== undefined &
 /**
  * A partition as the core sees it, derived from Azure's resources alone (plus what this gate is doing
  * right now), so that a restarted gate reports the same. Status precedence: failed > deleting >
- * creating > up. A partition is up only once its group is tagged ready (every node's guest checked; groups
- * made before the check existed carry no such tag). One with fewer VMs than asked for, or still tagged not
- * ready, that nobody is creating, was interrupted (the gate stopped mid-creation): it is failed, and
- * deleting it cleans up.
+ * creating > up. A partition is up only once its group is tagged ready (every VM created; groups made before
+ * the tag existed carry none), and comes with the guest check the core runs on its nodes before taking it. One
+ * with fewer VMs than asked for, or still tagged not ready, that nobody is creating, was interrupted (the gate
+ * stopped mid-creation): it is failed, and deleting it cleans up.
  */
 export function partitionView(observed: ObservedPartition, ctx: ViewContext): Partition {
   const { group, vms, nics, publicIps } = observed;
@@ -67,7 +69,7 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
       ? wasUp
         ? lostNodesReason(group.tags, missingNodes(vms, expected))
         : `creation stopped with ${vms.length} of ${expected} nodes (the gate was restarted); delete the partition`
-      : 'creation stopped before every node\'s guest was ready (the gate was restarted); delete the partition';
+      : 'creation stopped before every node was created (the gate was restarted); delete the partition';
   return {
     id: name,
     name,
@@ -75,6 +77,7 @@ export function partitionView(observed: ObservedPartition, ctx: ViewContext): Pa
     jobId: tagOf(group.tags, TAG.job) ?? null,
     nodes,
     ...(error !== undefined ? { error } : interrupted ? { error: why } : {}),
+    ...(status === 'up' ? { guestCheck: ctx.guestCheck } : {}),
   };
 }
 

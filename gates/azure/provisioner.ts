@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import type { ArmClients } from './arm-clients.js';
 import { azureCodeOf, describeAzureError, failureKindOf, httpStatusOf } from './azure-errors.js';
 import { writesIntoFreshGroup, type InGroup } from './fresh-group.js';
-import { GUEST_READY_COMMAND } from './guest-ready.js';
 import type { Limiter } from './limiter.js';
 import type { SharedNetworks } from './shared-network.js';
 import { completeOperation, OperationCancelled, OperationFailed, OperationTimeout, type OperationLimits } from './long-running.js';
@@ -20,8 +19,6 @@ export interface ProvisionContext {
   vmSlots: Limiter;
   /** How long after the group's creation a write answered 404 ResourceGroupNotFound is tried again. */
   freshGroupGraceMs: number;
-  /** Limit of each node's guest-readiness check. */
-  guestReadyTimeoutMs: number;
   /** The gate's shared networks, for the partitions that join one. */
   sharedNetworks: SharedNetworks;
 }
@@ -41,11 +38,12 @@ const notFoundIsDone = (error: unknown): Promise<void> => (httpStatusOf((error a
  * exists:
  *
  *   resource group ─┬─ security group ──────────────────────┐
- *                   └─ NAT IP ── NAT gateway ── network ────┴─ VM i (its NIC, the head's public IP) ── guest ready i
+ *                   └─ NAT IP ── NAT gateway ── network ────┴─ VM i (its NIC, the head's public IP)
  *                                                              (every node in parallel, within the gate's VM slots)
  *
  * (the NAT gateway only when some node has no public IP). A partition of one node opening no inbound port joins
- * the core's shared network of the region instead, made once (shared-network.ts): resource group ── VM ── guest. `plans` are the same partition in each placement allowed,
+ * the core's shared network of the region instead, made once (shared-network.ts): resource group ── VM. Whether
+ * the guests are ready (cloud-init's last stage) the core checks over SSH once the partition is up (guest-ready.ts). `plans` are the same partition in each placement allowed,
  * in order of preference (zones, then fallback sizes, then fallback regions). When a node of a placement fails for
  * want of capacity, the placement's VMs are deleted (with their NICs and the head's public IP, by their delete
  * options), and the next placement is tried; in another region the network is first deleted and made there. Any
@@ -62,7 +60,7 @@ export async function provisionPartition(plans: PartitionPlan[], ctx: ProvisionC
   const limits: OperationLimits = { ...ctx.limits, cancel: ctx.cancel };
 
   try {
-    // Not ready until every guest is: a group without the tag (made before readiness was checked) is judged by its VMs.
+    // Not ready until every VM is: a group without the tag (made before it was written) is judged by its VMs.
     await arm.resources.resourceGroups.createOrUpdate(group, { location: first.groupLocation, tags: { ...first.tags, [TAG.ready]: 'false' } }, { abortSignal: ctx.cancel });
   } catch (error) {
     if (ctx.cancel.aborted) throw new OperationCancelled(`resource group ${group} abandoned`);
@@ -158,7 +156,7 @@ function createNetwork(plan: PartitionPlan, limits: OperationLimits, inGroup: In
   })();
 }
 
-/** Every node's VM (within the gate's VM slots) and its guest readiness; the first failure stops the others. */
+/** Every node's VM (within the gate's VM slots); the first failure stops the others. */
 async function createNodes(plan: PartitionPlan, network: Promise<void>, ctx: ProvisionContext, inGroup: InGroup): Promise<void> {
   const { arm, log } = ctx;
   const stop = new AbortController();
@@ -180,11 +178,7 @@ async function createNodes(plan: PartitionPlan, network: Promise<void>, ctx: Pro
         const ours = error instanceof OperationFailed || error instanceof OperationTimeout || error instanceof OperationCancelled;
         throw cancel.aborted && !ours ? new OperationCancelled(`virtual machine ${node.vmName} abandoned`) : error;
       });
-    log.debug({ node: node.vmName }, 'node created; waiting for its guest');
-    await inGroup(`guest readiness of virtual machine ${node.vmName} (cloud-init's final stage, sshd with the pinned host key)`, { ...nodeLimits, timeoutMs: ctx.guestReadyTimeoutMs }, (o) =>
-      arm.compute.virtualMachineRunCommands.createOrUpdate(group, node.vmName, GUEST_READY_COMMAND, node.readiness, o),
-    );
-    log.debug({ node: node.vmName }, 'node ready');
+    log.debug({ node: node.vmName }, 'node created');
   });
   const steps: Promise<unknown>[] = [network, ...nodes];
   // The first failure aborts the others; then wait until every step has stopped.

@@ -1,19 +1,32 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { isIP } from 'node:net';
 import { pino } from 'pino';
+import { GUEST_READY_MARKER } from '../../gates/azure/cloud-init.js';
 import { hostKeyFingerprint, parseAuthorizedKey } from '../../gates/local/host-key.js';
 import { NodeDirectory } from '../../gates/local/node-directory.js';
 import { NodeServer } from '../../gates/local/node-server.js';
 import type { FakeArm } from '../fakes/azure-arm/index.js';
 
 const VM = 'microsoft.compute/virtualmachines';
+
+/**
+ * A played VM's cloud-init, as far as the guest check asks it: `status [--wait] [--long]`, done once the first
+ * boot's last command wrote its marker (the fake's guest-ready time), running before; `--wait` returns then.
+ */
+const PLAYED_CLOUD_INIT = `#!/bin/sh
+marker="$HOME/${GUEST_READY_MARKER}"
+[ "$1" = status ] || { echo "cloud-init (played): only status is played" >&2; exit 1; }
+shift
+for a in "$@"; do [ "$a" = --wait ] && while [ ! -f "$marker" ]; do sleep 0.1; done; done
+if [ -f "$marker" ]; then echo "status: done"; else echo "status: running"; fi
+`;
 const NIC = 'Microsoft.Network/networkInterfaces';
 const PUBLIC_IP = 'Microsoft.Network/publicIPAddresses';
 const SSHD_DROP_IN = /^\/etc\/ssh\/sshd_config\.d\//;
 const SOCKET_DROP_IN = /^\/etc\/systemd\/system\/ssh\.socket\.d\//;
 /** What a played node's guest has once cloud-init's final stage is done (in the node's home directory). */
-export const GUEST_READY_FILE = '.guest-ready';
+export const GUEST_READY_FILE = GUEST_READY_MARKER;
 
 /** What a VM's first boot makes of its custom data, as far as SSH goes. */
 export interface FirstBoot {
@@ -99,6 +112,8 @@ export class AzureNodes {
   /** Start playing every VM `fake` provisions from now on; node directories go under `root`. */
   static attach(fake: FakeArm, root: string): AzureNodes {
     const nodes = new AzureNodes(fake, root);
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    writeFileSync(join(root, 'bin', 'cloud-init'), PLAYED_CLOUD_INIT, { mode: 0o755 });
     fake.onProvisioned((resource, customData) => nodes.provisioned(resource, customData));
     fake.onGuestReady((vm) => nodes.guestReady(String(vm.id).toLowerCase()));
     return nodes;
@@ -159,6 +174,7 @@ export class AzureNodes {
 
   private markReady(node: PlayedNode): void {
     try {
+      mkdirSync(dirname(join(node.directory, GUEST_READY_FILE)), { recursive: true });
       writeFileSync(join(node.directory, GUEST_READY_FILE), `${new Date().toISOString()}\n`);
     } catch (error) {
       this.failures.push(`${node.vm}: cannot mark its guest ready: ${(error as Error).message}`);
@@ -200,7 +216,8 @@ export class AzureNodes {
       user: node.user,
       host: node.host,
       port: node.port,
-      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', USER: node.user, LOGNAME: node.user, SHELL: '/bin/sh' },
+      // The VM's own commands first: its cloud-init.
+      env: { PATH: `${join(this.root, 'bin')}:${process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin'}`, USER: node.user, LOGNAME: node.user, SHELL: '/bin/sh' },
       logger: this.logger.child({ node: node.vm }),
       // The VNet: a VM reaches the others at their private addresses, played on loopback.
       privateNetwork: (address) => (address.startsWith('10.') ? loopbackOf(address) : null),
