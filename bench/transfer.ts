@@ -5,9 +5,11 @@
  *                          SHA-256 checked on the node) into an sshd of this machine, vs `scp` to the same sshd
  *   stage-in, 10,000×4 KiB the same, vs `scp -r`
  *   terminal → core, 1 GiB the upload of `swm submit --input` (binary frames on the terminal's WebSocket,
- *                          CRC per frame, SHA-256 checked by the core) into a running swm-core
+ *                          SHA-256 checked by the core) into a running swm-core, vs the same file over plain
+ *                          mutual TLS on loopback between two processes (bench/tls-peer.ts)
  *   stage-in on the local gate: the same 1 GiB job then staged to its node (the real system, end to end)
  *
+ * `--only upload --big-mib 256 --rounds 1` runs the upload rows alone in a few seconds.
  * OpenSSH's sshd is the node of a cloud partition; both sides reach it on loopback with key authentication.
  * Each figure is the median of several rounds, ours and the peer's interleaved (this machine is shared, so
  * rounds vary); CPU seconds are printed too (client and server side), the steadier comparison.
@@ -16,8 +18,9 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { NodeSession } from '../core/nodes/node-session.js';
 import { stageInputs } from '../core/transfers/stage-inputs.js';
 import { connectTerminal, killGates, startCoreProcess, waitForJob } from '../test/harness/core.js';
@@ -28,6 +31,9 @@ import { uploadInputs } from '../terminal/upload.js';
 import { runTeardown } from './cleanup.js';
 import { ensureOpenSsh, startOpenSsh, type OpenSshPeer } from './openssh-peer.js';
 import { cpuSeconds, fmtMiB, fmtRatio, peakRssKiB, printSection } from './stats.js';
+import { sendOverTls, startTlsPeer } from './tls-peer.js';
+
+const CPU_PROFILER = fileURLToPath(new URL('./cpu-profile.js', import.meta.url));
 
 const positive = (value: string): number => {
   const n = Number(value);
@@ -41,8 +47,10 @@ const options = new Command('bench-transfer')
   .option('--small-files <n>', 'how many small files', positive, 10_000)
   .option('--small-kib <n>', 'size of each small file in KiB', positive, 4)
   .option('--rounds <n>', 'rounds of each measurement (the median is reported)', positive, 3)
+  .addOption(new Option('--only <part>', 'run one part: stage-in (vs scp) or upload (terminal → core, vs TLS)').choices(['stage-in', 'upload']))
+  .option('--cpu-prof <dir>', "write V8 CPU profiles (.cpuprofile) of the core and of this process (the terminal's side) into this directory")
   .parse()
-  .opts<{ bigMib: number; smallFiles: number; smallKib: number; rounds: number }>();
+  .opts<{ bigMib: number; smallFiles: number; smallKib: number; rounds: number; only?: 'stage-in' | 'upload'; cpuProf?: string }>();
 
 const MIB = 1024 * 1024;
 
@@ -139,18 +147,11 @@ async function scpIntoPeer(peer: OpenSshPeer, sources: string[], target: string,
   return { wallSec, clientCpu: cpuOf(process.pid, 'children') - children0, serverCpu: cpuWithChildren(peer.pid) - server0 };
 }
 
-async function main(): Promise<void> {
+/** Stage-in by the core's code into OpenSSH's sshd, vs scp: one big file, then many small ones. */
+async function benchStageIn(src: string, big: InputFile, small: InputFile[]): Promise<void> {
+  const bigBytes = big.size;
   const missing = ensureOpenSsh();
   if (missing) throw new Error(`cannot run: ${missing}`);
-  const work = mkdtempSync(join(tmpdir(), 'skyport-bench-transfer-'));
-  const removeWork = cleanup(async () => rmSync(work, { recursive: true, force: true }));
-  const bigBytes = options.bigMib * MIB;
-  process.stdout.write(`bench-transfer: ${options.bigMib} MiB file, ${options.smallFiles} × ${options.smallKib} KiB files, ${options.rounds} rounds, load ${loadavg()[0]!.toFixed(2)}\n`);
-  const src = join(work, 'src');
-  mkdirSync(src);
-  const big = makeBigFile(join(src, 'big.bin'), bigBytes);
-  const small = makeSmallFiles(src, options.smallFiles, options.smallKib * 1024);
-
   const peer = await startOpenSsh();
   const stopPeer = cleanup(() => peer.stop());
   const node: PartitionNode = {
@@ -202,22 +203,53 @@ async function main(): Promise<void> {
     ['scp -r', describe(sm, options.smallFiles * options.smallKib * 1024, options.smallFiles)],
     ['ratio vs scp -r (goal ≥ 2x)', fmtRatio(sm.wallSec, om.wallSec)],
   ]);
+}
 
-  // The real system: a core and its local gate, a terminal uploading 1 GiB, then the job's stage-in to its node.
+/**
+ * The real system: a core and its local gate, a terminal uploading the big file (as `swm submit --input`
+ * does), interleaved with the same file over plain TLS between two processes; then, unless only the upload
+ * is measured, the job's stage-in to its node.
+ */
+async function benchUpload(src: string, big: InputFile, work: string): Promise<void> {
+  const bigBytes = big.size;
+  const uploadOnly = options.only === 'upload';
   const spool = await makeTestSpool();
   const stopSpool = cleanup(async () => {
     killGates(spool);
     spool.cleanup();
   });
-  const core = await startCoreProcess(spool, { SWM_LOG_LEVEL: 'warn' });
+  const profiling = options.cpuProf ? { NODE_OPTIONS: `--import=${CPU_PROFILER}`, SKYPORT_CPU_PROFILE_DIR: resolve(options.cpuProf) } : {};
+  const core = await startCoreProcess(spool, { SWM_LOG_LEVEL: 'warn', ...profiling });
   const stopCore = cleanup(async () => {
+    // SIGTERM, so that a profiled core writes its profile as it exits.
+    if (options.cpuProf) await core.kill('SIGTERM');
     await core.kill('SIGKILL');
   });
+  const tlsOut = join(work, 'tls-peer.bin');
+  const tls = await startTlsPeer(spool.spoolDir, tlsOut);
+  const stopTls = cleanup(() => tls.stop());
+  const wire = await startTlsPeer(spool.spoolDir, null);
+  const stopWire = cleanup(() => wire.stop());
   const terminal = await connectTerminal(spool.homeDir);
   const uploads: Sample[] = [];
+  const peers: Sample[] = [];
+  const wires: Sample[] = [];
+  /** The file over plain TLS into `to`, with the CPU time of both sides. */
+  const overTls = async (to: typeof tls): Promise<Sample> => {
+    const server0 = cpuSeconds(to.pid) ?? 0;
+    const client0 = process.cpuUsage();
+    const started = process.hrtime.bigint();
+    await sendOverTls(to.port, spool.homeDir, join(src, 'big.bin'));
+    const cpu = process.cpuUsage(client0);
+    return { wallSec: Number(process.hrtime.bigint() - started) / 1e9, clientCpu: (cpu.user + cpu.system) / 1e6, serverCpu: (cpuSeconds(to.pid) ?? 0) - server0 };
+  };
   const commits: number[] = [];
   const stageIns: number[] = [];
   for (let round = 0; round < options.rounds; round++) {
+    wires.push(await overTls(wire));
+    peers.push(await overTls(tls));
+    rmSync(tlsOut, { force: true });
+
     const { id } = await terminal.call('job.submit', { script: '#!/bin/sh\n#SWM name bench-transfer\ntrue\n', inputs: [big] });
     const core0 = cpuSeconds(core.child.pid!) ?? 0;
     const client0 = process.cpuUsage();
@@ -226,6 +258,10 @@ async function main(): Promise<void> {
     const uploaded = process.hrtime.bigint();
     const cpu = process.cpuUsage(client0);
     uploads.push({ wallSec: Number(uploaded - started) / 1e9, clientCpu: (cpu.user + cpu.system) / 1e6, serverCpu: (cpuSeconds(core.child.pid!) ?? 0) - core0 });
+    if (uploadOnly) {
+      await terminal.call('job.cancel', { id });
+      continue;
+    }
     // Stage-in on the local gate, timed from the job's own events (as a user watching `swm show` would).
     let stageStart = 0;
     let stageEnd = 0;
@@ -248,18 +284,53 @@ async function main(): Promise<void> {
   }
   const rss = peakRssKiB(core.child.pid!);
   await terminal.close();
+  await stopWire();
+  await stopTls();
   await stopCore();
   await stopSpool();
-  await removeWork();
 
   const up = medianSample(uploads);
-  printSection(`terminal → core upload of ${options.bigMib} MiB over the WebSocket (median of ${options.rounds})`, [
-    ['upload (binary frames, CRC per frame, SHA-256 by the core)', `${describe(up, bigBytes).replace('client', 'terminal').replace('server', 'core')}`],
-    ['goal', '≥ 300 MB/s'],
-    ['then job.input.commit (fsync; the hash is already known)', `${median(commits).toFixed(2)} s`],
-    [`then stage-in to the local gate's node (job events T → R)`, `${median(stageIns).toFixed(2)} s  ${(options.bigMib / median(stageIns)).toFixed(0)} MiB/s`],
+  const peer = medianSample(peers);
+  const bare = medianSample(wires);
+  const sides = (text: string) => text.replace('client', 'terminal').replace('server', 'core');
+  const peerSides = (text: string) => text.replace('client', 'sender').replace('server', 'receiver');
+  printSection(`terminal → core upload, ${options.bigMib} MiB, on loopback (median of ${options.rounds}, interleaved)`, [
+    ['swm upload (binary frames on the WebSocket, SHA-256 checked by the core)', sides(describe(up, bigBytes))],
+    ['peer: TLS on loopback, same certificates, file → file, two processes', peerSides(describe(peer, bigBytes))],
+    ['peer: TLS on loopback, file → discarded (the wire alone)', peerSides(describe(bare, bigBytes))],
+    ['ratio vs TLS file → file (throughput)', `${fmtRatio(peer.wallSec, up.wallSec)}   (vs the wire alone: ${fmtRatio(bare.wallSec, up.wallSec)})`],
+    ['goal', '≥ 500 MiB/s'],
+    ...(uploadOnly
+      ? []
+      : ([
+          ['then job.input.commit (fsync; the hash is already known)', `${median(commits).toFixed(2)} s`],
+          [`then stage-in to the local gate's node (job events T → R)`, `${median(stageIns).toFixed(2)} s  ${(options.bigMib / median(stageIns)).toFixed(0)} MiB/s`],
+        ] as [string, string][])),
     ['peak RSS of swm-core over the whole run', fmtMiB(rss)],
   ]);
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'skyport-bench-transfer-'));
+  const removeWork = cleanup(async () => rmSync(work, { recursive: true, force: true }));
+  const bigBytes = options.bigMib * MIB;
+  const stageIn = options.only !== 'upload';
+  process.stdout.write(
+    `bench-transfer: ${options.bigMib} MiB file` +
+      (stageIn ? `, ${options.smallFiles} × ${options.smallKib} KiB files` : '') +
+      `, ${options.rounds} rounds, load ${loadavg()[0]!.toFixed(2)}\n`,
+  );
+  if (options.cpuProf) {
+    // This process is the terminal's side of the upload: profile it too (bench-<pid>.cpuprofile).
+    process.env.SKYPORT_CPU_PROFILE_DIR = resolve(options.cpuProf);
+    await import(CPU_PROFILER);
+  }
+  const src = join(work, 'src');
+  mkdirSync(src);
+  const big = makeBigFile(join(src, 'big.bin'), bigBytes);
+  if (stageIn) await benchStageIn(src, big, makeSmallFiles(src, options.smallFiles, options.smallKib * 1024));
+  if (options.only !== 'stage-in') await benchUpload(src, big, work);
+  await removeWork();
 }
 
 main().then(

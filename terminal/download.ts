@@ -58,8 +58,8 @@ async function partialSize(part: string, size: number): Promise<number> {
 }
 
 /**
- * The fast path: the file as binary frames (job.file.open) written at their offsets, CRC-checked per frame,
- * and its SHA-256 (the part already here included) checked against the one the core sends at the end.
+ * The fast path: the file as binary frames (job.file.open) written at their offsets, and its SHA-256 (the
+ * part already here included) checked against the one the core sends at the end.
  * Resolves with the file's size, or null when the core does not offer the stream (an older core).
  */
 async function streamInto(core: TerminalClient, id: string, file: RemoteFile, handle: FileHandle, from: number, onBytes: (n: number) => void): Promise<number | null> {
@@ -127,8 +127,9 @@ async function downloadFile(
       await handle.truncate(size);
       break;
     } catch (error) {
-      // The kept part did not match the core's file (it changed since): fetch it whole, once.
-      if (attempt === 0 && from > 0 && error instanceof RpcError && error.code === ErrorCode.Integrity) {
+      // The file's SHA-256 is not the core's: the kept part no longer matches (the file changed since), or
+      // bytes were altered on the way. Fetch it whole, once.
+      if (attempt === 0 && error instanceof RpcError && error.code === ErrorCode.Integrity) {
         from = 0;
         continue;
       }

@@ -54,8 +54,8 @@ async function readChunk(file: FileHandle, position: number, size: number): Prom
 
 /**
  * The fast path: the file as binary frames on the WebSocket (job.input.open), within the core's window,
- * each frame CRC-checked and the whole file SHA-256-checked by the core as it arrives. Resolves null when
- * the core does not offer it (an older core), so that the caller falls back to job.input.write.
+ * the whole file SHA-256-checked by the core as it arrives. Resolves false when the core does not offer it
+ * (an older core), so that the caller falls back to job.input.write.
  */
 async function streamFile(
   core: TerminalClient,
@@ -63,13 +63,13 @@ async function streamFile(
   step: UploadStep,
   onBytes: (n: number) => void,
   hooks: UploadHooks,
-): Promise<{ rewinds: number } | null> {
+): Promise<boolean> {
   const { input } = step;
   let opened;
   try {
     opened = await core.call('job.input.open', { id, path: input.path, offset: step.from });
   } catch (error) {
-    if (error instanceof RpcError && error.code === ErrorCode.MethodNotFound) return null;
+    if (error instanceof RpcError && error.code === ErrorCode.MethodNotFound) return false;
     throw error;
   }
   const file = await openInput(input);
@@ -77,7 +77,7 @@ async function streamFile(
   try {
     const { size } = await file.stat();
     if (size !== input.size) throw new CliError(`input "${input.path}" changed size since it was hashed: is it still being written?`);
-    return await sendFile({
+    await sendFile({
       mux: streamsOf(core),
       stream: opened.stream,
       file,
@@ -90,6 +90,7 @@ async function streamFile(
       },
       tamper: hooks.tamper ? (frame, offset) => hooks.tamper!(frame, offset, input.path) : undefined,
     });
+    return true;
   } finally {
     await file.close();
   }
@@ -134,12 +135,28 @@ async function writeFileInChunks(core: TerminalClient, id: string, step: UploadS
   }
 }
 
-/** Sends one file, fast path first; resolves with the frames the core asked for again. */
+/**
+ * Sends one file, fast path first; resolves with how many times it was sent again whole. The core checks
+ * the file's SHA-256 as it arrives; when the file turns out corrupt it drops what arrived and says so
+ * (Integrity), and the file is sent once more from byte 0. (Nothing on a TLS connection alters bytes in
+ * flight; this is for memory or disks that do.)
+ */
 async function uploadFile(core: TerminalClient, id: string, step: UploadStep, onBytes: (n: number) => void, hooks: UploadHooks): Promise<number> {
-  const streamed = await streamFile(core, id, step, onBytes, hooks);
-  if (streamed) return streamed.rewinds;
-  await writeFileInChunks(core, id, step, onBytes);
-  return 0;
+  let delivered = 0;
+  const counted = (n: number) => {
+    delivered += n;
+    onBytes(n);
+  };
+  try {
+    if (!(await streamFile(core, id, step, counted, hooks))) await writeFileInChunks(core, id, step, counted);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof RpcError && error.code === ErrorCode.Integrity)) throw error;
+    // What was counted as acknowledged is gone on the core: take it back from the progress, then start over.
+    onBytes(-(delivered + step.from));
+    await streamFile(core, id, { input: step.input, from: 0 }, onBytes, hooks);
+    return 1;
+  }
 }
 
 export interface UploadResult {
@@ -148,8 +165,8 @@ export interface UploadResult {
   sent: number;
   /** Bytes the core already had (an earlier, interrupted run). */
   alreadyThere: number;
-  /** Frames the core found corrupt and had sent again. */
-  rewinds: number;
+  /** Files the core found corrupt (their SHA-256) and had sent again whole. */
+  resent: number;
 }
 
 /** Uploads what the core does not have yet of a job's declared inputs (asks job.input.status first). */
@@ -172,10 +189,10 @@ export async function uploadInputs(
     files: { total: inputs.length, done: inputs.length - steps.length },
   });
   let sent = 0;
-  let rewinds = 0;
+  let resent = 0;
   try {
     await forEachConcurrently(steps, PARALLEL_FILES, async (step) => {
-      rewinds += await uploadFile(
+      resent += await uploadFile(
         core,
         id,
         step,
@@ -190,5 +207,5 @@ export async function uploadInputs(
   } finally {
     progress.finish();
   }
-  return { files: inputs.length, sent, alreadyThere, rewinds };
+  return { files: inputs.length, sent, alreadyThere, resent };
 }

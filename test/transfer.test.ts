@@ -4,10 +4,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { Job } from '../terminal-protocol/job.js';
 import {
   FRAME_HEADER_BYTES,
+  FrameFlag,
   FrameType,
   StreamFrameError,
   StreamMux,
@@ -15,7 +17,9 @@ import {
   encodeFrame,
   localHash,
   receiveFile,
+  resetError,
   sendFile,
+  streamsOf,
 } from '../terminal-protocol/streams.js';
 import { open } from 'node:fs/promises';
 import { uploadInputs } from '../terminal/upload.js';
@@ -66,8 +70,60 @@ describe('binary stream frames', () => {
     wrongVersion[0] = 9;
     const unknownType = encodeFrame(FrameType.Data, 1, 0);
     unknownType[1] = 42;
-    for (const bad of [Buffer.alloc(5), wrongVersion, unknownType, encodeFrame(FrameType.Data, 1, 0, Buffer.alloc(1024 * 1024 + 1))])
+    const rewind = encodeFrame(FrameType.Data, 1, 0);
+    rewind[1] = 4; // REWIND, gone with the CRC per frame
+    const unknownFlags = encodeFrame(FrameType.Data, 1, 0);
+    unknownFlags.writeUInt16BE(3, 2);
+    for (const bad of [Buffer.alloc(5), wrongVersion, unknownType, rewind, unknownFlags, encodeFrame(FrameType.Data, 1, 0, Buffer.alloc(1024 * 1024 + 1))])
       expect(() => decodeFrame(bad)).to.throw(StreamFrameError);
+  });
+
+  it('sends a file of any size through a bounded set of frame buffers, reused once written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'skyport-frames-'));
+    try {
+      const content = randomBytes(24 * 1024 * 1024 + 7);
+      writeFileSync(join(dir, 'in.bin'), content);
+      const buffers = new Set<ArrayBufferLike>();
+      let receiver: StreamMux;
+      const sender = new StreamMux({
+        sendBinary: (data, done) => {
+          if (decodeFrame(data).type === FrameType.Data) buffers.add(data.buffer);
+          const copy = Buffer.from(data); // what crosses the wire: the sender may reuse `data` once `done` runs
+          setImmediate(() => (receiver.receive(copy), done?.()));
+        },
+      });
+      receiver = new StreamMux({ sendBinary: (data, done) => setImmediate(() => (sender.receive(Buffer.from(data)), done?.())) }, { holdUnknown: true });
+      const window = 4 * 1024 * 1024;
+      const received = Buffer.alloc(content.length);
+      const file = await open(join(dir, 'in.bin'), 'r');
+      const [, result] = await Promise.all([
+        sendFile({ mux: sender, stream: 9, file, from: 0, size: content.length, window }),
+        receiveFile({ mux: receiver, stream: 9, from: 0, size: content.length, window, prefix: localHash(), sink: { write: async (data, at) => void data.copy(received, at) } }),
+      ]);
+      await file.close();
+      expect(result.sha256).to.equal(sha256(content));
+      expect(received.equals(content)).to.equal(true);
+      // 25 frames went out; at most a window's worth (4), the one read ahead and the short last one were ever allocated.
+      expect(buffers.size).to.be.at.most(window / (1024 * 1024) + 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('sends frames without a CRC, and still refuses a frame whose CRC is wrong', async () => {
+    const sent = decodeFrame(encodeFrame(FrameType.Data, 1, 0, Buffer.from('abc')));
+    expect([sent.flags & FrameFlag.Unchecked, sent.crc]).to.deep.equal([FrameFlag.Unchecked, 0]);
+    // A frame as a sender of an earlier version made it: a CRC-32 of its payload, then one byte changed.
+    const [sender, receiver] = pair();
+    const receiving = receiveFile({ mux: receiver, stream: 5, from: 0, size: 3, window: 1024, sink: { write: async () => undefined } });
+    const checked = encodeFrame(FrameType.Data, 5, 0, Buffer.from('abc'));
+    checked.writeUInt16BE(0, 2);
+    checked.writeUInt32BE(crc32(Buffer.from('abc')), 16);
+    checked[FRAME_HEADER_BYTES] ^= 1;
+    sender.sendData(checked);
+    const error = await receiving.then(() => null, (e: RpcError) => e);
+    expect(error).to.be.instanceOf(RpcError);
+    expect([error!.code, error!.message]).to.deep.equal([ErrorCode.Integrity, 'stream 5: DATA at 0 fails its CRC']);
   });
 
   it('never lets the sender run more than a window ahead of a slow receiver, and keeps early frames for their stream', async () => {
@@ -227,7 +283,7 @@ describe('data staging: terminal ↔ core ↔ node', function () {
     expect(details).to.include('data uploaded 256.0 MB / 256.0 MB');
   });
 
-  it('detects a corrupted chunk and has it sent again', async () => {
+  it('detects a corrupted frame by the file\'s SHA-256 and has the file sent again whole', async () => {
     const path = join(scratch, 'fragile.bin');
     writePatterned(path, 5 * 1024 * 1024 + 11);
     const content = readFileSync(path);
@@ -240,19 +296,66 @@ describe('data staging: terminal ↔ core ↔ node', function () {
     const result = await uploadInputs(f.admin, id, [input], {
       progress: false,
       hooks: {
-        // Flip a byte of the frame at 2 MiB, once: after its CRC was computed, as a faulty link would.
+        // Flip a byte of the frame at 2 MiB, once, as a faulty link would.
         tamper: (frame, offset) => {
           if (offset === 2 * 1024 * 1024 && corrupted++ === 0) frame[FRAME_HEADER_BYTES + 100] ^= 0xff;
         },
       },
     });
     expect(corrupted).to.be.greaterThan(0);
-    expect(result.rewinds).to.equal(1);
+    expect(result.resent).to.equal(1);
+    expect(result.sent).to.equal(input.size);
     const committed = await f.admin.call('job.input.commit', { id });
     expect(committed.state).to.equal('Q');
     const job = await finished(id);
     expect(job.state, job.state_details).to.equal('F');
     expect((await f.admin.call('job.logs', { id, stream: 'stdout' })).data).to.contain(input.sha256);
+  });
+
+  it('answers malformed and out-of-place binary frames with RESETs, and keeps serving the connection', async () => {
+    const MIB = 1024 * 1024;
+    const mux = streamsOf(f.admin);
+    /** The next RESET the core sends on `stream`. */
+    const resetOn = (stream: number) =>
+      new Promise<RpcError>((resolve) =>
+        mux.attach(stream, {
+          onFrame: (frame) => {
+            if (frame.type === FrameType.Reset) resolve(resetError(frame));
+          },
+          onClosed: (error) => resolve(error),
+        }),
+      );
+    // Not frames of this protocol at all: dropped, logged; the connection goes on.
+    const shortFrame = Buffer.alloc(5);
+    const wrongVersion = encodeFrame(FrameType.Data, 1, 0, Buffer.from('x'));
+    wrongVersion[0] = 9;
+    for (const bad of [shortFrame, wrongVersion]) f.admin.sendBinary(bad);
+    // DATA for a stream nobody opened.
+    const unknown = resetOn(4242);
+    mux.sendData(encodeFrame(FrameType.Data, 4242, 0, Buffer.from('stray')));
+    expect((await unknown).code).to.equal(ErrorCode.NotFound);
+
+    const data = randomBytes(16 * MIB);
+    const { id } = await f.admin.call('job.submit', { script: '#!/bin/sh\ntrue\n', inputs: [{ path: 'in.bin', size: data.length, sha256: sha256(data) }] });
+    const send = async (frame: (stream: number, window: number) => Buffer) => {
+      const opened = await f.admin.call('job.input.open', { id, path: 'in.bin', offset: 0 });
+      const reset = resetOn(opened.stream);
+      mux.sendData(frame(opened.stream, opened.window));
+      return reset;
+    };
+    // A sender that jumps past its window, one that leaves a gap, one that ends early.
+    const overrun = await send((stream, window) => encodeFrame(FrameType.Data, stream, window, data.subarray(window, window + MIB)));
+    expect(overrun.code).to.equal(ErrorCode.Integrity);
+    expect(overrun.message).to.match(/the sender overran its window$/);
+    const gap = await send((stream) => encodeFrame(FrameType.Data, stream, MIB, data.subarray(MIB, 2 * MIB)));
+    expect(gap.code).to.equal(ErrorCode.Integrity);
+    expect(gap.message).to.match(/DATA at 1048576, expected 0$/);
+    const early = await send((stream) => encodeFrame(FrameType.End, stream, data.length));
+    expect(early.code).to.equal(ErrorCode.Integrity);
+    expect(early.message).to.match(/sender ended at 16777216 with 0 of 16777216 bytes received$/);
+    // Nothing was kept, and the connection still answers calls.
+    expect((await f.admin.call('job.input.status', { id })).files[0]!.received).to.equal(0);
+    await f.admin.call('job.cancel', { id });
   });
 
   it('refuses paths that escape, on the terminal, on the core and on the node', async () => {

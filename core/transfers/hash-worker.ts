@@ -3,7 +3,7 @@ import { FRAME_HEADER_BYTES, type RunningHash } from '../../terminal-protocol/st
 
 /**
  * SHA-256 of streamed files in a worker thread (one per core, made by the composition root, stopped with it). Hashing costs about as much CPU as receiving the bytes
- * (TLS, WebSocket framing, CRC, disk); done on the core's event loop it would halve the rate of a transfer
+ * (TLS, WebSocket framing, disk); done on the core's event loop it would halve the rate of a transfer
  * on a machine with a second core idle. Each hash is fed in order by messages; the worker keeps one
  * running hash per id. A prefix already on disk (a resumed upload, a download from an offset) is read and
  * hashed by the worker itself.

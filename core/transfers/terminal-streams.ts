@@ -67,7 +67,8 @@ export class TerminalStreams {
 
   /**
    * job.input.open: receive a declared input from `offset` (default: what has arrived). The stream checks
-   * each frame's CRC and the file's SHA-256 as it arrives; a verified file makes the commit cheap.
+   * the file's SHA-256 as it arrives; a verified file makes the commit cheap, a corrupt one is emptied so
+   * that the terminal sends it again whole.
    */
   async openInput(job: JobRecord, path: string, offset?: number): Promise<{ stream: number; offset: number; size: number; window: number }> {
     const inputs = new JobInputs(this.services.spool.job(job.id), job.inputs, this.services.inputDigests);
@@ -104,6 +105,7 @@ export class TerminalStreams {
         await opened.file.close();
         if (sha256 === opened.declared.sha256) this.services.inputDigests.record(opened.path, sha256);
       },
+      corrupt: () => opened.file.truncate(0),
       sink: {
         write: async (data, at) => {
           try {
