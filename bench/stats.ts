@@ -57,6 +57,16 @@ export function peakRssKiB(pid: number): number | null {
   }
 }
 
+/** A process's resident set size now in KiB (VmRSS of /proc/<pid>/status), or null when unknown. */
+export function rssKiB(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Print aligned "label  value" lines under a heading. */
 export function printSection(title: string, rows: [string, string][]): void {
   const width = Math.max(...rows.map(([label]) => label.length));

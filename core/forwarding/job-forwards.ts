@@ -70,7 +70,7 @@ export class JobForwards {
     if (this.started) return;
     this.started = true;
     this.services.bus.on('job', this.onJobChange);
-    for (const job of this.services.store.active()) if (job.step === 'run' && job.directives.ports.length) this.bringUp(job);
+    for (const job of this.services.store.active(['run'])) if (job.directives.ports.length) this.bringUp(job);
   }
 
   /** Stop following jobs and close every forward. */

@@ -46,7 +46,7 @@ export class Jobs {
 
   /** Respawn every job that was in the middle of a step, each performing it again. */
   resumeAll(): number {
-    const active = this.services.store.active().filter((job) => RESUMABLE.has(job.step));
+    const active = this.services.store.active([...RESUMABLE]);
     for (const job of active) this.supervisor.start(job);
     return active.length;
   }

@@ -23,6 +23,8 @@ export class CoreMetrics {
   private readonly stepSeconds: Histogram;
   private readonly commitSeconds: Histogram;
   private readonly transferBytes: Counter;
+  private readonly schedulerPasses: Counter;
+  private readonly schedulerPassSeconds: Histogram;
   /** When each job entered its current step, as this core saw it (ms). */
   private readonly entered = new Map<string, { step: string; at: number }>();
   private readonly onJob = (job: JobRecord) => this.observe(job);
@@ -45,6 +47,14 @@ export class CoreMetrics {
       registers,
     });
     for (const direction of TRANSFER_DIRECTIONS) this.transferBytes.inc({ direction }, 0);
+    this.schedulerPasses = new Counter({ name: 'swm_scheduler_passes_total', help: 'Scheduling passes started (each serves every kick made before it)', registers });
+    this.schedulerPassSeconds = new Histogram({
+      name: 'swm_scheduler_pass_seconds',
+      help: 'Duration of a scheduling pass (the event loop is held for it): planned (the queue was read and a plan made) or skipped (nothing could be placed)',
+      labelNames: ['kind'],
+      buckets: COMMIT_BUCKETS,
+      registers,
+    });
     this.commitSeconds = new Histogram({ name: 'swm_store_commit_seconds', help: 'Duration of a group commit of the store (fsync included)', buckets: COMMIT_BUCKETS, registers });
     new Gauge({
       name: 'swm_jobs',
@@ -105,6 +115,16 @@ export class CoreMetrics {
   jobSubmitted(job: JobRecord): void {
     this.submitted.inc();
     this.entered.set(job.id, { step: job.step, at: Date.now() });
+  }
+
+  /** A scheduling pass starts. */
+  schedulerPassStarted(): void {
+    this.schedulerPasses.inc();
+  }
+
+  /** A scheduling pass ended. */
+  schedulerPassEnded(seconds: number, planned: boolean): void {
+    this.schedulerPassSeconds.observe({ kind: planned ? 'planned' : 'skipped' }, seconds);
   }
 
   /** Bytes of a job's files moved one way. */

@@ -51,3 +51,37 @@ export function rankQueue<J extends QueuedJob>(queued: readonly J[], usage?: Rec
     })
     .sort(byEffectiveOrder);
 }
+
+/**
+ * The first `depth` jobs of each remote's line in effective order, in no particular order (`schedule` orders
+ * them): what a pass decides on when the queue is long, as Slurm's default_queue_depth. A job further back can
+ * neither start nor block anyone this pass, unless the jobs ahead of it are held by something of their own
+ * (dependencies, limits) in their thousands. Pure; allocates a score per job, not an object.
+ */
+export function headOfQueue<J extends QueuedJob>(
+  queued: readonly J[],
+  remoteOf: (job: J) => string,
+  depth: number,
+  usage?: RecentUsage,
+  weights?: Partial<OrderWeights>,
+): J[] {
+  if (queued.length <= depth) return [...queued];
+  const w = { priority: weights?.priority ?? DEFAULT_ORDER_WEIGHTS.priority, fairShare: weights?.fairShare ?? DEFAULT_ORDER_WEIGHTS.fairShare };
+  const factor = fairShareFactors(usage, queued);
+  const effective = new Float64Array(queued.length);
+  const lines = new Map<string, number[]>();
+  queued.forEach((job, i) => {
+    effective[i] = effectivePriority(job.priority, factor(job.owner, job.account), w);
+    const remote = remoteOf(job);
+    const line = lines.get(remote);
+    if (line) line.push(i);
+    else lines.set(remote, [i]);
+  });
+  const head: J[] = [];
+  for (const line of lines.values()) {
+    if (line.length > depth)
+      line.sort((a, b) => effective[b]! - effective[a]! || queued[a]!.seq - queued[b]!.seq || (queued[a]!.array?.index ?? 0) - (queued[b]!.array?.index ?? 0));
+    for (const i of line.slice(0, depth)) head.push(queued[i]!);
+  }
+  return head;
+}

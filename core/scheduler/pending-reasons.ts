@@ -42,10 +42,11 @@ export const resourcesDetail = (remote: string, inUse: number, maxNodes: number)
  */
 export function withPositions(pending: readonly (Omit<PendingJob, 'position'> & { remote: string | null })[]): PendingJob[] {
   const next = new Map<string, number>();
-  return pending.map(({ remote, ...job }) => {
-    if (remote === null) return job;
-    const position = (next.get(remote) ?? 0) + 1;
-    next.set(remote, position);
-    return { ...job, position };
+  // Built field by field: a rest-and-spread copy per job costs more than the whole plan on a queue of 100,000.
+  return pending.map((p) => {
+    if (p.remote === null) return { jobId: p.jobId, code: p.code, reason: p.reason };
+    const position = (next.get(p.remote) ?? 0) + 1;
+    next.set(p.remote, position);
+    return { jobId: p.jobId, code: p.code, reason: p.reason, position };
   });
 }

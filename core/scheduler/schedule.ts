@@ -95,6 +95,13 @@ export function schedule(snapshot: Snapshot): Plan {
   const hold = (job: QueuedJob, remote: string, code: PendingCode, detail?: string): void => {
     pending.push({ jobId: job.id, code, reason: pendingReason(code, detail), remote });
   };
+  /** Priority, behind the job that blocks the remote: one wording per remote, shared by every job behind it. */
+  const behind = new Map<string, string>();
+  const holdBehind = (job: QueuedJob, remote: string, aheadId: string): void => {
+    let reason = behind.get(remote);
+    if (reason === undefined) behind.set(remote, (reason = pendingReason('Priority', `job ${aheadId} is ahead on remote ${remote}`)));
+    pending.push({ jobId: job.id, code: 'Priority', reason, remote });
+  };
   for (const { job } of rankQueue(snapshot.queued, snapshot.recentUsage, policy.weights)) {
     const where = place(job, snapshot.remotes);
     if ('reason' in where) {
@@ -130,6 +137,13 @@ export function schedule(snapshot: Snapshot): Plan {
       hold(job, name, limited.code, limited.detail);
       continue;
     }
+    // Behind a job that waits, with fewer free nodes than it needs and no idle partition on the remote: it waits
+    // too (what the checks below would say, without building what it would be given: a queue of 100,000 is mostly this).
+    const blocker = blocked.get(name);
+    if (blocker && job.nodes > free.get(name)! && !idle.some((p) => p.remote === name)) {
+      holdBehind(job, name, blocker.jobId);
+      continue;
+    }
     const shape: PartitionShape = {
       remote: name,
       flavor: where.flavor,
@@ -151,7 +165,7 @@ export function schedule(snapshot: Snapshot): Plan {
           ? backfill(ahead.shadow, { nodes: job.nodes, endsAtMs: expectedEndMs(nowMs, job.durationSec, policy.backfillOverheadSec), reusesIdle: reusable !== undefined })
           : null;
       if (!left) {
-        hold(job, name, 'Priority', `job ${ahead.jobId} is ahead on remote ${name}`);
+        holdBehind(job, name, ahead.jobId);
         continue;
       }
       ahead.shadow = left;

@@ -2,13 +2,15 @@ import { dispatch, spawn, type Ref } from 'nact';
 import type { CoreServices } from '../services.js';
 import type { Jobs } from '../jobs/jobs.js';
 import { stepsWhere, type JobEvent } from '../jobs/job-steps.js';
-import { PARTITION_STATES, isPoolSpare } from '../partitions/partition-states.js';
+import { isPoolSpare } from '../partitions/partition-states.js';
 import { requestedPartition, type PartitionRecord, type PartitionShape } from '../partitions/partition-record.js';
 import type { PendingView } from '../store/job-record.js';
 import type { QueuedRow } from '../store/job-store.js';
 import { dependencyIds, dependencyOutcome, type DependencyOutcome } from './dependencies.js';
 import { decayedUsage, type RecentUsage } from './fair-share.js';
-import { schedule, type Assignment, type IdlePartition, type PendingJob, type RemoteCapacity, type RunningJob, type Snapshot } from './schedule.js';
+import { headOfQueue } from './job-order.js';
+import { resolveRemote, schedule, type Assignment, type IdlePartition, type PendingJob, type RemoteCapacity, type RunningJob, type Snapshot } from './schedule.js';
+import { PassPacer } from './pass-pacing.js';
 import { schedulingPolicy } from './scheduling-policy.js';
 import { WaitReasons } from './wait-reasons.js';
 import type { Budgets } from './budgets.js';
@@ -30,6 +32,12 @@ const RESERVATION_GRACE_MS = 15_000;
  * the queue on every submit of a burst would make the burst quadratic.
  */
 const EXPLAIN_EVERY_MS = 1_000;
+/**
+ * The most jobs of each remote's line a pass decides on (Slurm's default_queue_depth): a pass over the first
+ * 10,000 takes a few ms; over 100,000, about ten times as long and as much memory. Jobs further back say
+ * "queued" (and their last stored reason) until they come within it.
+ */
+const QUEUE_DEPTH = 10_000;
 /** How long the recent usage of fair share is reused before it is read again. */
 const USAGE_TTL_MS = 5_000;
 /** Usage older than this many half-lives counts less than 0.1 %: it is not read. */
@@ -52,8 +60,10 @@ export function outcomeOf(state: Parameters<typeof dependencyOutcome>[0], tasks?
  * message lost (a crash between the two) is repaired by a later pass, which finds the reservation and sends
  * `placed` again, or releases a reservation whose job went elsewhere.
  *
- * Runs the pure `schedule` on every submit, completion and gate (re)connection, never on a slow timer alone
- * (a periodic run only catches what no event announced). Kicks that arrive while a run is pending coalesce.
+ * Runs the pure `schedule` after submits, completions and gate (re)connections, never on a slow timer alone
+ * (a periodic run only catches what no event announced). Kicks are coalesced and paced (pass-pacing.ts): one pass
+ * serves every kick made before it, and passes take at most a fifth of the event loop however large the queue.
+ * The snapshot is read from memory: the store's index of what is committed (store/job-index.ts), never a scan.
  * A run does not wait for the jobs it moves: a job whose move is in flight (answered, at the latest, within the
  * time limit of every send to a job) is left out of later runs until it answers, and the nodes it is being given
  * count as used, so two runs never assign one job twice, and a slow or failing job never holds up the others.
@@ -77,7 +87,8 @@ export function spawnScheduler(
   services: CoreServices,
   jobs: Jobs,
 ): { kick: () => void; stop: () => void; pendingOf: (jobId: string) => PendingView | null; preview: (candidate: Omit<QueuedRow, 'seq' | 'reason' | 'stateDetails'>) => SchedulingPreview } {
-  let pending = false;
+  /** Whether the pass running now got as far as a plan (for the metrics: a pass with nothing to place skips it). */
+  let planned = false;
   const policy = { ...schedulingPolicy(services.config.scheduling), maxPreemptions: services.config.limits.maxPreemptions };
   const halfLifeSec = services.config.scheduling.halfLifeSec;
   /** What the last plan said of each queued job it left waiting (served with the job; never stored as such). */
@@ -148,10 +159,9 @@ export function spawnScheduler(
     );
   };
   /** Nodes held by partitions not deleted (idle ones included), plus those of new placements in flight. */
-  const nodesInUse = (partitions: PartitionRecord[]): Map<string, number> => {
-    const usage = new Map<string, number>();
+  const nodesInUse = (): Map<string, number> => {
+    const usage = new Map(services.store.nodesHeld());
     const add = (remote: string, nodes: number) => usage.set(remote, (usage.get(remote) ?? 0) + nodes);
-    for (const p of partitions) if (PARTITION_STATES[p.state].holdsNodes) add(p.remote, p.nodeCount);
     for (const holds of inFlight.values()) if (holds) add(holds.remote, holds.nodes);
     return usage;
   };
@@ -252,7 +262,7 @@ export function spawnScheduler(
     const waiting = new Map(queuedWaits.map((w) => [w.jobId, w.reason]));
     const unavailable = new Map(capacity.filter((r) => r.unavailable).map((r) => [r.name, r.unavailable!]));
     if (!unavailable.size) return waiting;
-    for (const job of services.store.active()) {
+    for (const job of services.store.holding()) {
       const reason = job.remote && GATE_STEPS.has(job.step) ? unavailable.get(job.remote) : undefined;
       if (reason && !inFlight.has(job.id)) waiting.set(job.id, reason);
     }
@@ -301,13 +311,16 @@ export function spawnScheduler(
    * record and its subscribers learn why it waits without a write on every pass. Those waiting on a gate say so
    * through WaitReasons.
    */
-  const explain = (plan: PendingJob[], queuedById: ReadonlyMap<string, QueuedRow>, noted: ReadonlySet<string>): void => {
+  const explain = (plan: PendingJob[], noted: ReadonlySet<string>): void => {
     for (const p of plan) {
       // A gate's state is no job's own reason: shown from memory (pendingOf) and by WaitReasons, never written
       // per job (a burst of submissions while a gate is coming up would write every job twice).
       if (p.code === 'GateUnavailable' || p.code === 'WaitingForFlavors' || noted.has(p.jobId)) continue;
-      const row = queuedById.get(p.jobId);
+      const row = services.store.queuedJob(p.jobId);
       if (!row || row.reason === p.code) continue;
+      // Waiting in line behind others is what a queued job with nothing stored does: 100,000 jobs queued behind one
+      // another are not 100,000 writes (what each says, with its place, is served from memory by pendingOf).
+      if (row.reason === null && p.code === 'Priority') continue;
       move(p.jobId, { type: 'progress', details: p.reason, reason: p.code });
     }
   };
@@ -351,8 +364,9 @@ export function spawnScheduler(
     const nowMs = Date.now();
     const queued = services.store.queued().filter((q) => !inFlight.has(q.id));
     const seq = queued.reduce((max, q) => Math.max(max, q.seq), 0) + 1;
-    const all = [...queued, { ...candidate, seq, reason: null, stateDetails: 'queued' }];
-    const plan = schedule(snapshotOf(all, partitions, remotes(), nodesInUse(partitions), idleOf(partitions), nowMs));
+    const capacity = remotes();
+    const all = headOfQueue([...queued, { ...candidate, seq, reason: null, stateDetails: 'queued' }], (q) => resolveRemote(q, capacity)?.name ?? '', QUEUE_DEPTH, recentUsage(nowMs), policy.weights);
+    const plan = schedule(snapshotOf(all, partitions, capacity, nodesInUse(), idleOf(partitions), nowMs));
     const assigned = plan.assignments.find((a) => a.jobId === candidate.id);
     if (assigned) return { starts: true, remote: assigned.remote, flavor: assigned.flavor, reuse: assigned.reuse ?? null, reason: null, position: null };
     const rejected = plan.rejections.find((r) => r.jobId === candidate.id);
@@ -370,62 +384,79 @@ export function spawnScheduler(
     return job && job.step !== 'done' ? job.stateDetails : null;
   };
 
+  /** One pass: repair, gather the snapshot, plan, apply (nothing awaited: the event loop is held for its length). */
+  const pass = (state: null): null => {
+    enforceBudgets(Date.now());
+    const partitions = services.partitions.list();
+    repair(partitions);
+    const usage = nodesInUse();
+    const capacity = remotes();
+    const idle = idleOf(partitions);
+    // Nothing can be placed while every remote is full (with no idle partition) or has not told us its flavors:
+    // skip reading the queue, which would otherwise make a burst of submits quadratic. Unless a gate is
+    // unavailable, or was: then the jobs waiting on it are told why (and told again when it is back).
+    const explaining = capacity.some((r) => r.unavailable) || reasons.size > 0;
+    const room = capacity.some((r) => r.flavors !== null && (r.maxNodes > (usage.get(r.name) ?? 0) || idle.some((p) => p.remote === r.name)));
+    const pools = capacity.some((r) => r.pool && r.pool.count > 0) || capacity.some((r) => r.maxIdle != null);
+    const nowMs = Date.now();
+    if (!explaining && !room && !pools) {
+      const due = lastExplainedMs + EXPLAIN_EVERY_MS - nowMs;
+      if (due > 0) {
+        explainLater(due);
+        return state;
+      }
+    }
+    lastExplainedMs = nowMs;
+    const waiting = services.store.queued().filter((q) => !inFlight.has(q.id) && !jobs.isAbandoned(q.id));
+    const queued = headOfQueue(waiting, (q) => resolveRemote(q, capacity)?.name ?? '', QUEUE_DEPTH, recentUsage(nowMs), policy.weights);
+    if (!queued.length && !explaining && !pools) {
+      pendingNow = new Map();
+      return state;
+    }
+    planned = true;
+    const plan = schedule(snapshotOf(queued, partitions, capacity, usage, idle, nowMs));
+    const notes = explaining ? reasons.changes(waitingOnGates(capacity, plan.waiting), detailsOf, (id) => inFlight.has(id)) : [];
+    pendingNow = new Map();
+    for (const p of plan.pending) pendingNow.set(p.jobId, p);
+    for (const a of plan.assignments) {
+      const job = services.store.get(a.jobId);
+      if (!job) continue;
+      // GPUs a flavor lacks: refused at submit when the gate had said what it offers, else here.
+      const gpus = job.directives.gpus ?? 0;
+      const offered = gpus ? flavorOf(a.remote, a.flavor)?.gpus : undefined;
+      if (offered !== undefined && offered < gpus) {
+        move(a.jobId, { type: 'unschedulable', reason: `#SWM gpus ${gpus}: flavor "${a.flavor}" on remote "${a.remote}" has ${offered === 0 ? 'no GPUs' : `${offered} GPUs`}` });
+        continue;
+      }
+      const q = services.store.queuedJob(a.jobId);
+      placing.set(a.jobId, { jobId: a.jobId, remote: a.remote, nodes: a.shape.nodeCount, endsAtMs: null, owner: q?.owner ?? job.owner, account: job.account, arrayId: job.arrayId });
+      place(a, q?.owner ?? job.owner, job.directives.containerImage);
+    }
+    for (const e of plan.evictions) void partitionMove(e.name, () => services.partitions.send(e.name, { type: 'delete', reason: e.reason }));
+    for (const c of plan.poolCreates) createPoolPartition(c.remote, c.shape);
+    for (const r of plan.rejections)
+      move(r.jobId, { type: 'unschedulable', reason: r.reason, ...(r.reason.startsWith('DependencyNeverSatisfied') ? { code: 'DependencyNeverSatisfied' } : {}) });
+    for (const n of notes) move(n.jobId, { type: 'progress', details: n.details });
+    explain(plan.pending, new Set(notes.map((n) => n.jobId)));
+    if (plan.assignments.length) logger.debug({ assigned: plan.assignments.length, queued: queued.length }, 'scheduled');
+    return state;
+  };
+  const pacer = new PassPacer(() => {
+    services.metrics?.schedulerPassStarted();
+    dispatch(ref, { type: 'run' });
+  });
   const ref = spawn(
     parent as Ref<never>,
     async (state: null, _message: SchedulerMessage) => {
-      pending = false;
-      enforceBudgets(Date.now());
-      const partitions = services.partitions.list();
-      repair(partitions);
-      const usage = nodesInUse(partitions);
-      const capacity = remotes();
-      const idle = idleOf(partitions);
-      // Nothing can be placed while every remote is full (with no idle partition) or has not told us its flavors:
-      // skip reading the queue, which would otherwise make a burst of submits quadratic. Unless a gate is
-      // unavailable, or was: then the jobs waiting on it are told why (and told again when it is back).
-      const explaining = capacity.some((r) => r.unavailable) || reasons.size > 0;
-      const room = capacity.some((r) => r.flavors !== null && (r.maxNodes > (usage.get(r.name) ?? 0) || idle.some((p) => p.remote === r.name)));
-      const pools = capacity.some((r) => r.pool && r.pool.count > 0) || capacity.some((r) => r.maxIdle != null);
-      const nowMs = Date.now();
-      if (!explaining && !room && !pools) {
-        const due = lastExplainedMs + EXPLAIN_EVERY_MS - nowMs;
-        if (due > 0) {
-          explainLater(due);
-          return state;
-        }
+      const started = performance.now();
+      planned = false;
+      try {
+        return pass(state);
+      } finally {
+        const ms = performance.now() - started;
+        pacer.ended(ms);
+        services.metrics?.schedulerPassEnded(ms / 1000, planned);
       }
-      lastExplainedMs = nowMs;
-      const queued = services.store.queued().filter((q) => !inFlight.has(q.id) && !jobs.isAbandoned(q.id));
-      if (!queued.length && !explaining && !pools) {
-        pendingNow = new Map();
-        return state;
-      }
-      const plan = schedule(snapshotOf(queued, partitions, capacity, usage, idle, nowMs));
-      const notes = explaining ? reasons.changes(waitingOnGates(capacity, plan.waiting), detailsOf, (id) => inFlight.has(id)) : [];
-      const queuedById = new Map(queued.map((q) => [q.id, q]));
-      pendingNow = new Map(plan.pending.map((p) => [p.jobId, p]));
-      for (const a of plan.assignments) {
-        const job = services.store.get(a.jobId);
-        if (!job) continue;
-        // GPUs a flavor lacks: refused at submit when the gate had said what it offers, else here.
-        const gpus = job.directives.gpus ?? 0;
-        const offered = gpus ? flavorOf(a.remote, a.flavor)?.gpus : undefined;
-        if (offered !== undefined && offered < gpus) {
-          move(a.jobId, { type: 'unschedulable', reason: `#SWM gpus ${gpus}: flavor "${a.flavor}" on remote "${a.remote}" has ${offered === 0 ? 'no GPUs' : `${offered} GPUs`}` });
-          continue;
-        }
-        const q = queuedById.get(a.jobId);
-        placing.set(a.jobId, { jobId: a.jobId, remote: a.remote, nodes: a.shape.nodeCount, endsAtMs: null, owner: q?.owner ?? job.owner, account: job.account, arrayId: job.arrayId });
-        place(a, q?.owner ?? job.owner, job.directives.containerImage);
-      }
-      for (const e of plan.evictions) void partitionMove(e.name, () => services.partitions.send(e.name, { type: 'delete', reason: e.reason }));
-      for (const c of plan.poolCreates) createPoolPartition(c.remote, c.shape);
-      for (const r of plan.rejections)
-        move(r.jobId, { type: 'unschedulable', reason: r.reason, ...(r.reason.startsWith('DependencyNeverSatisfied') ? { code: 'DependencyNeverSatisfied' } : {}) });
-      for (const n of notes) move(n.jobId, { type: 'progress', details: n.details });
-      explain(plan.pending, queuedById, new Set(notes.map((n) => n.jobId)));
-      if (plan.assignments.length) logger.debug({ assigned: plan.assignments.length, queued: queued.length }, 'scheduled');
-      return state;
     },
     'scheduler',
     {
@@ -437,11 +468,7 @@ export function spawnScheduler(
     } as never,
   ) as Ref<SchedulerMessage>;
 
-  const kick = () => {
-    if (pending) return;
-    pending = true;
-    dispatch(ref, { type: 'run' });
-  };
+  const kick = (): void => pacer.kick();
   const timer = setInterval(kick, SAFETY_NET_MS);
   timer.unref();
   // A gate becoming unavailable (or available again) changes what waiting jobs should say.
@@ -449,6 +476,7 @@ export function spawnScheduler(
   return {
     kick,
     stop: () => {
+      pacer.stop();
       clearInterval(timer);
       if (retry) clearTimeout(retry);
       if (explainTimer) clearTimeout(explainTimer);

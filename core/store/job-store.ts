@@ -2,11 +2,9 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DiskFullError, freeBytes, isDiskFull } from '../../spool-bootstrap/disk-full.js';
-import type { PortSpec } from '../../terminal-protocol/gate-methods.js';
 import type { JobState } from '../../terminal-protocol/job.js';
 import { stepsWhere } from '../jobs/job-steps.js';
-import type { Dependency } from '../scheduler/dependencies.js';
-import type { SpotDirective } from '../scheduler/spot.js';
+import { JobIndex, type HoldingRow, type QueuedCounts, type QueuedRow } from './job-index.js';
 import type { PartitionRecord } from '../partitions/partition-record.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
@@ -116,51 +114,29 @@ const toParams = (j: JobRecord) => ({
   reason: j.reason,
   cost: j.cost,
   attempts: j.attempts,
+  // What the job asks for, as columns (COLUMNS is read from the keys of an empty record's params).
+  nodes: j.directives?.nodes ?? 1,
+  duration_sec: j.directives?.durationSec ?? 0,
+  asked_remote: j.directives?.remote ?? null,
+  asked_flavor: j.directives?.flavor ?? null,
+  cloud_image: j.directives?.cloudImage ?? null,
+  gpus: j.directives?.gpus ?? 0,
   updated_ms: Date.now(),
 });
 
 const COLUMNS = Object.keys(toParams({} as JobRecord));
 const sqlList = (steps: JobStep[]): string => steps.map((s) => `'${s}'`).join(', ');
 const ACTIVE_STEPS = sqlList(stepsWhere('active'));
-const HOLDING_STEPS = sqlList(stepsWhere('holdsPartition'));
+/** Jobs not done, read through the partial index jobs_step (the IN list alone makes SQLite scan the table). */
+const ACTIVE_WHERE = `step <> 'done' AND step IN (${ACTIVE_STEPS})`;
 
-type Write = { kind: 'insert' | 'update'; job: JobRecord } | { kind: 'insert-many'; jobs: JobRecord[] } | { kind: 'partition'; partition: PartitionRecord };
-/** The scheduler's view of a queued job. */
-export interface QueuedRow {
-  id: string;
-  owner: string;
-  priority: number;
-  seq: number;
-  nodes: number;
-  remote?: string;
-  flavor?: string;
-  cloudImage: string | null;
-  ports: PortSpec[];
-  account: string | null;
-  durationSec: number;
-  array: { id: string; index: number; maxRunning: number | null } | null;
-  depends: Dependency[];
-  spot?: SpotDirective | false;
-  /** Times queued again (preemptions): a spot job with fallback runs on-demand after limits.maxPreemptions. */
-  attempts: number;
-  /** The pending code stored last (written only when it changes). */
-  reason: string | null;
-  stateDetails: string;
-}
-
-/** The scheduler's view of a job past the queue that holds (or is being given) nodes. */
-export interface HoldingRow {
-  id: string;
-  owner: string;
-  account: string | null;
-  remote: string | null;
-  nodes: number;
-  durationSec: number;
-  runStartedMs: number | null;
-  arrayId: string | null;
-  step: JobStep;
-}
-
+/** A write waiting for the next group commit; an insert learns its job's submission order (seq) as it is made. */
+type Write =
+  | { kind: 'insert'; job: JobRecord; seq?: number }
+  | { kind: 'update'; job: JobRecord }
+  | { kind: 'insert-many'; jobs: JobRecord[]; seqs?: number[] }
+  | { kind: 'partition'; partition: PartitionRecord };
+export type { HoldingRow, QueuedCounts, QueuedRow } from './job-index.js';
 /** A job's use of nodes, for fair share and cost reports. */
 export interface UsageRow {
   id: string;
@@ -237,6 +213,9 @@ export class JobStore {
   private readonly updateStmt: Database.Statement;
   private readonly getStmt: Database.Statement;
   private readonly savePartitionStmt: Database.Statement;
+  private readonly statements = new Map<string, Database.Statement>();
+  /** The queue, the jobs holding nodes and the live partitions, as committed (job-index.ts). */
+  private readonly index: JobIndex;
 
   constructor(path: string) {
     this.dir = dirname(path);
@@ -244,20 +223,53 @@ export class JobStore {
     this.reserve = new SpaceReserve(join(this.dir, 'swm.reserve'));
     this.db = this.open(path);
     this.reserve.ensure();
-    this.insertStmt = this.db.prepare(
+    this.insertStmt = this.stmt(
       `INSERT INTO jobs (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`,
     );
     // A job's cost is added to by its partition's charges (addCost), never written back from a job's record.
-    this.updateStmt = this.db.prepare(
+    this.updateStmt = this.stmt(
       `UPDATE jobs SET ${COLUMNS.filter((c) => c !== 'id' && c !== 'cost').map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`,
     );
-    this.getStmt = this.db.prepare('SELECT * FROM jobs WHERE id = ?');
-    this.savePartitionStmt = this.db.prepare(
+    this.getStmt = this.stmt('SELECT * FROM jobs WHERE id = ?');
+    this.savePartitionStmt = this.stmt(
       `INSERT INTO partitions (name, state, remote, owner, job_id, record, updated_ms)
        VALUES (@name, @state, @remote, @owner, @jobId, @record, @updatedMs)
        ON CONFLICT(name) DO UPDATE SET state = excluded.state, remote = excluded.remote, owner = excluded.owner,
          job_id = excluded.job_id, record = excluded.record, updated_ms = excluded.updated_ms`,
     );
+    this.index = new JobIndex((id) => (this.stmt('SELECT seq FROM jobs WHERE id = ?').get(id) as { seq: number } | undefined)?.seq ?? 0);
+    this.rebuildIndex();
+  }
+
+  /** The index from the database: every job not done, every partition not deleted (a starting core's view). */
+  private rebuildIndex(): void {
+    // Only the columns the index reads, as arrays (a starting core with 100,000 jobs queued reads them all).
+    const rows = this.stmt(
+      `SELECT seq, id, owner, priority, step, state_details, reason, account, array_id, array_index, array_cap, depends, attempts, remote, run_started_ms, directives
+         FROM jobs WHERE ${ACTIVE_WHERE} ORDER BY seq`,
+    ).raw(true);
+    for (const r of rows.iterate() as IterableIterator<unknown[]>) {
+      const [seq, id, owner, priority, step, stateDetails, reason, account, arrayId, arrayIndex, arrayCap, depends, attempts, remote, runStartedMs, directives] = r as [
+        number, string, string, number, JobStep, string, string | null, string | null, string | null, number | null, number | null, string, number, string | null, number | null, string,
+      ];
+      this.index.job(
+        { id, owner, priority, step, stateDetails, reason, account, arrayId, arrayIndex, arrayCap, depends: depends === '[]' ? [] : JSON.parse(depends), attempts, remote, runStartedMs, directives: JSON.parse(directives) },
+        seq,
+      );
+    }
+    rows.raw(false);
+    for (const row of this.stmt(`SELECT record FROM partitions WHERE state <> 'deleted' ORDER BY rowid`).iterate() as IterableIterator<{ record: string }>)
+      this.index.partition(JSON.parse(row.record) as PartitionRecord);
+  }
+
+  /** A statement prepared once and reused (better-sqlite3 statements are safe to run again and again). */
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
   }
 
   /** Persist a partition's whole record (its actor owns it), in the same group commit as the jobs. */
@@ -266,28 +278,31 @@ export class JobStore {
   }
 
   partition(name: string): PartitionRecord | null {
-    const row = this.db.prepare('SELECT record FROM partitions WHERE name = ?').get(name) as { record: string } | undefined;
+    const row = this.stmt('SELECT record FROM partitions WHERE name = ?').get(name) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as PartitionRecord) : null;
   }
 
   /** Partitions that are not deleted (or, with `deletedSinceMs`, deleted since then too), oldest first. */
   partitions(deletedSinceMs?: number): PartitionRecord[] {
-    const rows = (
-      deletedSinceMs === undefined
-        ? this.db.prepare(`SELECT record FROM partitions WHERE state <> 'deleted' ORDER BY rowid`).all()
-        : this.db.prepare(`SELECT record FROM partitions WHERE state <> 'deleted' OR updated_ms >= ? ORDER BY rowid`).all(deletedSinceMs)
-    ) as { record: string }[];
+    // Copies: a caller may change what it is given, never the index.
+    if (deletedSinceMs === undefined) return this.index.partitions().map((p) => ({ ...p }));
+    const rows = this.stmt(`SELECT record FROM partitions WHERE state <> 'deleted' OR updated_ms >= ? ORDER BY rowid`).all(deletedSinceMs) as { record: string }[];
     return rows.map((r) => JSON.parse(r.record) as PartitionRecord);
+  }
+
+  /** Nodes held per remote by partitions not deleted (idle ones included), as committed. */
+  nodesHeld(): ReadonlyMap<string, number> {
+    return this.index.nodesHeld();
   }
 
   /** Forget partitions deleted before `beforeMs` (their history has served); returns how many. */
   purgeDeletedPartitions(beforeMs: number): number {
-    return this.db.prepare(`DELETE FROM partitions WHERE state = 'deleted' AND updated_ms < ?`).run(beforeMs).changes;
+    return this.stmt(`DELETE FROM partitions WHERE state = 'deleted' AND updated_ms < ?`).run(beforeMs).changes;
   }
 
   /** Whether a partition of that name was ever recorded (names are never reused). */
   partitionNameTaken(name: string): boolean {
-    return this.db.prepare('SELECT 1 FROM partitions WHERE name = ?').get(name) !== undefined;
+    return this.stmt('SELECT 1 FROM partitions WHERE name = ?').get(name) !== undefined;
   }
 
   /** Store a new job; refused (DiskFullError) while the disk lacks the room the store keeps for accepted jobs. */
@@ -332,85 +347,50 @@ export class JobStore {
       where.push('seq < ?');
       params.push(filter.before);
     }
-    const rows = this.db
-      .prepare(`SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`)
+    const rows = this.stmt(`SELECT * FROM jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq DESC LIMIT ?`)
       .all(...params, filter.limit + 1) as Row[];
     const more = rows.length > filter.limit;
     const page = rows.slice(0, filter.limit);
     return { jobs: page.map(fromRow), next: more ? page[page.length - 1]!.seq : null };
   }
 
-  /** Jobs not done, oldest first: what a starting core must resume. */
-  active(): JobRecord[] {
-    return (this.db.prepare(`SELECT * FROM jobs WHERE step IN (${ACTIVE_STEPS}) ORDER BY seq`).all() as Row[]).map(fromRow);
+  /** Jobs not done (or only those in `steps`), oldest first: what a starting core must resume. */
+  active(steps?: readonly JobStep[]): JobRecord[] {
+    const where = steps ? `step <> 'done' AND step IN (${sqlList([...steps])})` : ACTIVE_WHERE;
+    return (this.stmt(`SELECT * FROM jobs WHERE ${where} ORDER BY seq`).all() as Row[]).map(fromRow);
   }
 
-  /** The scheduler's view of the queue. */
+  /** The scheduler's view of the queue (from memory: the index of what is committed). */
   queued(): QueuedRow[] {
-    const rows = this.db
-      .prepare(
-        `SELECT id, owner, priority, seq, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.remote') AS remote,
-                json_extract(directives, '$.flavor') AS flavor, json_extract(directives, '$.cloudImage') AS cloudImage,
-                json_extract(directives, '$.ports') AS ports, json_extract(directives, '$.durationSec') AS durationSec,
-                json_extract(directives, '$.spot') AS spot,
-                account, array_id, array_index, array_cap, depends, reason, state_details, attempts
-           FROM jobs WHERE step = 'queue'`,
-      )
-      .all() as {
-      id: string; owner: string; priority: number; seq: number; nodes: number; remote: string | null; flavor: string | null; cloudImage: string | null;
-      ports: string | null; durationSec: number | null; account: string | null; array_id: string | null; array_index: number | null; array_cap: number | null;
-      depends: string; reason: string | null; state_details: string; spot: string | number | null; attempts: number;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      owner: r.owner,
-      priority: r.priority,
-      seq: r.seq,
-      nodes: r.nodes,
-      remote: r.remote ?? undefined,
-      flavor: r.flavor ?? undefined,
-      cloudImage: r.cloudImage,
-      ports: r.ports ? JSON.parse(r.ports) : [],
-      account: r.account,
-      durationSec: r.durationSec ?? 0,
-      array: r.array_id ? { id: r.array_id, index: r.array_index ?? 0, maxRunning: r.array_cap } : null,
-      depends: r.depends === '[]' ? [] : JSON.parse(r.depends),
-      reason: r.reason,
-      stateDetails: r.state_details,
-      // json_extract gives an object as JSON text, and `false` as 0.
-      spot: r.spot === null ? undefined : typeof r.spot === 'number' ? (r.spot ? { fallback: false } : false) : (JSON.parse(r.spot) as SpotDirective),
-      attempts: r.attempts,
-    }));
+    return this.index.queued();
+  }
+
+  /** A queued job's row (from memory), if it is queued. */
+  queuedJob(id: string): QueuedRow | undefined {
+    return this.index.queuedJob(id);
+  }
+
+  /** How many jobs are queued (step queue). */
+  get queuedSize(): number {
+    return this.index.queuedSize;
   }
 
   /** Jobs past the queue that hold (or are being given) a partition: what limits, array caps and backfill count. */
   holding(): HoldingRow[] {
-    const rows = this.db
-      .prepare(
-        `SELECT id, owner, account, remote, json_extract(directives, '$.nodes') AS nodes, json_extract(directives, '$.durationSec') AS durationSec,
-                run_started_ms, array_id, step
-           FROM jobs WHERE step IN (${HOLDING_STEPS})`,
-      )
-      .all() as { id: string; owner: string; account: string | null; remote: string | null; nodes: number; durationSec: number | null; run_started_ms: number | null; array_id: string | null; step: string }[];
-    return rows.map((r) => ({
-      id: r.id,
-      owner: r.owner,
-      account: r.account,
-      remote: r.remote,
-      nodes: r.nodes,
-      durationSec: r.durationSec ?? 0,
-      runStartedMs: r.run_started_ms,
-      arrayId: r.array_id,
-      step: r.step as JobStep,
-    }));
+    return this.index.holding();
+  }
+
+  /** A number that changes with every committed change of a job's step or a partition (the scheduler's "anything new?"). */
+  get version(): number {
+    return this.index.version;
   }
 
   /** How each job named stands (its state), and the states of the tasks of each array named: for dependencies. */
   statesOf(ids: readonly string[]): { byId: Map<string, JobState>; byArray: Map<string, JobState[]> } {
     const byId = new Map<string, JobState>();
     const byArray = new Map<string, JobState[]>();
-    const one = this.db.prepare('SELECT state FROM jobs WHERE id = ?');
-    const tasks = this.db.prepare('SELECT state FROM jobs WHERE array_id = ?');
+    const one = this.stmt('SELECT state FROM jobs WHERE id = ?');
+    const tasks = this.stmt('SELECT state FROM jobs WHERE array_id = ?');
     for (const id of ids) {
       const row = one.get(id) as { state: JobState } | undefined;
       if (row) byId.set(id, row.state);
@@ -424,23 +404,24 @@ export class JobStore {
 
   /** Whether a job or an array of that id exists. */
   knows(id: string): boolean {
-    return this.getStmt.get(id) !== undefined || this.db.prepare('SELECT 1 FROM jobs WHERE array_id = ? LIMIT 1').get(id) !== undefined;
+    return this.getStmt.get(id) !== undefined || this.stmt('SELECT 1 FROM jobs WHERE array_id = ? LIMIT 1').get(id) !== undefined;
   }
 
   /** The tasks of an array, by index. */
   arrayTasks(arrayId: string): JobRecord[] {
-    return (this.db.prepare('SELECT * FROM jobs WHERE array_id = ? ORDER BY array_index').all(arrayId) as Row[]).map(fromRow);
+    return (this.stmt('SELECT * FROM jobs WHERE array_id = ? ORDER BY array_index').all(arrayId) as Row[]).map(fromRow);
   }
 
   /** Jobs that started and ended since `sinceIso` (ISO time), or that hold nodes now: usage and cost. */
   usageSince(sinceIso: string, owner?: string): UsageRow[] {
-    const rows = this.db
-      .prepare(
-        `SELECT id, owner, account, remote, json_extract(directives, '$.nodes') AS nodes, start_time, end_time, cost, submit_time
-           FROM jobs WHERE ((end_time IS NOT NULL AND end_time >= @since) OR (end_time IS NULL AND (start_time IS NOT NULL OR cost IS NOT NULL)))
-            ${owner === undefined ? '' : 'AND owner = @owner'}`,
-      )
-      .all({ since: sinceIso, ...(owner === undefined ? {} : { owner }) }) as {
+    // Two index reads (jobs_end_time, jobs_not_ended), never a scan of the queue.
+    const mine = owner === undefined ? '' : 'AND owner = @owner';
+    const rows = this.stmt(
+      `SELECT id, owner, account, remote, nodes, start_time, end_time, cost, submit_time FROM jobs WHERE end_time >= @since ${mine}
+       UNION ALL
+       SELECT id, owner, account, remote, nodes, start_time, end_time, cost, submit_time FROM jobs
+        WHERE end_time IS NULL AND (start_time IS NOT NULL OR cost IS NOT NULL) ${mine}`,
+    ).all({ since: sinceIso, ...(owner === undefined ? {} : { owner }) }) as {
       id: string; owner: string; account: string | null; remote: string | null; nodes: number; start_time: string | null; end_time: string | null; cost: number | null; submit_time: string;
     }[];
     return rows.map((r) => ({
@@ -457,29 +438,18 @@ export class JobStore {
   }
 
   /** Jobs in the queue (waiting for inputs, or for the scheduler) per user and per account: admission's count. */
-  queuedCounts(): { byUser: Map<string, number>; byAccount: Map<string, number> } {
-    const rows = this.db.prepare(`SELECT owner, account, COUNT(*) AS n FROM jobs WHERE step IN ('inputs', 'queue') GROUP BY owner, account`).all() as {
-      owner: string;
-      account: string | null;
-      n: number;
-    }[];
-    const byUser = new Map<string, number>();
-    const byAccount = new Map<string, number>();
-    for (const r of rows) {
-      byUser.set(r.owner, (byUser.get(r.owner) ?? 0) + r.n);
-      if (r.account) byAccount.set(r.account, (byAccount.get(r.account) ?? 0) + r.n);
-    }
-    return { byUser, byAccount };
+  queuedCounts(): QueuedCounts {
+    return this.index.queuedCounts();
   }
 
   /** The charge running on a partition, if any. */
   openCharge(partition: string): OpenCharge | null {
-    return (this.db.prepare('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges WHERE partition = ?').get(partition) as OpenCharge | undefined) ?? null;
+    return (this.stmt('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges WHERE partition = ?').get(partition) as OpenCharge | undefined) ?? null;
   }
 
   /** Every charge running (one per partition up that a job has used). */
   openCharges(): OpenCharge[] {
-    return this.db.prepare('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges').all() as OpenCharge[];
+    return this.stmt('SELECT partition, job_id AS jobId, from_ms AS fromMs, price_per_hour AS pricePerHour, nodes FROM partition_charges').all() as OpenCharge[];
   }
 
   /**
@@ -491,8 +461,8 @@ export class JobStore {
       const open = this.openCharge(partition);
       if (open) {
         const cost = chargeOf(open, toMs);
-        this.db.prepare('UPDATE jobs SET cost = COALESCE(cost, 0) + ? WHERE id = ?').run(cost, open.jobId);
-        this.db.prepare('DELETE FROM partition_charges WHERE partition = ?').run(partition);
+        this.stmt('UPDATE jobs SET cost = COALESCE(cost, 0) + ? WHERE id = ?').run(cost, open.jobId);
+        this.stmt('DELETE FROM partition_charges WHERE partition = ?').run(partition);
       }
       if (next)
         this.db
@@ -503,25 +473,25 @@ export class JobStore {
 
   /** A job's timeline: each change of its step or state, oldest first. */
   events(id: string): JobEventRow[] {
-    return (this.db.prepare('SELECT at_ms AS atMs, step, state, details FROM job_events WHERE job_id = ? ORDER BY at_ms, rowid').all(id) as JobEventRow[]);
+    return (this.stmt('SELECT at_ms AS atMs, step, state, details FROM job_events WHERE job_id = ? ORDER BY at_ms, rowid').all(id) as JobEventRow[]);
   }
 
   /** Jobs still waiting for their inputs that were submitted before `before` (ISO time). */
   awaitingInputsSince(before: string): string[] {
-    return (this.db.prepare(`SELECT id FROM jobs WHERE step = 'inputs' AND submit_time < ?`).all(before) as { id: string }[]).map((r) => r.id);
+    return (this.stmt(`SELECT id FROM jobs WHERE step = 'inputs' AND submit_time < ?`).all(before) as { id: string }[]).map((r) => r.id);
   }
 
   /** Jobs per state and remote (null: not placed yet), for the metrics. */
   countsByStateAndRemote(): { state: string; remote: string | null; n: number }[] {
-    return this.db.prepare('SELECT state, remote, COUNT(*) AS n FROM jobs GROUP BY state, remote').all() as { state: string; remote: string | null; n: number }[];
+    return this.stmt('SELECT state, remote, COUNT(*) AS n FROM jobs GROUP BY state, remote').all() as { state: string; remote: string | null; n: number }[];
   }
 
   /** Jobs per state: everyone's, or those of `owner`. */
   countsByState(owner?: string): Record<string, number> {
     const rows = (
       owner === undefined
-        ? this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all()
-        : this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs WHERE owner = ? GROUP BY state').all(owner)
+        ? this.stmt('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all()
+        : this.stmt('SELECT state, COUNT(*) AS n FROM jobs WHERE owner = ? GROUP BY state').all(owner)
     ) as { state: string; n: number }[];
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
@@ -559,6 +529,7 @@ export class JobStore {
     const failure = this.commit(batch);
     this.onCommit?.((performance.now() - started) / 1000, batch.length);
     if (failure === null) {
+      for (const item of batch) this.indexed(item.write);
       for (const item of batch) item.resolve();
       this.remakeReserve();
       return;
@@ -567,9 +538,19 @@ export class JobStore {
     // One bad write must not sink the others: retry them one by one so each gets its own answer.
     for (const item of batch) {
       const error = this.commit([item]);
-      if (error === null) item.resolve();
-      else item.reject(error);
+      if (error === null) {
+        this.indexed(item.write);
+        item.resolve();
+      } else item.reject(error);
     }
+  }
+
+  /** A committed write, applied to the index (only once on disk: the index never runs ahead of the store). */
+  private indexed(write: Write): void {
+    if (write.kind === 'partition') this.index.partition(write.partition);
+    else if (write.kind === 'insert') this.index.job(write.job, write.seq);
+    else if (write.kind === 'insert-many') write.jobs.forEach((job, i) => this.index.job(job, write.seqs?.[i]));
+    else this.index.job(write.job);
   }
 
   /** New jobs are refused; changes to accepted jobs are committed again in the room the reserve frees. */
@@ -579,6 +560,7 @@ export class JobStore {
     for (const item of batch) if (isNew(item)) item.reject(failure);
     if (!updates.length) return;
     const error = this.reserve.release() ? this.commit(updates) : failure;
+    if (error === null) for (const item of updates) this.indexed(item.write);
     for (const item of updates) {
       if (error === null) item.resolve();
       else item.reject(error);
@@ -593,8 +575,8 @@ export class JobStore {
           if (write.kind === 'partition') {
             const p = write.partition;
             this.savePartitionStmt.run({ name: p.name, state: p.state, remote: p.remote, owner: p.owner, jobId: p.jobId, record: JSON.stringify(p), updatedMs: Date.now() });
-          } else if (write.kind === 'insert') this.insertStmt.run(toParams(write.job));
-          else if (write.kind === 'insert-many') for (const job of write.jobs) this.insertStmt.run(toParams(job));
+          } else if (write.kind === 'insert') write.seq = Number(this.insertStmt.run(toParams(write.job)).lastInsertRowid);
+          else if (write.kind === 'insert-many') write.seqs = write.jobs.map((job) => Number(this.insertStmt.run(toParams(job)).lastInsertRowid));
           else this.updateStmt.run(toParams(write.job));
         }
       })();

@@ -93,17 +93,36 @@ const migrations: string[] = [
      price_per_hour  REAL NOT NULL,
      nodes           INTEGER NOT NULL
    );`,
+  // What is filtered, summed and sorted becomes columns of its own, so that no query reads a job's directives
+  // (json_extract) in a hot path: the nodes and time limit a job asks for, the remote, flavor and cloud image it
+  // names (remote and flavor hold where it was placed), its GPUs. Backfilled from the directives. State counts and
+  // the usage of jobs not ended are read through indexes of their own.
+  `ALTER TABLE jobs ADD COLUMN nodes INTEGER NOT NULL DEFAULT 1;
+   ALTER TABLE jobs ADD COLUMN duration_sec INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE jobs ADD COLUMN asked_remote TEXT;
+   ALTER TABLE jobs ADD COLUMN asked_flavor TEXT;
+   ALTER TABLE jobs ADD COLUMN cloud_image TEXT;
+   ALTER TABLE jobs ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
+   UPDATE jobs SET nodes = COALESCE(json_extract(directives, '$.nodes'), 1),
+                   duration_sec = COALESCE(json_extract(directives, '$.durationSec'), 0),
+                   asked_remote = json_extract(directives, '$.remote'),
+                   asked_flavor = json_extract(directives, '$.flavor'),
+                   cloud_image = json_extract(directives, '$.cloudImage'),
+                   gpus = COALESCE(json_extract(directives, '$.gpus'), 0);
+   CREATE INDEX jobs_state_owner ON jobs(state, owner);
+   CREATE INDEX jobs_not_ended ON jobs(seq) WHERE end_time IS NULL AND (start_time IS NOT NULL OR cost IS NOT NULL);`,
 ];
 
-export function migrate(db: Database): number {
+/** Bring the schema up to `target` (default: the latest; an earlier one makes the spool of an older core, for tests). */
+export function migrate(db: Database, target = migrations.length): number {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > migrations.length)
     throw new Error(`the store was written by a newer swm-core (schema ${current}, this one knows ${migrations.length})`);
-  for (let v = current; v < migrations.length; v++) {
+  for (let v = current; v < Math.min(target, migrations.length); v++) {
     db.transaction(() => {
       db.exec(migrations[v]!);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
-  return migrations.length;
+  return db.pragma('user_version', { simple: true }) as number;
 }

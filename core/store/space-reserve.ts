@@ -19,6 +19,8 @@ const CHUNK = Buffer.alloc(64 * 1024);
  */
 export class SpaceReserve {
   private readonly bytes: number;
+  /** Known to be on disk (made or seen whole, and not released since): every submit asks, so it is not looked up each time. */
+  private known = false;
 
   constructor(private readonly path: string) {
     const disk = fileSystemBytes(dirname(path)) ?? MAX_RESERVE_BYTES * 32;
@@ -39,7 +41,8 @@ export class SpaceReserve {
    * itself fill the disk). Returns whether it is held. Never throws.
    */
   ensure(): boolean {
-    if (this.held) return true;
+    if (this.known) return true;
+    if (this.held) return (this.known = true);
     const free = freeBytes(dirname(this.path));
     if (free === null || free < 2 * this.bytes) return false;
     const partial = `${this.path}.partial`;
@@ -53,7 +56,7 @@ export class SpaceReserve {
         closeSync(fd);
       }
       renameSync(partial, this.path);
-      return true;
+      return (this.known = true);
     } catch {
       rmSync(partial, { force: true });
       return false;
@@ -62,6 +65,7 @@ export class SpaceReserve {
 
   /** Give the reserve back to the disk. Returns whether there was one to give. */
   release(): boolean {
+    this.known = false;
     if (!existsSync(this.path)) return false;
     rmSync(this.path, { force: true });
     return true;

@@ -15,7 +15,7 @@ import type { Jobs } from '../jobs/jobs.js';
 import { outputsDir } from '../jobs/steps/stage-out.js';
 import { place } from '../scheduler/schedule.js';
 import type { CoreServices } from '../services.js';
-import { notYetRun, ownJob, toWireJob, type JobRecord } from '../store/job-record.js';
+import { newJobId, notYetRun, ownJob, toWireJob, type JobRecord } from '../store/job-record.js';
 import { admitSubmission, priorityAllowed } from '../scheduler/admission.js';
 import { schedulingLimits } from '../scheduler/scheduling-policy.js';
 import { canSee, visibleJob } from './caller.js';
@@ -75,7 +75,7 @@ export class JobHandlers {
 
     const awaitingInputs = inputs.length > 0;
     const base: JobRecord = {
-      id: randomUUID(),
+      id: newJobId(),
       owner: caller.name,
       name: params.name ?? directives.name ?? 'job',
       state: 'Q',
@@ -96,13 +96,13 @@ export class JobHandlers {
     const jobs: JobRecord[] = indices
       ? indices.map((index, i) => ({
           ...base,
-          id: i === 0 ? base.id : randomUUID(),
+          id: i === 0 ? base.id : newJobId(),
           directives: { ...directives, env: { ...directives.env, SWM_ARRAY_TASK_ID: String(index), SWM_ARRAY_JOB_ID: '' } },
           arrayIndex: index,
           arrayCap: directives.array!.maxRunning,
         }))
       : [base];
-    const arrayId = indices ? randomUUID() : null;
+    const arrayId = indices ? newJobId() : null;
     if (arrayId)
       for (const job of jobs) {
         job.arrayId = arrayId;
