@@ -9,6 +9,7 @@ import type { PartitionRecord } from '../partitions/partition-record.js';
 import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
 import { SpaceReserve } from './space-reserve.js';
+import { WalCheckpointer, type CheckpointResult } from './wal-checkpointer.js';
 
 interface Row {
   seq: number;
@@ -173,6 +174,10 @@ export interface JobEventRow {
 
 type Queued = { write: Write; resolve: () => void; reject: (e: unknown) => void };
 
+/** WAL frames (pages) past which a checkpoint the commits outran is finished on the store's own connection. */
+const WAL_RESTART_FRAMES = 2_000;
+/** SQLite's own automatic checkpoint (pages), used again if the checkpointer's worker fails. */
+const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 /** How often, at most, a commit checks whether a released reserve can be made again. */
 const RESERVE_CHECK_MS = 1_000;
 
@@ -199,6 +204,9 @@ function openDatabase(path: string): Database.Database {
  * or DiskFullError when refused before trying); the changes to accepted jobs in the same commit are committed
  * again in the room the reserve frees. A failed commit leaves nothing behind: the transaction is rolled back,
  * and the next one starts afresh.
+ *
+ * Each committed write is then applied to the index (job-index.ts), which answers the scheduler's and admission's
+ * questions from memory; the WAL is checkpointed by a worker thread beside the commits (wal-checkpointer.ts).
  */
 export class JobStore {
   private readonly db: Database.Database;
@@ -216,6 +224,8 @@ export class JobStore {
   private readonly statements = new Map<string, Database.Statement>();
   /** The queue, the jobs holding nodes and the live partitions, as committed (job-index.ts). */
   private readonly index: JobIndex;
+  /** Copies the WAL into the database file off the event loop (wal-checkpointer.ts). */
+  private readonly checkpointer: WalCheckpointer;
 
   constructor(path: string) {
     this.dir = dirname(path);
@@ -239,6 +249,30 @@ export class JobStore {
     );
     this.index = new JobIndex((id) => (this.stmt('SELECT seq FROM jobs WHERE id = ?').get(id) as { seq: number } | undefined)?.seq ?? 0);
     this.rebuildIndex();
+    this.db.pragma('wal_autocheckpoint = 0');
+    this.checkpointer = new WalCheckpointer(path, (done) => this.finishCheckpoint(done), (error) => {
+      try {
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${SQLITE_AUTOCHECKPOINT_PAGES}`);
+      } catch {
+        /* closing */
+      }
+      if (this.db.open) process.emitWarning(`the store's WAL is checkpointed on the event loop again: ${error.message}`);
+    });
+  }
+
+  /** A checkpoint that commits outran, on a WAL past its bound: finished here, so that the next commit starts it over. */
+  private finishCheckpoint(done: CheckpointResult): void {
+    if (done.log < WAL_RESTART_FRAMES || !this.db.open || this.db.inTransaction) return;
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      /* the next one will */
+    }
+  }
+
+  /** Checkpoint the WAL now (beside the commits, in the checkpointer's worker); what it did. */
+  checkpoint(): Promise<CheckpointResult> {
+    return this.checkpointer.checkpoint();
   }
 
   /** The index from the database: every job not done, every partition not deleted (a starting core's view). */
@@ -503,6 +537,7 @@ export class JobStore {
 
   close(): void {
     this.commitQueued();
+    this.checkpointer.stop();
     this.db.close();
   }
 
@@ -529,6 +564,7 @@ export class JobStore {
     const failure = this.commit(batch);
     this.onCommit?.((performance.now() - started) / 1000, batch.length);
     if (failure === null) {
+      this.checkpointer.committed();
       for (const item of batch) this.indexed(item.write);
       for (const item of batch) item.resolve();
       this.remakeReserve();
