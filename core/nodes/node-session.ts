@@ -4,6 +4,7 @@ import { Client, type ClientChannel, type SFTPWrapper } from 'ssh2';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import { coalesceWrites } from '../../terminal-protocol/streams.js';
 import { sshFingerprint } from '../../terminal-protocol/ssh-keys.js';
+import { sshCipherPreference } from '../../terminal-protocol/ssh-ciphers.js';
 import type { PartitionNode } from '../../terminal-protocol/common.js';
 
 export interface ExecResult {
@@ -43,6 +44,8 @@ export class NodeSession {
     private readonly client: Client,
     /** The node's host public key as it presented it (checked against the pinned fingerprint), OpenSSH format. */
     readonly hostKey: string,
+    /** The cipher negotiated for what the core sends (ssh-ciphers.ts: AES-GCM unless the node has none). */
+    readonly cipher: string,
   ) {
     client.on('close', () => {
       this.closed = true;
@@ -133,6 +136,7 @@ export class NodeSession {
       const client = new Client();
       let presented: string | null = null;
       let presentedKey = '';
+      let cipher = '';
       let settled = false;
       const onAbort = () => {
         settled = true;
@@ -140,10 +144,11 @@ export class NodeSession {
         reject(new RpcError(ErrorCode.Conflict, 'aborted'));
       };
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      client.once('handshake', (negotiated) => (cipher = negotiated.cs.cipher));
       client.once('ready', () => {
         options.signal?.removeEventListener('abort', onAbort);
         settled = true;
-        resolve(new NodeSession(node, client, presentedKey));
+        resolve(new NodeSession(node, client, presentedKey, cipher));
       });
       // `on`, not `once`: a failed handshake can emit several errors (a reset or a time-out, then "Connection
       // lost before handshake" when the socket closes), and an error nobody listens to would end the process.
@@ -172,6 +177,7 @@ export class NodeSession {
         readyTimeout: options.timeoutMs ?? 20_000,
         keepaliveInterval: 5_000,
         keepaliveCountMax: 4,
+        algorithms: { cipher: sshCipherPreference() },
         hostVerifier: (key: Buffer) => {
           presented = sshFingerprint(key);
           presentedKey = openSshPublicKey(key);

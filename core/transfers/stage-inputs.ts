@@ -6,9 +6,11 @@ import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
 import { NodeFileHasher, hashToolOf, hashablePath, nodeDigests } from './node-checksums.js';
-import { isRegular, listRemote, putBlocks, putWhole } from './sftp-files.js';
+import { isRegular, isSymlinkMode, listRemote, putBlocks, putWhole } from './sftp-files.js';
 import { diagnoseNodeWrite } from './transfer-errors.js';
 import { forEachLimited } from './work-lanes.js';
+import { PathEscapeError, tarPathProblem } from './tar-stream.js';
+import { BATCH_FILE_BYTES, BATCH_MIN_FILES, BATCH_STREAMS, nodeHasGnuTar, sendTarBatch } from './tar-batch.js';
 
 /** Files below this size go through the many-lanes pool: they are bound by round trips, not bandwidth. */
 const SMALL_FILE_BYTES = 1024 * 1024;
@@ -46,6 +48,8 @@ export interface StageInputsResult {
   keptBytes: number;
   /** How the files were checked on the node. */
   verified: 'sha256' | 'size';
+  /** Files sent in one tar stream (tar-batch.ts) rather than one SFTP open each. */
+  batchedFiles: number;
 }
 
 /** Where a partial remote file of `remote` bytes (of `size`) is continued from. Pure. */
@@ -77,10 +81,17 @@ async function remoteSizes(sftp: SFTPWrapper, remoteDir: string, relativeDirs: r
   const sizes = new Map<string, number>();
   const top = (await listRemote(sftp, remoteDir)).filter((e) => e.filename !== '.' && e.filename !== '..' && e.filename !== '.swm');
   if (top.length === 0) return sizes;
-  await forEachLimited(relativeDirs, 16, async (dir) => {
-    for (const entry of await listRemote(sftp, dir ? `${remoteDir}/${dir}` : remoteDir))
-      if (isRegular(entry.attrs)) sizes.set(dir ? `${dir}/${entry.filename}` : entry.filename, entry.attrs.size);
-  });
+  // A directory reached through a symbolic link (left by an earlier attempt of the job) is not the job's: what
+  // lies there counts as missing, and is sent again (a batch replaces the link with a directory).
+  const linked = new Set(top.filter((e) => isSymlinkMode(e.attrs)).map((e) => e.filename));
+  await forEachLimited(
+    relativeDirs.filter((dir) => !linked.has(dir.split('/')[0]!)),
+    16,
+    async (dir) => {
+      const entries = await listRemote(sftp, dir ? `${remoteDir}/${dir}` : remoteDir).catch(() => []);
+      for (const entry of entries) if (isRegular(entry.attrs)) sizes.set(dir ? `${dir}/${entry.filename}` : entry.filename, entry.attrs.size);
+    },
+  );
   return sizes;
 }
 
@@ -103,11 +114,24 @@ export async function stageInputs(
   files: readonly InputFile[],
   o: StageInputsOptions = {},
 ): Promise<StageInputsResult> {
+  // Names were checked at submit; checked again here, before anything is written, whichever way a file goes.
+  for (const file of files) {
+    const problem = tarPathProblem(file.path);
+    if (problem) throw new PathEscapeError(`input "${file.path.slice(0, 200)}" ${problem}: refused`);
+  }
   const relativeDirs = [...new Set(files.map((f) => posix.dirname(f.path)).map((d) => (d === '.' ? '' : d)))];
   const listFile = o.listFile ?? '.swm/inputs.list';
-  const toMake = new Set([remoteDir, posix.dirname(`${remoteDir}/${listFile}`), ...relativeDirs.filter(Boolean).map((d) => `${remoteDir}/${d}`)]);
+  // The job directory and the list's now; the inputs' directories once it is known which files go by SFTP (a
+  // batch makes its own, replacing links where `mkdir -p` would follow them).
+  const toMake = new Set([remoteDir, posix.dirname(`${remoteDir}/${listFile}`)]);
   // Independent round trips, at once: they add up to a good part of a small transfer.
-  const [sftp, tool] = await Promise.all([session.sftp(), hashToolOf(session, o.signal), makeDirectories(session, [...toMake], o.signal)]);
+  const mayBatch = files.filter((f) => f.size <= BATCH_FILE_BYTES).length >= BATCH_MIN_FILES;
+  const [sftp, tool, gnuTar] = await Promise.all([
+    session.sftp(),
+    hashToolOf(session, o.signal),
+    mayBatch ? nodeHasGnuTar(session, o.signal) : false,
+    makeDirectories(session, [...toMake], o.signal),
+  ]);
   const existing = await remoteSizes(sftp, remoteDir, relativeDirs);
 
   let sentBytes = 0;
@@ -115,7 +139,7 @@ export async function stageInputs(
     sentBytes += n;
     o.onBytes?.(n);
   };
-  /** SHA-256 of large files, computed on the node as they arrived. */
+  /** SHA-256 computed on the node as files arrived (large files) or as a batch was extracted (small ones). */
   const hashedWhileSent = new Map<string, string>();
   const sendWhole = async (file: InputFile, via: SFTPWrapper): Promise<void> => {
     let data: Buffer;
@@ -172,15 +196,43 @@ export async function stageInputs(
     return { file, from };
   });
   const pending = plan.filter((p) => p.from < p.file.size || (p.file.size === 0 && !existing.has(p.file.path)));
-  const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES);
+  // Many small files go in tar streams (tar-batch.ts) where the node has GNU tar; the rest by SFTP.
+  const batchable = gnuTar ? pending.filter((p) => p.file.size <= BATCH_FILE_BYTES) : [];
+  const batch = batchable.length >= BATCH_MIN_FILES ? batchable.map((p) => p.file) : [];
+  const inBatch = new Set(batch);
+  const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES && !inBatch.has(p.file));
   const large = pending.filter((p) => p.file.size >= SMALL_FILE_BYTES);
+  const sftpDirs = (files: readonly InputFile[]) => [...new Set(files.map((f) => posix.dirname(f.path)).filter((d) => d !== '.').map((d) => `${remoteDir}/${d}`))];
+  await makeDirectories(session, sftpDirs([...small, ...large].map((p) => p.file)), o.signal);
   const extra = small.length >= MANY_FILES ? await openExtraSessions(session, SMALL_FILE_SESSIONS - 1) : [];
+  // A few streams side by side: one tar creates its files one after the other, and creating a file costs the
+  // node more CPU than its 4 KiB of data; several extract on several CPUs.
+  const streams = Math.min(BATCH_STREAMS, Math.ceil(batch.length / (4 * BATCH_MIN_FILES)));
+  const groups = Array.from({ length: streams }, (_, i) => batch.slice(Math.floor((i * batch.length) / streams), Math.floor(((i + 1) * batch.length) / streams)));
+  const sendBatch = (group: InputFile[], index: number) => async (): Promise<void> => {
+    const digests = await sendTarBatch(session, group, {
+      localRoot,
+      remoteDir,
+      listFile: `${listFile}.${index}`,
+      tool: o.checksums === false ? null : tool,
+      signal: o.signal,
+      onBytes,
+    }).catch(async (error: unknown) => {
+      const bytes = group.reduce((n, f) => n + f.size, 0);
+      throw await diagnoseNodeWrite(session, remoteDir, group[0]!.path, bytes, error, `inputs "${group[0]!.path}" and ${group.length - 1} more (one batch)`);
+    });
+    for (const file of group) {
+      const digest = digests.get(file.path);
+      if (digest) hashedWhileSent.set(file.path, digest);
+    }
+  };
   try {
     const sessions = [sftp, ...extra];
     let turn = 0;
     await Promise.all([
       forEachLimited(large, LARGE_FILE_LANES, (p) => send(p.file, p.from)),
       forEachLimited(small, SMALL_FILE_LANES, (p) => send(p.file, p.from, sessions[turn++ % sessions.length]!)),
+      forEachLimited(groups.map(sendBatch), streams, (send) => send()),
     ]);
   } finally {
     for (const s of extra) s.end();
@@ -200,6 +252,7 @@ export async function stageInputs(
   };
   const first = await check(files);
   if (first.bad.length > 0) {
+    await makeDirectories(session, sftpDirs(first.bad), o.signal);
     await forEachLimited(first.bad, LARGE_FILE_LANES, (file) => send(file, 0));
     const second = await check(first.bad);
     if (second.bad.length > 0) {
@@ -207,7 +260,7 @@ export async function stageInputs(
       throw new Error(`input ${names}${second.bad.length > 3 ? ` and ${second.bad.length - 3} more` : ''} arrived corrupt on node ${session.node.name} twice`);
     }
   }
-  return { sentBytes, keptBytes, verified: first.verified };
+  return { sentBytes, keptBytes, verified: first.verified, batchedFiles: batch.length };
 }
 
 /**
@@ -227,5 +280,6 @@ export async function stageInputsToNodes(
     sentBytes: results.reduce((n, r) => n + r.sentBytes, 0),
     keptBytes: results.reduce((n, r) => n + r.keptBytes, 0),
     verified: results.every((r) => r.verified === 'sha256') ? 'sha256' : 'size',
+    batchedFiles: results.reduce((n, r) => n + r.batchedFiles, 0),
   };
 }

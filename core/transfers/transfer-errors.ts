@@ -20,17 +20,25 @@ const mentionsNoSpace = (error: unknown): boolean => /ENOSPC|no space|disk full|
  * Turn a failed write to the node into an error a person can act on: a full disk says so (SFTP servers
  * often report it only as "Failure"), a dropped connection stays as it is (the step retries it).
  */
-export async function diagnoseNodeWrite(session: NodeSession, dir: string, path: string, needed: number, error: unknown): Promise<unknown> {
+export async function diagnoseNodeWrite(
+  session: NodeSession,
+  dir: string,
+  path: string,
+  needed: number,
+  error: unknown,
+  /** What was being written, for the message (a batch of files names its first one and how many more). */
+  what = `input "${path}"`,
+): Promise<unknown> {
   if (isTransient(error) || !session.isOpen) return error;
   const message = (error as Error)?.message ?? String(error);
   if (/vanished|changed in the core/.test(message)) return error;
   const free = await nodeFreeBytes(session, dir);
   if (mentionsNoSpace(error) || (free !== null && free < Math.min(needed, 64 * 1024))) {
     return new Error(
-      `no space left on node ${session.node.name} for input "${path}"${free !== null ? ` (${formatBytes(free)} free, ${formatBytes(needed)} needed)` : ''}`,
+      `no space left on node ${session.node.name} for ${what}${free !== null ? ` (${formatBytes(free)} free, ${formatBytes(needed)} needed)` : ''}`,
     );
   }
-  return new Error(`writing input "${path}" to node ${session.node.name} failed: ${message}`);
+  return new Error(`writing ${what} to node ${session.node.name} failed: ${message}`);
 }
 
 /** A failed write on the core's own disk, worded for `state_details`. */

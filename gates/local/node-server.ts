@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { authorizedKeysOf, publicKeyMatches } from './host-key.js';
 import type { NodeDirectory } from './node-directory.js';
 import { serveSession } from './session.js';
+import { sshCipherPreference } from '../../terminal-protocol/ssh-ciphers.js';
 
 const { Server: SshServer } = ssh2;
 
@@ -85,7 +86,7 @@ export class NodeServer {
     const connections = new Set<Connection>();
     const sockets = new Set<Socket>();
     const sshServer = (peer: boolean) =>
-      new SshServer({ hostKeys: [options.hostKey] }, (client, info) => {
+      new SshServer({ hostKeys: [options.hostKey], algorithms: { cipher: sshCipherPreference() } }, (client, info) => {
         connections.add(client);
         const logger = options.logger.child({ client: `${info.ip}:${info.port}`, ...(peer ? { peer: true } : {}) });
         client.on('close', () => connections.delete(client));
