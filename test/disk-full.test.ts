@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { connect as connectTcp } from 'node:net';
 import { join } from 'node:path';
 import { isDiskFull } from '../spool-bootstrap/disk-full.js';
-import { parseJobScript } from '../core/jobs/job-script.js';
-import { notYetRun, ownJob, type JobRecord } from '../core/store/job-record.js';
+import type { JobRecord } from '../core/store/job-record.js';
 import { JobStore } from '../core/store/job-store.js';
+import { queuedJobRecord } from './harness/records.js';
 import { GateConnection, type TerminalClient } from '../terminal-protocol/client.js';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { Job } from '../terminal-protocol/job.js';
@@ -91,24 +91,7 @@ describe('the job store on a full disk (a 4 MiB tmpfs)', function () {
   let dir: string | undefined;
   let disk: Tmpfs | undefined;
   let store: JobStore | undefined;
-  const jobOf = (i: number, size = 256 * 1024): JobRecord => {
-    const script = `#!/bin/sh\n# ${'y'.repeat(size)}\necho ${i}\n`;
-    return {
-      id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-      owner: 'alice',
-      name: `job-${i}`,
-      state: 'Q',
-      stateDetails: 'queued',
-      step: 'queue',
-      script,
-      directives: parseJobScript(script).directives,
-      inputs: [],
-      priority: 0,
-      submitTime: new Date().toISOString(),
-      ...notYetRun(),
-      ...ownJob(),
-    };
-  };
+  const jobOf = (i: number, size = 256 * 1024): JobRecord => queuedJobRecord(i, `#!/bin/sh\n# ${'y'.repeat(size)}\necho ${i}\n`);
   /** The outcome of each write, in order: true once committed, false if refused for a full disk. */
   const outcomes = (writes: Promise<void>[]): Promise<boolean[]> =>
     Promise.all(

@@ -3,30 +3,16 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseJobScript } from '../core/jobs/job-script.js';
 import { requestedPartition, type PartitionRecord } from '../core/partitions/partition-record.js';
-import { notYetRun, ownJob, type JobRecord } from '../core/store/job-record.js';
+import type { JobRecord } from '../core/store/job-record.js';
 import { JobStore } from '../core/store/job-store.js';
+import { queuedJobRecord } from './harness/records.js';
 import { migrate } from '../core/store/migrations.js';
 
 /** The schema of the cores before job records had columns of their own for what they ask (nodes, time limit, ...). */
 const SCHEMA_BEFORE_COLUMNS = 3;
 
-const jobOf = (i: number, script: string, owner = 'alice'): JobRecord => ({
-  id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
-  owner,
-  name: `job-${i}`,
-  state: 'Q',
-  stateDetails: 'queued',
-  step: 'queue',
-  script,
-  directives: parseJobScript(script).directives,
-  inputs: [],
-  priority: 0,
-  submitTime: new Date(1_800_000_000_000 + i).toISOString(),
-  ...notYetRun(),
-  ...ownJob(),
-});
+const jobOf = (i: number, script: string, owner = 'alice'): JobRecord => queuedJobRecord(i, script, { owner, submitTime: new Date(1_800_000_000_000 + i).toISOString() });
 
 /** Everything the index answers, in an order of its own (what a scheduler or admission would be given). */
 function indexView(store: JobStore) {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { hostKeyFingerprint, parseAuthorizedKey } from '../gates/local/host-key.js';
 import { NodeDirectory } from '../gates/local/node-directory.js';
@@ -16,23 +16,10 @@ import { PREFERRED_CIPHERS } from '../terminal-protocol/ssh-ciphers.js';
 import { testKeyPair } from './harness/keys.js';
 import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { runSwm } from './harness/pty.js';
+import { sha256, treeHashes } from './harness/records.js';
 
-const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const MIB = 1024 * 1024;
 
-/** Every regular file below `root` (symbolic links not followed), by relative path, with its SHA-256. */
-function treeHashes(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile()) out.set(relative(root, full), sha256(readFileSync(full)));
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** `count` random files of `bytes` each under `root/prefix`, 100 to a directory, as the core's spool holds inputs. */
 function smallFiles(root: string, prefix: string, count: number, bytes: number): InputFile[] {

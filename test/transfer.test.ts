@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { ErrorCode, RpcError } from '../terminal-protocol/errors.js';
 import type { Job } from '../terminal-protocol/job.js';
@@ -28,22 +28,9 @@ import { keptOfPartial } from '../core/transfers/stage-outputs.js';
 import { formatPortsFile, parsePortsFile } from '../core/forwarding/node-ports.js';
 import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
 import { runInPty, runSwm } from './harness/pty.js';
+import { sha256, treeHashes } from './harness/records.js';
 
-const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
-/** Every regular file below `root`, by relative path, with its SHA-256. */
-function treeHashes(root: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (dir: string) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const full = join(dir, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile()) out.set(relative(root, full), sha256(readFileSync(full)));
-    }
-  };
-  walk(root);
-  return out;
-}
 
 /** A file of `size` bytes that is not all one byte (so misplaced blocks change its hash). */
 function writePatterned(path: string, size: number): void {
