@@ -126,6 +126,12 @@ describe('gate health', function () {
     before(async () => {
       f = await startFixture();
       await gateStatus(f.admin, 'local', (g) => g.health === 'healthy', 15_000);
+      // Healthy is said on the gate's hello; its flavors come a moment later, and without them nothing is placed:
+      // frozen in between, the job submitted below would stay queued for want of a catalogue, not of a gate.
+      for (const end = Date.now() + 15_000; !((await f.admin.call('flavor.list', { remote: 'local' })) as unknown[]).length; ) {
+        if (Date.now() > end) throw new Error('the local gate never listed its flavors');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
     });
     after(async () => {
       try {
