@@ -161,7 +161,7 @@ describe('a #SWM remote azure job, end to end against a fake Azure', function ()
       const id = await submitJob(admin, `${script}\n`);
       const job = await waitForJob(admin, id, isFinal, 60_000);
       expect(job.state).to.equal('E');
-      expect(job.state_details).to.match(new RegExp(`node \\d was not ready within ${GUEST_READY_TIMEOUT_SEC} s`));
+      expect(job.state_details).to.match(new RegExp(`node job-${id}-\\d was not ready within ${GUEST_READY_TIMEOUT_SEC} s`));
       expect((await admin.call('job.logs', { id, stream: 'stdout' })).data).to.not.include('never ran');
       expect(vmsRunning(), 'no VM keeps running').to.deep.equal([]);
       expectNothingLeft();

@@ -189,6 +189,8 @@ export class NodeSession {
 
   /** Run a command; resolves with its exit status and output (output is for short commands only). */
   exec(command: string, options: { signal?: AbortSignal; onStdout?: (chunk: Buffer) => void } = {}): Promise<ExecResult> {
+    // An abort that came first has no event left to fire: the command would run unstoppable.
+    if (options.signal?.aborted) return Promise.reject(new RpcError(ErrorCode.Conflict, 'aborted'));
     return new Promise((resolve, reject) => {
       this.client.exec(command, (error, channel: ClientChannel) => {
         if (error) return reject(error);

@@ -1,6 +1,7 @@
 import type { Partition } from '../../terminal-protocol/common.js';
 import { isTransient } from '../jobs/steps/node-retry.js';
 import type { NodePool } from '../nodes/node-pool.js';
+import { pause } from '../supervision/durable-actor.js';
 
 /** Waits between attempts to reach a node that does not answer yet (sshd starting, or moving to its port). */
 const BACKOFF_MS = [250, 500, 1_000, 2_000];
@@ -32,19 +33,11 @@ export async function checkGuests(nodes: NodePool, partition: string, check: Non
       } catch (error) {
         if (signal.aborted) throw error;
         if (limit.aborted)
-          throw new GuestNotReady(`node ${rank} was not ready within ${check.timeoutSec} s (cloud-init's last stage, or sshd with the pinned host key)${last ? `: ${last}` : ''}`);
+          throw new GuestNotReady(`node ${nodes.ranked(partition)[rank]?.name ?? rank} was not ready within ${check.timeoutSec} s (cloud-init's last stage, or sshd with the pinned host key)${last ? `: ${last}` : ''}`);
         if (!isTransient(error)) throw error instanceof GuestNotReady ? error : new GuestNotReady((error as Error).message);
         last = (error as Error).message;
-        // A failed opening or a dropped session is not kept: the next attempt connects anew.
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]);
-          function done(): void {
-            limit.removeEventListener('abort', done);
-            clearTimeout(timer);
-            resolve();
-          }
-          limit.addEventListener('abort', done, { once: true });
-        });
+        // A failed opening or a dropped session is not kept: the next attempt connects anew (or, past the limit, ends).
+        await pause(BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)]!, limit).catch(() => undefined);
       }
     }
   };
