@@ -595,11 +595,26 @@ export class JobStore {
     const updates = batch.filter((item) => !isNew(item));
     for (const item of batch) if (isNew(item)) item.reject(failure);
     if (!updates.length) return;
-    const error = this.reserve.release() ? this.commit(updates) : failure;
+    let error = this.reserve.release() ? this.commit(updates) : failure;
+    if (error !== null && isDiskFull(error, this.dir) && this.truncateWal()) error = this.commit(updates);
     if (error === null) for (const item of updates) this.indexed(item.write);
     for (const item of updates) {
       if (error === null) item.resolve();
       else item.reject(error);
+    }
+  }
+
+  /**
+   * Copy the whole WAL into the database file and truncate it, on the store's own connection: the room the WAL
+   * holds beyond what the database file already has. Tried on a full disk when the reserve's room was not enough
+   * (the checkpointer's worker may have grown the database file into it). Whether it was done.
+   */
+  private truncateWal(): boolean {
+    try {
+      const [result] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      return result?.busy === 0;
+    } catch {
+      return false;
     }
   }
 
