@@ -15,7 +15,7 @@ node_modules/.installed: package.json package-lock.json
 install: node_modules/.installed
 
 # Compiled only when a source changed: a second `make start` starts at once.
-SOURCES := $(shell find core gates terminal-protocol spool-bootstrap terminal test bench container -name '*.ts' 2>/dev/null) tsconfig.json
+SOURCES := $(shell find core node-agent gates terminal-protocol spool-bootstrap terminal test bench container -name '*.ts' 2>/dev/null) tsconfig.json
 
 dist/.built: node_modules/.installed $(SOURCES)
 	npx tsc -p tsconfig.json

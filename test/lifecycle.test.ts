@@ -193,7 +193,7 @@ describe('job lifecycle across crashes', function () {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('kill -9 of the core while a job runs: the job is re-attached (not restarted) and ends F', async () => {
+  it('kill -9 of the core while a job runs: the job, started by the node agent, is re-attached by the new core\'s agent (not restarted) and ends F', async () => {
     const runs = join(scratch, 'runs');
     const release = join(scratch, 'release');
     const id = await submitJob(
@@ -201,10 +201,14 @@ describe('job lifecycle across crashes', function () {
       `#!/bin/sh\n#SWM output-files result.txt\necho run >> ${runs}\nwhile [ ! -e ${release} ]; do sleep 0.1; done\necho done > result.txt\n`,
     );
     await waitForJob(f.admin, id, (j) => j.state === 'R' && j.state_details === 'running');
+    const coreLog = () => readFileSync(join(f.spool.spoolDir, 'logs', 'core.log'), 'utf8');
+    expect(coreLog()).to.match(/runner started through the node agent/);
     await f.restart('SIGKILL');
     writeFileSync(release, '');
     const job = await waitForJob(f.admin, id, isFinal);
     expect(job.state).to.equal('F');
+    // The new core's agent found the runner the first one's had started, and waited for it.
+    expect(coreLog(), coreLog().split('\n').slice(-40).join('\n')).to.match(/re-attached through the node agent/);
     expect(readFileSync(runs, 'utf8')).to.equal('run\n');
     expect((await readJobFile(f.admin, id, 'result.txt')).toString()).to.equal('done\n');
     expect(await f.admin.call('partition.list')).to.deep.equal([]);

@@ -92,12 +92,13 @@ describe('stage-in to a node (the local gate\'s SSH server on loopback, GNU tar 
     expect(PREFERRED_CIPHERS).to.include(session.cipher);
   });
 
-  it('stages 10,000 small files in tar streams, and the node holds them with the hashes declared', async () => {
+  it('stages 10,000 small files in tar streams through the node agent, and the node holds them with the hashes declared', async () => {
     const files = smallFiles(spool, 'many', 10_000, 4096);
     const dir = join(nodeRoot, 'swm', 'many-job');
     const result = await stageInputs(session, spool, 'swm/many-job', files);
     expect(result.verified).to.equal('sha256');
     expect(result.batchedFiles).to.equal(10_000);
+    expect(result.agent, 'through the node agent').to.equal(true);
     const held = treeHashes(join(dir, 'many'));
     expect(held.size).to.equal(10_000);
     for (const f of files) expect(held.get(f.path.slice('many/'.length)), f.path).to.equal(f.sha256);
@@ -130,16 +131,26 @@ describe('stage-in to a node (the local gate\'s SSH server on loopback, GNU tar 
     for (const name of names) expect(readFileSync(join(nodeRoot, 'swm', 'shapes-job', 'shapes', name), 'utf8'), name).to.equal(name);
   });
 
-  it('stages a large file with equal hashes, hashed on the node as it arrives', async () => {
-    // 1 GiB is the issue's size; set SKYPORT_STAGE_TEST_MIB=1024 to run it (about 10-20 s here, client and server sharing this process).
-    const mib = Number(process.env.SKYPORT_STAGE_TEST_MIB ?? 160);
+  it('stages a 1 GiB file through the node agent with equal hashes, hashed on the node as it arrives', async () => {
+    // 1 GiB, through the node agent (SKYPORT_STAGE_TEST_MIB sets another size).
+    const mib = Number(process.env.SKYPORT_STAGE_TEST_MIB ?? 1024);
     const file = bigFile(spool, 'big.bin', mib * MIB + 12_345);
     const result = await stageInputs(session, spool, 'swm/big-job', [file]);
+    expect(result.agent, 'through the node agent').to.equal(true);
     expect(result.verified).to.equal('sha256');
     expect(result.sentBytes).to.equal(file.size);
     expect(sha256(readFileSync(join(nodeRoot, 'swm', 'big-job', 'big.bin')))).to.equal(file.sha256);
     rmSync(join(spool, 'big.bin'));
     rmSync(join(nodeRoot, 'swm', 'big-job'), { recursive: true });
+  });
+
+  it('stages through SFTP, GNU tar and the node\'s hash tool where the node cannot run the agent', async () => {
+    const files = [...smallFiles(spool, 'plain', 300, 2000), bigFile(spool, 'plain-big.bin', 70 * MIB + 7)];
+    const result = await stageInputs(session, spool, 'swm/plain-job', files, { agent: false });
+    expect([result.agent, result.verified, result.batchedFiles]).to.deep.equal([false, 'sha256', 300]);
+    const held = treeHashes(join(nodeRoot, 'swm', 'plain-job'));
+    for (const f of files) expect(held.get(f.path), f.path).to.equal(f.sha256);
+    rmSync(join(nodeRoot, 'swm', 'plain-job'), { recursive: true });
   });
 
   it('detects corrupt inputs, batched or large, and refuses them after one more try', async () => {
@@ -212,14 +223,14 @@ describe('stage-in of a job with many small inputs, end to end (core, local gate
 
   it('runs the job on its 300 inputs, which the node holds with the hashes the terminal computed', async () => {
     const files = smallFiles(scratch, 'many', 300, 1500);
-    writeFileSync(join(scratch, 'sums.sh'), '#!/bin/sh\n#SWM output-files sums.txt how.txt\nfind many -type f | sort | xargs sha256sum > sums.txt\ntest -f .swm/inputs.list.0 && echo batched > how.txt\n');
+    writeFileSync(join(scratch, 'sums.sh'), '#!/bin/sh\n#SWM output-files sums.txt\nfind many -type f | sort | xargs sha256sum > sums.txt\n');
     const env = { SWM_HOME: f.spool.homeDir };
     const submitted = await runSwm(SWM_MAIN, ['submit', 'sums.sh', '--input', 'many', '--json'], { cwd: scratch, env });
     expect(submitted.code, submitted.stderr).to.equal(0);
     const { id } = JSON.parse(submitted.stdout) as { id: string };
     const job = await waitForJob(f.admin, id, isFinal, 90_000);
     expect(job.state, job.state_details).to.equal('F');
-    const downloaded = await runSwm(SWM_MAIN, ['download', id, '--to', 'back', 'sums.txt', 'how.txt'], { cwd: scratch, env });
+    const downloaded = await runSwm(SWM_MAIN, ['download', id, '--to', 'back', 'sums.txt'], { cwd: scratch, env });
     expect(downloaded.code, downloaded.stderr).to.equal(0);
     const sums = new Map(
       readFileSync(join(scratch, 'back', 'sums.txt'), 'utf8')
@@ -228,8 +239,12 @@ describe('stage-in of a job with many small inputs, end to end (core, local gate
         .map((line) => [line.slice(66), line.slice(0, 64)] as const),
     );
     expect(sums.size).to.equal(300);
-    // The list a tar batch carries for the node's hashing: the files went in tar streams, not by SFTP.
-    expect(readFileSync(join(scratch, 'back', 'how.txt'), 'utf8')).to.equal('batched\n');
+    // The files went in tar streams through the node's agent, not one SFTP open each.
+    const staged = readFileSync(join(f.spool.spoolDir, 'logs', 'core.log'), 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('"inputs staged in"'))
+      .map((line) => JSON.parse(line) as { job: string; batchedFiles: number; agent: boolean; verified: string });
+    expect(staged.find((s) => s.job === id)).to.deep.include({ batchedFiles: 300, agent: true, verified: 'sha256' });
     for (const file of files) expect(sums.get(file.path), file.path).to.equal(file.sha256);
   });
 });

@@ -74,6 +74,11 @@ export class NodeSession {
     return learning;
   }
 
+  /** Forget what `remember` learnt as `what` (it no longer holds: an agent that went away). */
+  forget(what: string): void {
+    this.learnt.delete(what);
+  }
+
   /** Called once when the connection closes (at once if it is closed already). Returns a function that unsubscribes. */
   onClose(listener: () => void): () => void {
     if (this.closed) {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { SFTPWrapper } from 'ssh2';
@@ -10,7 +10,8 @@ import { isRegular, isSymlinkMode, listRemote, putBlocks, putWhole } from './sft
 import { diagnoseNodeWrite } from './transfer-errors.js';
 import { forEachLimited } from './work-lanes.js';
 import { PathEscapeError, tarPathProblem } from './tar-stream.js';
-import { BATCH_FILE_BYTES, BATCH_MIN_FILES, BATCH_STREAMS, nodeHasGnuTar, sendTarBatch } from './tar-batch.js';
+import { BATCH_FILE_BYTES, BATCH_MIN_FILES, BATCH_STREAMS, nodeHasGnuTar, sendTarBatch, sendTarBatchToAgent } from './tar-batch.js';
+import { nodeAgent, type NodeAgent } from '../nodes/node-agent-client.js';
 
 /** Files below this size go through the many-lanes pool: they are bound by round trips, not bandwidth. */
 const SMALL_FILE_BYTES = 1024 * 1024;
@@ -27,6 +28,8 @@ const WHOLE_FILE_BYTES = 64 * 1024;
 /** Files at least this big are hashed on the node while they arrive (NodeFileHasher), not after. */
 const HASH_WHILE_SENDING_BYTES = 64 * 1024 * 1024;
 const INFLIGHT = 32;
+/** What one data frame to the agent carries of a large file (read ahead by the file stream). */
+const AGENT_CHUNK = 1024 * 1024;
 const BLOCK = 256 * 1024;
 /** Bytes before the end of a partial remote file that are sent again on resume: blocks complete out of order. */
 export const RESUME_MARGIN = INFLIGHT * BLOCK;
@@ -39,6 +42,8 @@ export interface StageInputsOptions {
   listFile?: string;
   /** False: check sizes only, as on a node with no hash tool (for measuring what the checksums cost). */
   checksums?: boolean;
+  /** False: SFTP, GNU tar and hash commands, as on a node that cannot run the agent (for measuring what it brings). */
+  agent?: boolean;
 }
 
 export interface StageInputsResult {
@@ -50,6 +55,8 @@ export interface StageInputsResult {
   verified: 'sha256' | 'size';
   /** Files sent in one tar stream (tar-batch.ts) rather than one SFTP open each. */
   batchedFiles: number;
+  /** Whether the node's agent wrote the large files and batches (else SFTP and GNU tar did). */
+  agent: boolean;
 }
 
 /** Where a partial remote file of `remote` bytes (of `size`) is continued from. Pure. */
@@ -126,11 +133,14 @@ export async function stageInputs(
   const toMake = new Set([remoteDir, posix.dirname(`${remoteDir}/${listFile}`)]);
   // Independent round trips, at once: they add up to a good part of a small transfer.
   const mayBatch = files.filter((f) => f.size <= BATCH_FILE_BYTES).length >= BATCH_MIN_FILES;
+  // The node's agent writes large files and batches, hashing them as they arrive, and hashes the rest; without
+  // one, SFTP, GNU tar and the node's hash tool over exec channels.
+  const agent = o.agent === false ? null : await nodeAgent(session);
   const [sftp, tool, gnuTar] = await Promise.all([
     session.sftp(),
-    hashToolOf(session, o.signal),
-    mayBatch ? nodeHasGnuTar(session, o.signal) : false,
-    makeDirectories(session, [...toMake], o.signal),
+    agent ? ('openssl' as const) : hashToolOf(session, o.signal),
+    mayBatch && !agent ? nodeHasGnuTar(session, o.signal) : false,
+    agent ? undefined : makeDirectories(session, [...toMake], o.signal),
   ]);
   const existing = await remoteSizes(sftp, remoteDir, relativeDirs);
 
@@ -156,7 +166,35 @@ export async function stageInputs(
       throw await diagnoseNodeWrite(session, remoteDir, file.path, file.size, error);
     }
   };
+  /** A large file through the agent: one stream, written and hashed on the node as it arrives. */
+  const sendToAgent = async (agent: NodeAgent, file: InputFile, from: number): Promise<void> => {
+    const path = join(localRoot, file.path);
+    try {
+      const size = statSync(path).size;
+      if (size !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${size} bytes, ${file.size} declared`);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code) throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
+      throw error;
+    }
+    try {
+      const { sha256 } = await agent.send<{ sha256: string }>(
+        { op: 'put', path: `${remoteDir}/${file.path}`, from, size: file.size },
+        async (write) => {
+          if (from >= file.size) return;
+          for await (const chunk of createReadStream(path, { start: from, end: file.size - 1, highWaterMark: AGENT_CHUNK })) {
+            await write(chunk as Buffer);
+            onBytes((chunk as Buffer).length);
+          }
+        },
+        o.signal,
+      );
+      if (hashablePath(file.path) && o.checksums !== false) hashedWhileSent.set(file.path, sha256);
+    } catch (error) {
+      throw await diagnoseNodeWrite(session, remoteDir, file.path, file.size - from, error);
+    }
+  };
   const send = async (file: InputFile, from: number, via: SFTPWrapper = sftp): Promise<void> => {
+    if (agent && file.size >= SMALL_FILE_BYTES) return sendToAgent(agent, file, from);
     if (file.size <= WHOLE_FILE_BYTES) return sendWhole(file, via);
     let local: FileHandle;
     try {
@@ -197,32 +235,36 @@ export async function stageInputs(
   });
   const pending = plan.filter((p) => p.from < p.file.size || (p.file.size === 0 && !existing.has(p.file.path)));
   // Many small files go in tar streams (tar-batch.ts) where the node has GNU tar; the rest by SFTP.
-  const batchable = gnuTar ? pending.filter((p) => p.file.size <= BATCH_FILE_BYTES) : [];
+  const batchable = gnuTar || agent ? pending.filter((p) => p.file.size <= BATCH_FILE_BYTES) : [];
   const batch = batchable.length >= BATCH_MIN_FILES ? batchable.map((p) => p.file) : [];
   const inBatch = new Set(batch);
   const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES && !inBatch.has(p.file));
   const large = pending.filter((p) => p.file.size >= SMALL_FILE_BYTES);
   const sftpDirs = (files: readonly InputFile[]) => [...new Set(files.map((f) => posix.dirname(f.path)).filter((d) => d !== '.').map((d) => `${remoteDir}/${d}`))];
-  await makeDirectories(session, sftpDirs([...small, ...large].map((p) => p.file)), o.signal);
+  // The agent makes a large file's directories itself (refusing links on the way).
+  await makeDirectories(session, sftpDirs([...small, ...(agent ? [] : large)].map((p) => p.file)), o.signal);
   const extra = small.length >= MANY_FILES ? await openExtraSessions(session, SMALL_FILE_SESSIONS - 1) : [];
   // A few streams side by side: one tar creates its files one after the other, and creating a file costs the
   // node more CPU than its 4 KiB of data; several extract on several CPUs.
   const streams = Math.min(BATCH_STREAMS, Math.ceil(batch.length / (4 * BATCH_MIN_FILES)));
   const groups = Array.from({ length: streams }, (_, i) => batch.slice(Math.floor((i * batch.length) / streams), Math.floor(((i + 1) * batch.length) / streams)));
   const sendBatch = (group: InputFile[], index: number) => async (): Promise<void> => {
-    const digests = await sendTarBatch(session, group, {
-      localRoot,
-      remoteDir,
-      listFile: `${listFile}.${index}`,
-      tool: o.checksums === false ? null : tool,
-      signal: o.signal,
-      onBytes,
-    }).catch(async (error: unknown) => {
+    const sent = agent
+      ? sendTarBatchToAgent(agent, group, { localRoot, remoteDir, signal: o.signal, onBytes })
+      : sendTarBatch(session, group, {
+          localRoot,
+          remoteDir,
+          listFile: `${listFile}.${index}`,
+          tool: o.checksums === false ? null : tool,
+          signal: o.signal,
+          onBytes,
+        });
+    const digests = await sent.catch(async (error: unknown) => {
       const bytes = group.reduce((n, f) => n + f.size, 0);
       throw await diagnoseNodeWrite(session, remoteDir, group[0]!.path, bytes, error, `inputs "${group[0]!.path}" and ${group.length - 1} more (one batch)`);
     });
     for (const file of group) {
-      const digest = digests.get(file.path);
+      const digest = o.checksums === false ? undefined : digests.get(file.path);
       if (digest) hashedWhileSent.set(file.path, digest);
     }
   };
@@ -241,7 +283,12 @@ export async function stageInputs(
   // Check what the node holds. A file that fails is sent again from its first byte, once.
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
     const toHash = candidates.filter((f) => hashablePath(f.path) && !hashedWhileSent.has(f.path));
-    const digests = o.checksums === false ? null : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
+    const digests =
+      o.checksums === false
+        ? null
+        : agent
+          ? new Map(Object.entries((await agent.request<{ digests: Record<string, string> }>({ op: 'hash', dir: remoteDir, paths: toHash.map((f) => f.path) }, { signal: o.signal })).digests))
+          : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
     for (const [path, digest] of hashedWhileSent) digests?.set(path, digest);
     hashedWhileSent.clear();
     // A matching SHA-256 vouches for the size too: sizes are listed only for files the node could not hash.
@@ -252,7 +299,7 @@ export async function stageInputs(
   };
   const first = await check(files);
   if (first.bad.length > 0) {
-    await makeDirectories(session, sftpDirs(first.bad), o.signal);
+    await makeDirectories(session, sftpDirs(agent ? first.bad.filter((f) => f.size < SMALL_FILE_BYTES) : first.bad), o.signal);
     await forEachLimited(first.bad, LARGE_FILE_LANES, (file) => send(file, 0));
     const second = await check(first.bad);
     if (second.bad.length > 0) {
@@ -260,7 +307,7 @@ export async function stageInputs(
       throw new Error(`input ${names}${second.bad.length > 3 ? ` and ${second.bad.length - 3} more` : ''} arrived corrupt on node ${session.node.name} twice`);
     }
   }
-  return { sentBytes, keptBytes, verified: first.verified, batchedFiles: batch.length };
+  return { sentBytes, keptBytes, verified: first.verified, batchedFiles: batch.length, agent: agent !== null };
 }
 
 /**
@@ -281,5 +328,6 @@ export async function stageInputsToNodes(
     keptBytes: results.reduce((n, r) => n + r.keptBytes, 0),
     verified: results.every((r) => r.verified === 'sha256') ? 'sha256' : 'size',
     batchedFiles: results.reduce((n, r) => n + r.batchedFiles, 0),
+    agent: results.every((r) => r.agent),
   };
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
 import type { InputFile } from '../../terminal-protocol/terminal-methods.js';
+import type { NodeAgent } from '../nodes/node-agent-client.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
 import { hashablePath, parseDigests, type HashTool } from './node-checksums.js';
@@ -80,14 +81,7 @@ export async function sendTarBatch(session: NodeSession, files: readonly InputFi
   });
   const onAbort = () => channel.close();
   o.signal?.addEventListener('abort', onAbort, { once: true });
-
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const flush = async (): Promise<void> => {
-    if (pendingBytes === 0) return;
-    const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
+  const write = async (chunk: Buffer): Promise<void> => {
     if (closed) throw new Error(`the node ended the input batch early: ${Buffer.concat(stderr).toString('utf8').trim() || 'no message'}`);
     if (!channel.write(chunk)) await new Promise<void>((resolve) => {
       const go = () => {
@@ -99,28 +93,10 @@ export async function sendTarBatch(session: NodeSession, files: readonly InputFi
       channel.on('close', go);
     });
   };
-  const tar = new TarWriter((chunk) => {
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-  });
   try {
     // The list goes first: by the time tar is done, the hashing command finds it on disk.
-    if (hashed.length > 0) tar.file(o.listFile, Buffer.from(hashed.map((f) => `./${f.path}\0`).join(''), 'utf8'), 0o600);
-    for (const file of files) {
-      let data: Buffer;
-      try {
-        data = readFileSync(join(o.localRoot, file.path));
-      } catch (error) {
-        throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
-      }
-      if (data.length !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${data.length} bytes, ${file.size} declared`);
-      tar.file(file.path, data);
-      if (pendingBytes >= WRITE_BYTES) await flush();
-      o.onBytes?.(data.length);
-      if (o.signal?.aborted) throw Object.assign(new Error('transfer aborted'), { name: 'AbortError' });
-    }
-    tar.end();
-    await flush();
+    const list = hashed.length > 0 ? { path: o.listFile, data: Buffer.from(hashed.map((f) => `./${f.path}\0`).join(''), 'utf8') } : null;
+    await writeTarBatch(files, o, write, list);
     channel.end();
     await finished;
   } catch (error) {
@@ -137,4 +113,56 @@ export async function sendTarBatch(session: NodeSession, files: readonly InputFi
     throw new Error(`extracting ${files.length} inputs on node ${session.node.name} failed (exit ${exit}): ${message || 'no message'}`);
   }
   return o.tool ? parseDigests(Buffer.concat(stdout).toString('utf8')) : new Map();
+}
+
+/**
+ * The batch's archive, written to `write` in chunks of about WRITE_BYTES (each write waits for the channel):
+ * `list` first when given, then every file, read whole from the core's spool. Throws for a file that vanished
+ * or changed there, and on abort.
+ */
+export async function writeTarBatch(
+  files: readonly InputFile[],
+  o: Pick<TarBatchOptions, 'localRoot' | 'signal' | 'onBytes'>,
+  write: (chunk: Buffer) => Promise<void>,
+  list: { path: string; data: Buffer } | null = null,
+): Promise<void> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (pendingBytes === 0) return;
+    const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    await write(chunk);
+  };
+  const tar = new TarWriter((chunk) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+  });
+  if (list) tar.file(list.path, list.data, 0o600);
+  for (const file of files) {
+    let data: Buffer;
+    try {
+      data = readFileSync(join(o.localRoot, file.path));
+    } catch (error) {
+      throw new Error(`input "${file.path}" vanished from the core's spool (${(error as Error).message})`);
+    }
+    if (data.length !== file.size) throw new Error(`input "${file.path}" changed in the core's spool: ${data.length} bytes, ${file.size} declared`);
+    tar.file(file.path, data);
+    if (pendingBytes >= WRITE_BYTES) await flush();
+    o.onBytes?.(data.length);
+    if (o.signal?.aborted) throw Object.assign(new Error('transfer aborted'), { name: 'AbortError' });
+  }
+  tar.end();
+  await flush();
+}
+
+/**
+ * Send `files` through the node's agent (node-agent/agent.ts), which extracts the stream and hashes each file as
+ * it writes it: no tar, no hashing command, no process on the node. Resolves with the SHA-256 of every file.
+ */
+export async function sendTarBatchToAgent(agent: NodeAgent, files: readonly InputFile[], o: Pick<TarBatchOptions, 'localRoot' | 'remoteDir' | 'signal' | 'onBytes'>): Promise<Map<string, string>> {
+  const { digests } = await agent.send<{ digests: Record<string, string> }>({ op: 'untar', dir: o.remoteDir }, (write) => writeTarBatch(files, o, write), o.signal);
+  if (o.signal?.aborted) throw Object.assign(new Error('transfer aborted'), { name: 'AbortError' });
+  return new Map(Object.entries(digests));
 }

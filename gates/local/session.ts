@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import type { NodeDirectory } from './node-directory.js';
 import { serveSftp } from './sftp-server.js';
+import { serveAgent } from '../../node-agent/agent.js';
+import { isAgentCommand } from '../../node-agent/launch.js';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -59,6 +61,8 @@ export function serveSession(session: Session, directory: NodeDirectory, baseEnv
     accept?.();
   });
   session.on('exec', (accept, _reject, info) => {
+    // The node agent, served in this process: no process of its own, none per operation either.
+    if (!terminal && isAgentCommand(info.command)) return serveAgentOn(accept());
     child = terminal ? runOnTerminal(accept(), ['-c', info.command], terminal) : run(accept(), ['-c', info.command]);
   });
   session.on('shell', (accept) => {
@@ -124,6 +128,18 @@ export function serveSession(session: Session, directory: NodeDirectory, baseEnv
       channel.end();
     });
     return command;
+  }
+
+  function serveAgentOn(channel: ServerChannel): void {
+    channel.on('error', (error: Error) => logger.debug({ err: error }, 'agent channel error'));
+    void serveAgent(channel, channel, { home: directory.root, env: environment() }, (message) => logger.warn({ message }, 'node agent: malformed input')).then(() => {
+      try {
+        channel.exit(0);
+        channel.end();
+      } catch {
+        /* the channel is gone already */
+      }
+    });
   }
 
   function resize(command: IPty, info: { cols: number; rows: number }): void {

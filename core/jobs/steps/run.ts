@@ -1,6 +1,8 @@
 import { posix } from 'node:path';
+import type { Logger } from 'pino';
 import type { SFTPWrapper } from 'ssh2';
 import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
+import { AgentOperationError, nodeAgent } from '../../nodes/node-agent-client.js';
 import { shellQuote, type NodeSession } from '../../nodes/node-session.js';
 import type { JobRecord } from '../../store/job-record.js';
 import { killCommand, launchAndWaitCommand, nodeJobDir, ranksDir } from '../node-layout.js';
@@ -23,8 +25,29 @@ export function jobExitCode(ends: readonly RankEnd[]): number {
   return ends.find((e) => e.code !== 0 && !e.stoppedByPeer)?.code ?? ends.find((e) => e.code !== 0)?.code ?? 0;
 }
 
-/** Start (or re-attach to) the runner on one node and wait for its exit code. */
-async function runOn(session: NodeSession, jobId: string, signal: AbortSignal, onStarted: () => void): Promise<RankEnd> {
+/** What the node agent answers to `run`: the runner's exit code, or that it vanished without one. */
+type AgentRunEnd = ({ code: number } | { lost: true }) & { stoppedByPeer: boolean; attached: boolean };
+
+/**
+ * Start (or re-attach to) the runner on one node and wait for its exit code: through the node's agent, or where
+ * the node has none, with a shell command over its own exec channel.
+ */
+async function runOn(session: NodeSession, jobId: string, signal: AbortSignal, onStarted: () => void, logger: Logger): Promise<RankEnd> {
+  const agent = await nodeAgent(session);
+  if (agent) {
+    const onEvent = (event: string) => {
+      onStarted();
+      logger.info({ node: session.node.name }, event === 'attached' ? 'the runner was started earlier: re-attached through the node agent' : 'runner started through the node agent');
+    };
+    const end = await agent
+      .request<AgentRunEnd>({ op: 'run', dir: nodeJobDir(jobId) }, { signal, onEvent })
+      .catch((error: unknown) => {
+        if (error instanceof AgentOperationError && error.code === 'ENOENT') throw new Error(`job directory missing on node ${session.node.name}`);
+        throw error;
+      });
+    if ('lost' in end) throw new Error(`job process vanished on node ${session.node.name} without an exit code`);
+    return { code: end.code, stoppedByPeer: end.stoppedByPeer };
+  }
   let tail = '';
   const result = await session.exec(launchAndWaitCommand(jobId), {
     signal,
@@ -62,7 +85,7 @@ export const runStep: StepEffect = async (context) => {
     started = true;
     emit({ type: 'started' });
   };
-  if (sessions.length === 1) return exited((await runOn(sessions[0]!, job.id, signal, onStarted(0))).code);
+  if (sessions.length === 1) return exited((await runOn(sessions[0]!, job.id, signal, onStarted(0), context.logger)).code);
 
   // One rank's lost connection fails the step (which is retried, re-attaching everywhere): stop waiting on the others.
   const local = new AbortController();
@@ -73,7 +96,7 @@ export const runStep: StepEffect = async (context) => {
     const ends = await Promise.all(
       sessions.map(async (session, rank) => {
         try {
-          const end = await runOn(session, job.id, local.signal, onStarted(rank));
+          const end = await runOn(session, job.id, local.signal, onStarted(rank), context.logger);
           if (end.code !== 0 && !end.stoppedByPeer && !stopping) {
             context.logger.info({ rank, node: session.node.name, exitcode: end.code }, 'a rank failed: stopping the others');
             stopping = Promise.allSettled(sessions.map((s, r) => (r === rank ? null : s.exec(killCommand(job.id, job.runtime, true)))));

@@ -73,7 +73,7 @@ export const stageInStep: StepEffect = async (context) => {
     (done, all) => `data uploaded ${formatBytes(done)} / ${formatBytes(all)}`,
     (details) => emit({ type: 'progress', details }),
   );
-  await stageInputsToNodes(sessions, inputsRoot(services.spool.job(job.id)), dir, job.inputs, {
+  const staged = await stageInputsToNodes(sessions, inputsRoot(services.spool.job(job.id)), dir, job.inputs, {
     signal,
     onBytes: (n) => {
       progress.add(n);
@@ -81,5 +81,6 @@ export const stageInStep: StepEffect = async (context) => {
     },
   });
   progress.flush();
+  context.logger.info({ ...staged, files: job.inputs.length, nodes: sessions.length }, 'inputs staged in');
   return { type: 'staged-in' };
 };

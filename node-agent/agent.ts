@@ -1,0 +1,456 @@
+/**
+ * The Sky Port node agent: one long-lived process per node and core connection, started over SSH once and then
+ * spoken to in frames on its stdin and stdout. It starts and watches job runners, writes files as they stream in
+ * (hashing them as they arrive), extracts tar streams of many small files, and hashes files, without a shell or an
+ * exec channel per operation.
+ *
+ * This file is the whole program a node runs: it imports Node's built-in modules only and runs on Node 18 (the
+ * `nodejs` package of Ubuntu 24.04), so the core can upload it as it is (`~/.skyport/agent-<hash>.mjs`). The local
+ * gate's nodes serve it inside their own process instead (no process spawned for it). The durable node files
+ * stay the truth about a job (core/jobs/node-layout.ts: .swm/pid, .swm/exitcode): the agent only starts the runner
+ * and reads them, so a core that restarts with a new agent re-attaches to what an earlier one started.
+ *
+ * Frames, both ways: u32 length of the rest, u32 length of the header, the header (JSON), the body (bytes).
+ *
+ *   core ─▶ agent   {id, op: 'run' | 'put' | 'untar' | 'hash' | 'hello', ...}, then for put and untar
+ *                   {id, op: 'data'} + body ... {id, op: 'end'}
+ *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
+ *
+ * Paths are relative to the node user's home and never leave it: absolute names, `..` and NUL are refused, and
+ * a symbolic link is never followed on the way to a file the agent writes (one in a directory's place is
+ * replaced, as GNU tar does; one on the way to a streamed file is an error).
+ */
+import { spawn } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Readable, Writable } from 'node:stream';
+
+/** Bumped when the frames or the operations change: the core starts the agent of its own version (the file name carries its hash). */
+export const AGENT_PROTOCOL = 1;
+/** The largest frame either side accepts; a bigger one ends the conversation (a corrupt or hostile stream). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** How often a re-attached run looks at the runner it did not start (its pid and exit code files). */
+const REATTACH_POLL_MS = 250;
+
+export interface AgentHeader {
+  id: number;
+  op?: string;
+  event?: string;
+  done?: boolean;
+  error?: string;
+  code?: string;
+  result?: unknown;
+  [key: string]: unknown;
+}
+
+/** One frame as buffers to write (no copy of the body). Pure. */
+export function encodeFrame(header: AgentHeader, body?: Buffer): Buffer[] {
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const prefix = Buffer.allocUnsafe(8);
+  prefix.writeUInt32BE(4 + json.length + (body?.length ?? 0), 0);
+  prefix.writeUInt32BE(json.length, 4);
+  return body && body.length > 0 ? [prefix, json, body] : [Buffer.concat([prefix, json])];
+}
+
+/** Splits a byte stream into frames; throws on a frame that is malformed or too large. */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly onFrame: (header: AgentHeader, body: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.buffered < 4) return;
+      const head = this.peek(8);
+      const length = head.readUInt32BE(0);
+      if (length > MAX_FRAME_BYTES || length < 4) throw new Error(`malformed frame (${length} bytes)`);
+      if (this.buffered < 4 + length) return;
+      const frame = this.take(4 + length);
+      const headerLength = frame.readUInt32BE(4);
+      if (headerLength > length - 4) throw new Error('malformed frame header');
+      let header: AgentHeader;
+      try {
+        header = JSON.parse(frame.subarray(8, 8 + headerLength).toString('utf8')) as AgentHeader;
+      } catch {
+        throw new Error('malformed frame header');
+      }
+      if (typeof header !== 'object' || header === null || typeof header.id !== 'number') throw new Error('frame without an id');
+      this.onFrame(header, frame.subarray(8 + headerLength));
+    }
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length >= n) return this.chunks[0]!;
+    return Buffer.concat(this.chunks).subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      const all = Buffer.concat(this.chunks, this.buffered);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
+class AgentError extends Error {
+  constructor(
+    message: string,
+    readonly code = 'EINVAL',
+  ) {
+    super(message);
+  }
+}
+
+/** `path` (relative to `home`) as an absolute path, refusing what would leave `home`. Pure. */
+export function within(home: string, path: string): string {
+  if (typeof path !== 'string' || path === '' || path.includes('\0')) throw new AgentError(`bad path ${JSON.stringify(path)}`);
+  if (path.startsWith('/')) throw new AgentError(`absolute path ${JSON.stringify(path.slice(0, 200))} refused`);
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.some((p) => p === '..')) throw new AgentError(`path ${JSON.stringify(path.slice(0, 200))} leaves the directory: refused`);
+  return join(home, ...parts);
+}
+
+/** Make `dir` (absolute, under `home`) and its parents, as real directories: a link in the way is replaced (`replace`) or refused. */
+function makeDirs(home: string, dir: string, replace: boolean): void {
+  const rel = dir.slice(home.length).split('/').filter(Boolean);
+  let at = home;
+  for (const part of rel) {
+    at = join(at, part);
+    let stat;
+    try {
+      stat = lstatSync(at);
+    } catch {
+      mkdirSync(at, { mode: 0o755 });
+      continue;
+    }
+    if (stat.isDirectory()) continue;
+    if (!replace) throw new AgentError(`${at.slice(home.length + 1)} is ${stat.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: refused`, 'ENOTDIR');
+    unlinkSync(at);
+    mkdirSync(at, { mode: 0o755 });
+  }
+}
+
+/** Open a file for writing, never through a symbolic link at its own name (one there is removed first). */
+function openForWrite(path: string, mode: number, truncate: boolean): number {
+  try {
+    if (lstatSync(path).isSymbolicLink()) unlinkSync(path);
+  } catch {
+    /* not there yet */
+  }
+  return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (truncate ? constants.O_TRUNC : 0), mode);
+}
+
+interface Reply {
+  event(id: number, event: string): void;
+  done(id: number, result: unknown): void;
+  fail(id: number, error: unknown): void;
+}
+
+/** A job runner: start it once (detached: it outlives the agent and the core), or watch the one an earlier agent started. */
+function runJob(home: string, env: NodeJS.ProcessEnv, id: number, dir: string, reply: Reply): void {
+  const root = within(home, dir);
+  const swm = join(root, '.swm');
+  if (!existsSync(swm)) throw new AgentError(`job directory ${dir} missing`, 'ENOENT');
+  const finish = (attached: boolean) => {
+    const stoppedByPeer = existsSync(join(swm, 'stopped-by-peer'));
+    let code: number | null = null;
+    try {
+      const text = readFileSync(join(swm, 'exitcode'), 'utf8').trim();
+      code = /^\d+$/.test(text) ? Number(text) : null;
+    } catch {
+      /* lost: no exit code */
+    }
+    reply.done(id, code === null ? { lost: true, stoppedByPeer, attached } : { code, stoppedByPeer, attached });
+  };
+  if (existsSync(join(swm, 'exitcode'))) {
+    reply.event(id, 'attached');
+    return finish(true);
+  }
+  if (!existsSync(join(swm, 'pid'))) {
+    const child = spawn('/bin/sh', ['.swm/run.sh'], { cwd: root, env, detached: true, stdio: 'ignore' });
+    child.unref();
+    child.once('error', (error) => reply.fail(id, error));
+    if (child.pid === undefined) return;
+    writeFileSync(join(swm, 'pid.tmp'), `${child.pid}\n`);
+    renameSync(join(swm, 'pid.tmp'), join(swm, 'pid'));
+    reply.event(id, 'started');
+    child.once('exit', () => finish(false));
+    return;
+  }
+  reply.event(id, 'attached');
+  const pid = Number(readFileSync(join(swm, 'pid'), 'utf8').trim());
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  const look = () => (existsSync(join(swm, 'exitcode')) || !Number.isInteger(pid) || pid <= 0 || !alive() ? finish(true) : setTimeout(look, REATTACH_POLL_MS).unref());
+  look();
+}
+
+/** A file streaming in (`put`): written where it stands, hashed as it arrives; continued from `from` bytes. */
+class FileSink {
+  private readonly fd: number;
+  private readonly hash: Hash = createHash('sha256');
+  private at: number;
+
+  constructor(
+    home: string,
+    path: string,
+    from: number,
+    private readonly size: number,
+  ) {
+    const abs = within(home, path);
+    makeDirs(home, join(abs, '..'), false);
+    this.fd = openForWrite(abs, 0o644, from === 0);
+    try {
+      // What an interrupted transfer left: kept up to `from`, and hashed first.
+      const buffer = Buffer.allocUnsafe(1024 * 1024);
+      for (let at = 0; at < from; ) {
+        const n = readSync(this.fd, buffer, 0, Math.min(buffer.length, from - at), at);
+        if (n <= 0) throw new AgentError(`${path} is shorter than ${from} bytes`, 'ERANGE');
+        this.hash.update(buffer.subarray(0, n));
+        at += n;
+      }
+      ftruncateSync(this.fd, from);
+    } catch (error) {
+      closeSync(this.fd);
+      throw error;
+    }
+    this.at = from;
+  }
+
+  data(body: Buffer): void {
+    for (let off = 0; off < body.length; ) off += writeSync(this.fd, body, off, body.length - off, this.at + off);
+    this.hash.update(body);
+    this.at += body.length;
+  }
+
+  end(): { sha256: string; size: number } {
+    closeSync(this.fd);
+    if (this.at !== this.size) throw new AgentError(`received ${this.at} bytes of ${this.size}`, 'ERANGE');
+    return { sha256: this.hash.digest('hex'), size: this.at };
+  }
+
+  abort(): void {
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* closed */
+    }
+  }
+}
+
+const octal = (block: Buffer, at: number, width: number): number => {
+  const text = block.toString('ascii', at, at + width).replace(/\0.*$/s, '').trim();
+  return text === '' ? 0 : parseInt(text, 8);
+};
+const cString = (block: Buffer, at: number, width: number): string => {
+  const end = block.indexOf(0, at);
+  return block.toString('utf8', at, end === -1 || end > at + width ? at + width : end);
+};
+
+/**
+ * A tar stream of many small files (`untar`): ustar with pax `path` records, directories and regular files only
+ * (what core/transfers/tar-stream.ts writes). Each file is hashed as it is written. Anything else is refused.
+ */
+class TarSink {
+  private buffer: Buffer = Buffer.alloc(0);
+  private paxPath: string | null = null;
+  private ended = false;
+  readonly digests: Record<string, string> = {};
+
+  constructor(
+    private readonly home: string,
+    private readonly dir: string,
+  ) {
+    makeDirs(home, within(home, dir), false);
+  }
+
+  data(body: Buffer): void {
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, body]) : body;
+    for (;;) {
+      if (this.ended || this.buffer.length < 512) return;
+      const block = this.buffer.subarray(0, 512);
+      if (block.every((b) => b === 0)) {
+        this.ended = true;
+        return;
+      }
+      const size = octal(block, 124, 12);
+      const padded = Math.ceil(size / 512) * 512;
+      if (this.buffer.length < 512 + padded) return;
+      const content = this.buffer.subarray(512, 512 + size);
+      this.buffer = this.buffer.subarray(512 + padded);
+      this.entry(block, content);
+    }
+  }
+
+  private entry(block: Buffer, content: Buffer): void {
+    const type = String.fromCharCode(block[156]!);
+    if (type === 'x') {
+      const match = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(content.toString('utf8'));
+      this.paxPath = match ? match[1]! : null;
+      return;
+    }
+    const prefix = cString(block, 345, 155);
+    const name = this.paxPath ?? (prefix ? `${prefix}/${cString(block, 0, 100)}` : cString(block, 0, 100));
+    this.paxPath = null;
+    const path = name.replace(/\/+$/, '');
+    const abs = within(this.home, `${this.dir}/${path}`);
+    const mode = octal(block, 100, 8) & 0o777;
+    if (type === '5') return makeDirs(this.home, abs, true);
+    if (type !== '0' && type !== '\0') throw new AgentError(`tar entry ${JSON.stringify(path.slice(0, 200))} of type ${JSON.stringify(type)} refused`);
+    makeDirs(this.home, join(abs, '..'), true);
+    const fd = openForWrite(abs, mode || 0o644, true);
+    try {
+      for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off);
+    } finally {
+      closeSync(fd);
+    }
+    this.digests[path] = createHash('sha256').update(content).digest('hex');
+  }
+
+  end(): { digests: Record<string, string> } {
+    if (!this.ended) throw new AgentError('the tar stream ended early', 'ERANGE');
+    return { digests: this.digests };
+  }
+
+  abort(): void {}
+}
+
+/** SHA-256 of files (relative to `dir`), read off the event loop; one that cannot be read is left out. */
+async function hashFiles(home: string, dir: string, paths: readonly string[]): Promise<Record<string, string>> {
+  const digests: Record<string, string> = {};
+  let next = 0;
+  const lane = async () => {
+    while (next < paths.length) {
+      const path = paths[next++]!;
+      try {
+        const hash = createHash('sha256');
+        for await (const chunk of createReadStream(within(home, `${dir}/${path}`), { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+        digests[path] = hash.digest('hex');
+      } catch {
+        /* missing or unreadable: the caller sees no digest */
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(4, paths.length) }, lane));
+  return digests;
+}
+
+export interface AgentOptions {
+  /** The directory every path is relative to (the node user's home). */
+  home: string;
+  /** The environment of the job runners. */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Serve the agent's protocol on `input`/`output` until `input` ends. Resolves then (the runners it started go on).
+ * A malformed frame ends the conversation with a message on `onError`.
+ */
+export function serveAgent(input: Readable, output: Writable, options: AgentOptions, onError: (message: string) => void = () => {}): Promise<void> {
+  const sinks = new Map<number, FileSink | TarSink>();
+  /** Streams whose operation failed: their remaining data frames are dropped. */
+  const failed = new Set<number>();
+  const send = (header: AgentHeader) => {
+    for (const buffer of encodeFrame(header)) output.write(buffer);
+  };
+  const reply: Reply = {
+    event: (id, event) => send({ id, event }),
+    done: (id, result) => send({ id, done: true, result }),
+    fail: (id, error) => send({ id, done: true, error: (error as Error)?.message ?? String(error), code: (error as NodeJS.ErrnoException)?.code ?? 'EIO' }),
+  };
+  const handle = (header: AgentHeader, body: Buffer): void => {
+    const { id } = header;
+    try {
+      switch (header.op) {
+        case 'hello':
+          return reply.done(id, { protocol: AGENT_PROTOCOL, pid: process.pid, node: process.version });
+        case 'run':
+          return runJob(options.home, options.env, id, String(header.dir), reply);
+        case 'put':
+          sinks.set(id, new FileSink(options.home, String(header.path), Number(header.from ?? 0), Number(header.size)));
+          return;
+        case 'untar':
+          sinks.set(id, new TarSink(options.home, String(header.dir)));
+          return;
+        case 'data': {
+          if (failed.has(id)) return;
+          const sink = sinks.get(id);
+          if (!sink) throw new AgentError(`no transfer ${id}`);
+          sink.data(body);
+          return;
+        }
+        case 'end': {
+          if (failed.delete(id)) return;
+          const sink = sinks.get(id);
+          sinks.delete(id);
+          if (!sink) throw new AgentError(`no transfer ${id}`);
+          return reply.done(id, sink.end());
+        }
+        case 'hash': {
+          const paths = Array.isArray(header.paths) ? header.paths.map(String) : [];
+          hashFiles(options.home, String(header.dir), paths).then((digests) => reply.done(id, { digests }), (error) => reply.fail(id, error));
+          return;
+        }
+        case 'remove': {
+          rmSync(within(options.home, String(header.path)), { recursive: true, force: true });
+          return reply.done(id, {});
+        }
+        default:
+          throw new AgentError(`unknown operation ${JSON.stringify(header.op)}`);
+      }
+    } catch (error) {
+      sinks.get(id)?.abort();
+      sinks.delete(id);
+      // The rest of a failed transfer's frames are dropped, its end included: one answer per operation.
+      if (header.op === 'put' || header.op === 'untar' || header.op === 'data') failed.add(id);
+      reply.fail(id, error);
+    }
+  };
+  const reader = new FrameReader(handle);
+  return new Promise((resolve) => {
+    const stop = () => {
+      for (const sink of sinks.values()) sink.abort();
+      sinks.clear();
+      resolve();
+    };
+    input.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch (error) {
+        onError((error as Error).message);
+        input.destroy();
+        stop();
+      }
+    });
+    input.once('end', stop);
+    input.once('close', stop);
+    input.once('error', stop);
+  });
+}
+
+/** Run as a program (`node agent-<hash>.mjs` on a node): serve on stdin and stdout in the home directory. */
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const home = process.env.HOME ?? process.cwd();
+  void serveAgent(process.stdin, process.stdout, { home, env: process.env }, (message) => process.stderr.write(`skyport agent: ${message}\n`)).then(() => process.exit(0));
+}
