@@ -145,14 +145,14 @@ function makeDirs(home: string, dir: string, replace: boolean): void {
   }
 }
 
-/** Open a file for writing, never through a symbolic link at its own name (one there is removed first). */
+/** Open a file for writing (and reading what a resumed transfer kept), never through a symbolic link at its own name (one there is removed first). */
 function openForWrite(path: string, mode: number, truncate: boolean): number {
   try {
     if (lstatSync(path).isSymbolicLink()) unlinkSync(path);
   } catch {
     /* not there yet */
   }
-  return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (truncate ? constants.O_TRUNC : 0), mode);
+  return openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | (truncate ? constants.O_TRUNC : 0), mode);
 }
 
 interface Reply {

@@ -194,7 +194,7 @@ describe('azure gate', function () {
         expect(config.ssh_deletekeys).to.equal(true);
         expect(config.ssh_genkeytypes).to.deep.equal([]);
         expect(config.ssh_keys.ed25519_private.trim()).to.equal(hostKeys[i]!.trim());
-        expect(config.packages).to.deep.equal(['podman']);
+        expect(config.packages).to.deep.equal(['podman', 'nodejs']);
         expect(config.runcmd).to.deep.include(['sudo', '-iu', 'skyport', 'podman', 'pull', 'docker.io/library/busybox:1.36']);
         expect(config.write_files[0].content).to.include('PasswordAuthentication no');
         // The metadata endpoint is closed to jobs before anything they could run is installed.
@@ -946,7 +946,7 @@ describe('azure gate', function () {
     it('configures docker instead of podman, and another SSH port, when asked', () => {
       const hostKey = readHostKey(testKeyPair().private);
       const config = JSON.parse(cloudConfig({ adminUser: 'ops', hostKey, containerRuntime: 'docker', containerImage: 'alpine:3', sshPort: 2222, expiresAt: null, runtimeInstalled: false }).replace(/^#cloud-config\n/, ''));
-      expect(config.packages).to.deep.equal(['docker.io']);
+      expect(config.packages).to.deep.equal(['docker.io', 'nodejs']);
       expect(config.runcmd).to.deep.include(['usermod', '-aG', 'docker', 'ops']);
       expect(config.runcmd).to.deep.include(['docker', 'pull', 'alpine:3']);
       expect(config.write_files[0].content).to.include('Port 2222');

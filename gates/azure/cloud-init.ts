@@ -112,8 +112,10 @@ export function cloudConfig(input: CloudInitInput): string {
       ...socket,
       ...(expiresAt ? expiryTimer(expiresAt) : []),
     ],
-    // A custom image has the runtime already: no package index to refresh, nothing to install.
-    ...(runtimeInstalled ? {} : { package_update: true, packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman'] }),
+    // A custom image has the runtime (and Node, for the node agent) already: no package index to refresh, nothing to
+    // install. On a stock image: the runtime, and `nodejs` (18 on Ubuntu 24.04), which runs the core's node agent
+    // (node-agent/agent.ts); without it the core works through SSH commands alone.
+    ...(runtimeInstalled ? {} : { package_update: true, packages: [containerRuntime === 'docker' ? 'docker.io' : 'podman', 'nodejs'] }),
     runcmd: [
       ...closeMetadataEndpoint,
       // The expiry timer first (restartSsh reloads systemd, which reads its units).

@@ -1,0 +1,170 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { FrameReader, encodeFrame, serveAgent, type AgentHeader } from '../node-agent/agent.js';
+import { TarWriter } from '../core/transfers/tar-stream.js';
+import { DIST } from './harness/core.js';
+import { sha256 } from './harness/records.js';
+
+/** A conversation with an agent serving `home` over in-memory streams: what it answers, by id. */
+function talk(home: string) {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const frames: AgentHeader[] = [];
+  const waiters: Array<() => void> = [];
+  const errors: string[] = [];
+  const reader = new FrameReader((header) => {
+    frames.push(header);
+    for (const w of waiters.splice(0)) w();
+  });
+  output.on('data', (chunk: Buffer) => reader.push(chunk));
+  const served = serveAgent(input, output, { home, env: { PATH: process.env.PATH } }, (m) => errors.push(m));
+  const send = (header: AgentHeader, body?: Buffer) => {
+    for (const b of encodeFrame(header, body)) input.write(b);
+  };
+  /** The first frame that `test` accepts, once it comes. */
+  const until = async (test: (f: AgentHeader) => boolean): Promise<AgentHeader> => {
+    for (;;) {
+      const found = frames.find(test);
+      if (found) return found;
+      await new Promise<void>((resolve) => waiters.push(resolve));
+    }
+  };
+  /** The answer (done) to `id`. */
+  const answer = (id: number): Promise<AgentHeader> => until((f) => f.id === id && f.done === true);
+  return { input, send, answer, until, frames, errors, served };
+}
+
+describe('the node agent (node-agent/agent.ts, served over in-memory streams)', function () {
+  this.timeout(20_000);
+  let home: string;
+  beforeEach(() => {
+    home = mkdtempSync(join(tmpdir(), 'skyport-agent-'));
+  });
+  afterEach(() => rmSync(home, { recursive: true, force: true }));
+
+  it('writes a streamed file and answers its SHA-256; a resumed transfer hashes what was kept', async () => {
+    const a = talk(home);
+    const data = Buffer.from('0123456789'.repeat(100_000));
+    a.send({ id: 1, op: 'put', path: 'swm/j/in/data.bin', from: 0, size: data.length });
+    a.send({ id: 1, op: 'data' }, data.subarray(0, 400_000));
+    a.send({ id: 1, op: 'data' }, data.subarray(400_000));
+    a.send({ id: 1, op: 'end' });
+    expect((await a.answer(1)).result).to.deep.equal({ sha256: sha256(data), size: data.length });
+    expect(readFileSync(join(home, 'swm/j/in/data.bin'))).to.deep.equal(data);
+
+    // An interrupted transfer left 300,000 good bytes and some garbage after them: continued from 300,000.
+    writeFileSync(join(home, 'swm/j/in/data.bin'), Buffer.concat([data.subarray(0, 300_000), Buffer.from('garbage')]));
+    a.send({ id: 2, op: 'put', path: 'swm/j/in/data.bin', from: 300_000, size: data.length });
+    a.send({ id: 2, op: 'data' }, data.subarray(300_000));
+    a.send({ id: 2, op: 'end' });
+    expect((await a.answer(2)).result).to.deep.include({ sha256: sha256(data) });
+    expect(readFileSync(join(home, 'swm/j/in/data.bin'))).to.deep.equal(data);
+
+    // Short of its declared size: an error, not a digest.
+    a.send({ id: 3, op: 'put', path: 'swm/j/short.bin', from: 0, size: 10 });
+    a.send({ id: 3, op: 'data' }, Buffer.from('abc'));
+    a.send({ id: 3, op: 'end' });
+    expect((await a.answer(3)).error).to.match(/received 3 bytes of 10/);
+  });
+
+  it('extracts a tar stream, hashing each file, and replaces a link where a directory goes', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'skyport-agent-outside-'));
+    try {
+      mkdirSync(join(home, 'swm/j'), { recursive: true });
+      symlinkSync(outside, join(home, 'swm/j/data'));
+      const chunks: Buffer[] = [];
+      const tar = new TarWriter((c) => chunks.push(c));
+      const files = { 'data/a.txt': Buffer.from('a'), 'data/deep/b.txt': Buffer.from('bb'), [`${'x'.repeat(150)}/ü.txt`]: Buffer.from('long') };
+      for (const [path, data] of Object.entries(files)) tar.file(path, data);
+      tar.end();
+      const archive = Buffer.concat(chunks);
+      const a = talk(home);
+      a.send({ id: 7, op: 'untar', dir: 'swm/j' });
+      // Split at odd places: headers and contents cross frames.
+      for (let at = 0; at < archive.length; at += 700) a.send({ id: 7, op: 'data' }, archive.subarray(at, at + 700));
+      a.send({ id: 7, op: 'end' });
+      const { digests } = (await a.answer(7)).result as { digests: Record<string, string> };
+      expect(digests).to.deep.equal(Object.fromEntries(Object.entries(files).map(([p, d]) => [p, sha256(d)])));
+      expect(readFileSync(join(home, 'swm/j/data/deep/b.txt'), 'utf8')).to.equal('bb');
+      expect(existsSync(join(outside, 'a.txt')), 'nothing written through the link').to.equal(false);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses paths that leave its home, links on the way to a streamed file, and unknown operations, and goes on serving', async () => {
+    const outside = mkdtempSync(join(tmpdir(), 'skyport-agent-outside-'));
+    try {
+      mkdirSync(join(home, 'swm/j'), { recursive: true });
+      symlinkSync(outside, join(home, 'swm/j/linked'));
+      const a = talk(home);
+      let id = 0;
+      for (const path of ['../escape.bin', '/tmp/escape.bin', 'swm/../../escape.bin', 'a\0b', 'swm/j/linked/escape.bin']) {
+        a.send({ id: ++id, op: 'put', path, from: 0, size: 1 });
+        a.send({ id, op: 'data' }, Buffer.from('x'));
+        a.send({ id, op: 'end' });
+        expect((await a.answer(id)).error, path).to.match(/refused|bad path/);
+      }
+      expect(existsSync(join(outside, 'escape.bin'))).to.equal(false);
+      a.send({ id: ++id, op: 'launch-missiles' });
+      expect((await a.answer(id)).error).to.match(/unknown operation/);
+      a.send({ id: ++id, op: 'hash', dir: 'swm/j', paths: ['missing.txt', '../../etc/passwd'] });
+      expect((await a.answer(id)).result).to.deep.equal({ digests: {} });
+      a.send({ id: ++id, op: 'hello' });
+      expect((await a.answer(id)).result).to.have.property('protocol', 1);
+      // Only one answer per failed transfer: the frames after the refusal were dropped, not answered again.
+      expect(a.frames.filter((f) => f.id === 1)).to.have.length(1);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('ends the conversation on a malformed or oversized frame', async () => {
+    for (const bad of [Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), Buffer.concat([Buffer.from([0, 0, 0, 8, 0, 0, 0, 4]), Buffer.from('nope')])]) {
+      const a = talk(home);
+      a.input.write(bad);
+      await a.served;
+      expect(a.errors.join(), bad.toString('hex')).to.match(/malformed frame/);
+    }
+  });
+
+  it('starts a job runner once, detached, and re-attaches to it (a new agent: a restarted core)', async () => {
+    const swm = join(home, 'swm/j/.swm');
+    mkdirSync(swm, { recursive: true });
+    const release = join(home, 'release');
+    writeFileSync(
+      join(swm, 'run.sh'),
+      `cd "\${0%/*}/.." || exit 1\nmkdir .swm/started 2>/dev/null || exit 0\necho run >> runs\nwhile [ ! -e ${release} ]; do sleep 0.05; done\necho 7 > .swm/exitcode\n`,
+    );
+    const first = talk(home);
+    first.send({ id: 1, op: 'run', dir: 'swm/j' });
+    await first.until((f) => f.id === 1 && f.event === 'started');
+    // The first agent goes away (its connection dropped); the runner does not.
+    first.input.end();
+    await first.served;
+    const second = talk(home);
+    second.send({ id: 1, op: 'run', dir: 'swm/j' });
+    writeFileSync(release, '');
+    const end = await second.answer(1);
+    expect(second.frames.find((f) => f.event)?.event).to.equal('attached');
+    expect(end.result).to.deep.equal({ code: 7, stoppedByPeer: false, attached: true });
+    expect(readFileSync(join(home, 'swm/j/runs'), 'utf8')).to.equal('run\n');
+  });
+
+  it('runs as a program of its own from the file the core uploads (Node built-ins only)', async () => {
+    const program = join(home, 'agent-0123456789abcdef.mjs');
+    writeFileSync(program, readFileSync(join(DIST, 'node-agent/agent.js')));
+    const child = spawn(process.execPath, [program], { cwd: home, env: { HOME: home, PATH: process.env.PATH }, stdio: ['pipe', 'pipe', 'inherit'] });
+    const frames: AgentHeader[] = [];
+    const got = new Promise<void>((resolve) => child.stdout.on('data', (c: Buffer) => new FrameReader((h) => (frames.push(h), resolve())).push(c)));
+    for (const b of encodeFrame({ id: 1, op: 'hello' })) child.stdin.write(b);
+    await got;
+    expect(frames[0]).to.deep.include({ id: 1, done: true });
+    child.stdin.end();
+    expect(await new Promise((resolve) => child.once('exit', resolve))).to.equal(0);
+  });
+});
