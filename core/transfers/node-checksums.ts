@@ -1,4 +1,5 @@
 import type { SFTPWrapper } from 'ssh2';
+import { nodeAgent, type NodeAgent } from '../nodes/node-agent-client.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
 
@@ -43,9 +44,10 @@ export function hashCommand(tool: Exclude<HashTool, null>, dir: string, listFile
 }
 
 /**
- * SHA-256 of `paths` (relative to `dir`) on the node, or null when the node has no tool for it. The list
- * travels as a file (`listFile`, relative to `dir`) so that thousands of names fit no command line limit.
- * A file that cannot be read is missing from the result.
+ * SHA-256 of `paths` (relative to `dir`) on the node, or null when the node has no tool for it: asked of the
+ * node's agent where it runs one (the names in the request), else the list travels as a file (`listFile`,
+ * relative to `dir`) so that thousands of names fit no command line limit, for the node's hash tool. A file
+ * that cannot be read is missing from the result.
  */
 export async function nodeDigests(
   session: NodeSession,
@@ -54,7 +56,14 @@ export async function nodeDigests(
   listFile: string,
   paths: readonly string[],
   signal?: AbortSignal,
+  agent: NodeAgent | null | undefined = undefined,
 ): Promise<Map<string, string> | null> {
+  const viaAgent = agent === undefined ? await nodeAgent(session) : agent;
+  if (viaAgent) {
+    if (paths.length === 0) return new Map();
+    const { digests } = await viaAgent.request<{ digests: Record<string, string> }>({ op: 'hash', dir, paths }, { signal });
+    return new Map(Object.entries(digests));
+  }
   const tool = await hashToolOf(session, signal);
   if (!tool) return null;
   if (paths.length === 0) return new Map();

@@ -283,12 +283,7 @@ export async function stageInputs(
   // Check what the node holds. A file that fails is sent again from its first byte, once.
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
     const toHash = candidates.filter((f) => hashablePath(f.path) && !hashedWhileSent.has(f.path));
-    const digests =
-      o.checksums === false
-        ? null
-        : agent
-          ? new Map(Object.entries((await agent.request<{ digests: Record<string, string> }>({ op: 'hash', dir: remoteDir, paths: toHash.map((f) => f.path) }, { signal: o.signal })).digests))
-          : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal);
+    const digests = o.checksums === false ? null : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal, agent);
     for (const [path, digest] of hashedWhileSent) digests?.set(path, digest);
     hashedWhileSent.clear();
     // A matching SHA-256 vouches for the size too: sizes are listed only for files the node could not hash.
