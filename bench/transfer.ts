@@ -17,8 +17,8 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { homedir, loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NodeSession } from '../core/nodes/node-session.js';
@@ -115,15 +115,18 @@ function makeSmallFiles(root: string, count: number, bytes: number): InputFile[]
 }
 
 /** One stage-in by the core's code into the sshd peer (a fresh SSH connection each time, as a job's). */
-async function stageIntoPeer(peer: OpenSshPeer, node: PartitionNode, localRoot: string, files: InputFile[], target: string, checksums = true): Promise<Sample> {
+async function stageIntoPeer(peer: OpenSshPeer, node: PartitionNode, localRoot: string, files: InputFile[], target: string, agent = true): Promise<Sample> {
   rmSync(target, { recursive: true, force: true });
+  // The agent works under the node user's home, as on a node: its path relative to there.
+  const remote = agent ? relative(homedir(), target) : target;
   const server0 = cpuWithChildren(peer.pid);
   const client0 = process.cpuUsage();
   const started = process.hrtime.bigint();
   const session = await NodeSession.connect(node, peer.clientKey);
   try {
-    const result = await stageInputs(session, localRoot, target, files, { checksums });
-    if (checksums && result.verified !== 'sha256') throw new Error('the peer could not check SHA-256');
+    const result = await stageInputs(session, localRoot, remote, files, { agent });
+    if (result.verified !== 'sha256') throw new Error('the peer could not check SHA-256');
+    if (result.agent !== agent) throw new Error(agent ? 'the peer could not run the node agent (no Node 18+ on its PATH?)' : 'the agent was used');
   } finally {
     session.close();
   }
@@ -163,26 +166,33 @@ async function benchStageIn(src: string, big: InputFile, small: InputFile[]): Pr
     sshUser: peer.user,
     hostKeyFingerprint: peer.hostKeyFingerprint,
   };
-  const into = (name: string) => join(peer.dir, 'data', name);
+  // Under the home directory: where a node agent may write (it refuses paths outside the node user's home).
+  const dataRoot = mkdtempSync(join(homedir(), '.skyport-bench-'));
+  const removeData = cleanup(async () => rmSync(dataRoot, { recursive: true, force: true }));
+  const into = (name: string) => join(dataRoot, name);
 
   const ours1: Sample[] = [];
   const oursBare: Sample[] = [];
   const scp1: Sample[] = [];
   const scpGcm: Sample[] = [];
   const oursMany: Sample[] = [];
+  const oursManyBare: Sample[] = [];
   const scpMany: Sample[] = [];
   for (let round = 0; round < options.rounds; round++) {
     ours1.push(await stageIntoPeer(peer, node, src, [big], into('ours-big')));
     oursBare.push(await stageIntoPeer(peer, node, src, [big], into('ours-big'), false));
+    rmSync(into('ours-big'), { recursive: true, force: true });
     scp1.push(await scpIntoPeer(peer, [join(src, 'big.bin')], into('scp-big')));
     scpGcm.push(await scpIntoPeer(peer, [join(src, 'big.bin')], into('scp-big'), ['-c', 'aes128-gcm@openssh.com']));
     rmSync(into('scp-big'), { recursive: true, force: true });
     oursMany.push(await stageIntoPeer(peer, node, src, small, into('ours-many')));
+    rmSync(into('ours-many'), { recursive: true, force: true });
+    oursManyBare.push(await stageIntoPeer(peer, node, src, small, into('ours-many'), false));
     scpMany.push(await scpIntoPeer(peer, ['-r', join(src, 'many')], into('scp-many')));
     rmSync(into('ours-many'), { recursive: true, force: true });
     rmSync(into('scp-many'), { recursive: true, force: true });
   }
-  rmSync(into('ours-big'), { recursive: true, force: true });
+  await removeData();
   await stopPeer();
 
   const o1 = medianSample(ours1);
@@ -190,16 +200,18 @@ async function benchStageIn(src: string, big: InputFile, small: InputFile[]): Pr
   const s1 = medianSample(scp1);
   const g1 = medianSample(scpGcm);
   const om = medianSample(oursMany);
+  const mb = medianSample(oursManyBare);
   const sm = medianSample(scpMany);
   printSection(`stage-in, one ${options.bigMib} MiB file, core → sshd on loopback (median of ${options.rounds})`, [
-    ['swm stage-in (aes128-gcm, SHA-256 computed on the node as the bytes arrive)', describe(o1, bigBytes)],
-    ['the same, sizes checked only (what the SHA-256 check costs here)', describe(b1, bigBytes)],
+    ['swm stage-in through the node agent (aes128-gcm, SHA-256 computed by the agent as the bytes arrive)', describe(o1, bigBytes)],
+    ['the same without the agent (SFTP, SHA-256 by openssl on the node as the file grows)', describe(b1, bigBytes)],
     ['scp (OpenSSH defaults: chacha20-poly1305)', describe(s1, bigBytes)],
     ['scp -c aes128-gcm@openssh.com', describe(g1, bigBytes)],
     ['ratio vs scp (throughput; goal ≥ 1.0x)', `${fmtRatio(s1.wallSec, o1.wallSec)}   (vs scp with aes128-gcm: ${fmtRatio(g1.wallSec, o1.wallSec)})`],
   ]);
   printSection(`stage-in, ${options.smallFiles} files of ${options.smallKib} KiB in 100 directories (median of ${options.rounds})`, [
-    ['swm stage-in (tar streams into GNU tar on the node, SHA-256 checked)', describe(om, options.smallFiles * options.smallKib * 1024, options.smallFiles)],
+    ['swm stage-in through the node agent (tar streams, each file hashed as written)', describe(om, options.smallFiles * options.smallKib * 1024, options.smallFiles)],
+    ['the same without the agent (tar streams into GNU tar, then openssl)', describe(mb, options.smallFiles * options.smallKib * 1024, options.smallFiles)],
     ['scp -r', describe(sm, options.smallFiles * options.smallKib * 1024, options.smallFiles)],
     ['ratio vs scp -r (goal ≥ 3x)', fmtRatio(sm.wallSec, om.wallSec)],
   ]);
