@@ -12,7 +12,7 @@
  *
  * Frames, both ways: u32 length of the rest, u32 length of the header, the header (JSON), the body (bytes).
  *
- *   core ─▶ agent   {id, op: 'run' | 'put' | 'untar' | 'hash' | 'hello', ...}, then for put and untar
+ *   core ─▶ agent   {id, op: 'run' | 'stop' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
  *                   {id, op: 'data'} + body ... {id, op: 'end'}
  *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
  *
@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
@@ -204,6 +204,75 @@ function runJob(home: string, env: NodeJS.ProcessEnv, id: number, dir: string, r
   };
   const look = () => (existsSync(join(swm, 'exitcode')) || !Number.isInteger(pid) || pid <= 0 || !alive() ? finish(true) : setTimeout(look, REATTACH_POLL_MS).unref());
   look();
+}
+
+/** Send `signal` to a process group; false once there is none. */
+function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Run a program to its end, its output ignored (a container runtime's kill or rm); never throws. */
+function runQuietly(program: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn(program, args, { env, stdio: 'ignore' });
+    child.once('error', () => resolve());
+    child.once('exit', () => resolve());
+  });
+}
+
+/** How long a stopped runner's process group has between TERM and KILL. */
+const STOP_GRACE_MS = 5_000;
+
+export interface StopRequest {
+  dir: string;
+  /** The job's container and its runtime, where it runs one. */
+  container: { runtime: string; name: string } | null;
+  /** Stopped because another rank failed: recorded first (unless the runner has ended), so its exit code does not count. */
+  byPeer: boolean;
+  /** Also kill every process of this user that carries `SWM_JOB_ID=<sweep>` in its environment (it left the group). */
+  sweep: string | null;
+}
+
+/**
+ * Stop a job on this node: its container, then its runner's whole process group, TERM then KILL; then what left
+ * the group but still carries the job's id. What core/jobs/node-layout.ts's killCommand does by shell, without one.
+ */
+async function stopJob(home: string, env: NodeJS.ProcessEnv, request: StopRequest): Promise<{ stopped: boolean; swept: number }> {
+  const swm = join(within(home, request.dir), '.swm');
+  let stopped = false;
+  if (existsSync(join(swm, 'pid'))) {
+    if (request.byPeer && !existsSync(join(swm, 'exitcode'))) writeFileSync(join(swm, 'stopped-by-peer'), '');
+    if (request.container) await runQuietly(request.container.runtime, ['kill', request.container.name], env);
+    const pid = Number(readFileSync(join(swm, 'pid'), 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 1) {
+      stopped = signalGroup(pid, 'SIGTERM');
+      for (const until = Date.now() + STOP_GRACE_MS; stopped && Date.now() < until && signalGroup(pid, 0); ) await new Promise((r) => setTimeout(r, 100));
+      signalGroup(pid, 'SIGKILL');
+    }
+    // A container stopped while it was still being created is left "Created" by the killed `run --rm`.
+    if (request.container) await runQuietly(request.container.runtime, ['rm', '-f', request.container.name], env);
+  }
+  let swept = 0;
+  if (request.sweep) {
+    const marker = `SWM_JOB_ID=${request.sweep}`;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      try {
+        // Those of other users are unreadable, and skipped.
+        if (!readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) continue;
+        process.kill(Number(entry), 'SIGKILL');
+        swept++;
+      } catch {
+        /* gone, or not ours */
+      }
+    }
+  }
+  return { stopped, swept };
 }
 
 /** A file streaming in (`put`): written where it stands, hashed as it arrives; continued from `from` bytes. */
@@ -410,6 +479,16 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
         case 'hash': {
           const paths = Array.isArray(header.paths) ? header.paths.map(String) : [];
           hashFiles(options.home, String(header.dir), paths).then((digests) => reply.done(id, { digests }), (error) => reply.fail(id, error));
+          return;
+        }
+        case 'stop': {
+          const request: StopRequest = {
+            dir: String(header.dir),
+            container: header.container && typeof header.container === 'object' ? (header.container as StopRequest['container']) : null,
+            byPeer: header.byPeer === true,
+            sweep: typeof header.sweep === 'string' ? header.sweep : null,
+          };
+          stopJob(options.home, options.env, request).then((result) => reply.done(id, result), (error) => reply.fail(id, error));
           return;
         }
         case 'remove': {

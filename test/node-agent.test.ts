@@ -155,6 +155,43 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     expect(readFileSync(join(home, 'swm/j/runs'), 'utf8')).to.equal('run\n');
   });
 
+  it('stops a job: its runner\'s process group, and with a sweep what left the group carrying the job\'s id', async () => {
+    const swm = join(home, 'swm/j/.swm');
+    mkdirSync(swm, { recursive: true });
+    // The runner starts a process in its group and one that leaves it (setsid), both with the job's id.
+    writeFileSync(
+      join(swm, 'run.sh'),
+      `cd "\${0%/*}/.." || exit 1\nmkdir .swm/started 2>/dev/null || exit 0\nexport SWM_JOB_ID=job-42\nsetsid sh -c 'echo $$ > escaped.pid; exec sleep 60' &\nsleep 60 & echo $! > child.pid\nwait\n`,
+    );
+    const a = talk(home);
+    a.send({ id: 1, op: 'run', dir: 'swm/j' });
+    await a.until((f) => f.id === 1 && f.event === 'started');
+    const pidOf = async (name: string): Promise<number> => {
+      for (;;) {
+        const text = existsSync(join(home, 'swm/j', name)) ? readFileSync(join(home, 'swm/j', name), 'utf8').trim() : '';
+        if (text) return Number(text);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const [child, escaped] = [await pidOf('child.pid'), await pidOf('escaped.pid')];
+    a.send({ id: 2, op: 'stop', dir: 'swm/j', container: null, byPeer: true, sweep: 'job-42' });
+    const stopped = await a.answer(2);
+    expect(stopped.result).to.deep.include({ stopped: true });
+    expect((stopped.result as { swept: number }).swept).to.be.greaterThan(0);
+    // A killed process its new parent has not reaped yet is a zombie: dead.
+    const alive = (pid: number) => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    expect([alive(child), alive(escaped)]).to.deep.equal([false, false]);
+    expect(existsSync(join(swm, 'stopped-by-peer'))).to.equal(true);
+    // The runner was killed before it recorded an exit code: the run ends without one.
+    expect((await a.answer(1)).result).to.deep.include({ lost: true, stoppedByPeer: true });
+  });
+
   it('runs as a program of its own from the file the core uploads (Node built-ins only)', async () => {
     const program = join(home, 'agent-0123456789abcdef.mjs');
     writeFileSync(program, readFileSync(join(DIST, 'node-agent/agent.js')));

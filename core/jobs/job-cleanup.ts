@@ -1,5 +1,7 @@
-import { shellQuote } from '../nodes/node-session.js';
-import { killCommand } from './node-layout.js';
+import { nodeAgent } from '../nodes/node-agent-client.js';
+import { shellQuote, type NodeSession } from '../nodes/node-session.js';
+import type { JobRecord } from '../store/job-record.js';
+import { containerName, killCommand, nodeJobDir } from './node-layout.js';
 
 /**
  * What a job leaves behind on a node before its partition goes to the next job: its runner's process group
@@ -14,4 +16,19 @@ for f in $(grep -lszx ${marker} /proc/[0-9]*/environ); do
   p=\${f#/proc/}; kill -KILL "\${p%/environ}" 2>/dev/null
 done
 exit 0`;
+}
+
+/**
+ * Stop a job's processes on a node: through the node's agent (no shell, no process but a container runtime's),
+ * else with killCommand or cleanupCommand over an exec channel. `byPeer`: the rank is stopped because another
+ * failed; `sweep`: also what left the runner's group (the teardown's cleanup).
+ */
+export async function stopJobOnNode(session: NodeSession, job: Pick<JobRecord, 'id' | 'runtime'>, o: { byPeer?: boolean; sweep?: boolean } = {}): Promise<void> {
+  const agent = await nodeAgent(session);
+  if (agent) {
+    const container = job.runtime === 'podman' || job.runtime === 'docker' ? { runtime: job.runtime, name: containerName(job.id) } : null;
+    await agent.request({ op: 'stop', dir: nodeJobDir(job.id), container, byPeer: o.byPeer === true, sweep: o.sweep ? job.id : null });
+    return;
+  }
+  await session.exec(o.sweep ? cleanupCommand(job.id, job.runtime) : killCommand(job.id, job.runtime, o.byPeer === true));
 }

@@ -5,7 +5,8 @@ import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
 import { AgentOperationError, nodeAgent } from '../../nodes/node-agent-client.js';
 import { shellQuote, type NodeSession } from '../../nodes/node-session.js';
 import type { JobRecord } from '../../store/job-record.js';
-import { killCommand, launchAndWaitCommand, nodeJobDir, ranksDir } from '../node-layout.js';
+import { stopJobOnNode } from '../job-cleanup.js';
+import { launchAndWaitCommand, nodeJobDir, ranksDir } from '../node-layout.js';
 import { statRemote } from './sftp-transfer.js';
 import { jobNodes } from './stage-in.js';
 import type { StepEffect } from './step-context.js';
@@ -99,7 +100,7 @@ export const runStep: StepEffect = async (context) => {
           const end = await runOn(session, job.id, local.signal, onStarted(rank), context.logger);
           if (end.code !== 0 && !end.stoppedByPeer && !stopping) {
             context.logger.info({ rank, node: session.node.name, exitcode: end.code }, 'a rank failed: stopping the others');
-            stopping = Promise.allSettled(sessions.map((s, r) => (r === rank ? null : s.exec(killCommand(job.id, job.runtime, true)))));
+            stopping = Promise.allSettled(sessions.map((s, r) => (r === rank ? null : stopJobOnNode(s, job, { byPeer: true }))));
           }
           return end;
         } catch (error) {

@@ -2,7 +2,7 @@ import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
 import { keepAliveSec } from '../../partitions/keep-alive.js';
 import type { PartitionRecord } from '../../partitions/partition-record.js';
 import type { CoreServices } from '../../services.js';
-import { cleanupCommand } from '../job-cleanup.js';
+import { stopJobOnNode } from '../job-cleanup.js';
 import { downloadResults } from './stage-out.js';
 import { pause, type StepEffect } from './step-context.js';
 
@@ -24,7 +24,7 @@ export const teardownStep: StepEffect = async (context) => {
     try {
       // Every node the script ran on (all of them with `run-on all`).
       const ranks = job.directives.runOn === 'all' ? Math.max(1, services.nodes.ranked(name).length) : 1;
-      await Promise.all(Array.from({ length: ranks }, async (_, rank) => (await services.nodes.node(name, rank)).exec(cleanupCommand(job.id, job.runtime))));
+      await Promise.all(Array.from({ length: ranks }, async (_, rank) => stopJobOnNode(await services.nodes.node(name, rank), job, { sweep: true })));
       const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
       if (stoppedEarly) await downloadResults({ ...context, signal: new AbortController().signal }, true);
       reusable = job.runtime !== null;
