@@ -20,15 +20,22 @@ exit 0`;
 
 /**
  * Stop a job's processes on a node: through the node's agent (no shell, no process but a container runtime's),
- * else with killCommand or cleanupCommand over an exec channel. `byPeer`: the rank is stopped because another
- * failed; `sweep`: also what left the runner's group (the teardown's cleanup).
+ * else with killCommand or cleanupCommand over an exec channel. The container runtime is called only for a job
+ * that runs in a container (`image`): a runtime's kill and rm cost a second of CPU each on a busy node, for
+ * nothing when the job was a plain process. `byPeer`: the rank is stopped because another failed; `sweep`: also
+ * what left the runner's group (the teardown's cleanup).
  */
-export async function stopJobOnNode(session: NodeSession, job: Pick<JobRecord, 'id' | 'runtime'>, o: { byPeer?: boolean; sweep?: boolean } = {}): Promise<void> {
+export async function stopJobOnNode(
+  session: NodeSession,
+  job: Pick<JobRecord, 'id' | 'runtime'>,
+  o: { image: string | null; byPeer?: boolean; sweep?: boolean },
+): Promise<void> {
+  const runtime = o.image !== null && (job.runtime === 'podman' || job.runtime === 'docker') ? job.runtime : null;
   const agent = await nodeAgent(session);
   if (agent) {
-    const container = job.runtime === 'podman' || job.runtime === 'docker' ? { runtime: job.runtime, name: containerName(job.id) } : null;
+    const container = runtime ? { runtime, name: containerName(job.id) } : null;
     await agent.request({ op: 'stop', dir: nodeJobDir(job.id), container, byPeer: o.byPeer === true, sweep: o.sweep ? job.id : null });
     return;
   }
-  await session.exec(o.sweep ? cleanupCommand(job.id, job.runtime) : killCommand(job.id, job.runtime, o.byPeer === true));
+  await session.exec(o.sweep ? cleanupCommand(job.id, runtime) : killCommand(job.id, runtime, o.byPeer === true));
 }

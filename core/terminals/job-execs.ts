@@ -7,7 +7,7 @@ import type { TerminalMethods } from '../../terminal-protocol/terminal-methods.j
 import { randomBytes } from 'node:crypto';
 import { execCommand, execSignalCommand, type ExecPlace } from '../jobs/node-layout.js';
 import type { NodeSession } from '../nodes/node-session.js';
-import { imageOf } from '../jobs/steps/connect.js';
+import { jobImage } from '../jobs/steps/connect.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
 
@@ -51,8 +51,7 @@ export class JobExecs {
     if (rank >= Math.max(1, nodes.length))
       throw new RpcError(ErrorCode.NotFound, `job ${job.id} has ${nodes.length} node${nodes.length === 1 ? '' : 's'} (ranks 0-${nodes.length - 1}): no node ${rank}`);
     const session = await this.services.nodes.node(job.partitionName, rank);
-    const remote = this.services.config.remotes.find((r) => r.name === job.remote);
-    const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
+    const image = jobImage(job, this.services.config);
     const tty = params.pty !== undefined;
     const place: ExecPlace = { tty, runsHere: rank === 0 || job.directives.runOn === 'all', term: params.pty?.term, token: randomBytes(12).toString('base64url') };
     const command = execCommand(job, image, params.command ?? [], place);

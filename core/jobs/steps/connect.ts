@@ -1,4 +1,5 @@
-import type { Runtime } from '../../store/job-record.js';
+import type { CoreConfig } from '../../../spool-bootstrap/config.js';
+import type { JobRecord, Runtime } from '../../store/job-record.js';
 import { linkNode, peerOf } from '../../nodes/inter-node-ssh.js';
 import { interNodeKeys } from '../../nodes/partition-keys.js';
 import type { StepEffect } from './step-context.js';
@@ -8,6 +9,10 @@ const DETECT = 'if command -v podman >/dev/null 2>&1; then echo podman; elif com
 /** The container image a job runs in: its own, else its remote's default, else none (a plain process). */
 export const imageOf = (containerImage: string | undefined, remoteDefault: string | null): string | null =>
   containerImage ?? remoteDefault ?? null;
+
+/** The image of a job, as imageOf, its remote looked up in the configuration. Pure. */
+export const jobImage = (job: Pick<JobRecord, 'directives' | 'remote'>, config: Pick<CoreConfig, 'remotes'>): string | null =>
+  imageOf(job.directives.containerImage, config.remotes.find((r) => r.name === job.remote)?.defaultImage ?? null);
 
 /**
  * SSH to every node of the partition (each host key checked against the pinned one), detect the container
@@ -20,8 +25,7 @@ export const connectStep: StepEffect = async ({ job, services, signal, emit }) =
   const sessions = await services.nodes.all(partition, signal);
   const head = sessions[0]!;
   const runsOn = job.directives.runOn === 'all' ? sessions : [head];
-  const remote = services.config.remotes.find((r) => r.name === job.remote);
-  const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
+  const image = jobImage(job, services.config);
   const runtimes = await Promise.all(runsOn.map((s) => s.remember('runtime', async () => (await s.run(DETECT, signal)).trim() as Runtime)));
   runtimes.forEach((runtime, rank) => {
     if (image && runtime === 'process')

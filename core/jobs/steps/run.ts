@@ -6,6 +6,7 @@ import { AgentOperationError, nodeAgent } from '../../nodes/node-agent-client.js
 import { shellQuote, type NodeSession } from '../../nodes/node-session.js';
 import type { JobRecord } from '../../store/job-record.js';
 import { stopJobOnNode } from '../job-cleanup.js';
+import { jobImage } from './connect.js';
 import { launchAndWaitCommand, nodeJobDir, ranksDir } from '../node-layout.js';
 import { statRemote } from './sftp-transfer.js';
 import { jobNodes } from './stage-in.js';
@@ -100,7 +101,7 @@ export const runStep: StepEffect = async (context) => {
           const end = await runOn(session, job.id, local.signal, onStarted(rank), context.logger);
           if (end.code !== 0 && !end.stoppedByPeer && !stopping) {
             context.logger.info({ rank, node: session.node.name, exitcode: end.code }, 'a rank failed: stopping the others');
-            stopping = Promise.allSettled(sessions.map((s, r) => (r === rank ? null : stopJobOnNode(s, job, { byPeer: true }))));
+            stopping = Promise.allSettled(sessions.map((s, r) => (r === rank ? null : stopJobOnNode(s, job, { image: jobImage(job, context.services.config), byPeer: true }))));
           }
           return end;
         } catch (error) {

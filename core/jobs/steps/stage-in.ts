@@ -5,7 +5,7 @@ import type { NodeSession } from '../../nodes/node-session.js';
 import type { NodePort } from '../../forwarding/node-ports.js';
 import { hostfileText, jobEnvFile, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
 import { inputsRoot } from '../job-inputs.js';
-import { imageOf } from './connect.js';
+import { jobImage } from './connect.js';
 import { makeRemoteDirs, removeRemote, writeRemoteFile } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
@@ -37,8 +37,7 @@ export const stageInStep: StepEffect = async (context) => {
   const sessions = await jobNodes(context);
   const dir = nodeJobDir(job.id);
   const ips = partitionAddresses(context);
-  const remote = services.config.remotes.find((r) => r.name === job.remote);
-  const image = imageOf(job.directives.containerImage, remote?.defaultImage ?? null);
+  const image = jobImage(job, services.config);
   await Promise.all(sessions.map(async (s) => makeRemoteDirs(await s.sftp(), `${dir}/.swm`)));
   // A requeued job on a partition it ran on before (kept for reuse): the earlier attempt's run guard and exit code
   // go, or the runner would take that attempt's end for this one's. Stage-in comes before run, so never this one's.

@@ -3,6 +3,7 @@ import { keepAliveSec } from '../../partitions/keep-alive.js';
 import type { PartitionRecord } from '../../partitions/partition-record.js';
 import type { CoreServices } from '../../services.js';
 import { stopJobOnNode } from '../job-cleanup.js';
+import { jobImage } from './connect.js';
 import { downloadResults } from './stage-out.js';
 import { pause, type StepEffect } from './step-context.js';
 
@@ -24,7 +25,7 @@ export const teardownStep: StepEffect = async (context) => {
     try {
       // Every node the script ran on (all of them with `run-on all`).
       const ranks = job.directives.runOn === 'all' ? Math.max(1, services.nodes.ranked(name).length) : 1;
-      await Promise.all(Array.from({ length: ranks }, async (_, rank) => stopJobOnNode(await services.nodes.node(name, rank), job, { sweep: true })));
+      await Promise.all(Array.from({ length: ranks }, async (_, rank) => stopJobOnNode(await services.nodes.node(name, rank), job, { image: jobImage(job, services.config), sweep: true })));
       const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
       if (stoppedEarly) await downloadResults({ ...context, signal: new AbortController().signal }, true);
       reusable = job.runtime !== null;
