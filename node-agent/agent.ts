@@ -194,25 +194,31 @@ function runJob(home: string, env: NodeJS.ProcessEnv, id: number, dir: string, r
   }
   reply.event(id, 'attached');
   const pid = Number(readFileSync(join(swm, 'pid'), 'utf8').trim());
-  const alive = (): boolean => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === 'EPERM';
-    }
-  };
-  const look = () => (existsSync(join(swm, 'exitcode')) || !Number.isInteger(pid) || pid <= 0 || !alive() ? finish(true) : setTimeout(look, REATTACH_POLL_MS).unref());
+  const look = () => (existsSync(join(swm, 'exitcode')) || !Number.isInteger(pid) || pid <= 0 || !isAlive(pid) ? finish(true) : setTimeout(look, REATTACH_POLL_MS).unref());
   look();
 }
 
 /** Send `signal` to a process group; false once there is none. */
-function signalGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pid, signal);
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Whether a process runs (a zombie does not). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    return true;
   }
 }
 
@@ -251,7 +257,9 @@ async function stopJob(home: string, env: NodeJS.ProcessEnv, request: StopReques
     const pid = Number(readFileSync(join(swm, 'pid'), 'utf8').trim());
     if (Number.isInteger(pid) && pid > 1) {
       stopped = signalGroup(pid, 'SIGTERM');
-      for (const until = Date.now() + STOP_GRACE_MS; stopped && Date.now() < until && signalGroup(pid, 0); ) await new Promise((r) => setTimeout(r, 100));
+      // The runner itself is waited for, not its whole group: a killed member its new parent (init) has not reaped
+      // yet still counts as one, and init may take seconds.
+      for (const until = Date.now() + STOP_GRACE_MS; stopped && Date.now() < until && isAlive(pid); ) await new Promise((r) => setTimeout(r, 50));
       signalGroup(pid, 'SIGKILL');
     }
     // A container stopped while it was still being created is left "Created" by the killed `run --rm`.

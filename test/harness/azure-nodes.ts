@@ -18,7 +18,8 @@ const PLAYED_CLOUD_INIT = `#!/bin/sh
 marker="$HOME/${GUEST_READY_MARKER}"
 [ "$1" = status ] || { echo "cloud-init (played): only status is played" >&2; exit 1; }
 shift
-for a in "$@"; do [ "$a" = --wait ] && while [ ! -f "$marker" ]; do sleep 0.1; done; done
+# A VM deleted while its guest is checked takes its cloud-init with it: a played one goes with its home directory.
+for a in "$@"; do [ "$a" = --wait ] && while [ ! -f "$marker" ]; do [ -d "$HOME" ] || exit 1; sleep 0.1; done; done
 if [ -f "$marker" ]; then echo "status: done"; else echo "status: running"; fi
 `;
 const NIC = 'Microsoft.Network/networkInterfaces';
