@@ -12,7 +12,7 @@
  *
  * Frames, both ways: u32 length of the rest, u32 length of the header, the header (JSON), the body (bytes).
  *
- *   core ─▶ agent   {id, op: 'run' | 'stop' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
+ *   core ─▶ agent   {id, op: 'run' | 'stop' | 'write' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
  *                   {id, op: 'data'} + body ... {id, op: 'end'}
  *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
  *
@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
@@ -413,6 +413,38 @@ class TarSink {
   abort(): void {}
 }
 
+/** One file of a `write`: its path, its length in the body, its mode. */
+export interface WrittenFile {
+  path: string;
+  size: number;
+  mode: number;
+}
+
+/**
+ * Small files whole, one after the other from `body` (`write`): each replaced (never written through a link at its
+ * name, none followed on the way) and given its mode. `remove` first: paths to delete (files or directories).
+ */
+function writeFiles(home: string, files: readonly WrittenFile[], body: Buffer, remove: readonly string[]): { written: number } {
+  for (const path of remove) rmSync(within(home, path), { recursive: true, force: true });
+  let at = 0;
+  for (const file of files) {
+    const size = Number(file.size);
+    if (!Number.isInteger(size) || size < 0 || at + size > body.length) throw new AgentError(`${JSON.stringify(file.path)}: ${size} bytes past the body's ${body.length}`, 'ERANGE');
+    const abs = within(home, file.path);
+    makeDirs(home, join(abs, '..'), false);
+    const mode = Number(file.mode) & 0o777;
+    const fd = openForWrite(abs, mode, true);
+    try {
+      for (let off = 0; off < size; ) off += writeSync(fd, body, at + off, size - off);
+      fchmodSync(fd, mode);
+    } finally {
+      closeSync(fd);
+    }
+    at += size;
+  }
+  return { written: files.length };
+}
+
 /** SHA-256 of files (relative to `dir`), read off the event loop; one that cannot be read is left out. */
 async function hashFiles(home: string, dir: string, paths: readonly string[]): Promise<Record<string, string>> {
   const digests: Record<string, string> = {};
@@ -499,6 +531,8 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
           stopJob(options.home, options.env, request).then((result) => reply.done(id, result), (error) => reply.fail(id, error));
           return;
         }
+        case 'write':
+          return reply.done(id, writeFiles(options.home, Array.isArray(header.files) ? (header.files as WrittenFile[]) : [], body, Array.isArray(header.remove) ? header.remove.map(String) : []));
         case 'remove': {
           rmSync(within(options.home, String(header.path)), { recursive: true, force: true });
           return reply.done(id, {});

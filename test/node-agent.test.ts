@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -69,6 +69,26 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     a.send({ id: 3, op: 'data' }, Buffer.from('abc'));
     a.send({ id: 3, op: 'end' });
     expect((await a.answer(3)).error).to.match(/received 3 bytes of 10/);
+  });
+
+  it('writes small files whole from one frame, with their modes, after removing what it is told', async () => {
+    mkdirSync(join(home, 'swm/j/.swm/started'), { recursive: true });
+    writeFileSync(join(home, 'swm/j/.swm/exitcode'), '3\n');
+    const a = talk(home);
+    const script = Buffer.from('#!/bin/sh\necho hi\n');
+    const env = Buffer.from('export A=1\n');
+    a.send(
+      { id: 1, op: 'write', remove: ['swm/j/.swm/exitcode', 'swm/j/.swm/started'], files: [{ path: 'swm/j/.swm/job.sh', size: script.length, mode: 0o755 }, { path: 'swm/j/.swm/env', size: env.length, mode: 0o600 }] },
+      Buffer.concat([script, env]),
+    );
+    expect((await a.answer(1)).result).to.deep.equal({ written: 2 });
+    expect(readFileSync(join(home, 'swm/j/.swm/job.sh'))).to.deep.equal(script);
+    expect(statSync(join(home, 'swm/j/.swm/job.sh')).mode & 0o777).to.equal(0o755);
+    expect(statSync(join(home, 'swm/j/.swm/env')).mode & 0o777).to.equal(0o600);
+    expect([existsSync(join(home, 'swm/j/.swm/exitcode')), existsSync(join(home, 'swm/j/.swm/started'))]).to.deep.equal([false, false]);
+    // Sizes past the body: refused.
+    a.send({ id: 2, op: 'write', files: [{ path: 'swm/j/x', size: 100, mode: 0o644 }] }, Buffer.from('short'));
+    expect((await a.answer(2)).error).to.match(/past the body/);
   });
 
   it('extracts a tar stream, hashing each file, and replaces a link where a directory goes', async () => {

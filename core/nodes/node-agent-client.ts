@@ -103,12 +103,22 @@ export class NodeAgent {
     return this.lost === null;
   }
 
-  /** One operation: its answer (`onEvent` hears what it says on the way, such as `started`). */
-  request<T>(header: Omit<AgentHeader, 'id'>, options: { signal?: AbortSignal; onEvent?: (event: string) => void } = {}): Promise<T> {
+  /** One operation: its answer (`onEvent` hears what it says on the way, such as `started`). `body`: its bytes, in the same frame. */
+  request<T>(header: Omit<AgentHeader, 'id'>, options: { signal?: AbortSignal; onEvent?: (event: string) => void; body?: Buffer } = {}): Promise<T> {
     const id = this.nextId++;
     const answer = this.register<T>(id, options);
-    this.write(encodeFrame({ ...header, id }));
+    this.write(encodeFrame({ ...header, id }, options.body));
     return answer;
+  }
+
+  /**
+   * Write small files whole, in one frame (`write`), after removing `remove`: the runner's files of a job, say.
+   * Each is replaced, never written through a link.
+   */
+  writeFiles(files: ReadonlyArray<{ path: string; data: string | Buffer; mode: number }>, remove: readonly string[] = []): Promise<unknown> {
+    const datas = files.map((f) => (typeof f.data === 'string' ? Buffer.from(f.data, 'utf8') : f.data));
+    const header = { op: 'write', remove, files: files.map((f, i) => ({ path: f.path, size: datas[i]!.length, mode: f.mode })) };
+    return this.request(header, { body: Buffer.concat(datas) });
   }
 
   /**

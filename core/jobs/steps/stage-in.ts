@@ -1,6 +1,7 @@
 import { forwardsOf } from '../../forwarding/job-forwards.js';
 import { stageInputsToNodes } from '../../transfers/stage-inputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
+import { nodeAgent } from '../../nodes/node-agent-client.js';
 import type { NodeSession } from '../../nodes/node-session.js';
 import type { NodePort } from '../../forwarding/node-ports.js';
 import { hostfileText, jobEnvFile, nodeJobDir, peerAddress, runnerScript, type NodePlacement } from '../node-layout.js';
@@ -38,30 +39,39 @@ export const stageInStep: StepEffect = async (context) => {
   const dir = nodeJobDir(job.id);
   const ips = partitionAddresses(context);
   const image = jobImage(job, services.config);
-  await Promise.all(sessions.map(async (s) => makeRemoteDirs(await s.sftp(), `${dir}/.swm`)));
+  const agents = await Promise.all(sessions.map((s) => nodeAgent(s)));
+  // The agent makes the directory as it writes the runner's files; the head's is needed sooner for its ports (.swm/ports).
+  const dirFirst = (rank: number) => !agents[rank] || (rank === 0 && job.directives.ports.length > 0);
+  await Promise.all(sessions.map(async (s, rank) => (dirFirst(rank) ? makeRemoteDirs(await s.sftp(), `${dir}/.swm`) : undefined)));
   // A requeued job on a partition it ran on before (kept for reuse): the earlier attempt's run guard and exit code
   // go, or the runner would take that attempt's end for this one's. Stage-in comes before run, so never this one's.
-  if (job.attempts > 0)
+  const stale = job.attempts > 0 ? ['exitcode', 'pid', 'stopped-by-peer', 'started'].map((f) => `${dir}/.swm/${f}`) : [];
+  if (stale.length > 0)
     await Promise.all(
-      sessions.map(async (s) => {
+      sessions.map(async (s, rank) => {
+        if (agents[rank]) return;
         const sftp = await s.sftp();
-        for (const file of ['exitcode', 'pid', 'stopped-by-peer']) await removeRemote(sftp, `${dir}/.swm/${file}`);
-        await removeRemote(sftp, `${dir}/.swm/started`, true);
+        for (const path of stale.slice(0, -1)) await removeRemote(sftp, path);
+        await removeRemote(sftp, stale.at(-1)!, true);
       }),
     );
   // Declared ports are the head's (forwards reach the head): the other ranks get none.
   const ports = await forwardsOf(services).prepare(job, sessions[0]!);
   await Promise.all(
     sessions.map(async (session, rank) => {
-      const sftp = await session.sftp();
       const placement: NodePlacement = { rank, ips };
       const rankPorts: readonly NodePort[] = rank === 0 ? ports : [];
-      await Promise.all([
-        writeRemoteFile(sftp, `${dir}/.swm/job.sh`, job.script, 0o755),
-        writeRemoteFile(sftp, `${dir}/.swm/hostfile`, hostfileText(ips), 0o644),
-        writeRemoteFile(sftp, `${dir}/.swm/run.sh`, runnerScript(job, image, rankPorts, placement), 0o755),
-        writeRemoteFile(sftp, `${dir}/.swm/env`, jobEnvFile(job, rankPorts, placement), 0o600),
-      ]);
+      const files = [
+        { path: `${dir}/.swm/job.sh`, data: job.script, mode: 0o755 },
+        { path: `${dir}/.swm/hostfile`, data: hostfileText(ips), mode: 0o644 },
+        { path: `${dir}/.swm/run.sh`, data: runnerScript(job, image, rankPorts, placement), mode: 0o755 },
+        { path: `${dir}/.swm/env`, data: jobEnvFile(job, rankPorts, placement), mode: 0o600 },
+      ];
+      // Through the agent: one round trip for the stale files and the four new ones.
+      const agent = agents[rank];
+      if (agent) return void (await agent.writeFiles(files, stale));
+      const sftp = await session.sftp();
+      await Promise.all(files.map((f) => writeRemoteFile(sftp, f.path, f.data, f.mode)));
     }),
   );
   if (job.inputs.length === 0) return { type: 'staged-in' };
