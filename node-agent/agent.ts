@@ -12,7 +12,7 @@
  *
  * Frames, both ways: u32 length of the rest, u32 length of the header, the header (JSON), the body (bytes).
  *
- *   core ─▶ agent   {id, op: 'run' | 'stop' | 'write' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
+ *   core ─▶ agent   {id, op: 'run' | 'stop' | 'read' | 'write' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
  *                   {id, op: 'data'} + body ... {id, op: 'end'}
  *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
  *
@@ -23,7 +23,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { closeSync, constants, existsSync, fchmodSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fchmodSync, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
@@ -32,6 +32,8 @@ import type { Readable, Writable } from 'node:stream';
 export const AGENT_PROTOCOL = 1;
 /** The largest frame either side accepts; a bigger one ends the conversation (a corrupt or hostile stream). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** The most a `read` answers with (a frame must stay well under MAX_FRAME_BYTES). */
+export const READ_MAX_BYTES = 4 * 1024 * 1024;
 /** How often a re-attached run looks at the runner it did not start (its pid and exit code files). */
 const REATTACH_POLL_MS = 250;
 
@@ -157,7 +159,7 @@ function openForWrite(path: string, mode: number, truncate: boolean): number {
 
 interface Reply {
   event(id: number, event: string): void;
-  done(id: number, result: unknown): void;
+  done(id: number, result: unknown, body?: Buffer): void;
   fail(id: number, error: unknown): void;
 }
 
@@ -485,7 +487,9 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
   };
   const reply: Reply = {
     event: (id, event) => send({ id, event }),
-    done: (id, result) => send({ id, done: true, result }),
+    done: (id, result, body) => {
+      for (const buffer of encodeFrame({ id, done: true, result }, body)) output.write(buffer);
+    },
     fail: (id, error) => send({ id, done: true, error: (error as Error)?.message ?? String(error), code: (error as NodeJS.ErrnoException)?.code ?? 'EIO' }),
   };
   const handle = (header: AgentHeader, body: Buffer): void => {
@@ -530,6 +534,26 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
           };
           stopJob(options.home, options.env, request).then((result) => reply.done(id, result), (error) => reply.fail(id, error));
           return;
+        }
+        case 'read': {
+          // A small file whole, in the answer's body (outputs and the log clock: one round trip each).
+          const path = within(options.home, String(header.path));
+          const max = Math.min(Number(header.max ?? READ_MAX_BYTES), READ_MAX_BYTES);
+          const fd = openSync(path, constants.O_RDONLY);
+          try {
+            const size = fstatSync(fd).size;
+            if (size > max) throw new AgentError(`${String(header.path)} is ${size} bytes, over ${max}`, 'EFBIG');
+            const data = Buffer.allocUnsafe(size);
+            let got = 0;
+            while (got < size) {
+              const n = readSync(fd, data, got, size - got, got);
+              if (n === 0) break;
+              got += n;
+            }
+            return reply.done(id, { size: got, sha256: createHash('sha256').update(data.subarray(0, got)).digest('hex') }, data.subarray(0, got));
+          } finally {
+            closeSync(fd);
+          }
         }
         case 'write':
           return reply.done(id, writeFiles(options.home, Array.isArray(header.files) ? (header.files as WrittenFile[]) : [], body, Array.isArray(header.remove) ? header.remove.map(String) : []));

@@ -10,13 +10,14 @@ import { DIST } from './harness/core.js';
 import { sha256 } from './harness/records.js';
 
 /** A conversation with an agent serving `home` over in-memory streams: what it answers, by id. */
-function talk(home: string) {
+function talk(home: string, onBody: (id: number, body: Buffer) => void = () => {}) {
   const input = new PassThrough();
   const output = new PassThrough();
   const frames: AgentHeader[] = [];
   const waiters: Array<() => void> = [];
   const errors: string[] = [];
-  const reader = new FrameReader((header) => {
+  const reader = new FrameReader((header, body) => {
+    if (header.done) onBody(header.id, Buffer.from(body));
     frames.push(header);
     for (const w of waiters.splice(0)) w();
   });
@@ -89,6 +90,21 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     // Sizes past the body: refused.
     a.send({ id: 2, op: 'write', files: [{ path: 'swm/j/x', size: 100, mode: 0o644 }] }, Buffer.from('short'));
     expect((await a.answer(2)).error).to.match(/past the body/);
+  });
+
+  it('reads a small file whole into its answer, with its SHA-256, and refuses one over the bound', async () => {
+    mkdirSync(join(home, 'swm/j'), { recursive: true });
+    const data = Buffer.from('results\n'.repeat(1000));
+    writeFileSync(join(home, 'swm/j/out.txt'), data);
+    const bodies = new Map<number, Buffer>();
+    const a = talk(home, (id, body) => bodies.set(id, body));
+    a.send({ id: 1, op: 'read', path: 'swm/j/out.txt', max: 1 << 20 });
+    expect((await a.answer(1)).result).to.deep.equal({ size: data.length, sha256: sha256(data) });
+    expect(bodies.get(1)).to.deep.equal(data);
+    a.send({ id: 2, op: 'read', path: 'swm/j/out.txt', max: 100 });
+    expect(await a.answer(2)).to.deep.include({ code: 'EFBIG' });
+    a.send({ id: 3, op: 'read', path: 'swm/j/none.txt' });
+    expect(await a.answer(3)).to.deep.include({ code: 'ENOENT' });
   });
 
   it('extracts a tar stream, hashing each file, and replaces a link where a directory goes', async () => {

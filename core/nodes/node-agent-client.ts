@@ -30,7 +30,7 @@ async function upload(sftp: SFTPWrapper, path: string, text: Buffer): Promise<vo
 }
 
 interface Pending {
-  resolve: (result: unknown) => void;
+  resolve: (result: unknown, body: Buffer) => void;
   reject: (error: Error) => void;
   onEvent?: (event: string) => void;
 }
@@ -61,7 +61,7 @@ export class NodeAgent {
     private readonly channel: ClientChannel,
     readonly nodeName: string,
   ) {
-    const reader = new FrameReader((header) => this.frame(header));
+    const reader = new FrameReader((header, body) => this.frame(header, body));
     channel.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk);
@@ -111,6 +111,16 @@ export class NodeAgent {
     return answer;
   }
 
+  /** A small file whole (at most `max` bytes), with the SHA-256 the node computed of what it read. */
+  async readFile(path: string, max: number, signal?: AbortSignal): Promise<{ data: Buffer; sha256: string }> {
+    const id = this.nextId++;
+    let data: Buffer = Buffer.alloc(0);
+    const answer = this.register<{ sha256: string }>(id, { signal, onBody: (body) => (data = body) });
+    this.write(encodeFrame({ id, op: 'read', path, max }));
+    const { sha256 } = await answer;
+    return { data, sha256 };
+  }
+
   /**
    * Write small files whole, in one frame (`write`), after removing `remove`: the runner's files of a job, say.
    * Each is replaced, never written through a link.
@@ -149,7 +159,7 @@ export class NodeAgent {
     this.channel.close();
   }
 
-  private register<T>(id: number, options: { signal?: AbortSignal; onEvent?: (event: string) => void }): Promise<T> {
+  private register<T>(id: number, options: { signal?: AbortSignal; onEvent?: (event: string) => void; onBody?: (body: Buffer) => void }): Promise<T> {
     if (this.lost) return Promise.reject(this.lost);
     if (options.signal?.aborted) return Promise.reject(new RpcError(ErrorCode.Conflict, 'aborted'));
     return new Promise<T>((resolve, reject) => {
@@ -161,8 +171,9 @@ export class NodeAgent {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       const settle = () => options.signal?.removeEventListener('abort', onAbort);
       this.pending.set(id, {
-        resolve: (result) => {
+        resolve: (result, body) => {
           settle();
+          options.onBody?.(body);
           resolve(result as T);
         },
         reject: (error) => {
@@ -192,14 +203,14 @@ export class NodeAgent {
     });
   }
 
-  private frame(header: AgentHeader): void {
+  private frame(header: AgentHeader, body: Buffer): void {
     const waiter = this.pending.get(header.id);
     if (!waiter) return;
     if (header.event) return waiter.onEvent?.(header.event);
     if (!header.done) return;
     this.pending.delete(header.id);
     if (header.error !== undefined) waiter.reject(new AgentOperationError(`node ${this.nodeName}: ${header.error}`, header.code ?? 'EIO'));
-    else waiter.resolve(header.result);
+    else waiter.resolve(header.result, body);
   }
 
   private fail(error: Error): void {

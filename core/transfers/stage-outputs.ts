@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { SFTPWrapper } from 'ssh2';
 import { hashFilePrefix } from '../../terminal-protocol/streams.js';
+import { AgentOperationError, nodeAgent, type NodeAgent } from '../nodes/node-agent-client.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { hashablePath, nodeDigests } from './node-checksums.js';
 import { globBase, hasGlobMagic, matchesGlob, normalizeRelative } from '../../terminal-protocol/path-patterns.js';
@@ -16,6 +17,8 @@ const LARGE_FILE_LANES = 4;
 const INFLIGHT = 32;
 const BLOCK = 256 * 1024;
 const MAX_OUTPUT_FILES = 100_000;
+/** Outputs up to this size are read whole by the node's agent (one round trip) rather than by SFTP. */
+const AGENT_READ_BYTES = 256 * 1024;
 /** The runner's own files, never part of the results. */
 const INTERNAL_DIR = '.swm';
 
@@ -145,12 +148,29 @@ export async function fetchOutputs(
   o: FetchOutputsOptions = {},
 ): Promise<{ verified: 'sha256' | 'size' }> {
   const sftp = await session.sftp();
+  const agent = await nodeAgent(session);
   const hashable = files.filter((f) => hashablePath(f.path)).map((f) => f.path);
   // The node hashes while the bytes travel.
   const digests = nodeDigests(session, sftp, remoteDir, o.listFile ?? '.swm/outputs.list', hashable, o.signal);
   digests.catch(() => undefined);
 
+  /** A small output through the node's agent: one round trip, its bytes and the node's SHA-256 of them. */
+  const fetchFromAgent = async (agent: NodeAgent, file: RemoteOutput): Promise<void> => {
+    const staged = join(stagingDir, file.path);
+    const { data } = await agent.readFile(`${remoteDir}/${file.path}`, AGENT_READ_BYTES, o.signal).catch((error: unknown) => {
+      if (error instanceof AgentOperationError && error.code === 'ENOENT') throw new Error(`output "${file.path}" vanished from the node while being downloaded`);
+      throw error;
+    });
+    try {
+      await mkdir(dirname(staged), { recursive: true, mode: 0o700 });
+      await writeFile(staged, data, { mode: 0o600 });
+    } catch (error) {
+      throw describeLocalWrite(file.path, error);
+    }
+    o.onBytes?.(data.length);
+  };
   const fetch = async (file: RemoteOutput, fresh: boolean): Promise<void> => {
+    if (agent && file.size <= AGENT_READ_BYTES) return fetchFromAgent(agent, file);
     const staged = join(stagingDir, file.path);
     let local: FileHandle;
     let from = 0;

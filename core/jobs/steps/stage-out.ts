@@ -3,6 +3,7 @@ import { fetchOutputs, selectOutputs } from '../../transfers/stage-outputs.js';
 import { ProgressReporter, formatBytes } from '../../transfers/transfer-progress.js';
 import { writeFile } from 'node:fs/promises';
 import { LOG_CLOCK_FILE, MAX_CLOCK_BYTES, nodeJobDir, ranksDir } from '../node-layout.js';
+import { nodeAgent } from '../../nodes/node-agent-client.js';
 import { readRemoteChunk } from './sftp-transfer.js';
 import type { StepContext, StepEffect } from './step-context.js';
 
@@ -44,7 +45,15 @@ export async function downloadResults(
     },
   });
   // The log clock comes along (swm logs --since, once the job has ended); a job without one has none to keep.
-  const clock = await readRemoteChunk(sftp, `${remoteDir}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
+  // Through the node's agent where it runs one (one round trip); by SFTP else, or for a clock over the bound (its start).
+  const agent = await nodeAgent(session);
+  const bySftp = () => readRemoteChunk(sftp, `${remoteDir}/${LOG_CLOCK_FILE}`, 0, MAX_CLOCK_BYTES).catch(() => null);
+  const clock = agent
+    ? await agent.readFile(`${remoteDir}/${LOG_CLOCK_FILE}`, MAX_CLOCK_BYTES, signal).then(
+        (r) => r.data,
+        (error: unknown) => ((error as { code?: string }).code === 'EFBIG' ? bySftp() : null),
+      )
+    : await bySftp();
   if (clock) await writeFile(logClockPath(jobDir), clock);
   return [...selection.missing, ...selection.refused.map((path) => `${path} (a symbolic link leading outside the job directory: refused)`)];
 }
