@@ -16,9 +16,10 @@
  *                   {id, op: 'data'} + body ... {id, op: 'end'}
  *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
  *
- * Paths are relative to the node user's home and never leave it: absolute names, `..` and NUL are refused, and
- * a symbolic link is never followed on the way to a file the agent writes (one in a directory's place is
- * replaced, as GNU tar does; one on the way to a streamed file is an error).
+ * Paths are relative to the node user's home and never leave it: absolute names, `..` and NUL are refused. An
+ * operation that writes names a directory (a job's: links on the way to it are followed, as for any path) and
+ * paths under it, where a symbolic link is never followed: one in a directory's place or at a file's name is
+ * replaced, as GNU tar does.
  */
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
@@ -127,11 +128,23 @@ export function within(home: string, path: string): string {
   return join(home, ...parts);
 }
 
-/** Make `dir` (absolute, under `home`) and its parents, as real directories: a link in the way is replaced (`replace`) or refused. */
-function makeDirs(home: string, dir: string, replace: boolean): void {
-  const rel = dir.slice(home.length).split('/').filter(Boolean);
-  let at = home;
-  for (const part of rel) {
+/**
+ * The directory an operation works in (`dir`, relative to `home`), made if missing; a link on the way to it is
+ * followed, as for any path the node's user names (`~/swm` may well lead to a data disk). Its absolute path.
+ */
+function ensureDir(home: string, dir: string): string {
+  const base = within(home, dir);
+  mkdirSync(base, { recursive: true, mode: 0o755 });
+  return base;
+}
+
+/**
+ * Make `target` (absolute, under `base`) and its parents below `base` as real directories: a symbolic link or a
+ * file in the way is replaced, never followed (one left in a job directory cannot carry a file out of it).
+ */
+function makeDirsBelow(base: string, target: string): void {
+  let at = base;
+  for (const part of target.slice(base.length).split('/').filter(Boolean)) {
     at = join(at, part);
     let stat;
     try {
@@ -141,7 +154,6 @@ function makeDirs(home: string, dir: string, replace: boolean): void {
       continue;
     }
     if (stat.isDirectory()) continue;
-    if (!replace) throw new AgentError(`${at.slice(home.length + 1)} is ${stat.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}: refused`, 'ENOTDIR');
     unlinkSync(at);
     mkdirSync(at, { mode: 0o755 });
   }
@@ -270,16 +282,22 @@ async function stopJob(home: string, env: NodeJS.ProcessEnv, request: StopReques
   let swept = 0;
   if (request.sweep) {
     const marker = `SWM_JOB_ID=${request.sweep}`;
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-      try {
-        // Those of other users are unreadable, and skipped.
-        if (!readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) continue;
-        process.kill(Number(entry), 'SIGKILL');
-        swept++;
-      } catch {
-        /* gone, or not ours */
+    // Again while a pass finds something: what forked during a pass (a lower pid after a wrap) or was in the middle
+    // of an exec (its environ briefly unreadable) is caught by the next.
+    for (let pass = 0, found = 1; found > 0 && pass < 3; pass++) {
+      found = 0;
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+        try {
+          // Those of other users are unreadable, and skipped.
+          if (!readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(marker)) continue;
+          process.kill(Number(entry), 'SIGKILL');
+          found++;
+        } catch {
+          /* gone, or not ours */
+        }
       }
+      swept += found;
     }
   }
   return { stopped, swept };
@@ -293,12 +311,14 @@ class FileSink {
 
   constructor(
     home: string,
+    dir: string,
     path: string,
     from: number,
     private readonly size: number,
   ) {
-    const abs = within(home, path);
-    makeDirs(home, join(abs, '..'), false);
+    const base = ensureDir(home, dir);
+    const abs = within(base, path);
+    makeDirsBelow(base, join(abs, '..'));
     this.fd = openForWrite(abs, 0o644, from === 0);
     try {
       // What an interrupted transfer left: kept up to `from`, and hashed first.
@@ -357,11 +377,10 @@ class TarSink {
   private ended = false;
   readonly digests: Record<string, string> = {};
 
-  constructor(
-    private readonly home: string,
-    private readonly dir: string,
-  ) {
-    makeDirs(home, within(home, dir), false);
+  private readonly base: string;
+
+  constructor(home: string, dir: string) {
+    this.base = ensureDir(home, dir);
   }
 
   data(body: Buffer): void {
@@ -393,11 +412,11 @@ class TarSink {
     const name = this.paxPath ?? (prefix ? `${prefix}/${cString(block, 0, 100)}` : cString(block, 0, 100));
     this.paxPath = null;
     const path = name.replace(/\/+$/, '');
-    const abs = within(this.home, `${this.dir}/${path}`);
+    const abs = within(this.base, path);
     const mode = octal(block, 100, 8) & 0o777;
-    if (type === '5') return makeDirs(this.home, abs, true);
+    if (type === '5') return makeDirsBelow(this.base, abs);
     if (type !== '0' && type !== '\0') throw new AgentError(`tar entry ${JSON.stringify(path.slice(0, 200))} of type ${JSON.stringify(type)} refused`);
-    makeDirs(this.home, join(abs, '..'), true);
+    makeDirsBelow(this.base, join(abs, '..'));
     const fd = openForWrite(abs, mode || 0o644, true);
     try {
       for (let off = 0; off < content.length; ) off += writeSync(fd, content, off, content.length - off);
@@ -423,17 +442,18 @@ export interface WrittenFile {
 }
 
 /**
- * Small files whole, one after the other from `body` (`write`): each replaced (never written through a link at its
- * name, none followed on the way) and given its mode. `remove` first: paths to delete (files or directories).
+ * Small files whole, one after the other from `body` (`write`), under `dir`: each replaced (never written through a
+ * link at its name, none followed below `dir`) and given its mode. `remove` first: paths under `dir` to delete.
  */
-function writeFiles(home: string, files: readonly WrittenFile[], body: Buffer, remove: readonly string[]): { written: number } {
-  for (const path of remove) rmSync(within(home, path), { recursive: true, force: true });
+function writeFiles(home: string, dir: string, files: readonly WrittenFile[], body: Buffer, remove: readonly string[]): { written: number } {
+  const base = ensureDir(home, dir);
+  for (const path of remove) rmSync(within(base, path), { recursive: true, force: true });
   let at = 0;
   for (const file of files) {
     const size = Number(file.size);
     if (!Number.isInteger(size) || size < 0 || at + size > body.length) throw new AgentError(`${JSON.stringify(file.path)}: ${size} bytes past the body's ${body.length}`, 'ERANGE');
-    const abs = within(home, file.path);
-    makeDirs(home, join(abs, '..'), false);
+    const abs = within(base, file.path);
+    makeDirsBelow(base, join(abs, '..'));
     const mode = Number(file.mode) & 0o777;
     const fd = openForWrite(abs, mode, true);
     try {
@@ -501,7 +521,7 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
         case 'run':
           return runJob(options.home, options.env, id, String(header.dir), reply);
         case 'put':
-          sinks.set(id, new FileSink(options.home, String(header.path), Number(header.from ?? 0), Number(header.size)));
+          sinks.set(id, new FileSink(options.home, String(header.dir), String(header.path), Number(header.from ?? 0), Number(header.size)));
           return;
         case 'untar':
           sinks.set(id, new TarSink(options.home, String(header.dir)));
@@ -556,7 +576,7 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
           }
         }
         case 'write':
-          return reply.done(id, writeFiles(options.home, Array.isArray(header.files) ? (header.files as WrittenFile[]) : [], body, Array.isArray(header.remove) ? header.remove.map(String) : []));
+          return reply.done(id, writeFiles(options.home, String(header.dir), Array.isArray(header.files) ? (header.files as WrittenFile[]) : [], body, Array.isArray(header.remove) ? header.remove.map(String) : []));
         case 'remove': {
           rmSync(within(options.home, String(header.path)), { recursive: true, force: true });
           return reply.done(id, {});

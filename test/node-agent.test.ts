@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -50,7 +50,7 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
   it('writes a streamed file and answers its SHA-256; a resumed transfer hashes what was kept', async () => {
     const a = talk(home);
     const data = Buffer.from('0123456789'.repeat(100_000));
-    a.send({ id: 1, op: 'put', path: 'swm/j/in/data.bin', from: 0, size: data.length });
+    a.send({ id: 1, op: 'put', dir: 'swm/j', path: 'in/data.bin', from: 0, size: data.length });
     a.send({ id: 1, op: 'data' }, data.subarray(0, 400_000));
     a.send({ id: 1, op: 'data' }, data.subarray(400_000));
     a.send({ id: 1, op: 'end' });
@@ -59,14 +59,14 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
 
     // An interrupted transfer left 300,000 good bytes and some garbage after them: continued from 300,000.
     writeFileSync(join(home, 'swm/j/in/data.bin'), Buffer.concat([data.subarray(0, 300_000), Buffer.from('garbage')]));
-    a.send({ id: 2, op: 'put', path: 'swm/j/in/data.bin', from: 300_000, size: data.length });
+    a.send({ id: 2, op: 'put', dir: 'swm/j', path: 'in/data.bin', from: 300_000, size: data.length });
     a.send({ id: 2, op: 'data' }, data.subarray(300_000));
     a.send({ id: 2, op: 'end' });
     expect((await a.answer(2)).result).to.deep.include({ sha256: sha256(data) });
     expect(readFileSync(join(home, 'swm/j/in/data.bin'))).to.deep.equal(data);
 
     // Short of its declared size: an error, not a digest.
-    a.send({ id: 3, op: 'put', path: 'swm/j/short.bin', from: 0, size: 10 });
+    a.send({ id: 3, op: 'put', dir: 'swm/j', path: 'short.bin', from: 0, size: 10 });
     a.send({ id: 3, op: 'data' }, Buffer.from('abc'));
     a.send({ id: 3, op: 'end' });
     expect((await a.answer(3)).error).to.match(/received 3 bytes of 10/);
@@ -79,7 +79,7 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     const script = Buffer.from('#!/bin/sh\necho hi\n');
     const env = Buffer.from('export A=1\n');
     a.send(
-      { id: 1, op: 'write', remove: ['swm/j/.swm/exitcode', 'swm/j/.swm/started'], files: [{ path: 'swm/j/.swm/job.sh', size: script.length, mode: 0o755 }, { path: 'swm/j/.swm/env', size: env.length, mode: 0o600 }] },
+      { id: 1, op: 'write', dir: 'swm/j', remove: ['.swm/exitcode', '.swm/started'], files: [{ path: '.swm/job.sh', size: script.length, mode: 0o755 }, { path: '.swm/env', size: env.length, mode: 0o600 }] },
       Buffer.concat([script, env]),
     );
     expect((await a.answer(1)).result).to.deep.equal({ written: 2 });
@@ -88,7 +88,7 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     expect(statSync(join(home, 'swm/j/.swm/env')).mode & 0o777).to.equal(0o600);
     expect([existsSync(join(home, 'swm/j/.swm/exitcode')), existsSync(join(home, 'swm/j/.swm/started'))]).to.deep.equal([false, false]);
     // Sizes past the body: refused.
-    a.send({ id: 2, op: 'write', files: [{ path: 'swm/j/x', size: 100, mode: 0o644 }] }, Buffer.from('short'));
+    a.send({ id: 2, op: 'write', dir: 'swm/j', files: [{ path: 'x', size: 100, mode: 0o644 }] }, Buffer.from('short'));
     expect((await a.answer(2)).error).to.match(/past the body/);
   });
 
@@ -132,20 +132,26 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     }
   });
 
-  it('refuses paths that leave its home, links on the way to a streamed file, and unknown operations, and goes on serving', async () => {
+  it('refuses paths that leave its home and unknown operations, replaces a link on the way to a streamed file, and goes on serving', async () => {
     const outside = mkdtempSync(join(tmpdir(), 'skyport-agent-outside-'));
     try {
       mkdirSync(join(home, 'swm/j'), { recursive: true });
       symlinkSync(outside, join(home, 'swm/j/linked'));
       const a = talk(home);
       let id = 0;
-      for (const path of ['../escape.bin', '/tmp/escape.bin', 'swm/../../escape.bin', 'a\0b', 'swm/j/linked/escape.bin']) {
-        a.send({ id: ++id, op: 'put', path, from: 0, size: 1 });
+      for (const [dir, path] of [['swm/j', '../escape.bin'], ['swm/j', '/tmp/escape.bin'], ['swm/j', 'a/../../../escape.bin'], ['swm/j', 'a\0b'], ['../x', 'escape.bin'], ['/tmp', 'escape.bin']]) {
+        a.send({ id: ++id, op: 'put', dir, path, from: 0, size: 1 });
         a.send({ id, op: 'data' }, Buffer.from('x'));
         a.send({ id, op: 'end' });
-        expect((await a.answer(id)).error, path).to.match(/refused|bad path/);
+        expect((await a.answer(id)).error, `${dir} ${path}`).to.match(/refused|bad path/);
       }
-      expect(existsSync(join(outside, 'escape.bin'))).to.equal(false);
+      // A link in the job directory (left by an earlier attempt, say) is replaced by a directory, not followed.
+      a.send({ id: ++id, op: 'put', dir: 'swm/j', path: 'linked/kept.bin', from: 0, size: 1 });
+      a.send({ id, op: 'data' }, Buffer.from('k'));
+      a.send({ id, op: 'end' });
+      expect((await a.answer(id)).result).to.deep.include({ size: 1 });
+      expect(readdirSync(outside)).to.deep.equal([]);
+      expect(readFileSync(join(home, 'swm/j/linked/kept.bin'), 'utf8')).to.equal('k');
       a.send({ id: ++id, op: 'launch-missiles' });
       expect((await a.answer(id)).error).to.match(/unknown operation/);
       a.send({ id: ++id, op: 'hash', dir: 'swm/j', paths: ['missing.txt', '../../etc/passwd'] });
@@ -210,6 +216,8 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
       }
     };
     const [child, escaped] = [await pidOf('child.pid'), await pidOf('escaped.pid')];
+    // The escaped one has become its `sleep` (its environment is the job's from then on).
+    while (!existsSync(`/proc/${escaped}/comm`) || readFileSync(`/proc/${escaped}/comm`, 'utf8').trim() !== 'sleep') await new Promise((r) => setImmediate(r));
     a.send({ id: 2, op: 'stop', dir: 'swm/j', container: null, byPeer: true, sweep: 'job-42' });
     const stopped = await a.answer(2);
     expect(stopped.result).to.deep.include({ stopped: true });

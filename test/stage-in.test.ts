@@ -191,14 +191,23 @@ describe('stage-in to a node (the local gate\'s SSH server on loopback, GNU tar 
     mkdirSync(job, { recursive: true });
     symlinkSync(join(outside, 'dir'), join(job, 'data'));
     symlinkSync(join(outside, 'file.txt'), join(job, 'notes.txt'));
+    // And deeper down, `deep/sub` leads outside too, on the way to a file too large for a batch (streamed by `put`).
+    mkdirSync(join(outside, 'dir2'));
+    mkdirSync(join(job, 'deep'));
+    symlinkSync(join(outside, 'dir2'), join(job, 'deep', 'sub'));
     const files = smallFiles(spool, 'data', 100, 64);
     const notes = Buffer.from('the job\'s own notes\n');
     writeFileSync(join(spool, 'notes.txt'), notes);
     files.push({ path: 'notes.txt', size: notes.length, sha256: sha256(notes) });
-    // What lies behind the links is not counted as already staged: every file is sent, in the batch.
+    mkdirSync(join(spool, 'deep', 'sub'), { recursive: true });
+    files.push(bigFile(spool, 'deep/sub/big.bin', 200 * 1024));
+    // What lies behind the links is not counted as already staged: every file is sent, in the batch or by `put`.
     const result = await stageInputs(session, spool, 'swm/linked-job', files);
     expect(result.batchedFiles).to.equal(101);
     expect(readdirSync(join(outside, 'dir'))).to.deep.equal([]);
+    expect(readdirSync(join(outside, 'dir2'))).to.deep.equal([]);
+    expect(lstatSync(join(job, 'deep', 'sub')).isDirectory()).to.equal(true);
+    expect(sha256(readFileSync(join(job, 'deep', 'sub', 'big.bin')))).to.equal(files.at(-1)!.sha256);
     expect(readFileSync(join(outside, 'file.txt'), 'utf8')).to.equal('untouched\n');
     expect(lstatSync(join(job, 'data')).isDirectory()).to.equal(true);
     expect(readFileSync(join(job, 'notes.txt'))).to.deep.equal(notes);

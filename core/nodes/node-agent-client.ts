@@ -122,12 +122,12 @@ export class NodeAgent {
   }
 
   /**
-   * Write small files whole, in one frame (`write`), after removing `remove`: the runner's files of a job, say.
-   * Each is replaced, never written through a link.
+   * Write small files whole under `dir`, in one frame (`write`), after removing `remove` (paths under `dir`): the
+   * runner's files of a job, say. Each is replaced, never written through a link.
    */
-  writeFiles(files: ReadonlyArray<{ path: string; data: string | Buffer; mode: number }>, remove: readonly string[] = []): Promise<unknown> {
+  writeFiles(dir: string, files: ReadonlyArray<{ path: string; data: string | Buffer; mode: number }>, remove: readonly string[] = []): Promise<unknown> {
     const datas = files.map((f) => (typeof f.data === 'string' ? Buffer.from(f.data, 'utf8') : f.data));
-    const header = { op: 'write', remove, files: files.map((f, i) => ({ path: f.path, size: datas[i]!.length, mode: f.mode })) };
+    const header = { op: 'write', dir, remove, files: files.map((f, i) => ({ path: f.path, size: datas[i]!.length, mode: f.mode })) };
     return this.request(header, { body: Buffer.concat(datas) });
   }
 

@@ -178,7 +178,7 @@ export async function stageInputs(
     }
     try {
       const { sha256 } = await agent.send<{ sha256: string }>(
-        { op: 'put', path: `${remoteDir}/${file.path}`, from, size: file.size },
+        { op: 'put', dir: remoteDir, path: file.path, from, size: file.size },
         async (write) => {
           if (from >= file.size) return;
           for await (const chunk of createReadStream(path, { start: from, end: file.size - 1, highWaterMark: AGENT_CHUNK })) {
@@ -194,7 +194,7 @@ export async function stageInputs(
     }
   };
   const send = async (file: InputFile, from: number, via: SFTPWrapper = sftp): Promise<void> => {
-    if (agent && file.size >= SMALL_FILE_BYTES) return sendToAgent(agent, file, from);
+    if (agent) return sendToAgent(agent, file, from);
     if (file.size <= WHOLE_FILE_BYTES) return sendWhole(file, via);
     let local: FileHandle;
     try {
@@ -234,16 +234,18 @@ export async function stageInputs(
     return { file, from };
   });
   const pending = plan.filter((p) => p.from < p.file.size || (p.file.size === 0 && !existing.has(p.file.path)));
-  // Many small files go in tar streams (tar-batch.ts) where the node has GNU tar; the rest by SFTP.
+  // Through the agent, every small file goes in a tar stream and every other one by `put`: no SFTP, no `mkdir -p`
+  // (which would follow a link left in the job directory). Without it, many small files go in tar streams into
+  // GNU tar where the node has it (a batch costs a process there), the rest by SFTP.
   const batchable = gnuTar || agent ? pending.filter((p) => p.file.size <= BATCH_FILE_BYTES) : [];
-  const batch = batchable.length >= BATCH_MIN_FILES ? batchable.map((p) => p.file) : [];
+  const batch = agent || batchable.length >= BATCH_MIN_FILES ? batchable.map((p) => p.file) : [];
   const inBatch = new Set(batch);
   const small = pending.filter((p) => p.file.size < SMALL_FILE_BYTES && !inBatch.has(p.file));
   const large = pending.filter((p) => p.file.size >= SMALL_FILE_BYTES);
   const sftpDirs = (files: readonly InputFile[]) => [...new Set(files.map((f) => posix.dirname(f.path)).filter((d) => d !== '.').map((d) => `${remoteDir}/${d}`))];
-  // The agent makes a large file's directories itself (refusing links on the way).
-  await makeDirectories(session, sftpDirs([...small, ...(agent ? [] : large)].map((p) => p.file)), o.signal);
-  const extra = small.length >= MANY_FILES ? await openExtraSessions(session, SMALL_FILE_SESSIONS - 1) : [];
+  // The agent makes a file's directories itself (refusing links on the way).
+  if (!agent) await makeDirectories(session, sftpDirs([...small, ...large].map((p) => p.file)), o.signal);
+  const extra = !agent && small.length >= MANY_FILES ? await openExtraSessions(session, SMALL_FILE_SESSIONS - 1) : [];
   // A few streams side by side: one tar creates its files one after the other, and creating a file costs the
   // node more CPU than its 4 KiB of data; several extract on several CPUs.
   const streams = Math.min(BATCH_STREAMS, Math.ceil(batch.length / (4 * BATCH_MIN_FILES)));
@@ -294,7 +296,7 @@ export async function stageInputs(
   };
   const first = await check(files);
   if (first.bad.length > 0) {
-    await makeDirectories(session, sftpDirs(agent ? first.bad.filter((f) => f.size < SMALL_FILE_BYTES) : first.bad), o.signal);
+    if (!agent) await makeDirectories(session, sftpDirs(first.bad), o.signal);
     await forEachLimited(first.bad, LARGE_FILE_LANES, (file) => send(file, 0));
     const second = await check(first.bad);
     if (second.bad.length > 0) {

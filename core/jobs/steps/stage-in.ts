@@ -45,14 +45,14 @@ export const stageInStep: StepEffect = async (context) => {
   await Promise.all(sessions.map(async (s, rank) => (dirFirst(rank) ? makeRemoteDirs(await s.sftp(), `${dir}/.swm`) : undefined)));
   // A requeued job on a partition it ran on before (kept for reuse): the earlier attempt's run guard and exit code
   // go, or the runner would take that attempt's end for this one's. Stage-in comes before run, so never this one's.
-  const stale = job.attempts > 0 ? ['exitcode', 'pid', 'stopped-by-peer', 'started'].map((f) => `${dir}/.swm/${f}`) : [];
+  const stale = job.attempts > 0 ? ['exitcode', 'pid', 'stopped-by-peer', 'started'].map((f) => `.swm/${f}`) : [];
   if (stale.length > 0)
     await Promise.all(
       sessions.map(async (s, rank) => {
         if (agents[rank]) return;
         const sftp = await s.sftp();
-        for (const path of stale.slice(0, -1)) await removeRemote(sftp, path);
-        await removeRemote(sftp, stale.at(-1)!, true);
+        for (const path of stale.slice(0, -1)) await removeRemote(sftp, `${dir}/${path}`);
+        await removeRemote(sftp, `${dir}/${stale.at(-1)!}`, true);
       }),
     );
   // Declared ports are the head's (forwards reach the head): the other ranks get none.
@@ -62,16 +62,16 @@ export const stageInStep: StepEffect = async (context) => {
       const placement: NodePlacement = { rank, ips };
       const rankPorts: readonly NodePort[] = rank === 0 ? ports : [];
       const files = [
-        { path: `${dir}/.swm/job.sh`, data: job.script, mode: 0o755 },
-        { path: `${dir}/.swm/hostfile`, data: hostfileText(ips), mode: 0o644 },
-        { path: `${dir}/.swm/run.sh`, data: runnerScript(job, image, rankPorts, placement), mode: 0o755 },
-        { path: `${dir}/.swm/env`, data: jobEnvFile(job, rankPorts, placement), mode: 0o600 },
+        { path: '.swm/job.sh', data: job.script, mode: 0o755 },
+        { path: '.swm/hostfile', data: hostfileText(ips), mode: 0o644 },
+        { path: '.swm/run.sh', data: runnerScript(job, image, rankPorts, placement), mode: 0o755 },
+        { path: '.swm/env', data: jobEnvFile(job, rankPorts, placement), mode: 0o600 },
       ];
       // Through the agent: one round trip for the stale files and the four new ones.
       const agent = agents[rank];
-      if (agent) return void (await agent.writeFiles(files, stale));
+      if (agent) return void (await agent.writeFiles(dir, files, stale));
       const sftp = await session.sftp();
-      await Promise.all(files.map((f) => writeRemoteFile(sftp, f.path, f.data, f.mode)));
+      await Promise.all(files.map((f) => writeRemoteFile(sftp, `${dir}/${f.path}`, f.data, f.mode)));
     }),
   );
   if (job.inputs.length === 0) return { type: 'staged-in' };
