@@ -79,13 +79,21 @@ export class NodeAgent {
   }
 
   /**
-   * Start the agent on the node (uploading its program first where it is missing). Null when the node cannot run
-   * it (no Node 18 or later on its PATH): the caller falls back to commands over SSH.
+   * Start the agent on the node (uploading its program first where it is missing). Null when the node cannot take
+   * or run it (no Node 18 or later on its PATH): the caller falls back to commands over SSH.
    */
   static async start(session: NodeSession): Promise<NodeAgent | null> {
     const { text, hash } = agentProgram();
-    await upload(await session.sftp(), agentPath(hash), text);
-    const agent = new NodeAgent(await session.openExec(agentCommand(hash)), session.node.name);
+    let channel: ClientChannel;
+    try {
+      await upload(await session.sftp(), agentPath(hash), text);
+      channel = await session.openExec(agentCommand(hash));
+    } catch {
+      // A node that cannot take the program (its disk full, its home read-only) is worked without it; a lost
+      // connection fails the commands that follow, which the steps retry on a new one.
+      return null;
+    }
+    const agent = new NodeAgent(channel, session.node.name);
     session.onClose(() => agent.channel.close());
     const timer = setTimeout(() => agent.channel.close(), HELLO_TIMEOUT_MS);
     try {
