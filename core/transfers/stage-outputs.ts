@@ -43,7 +43,9 @@ const inside = (root: string, path: string): boolean => path === root || path.st
  * refused (never read), and linked directories are not walked (no cycles, no escapes).
  */
 export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entries: readonly string[]): Promise<OutputSelection> {
-  const realRoot = await realpathRemote(sftp, remoteDir);
+  // The job directory's real path, asked only when a link is met (most jobs have none: one round trip less).
+  let realRootOf: Promise<string> | null = null;
+  const realRoot = (): Promise<string> => (realRootOf ??= realpathRemote(sftp, remoteDir));
   const found = new Map<string, RemoteOutput>();
   const missing: string[] = [];
   const refused = new Set<string>();
@@ -55,7 +57,7 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
   /** A symbolic link: the size of the file it leads to, or null (refused or not a file). */
   const followLink = async (path: string): Promise<number | null> => {
     const real = await realpathRemote(sftp, `${remoteDir}/${path}`).catch(() => null);
-    if (!real || !inside(realRoot, real)) {
+    if (!real || !inside(await realRoot(), real)) {
       refused.add(path);
       return null;
     }
@@ -85,6 +87,16 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
     return kept;
   };
 
+  // Every plain name is looked up at once (stdout, stderr and the declared files: one round trip, not one each);
+  // the answers are then taken in order, so that what is found and missing keeps the order of `entries`.
+  const looked = new Map<string, ReturnType<typeof lstatRemote>>();
+  for (const raw of entries) {
+    const entry = normalizeRelative(raw);
+    if (!entry || entry.split('/').includes('..') || hasGlobMagic(entry) || looked.has(entry)) continue;
+    const attrs = lstatRemote(sftp, `${remoteDir}/${entry}`);
+    attrs.catch(() => undefined);
+    looked.set(entry, attrs);
+  }
   for (const raw of entries) {
     const entry = normalizeRelative(raw);
     if (!entry || entry.split('/').includes('..')) {
@@ -92,7 +104,7 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
       continue;
     }
     if (!hasGlobMagic(entry)) {
-      const attrs = await lstatRemote(sftp, `${remoteDir}/${entry}`).catch((error: unknown) => {
+      const attrs = await looked.get(entry)!.catch((error: unknown) => {
         if (isNoSuchFile(error)) return null;
         throw error;
       });
@@ -112,6 +124,8 @@ export async function selectOutputs(sftp: SFTPWrapper, remoteDir: string, entrie
     const kept = !base || (baseAttrs && isDirectoryMode(baseAttrs)) ? await walk(base, (path) => matchesGlob(path, entry)) : 0;
     if (kept === 0) missing.push(raw);
   }
+  // Nothing found at all: a job directory that is gone (a wiped node) is an error, not a job without outputs.
+  if (found.size === 0) await realRoot();
   return { files: [...found.values()].sort((a, b) => (a.path < b.path ? -1 : 1)), missing, refused: [...refused] };
 }
 
