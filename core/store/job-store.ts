@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { DiskFullError, freeBytes, isDiskFull } from '../../spool-bootstrap/disk-full.js';
 import type { JobState } from '../../terminal-protocol/job.js';
@@ -176,6 +176,11 @@ type Queued = { write: Write; resolve: () => void; reject: (e: unknown) => void 
 
 /** WAL frames (pages) past which a checkpoint the commits outran is finished on the store's own connection. */
 const WAL_RESTART_FRAMES = 2_000;
+/**
+ * Bytes of WAL file past which a commit that made it grow finishes a checkpoint on the store's own connection, without
+ * waiting for the worker's report (which a loaded machine delays while commits go on): about WAL_RESTART_FRAMES.
+ */
+const WAL_RESTART_BYTES = 8 * 1024 * 1024;
 /** SQLite's own automatic checkpoint (pages), used again if the checkpointer's worker fails. */
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 /** How often, at most, a commit checks whether a released reserve can be made again. */
@@ -213,6 +218,9 @@ export class JobStore {
   private readonly dir: string;
   private readonly reserve: SpaceReserve;
   private reserveCheckedAt = 0;
+  /** The WAL file and its size after the last commit (boundWal). */
+  private readonly walPath: string;
+  private walBytes = 0;
   private queue: Queued[] = [];
   /** Told of each commit: how long it took (s) and how many writes it carried (the core's metrics listen). */
   onCommit: ((seconds: number, writes: number) => void) | null = null;
@@ -231,6 +239,7 @@ export class JobStore {
     this.dir = dirname(path);
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.reserve = new SpaceReserve(join(this.dir, 'swm.reserve'));
+    this.walPath = `${path}-wal`;
     this.db = this.open(path);
     this.reserve.ensure();
     this.insertStmt = this.stmt(
@@ -258,6 +267,17 @@ export class JobStore {
       }
       if (this.db.open) process.emitWarning(`the store's WAL is checkpointed on the event loop again: ${error.message}`);
     });
+  }
+
+  /**
+   * After a commit: a WAL file that grew past WAL_RESTART_BYTES was appended to rather than started over (a WAL
+   * that restarts is rewritten from its start, and its file stops growing): the checkpoint is finished here.
+   */
+  private boundWal(): void {
+    const size = statSync(this.walPath, { throwIfNoEntry: false })?.size ?? 0;
+    const grew = size > this.walBytes;
+    this.walBytes = size;
+    if (grew && size > WAL_RESTART_BYTES) this.finishCheckpoint({ log: WAL_RESTART_FRAMES, checkpointed: 0 });
   }
 
   /** A checkpoint that commits outran, on a WAL past its bound: finished here, so that the next commit starts it over. */
@@ -565,6 +585,7 @@ export class JobStore {
     this.onCommit?.((performance.now() - started) / 1000, batch.length);
     if (failure === null) {
       this.checkpointer.committed();
+      this.boundWal();
       for (const item of batch) this.indexed(item.write);
       for (const item of batch) item.resolve();
       this.remakeReserve();
