@@ -565,7 +565,7 @@ describe('local gate', function () {
       }
     });
 
-    it('drops, as it starts, the take-over locks it held when it died, and no other gate\'s', async function () {
+    it('drops, as it starts, the take-over locks and the claims written aside it held when it died, and no other gate\'s', async function () {
       if (!canIsolate()) {
         console.warn('    not root: no node accounts to claim');
         this.skip();
@@ -579,15 +579,21 @@ describe('local gate', function () {
       while (existsSync(join(CLAIMS_DIR, `swm-node-${free}.lock`)) || existsSync(join(CLAIMS_DIR, `swm-node-${free + 1}.lock`))) free++;
       const myLock = join(CLAIMS_DIR, `swm-node-${free}.lock`);
       const theirLock = join(CLAIMS_DIR, `swm-node-${free + 1}.lock`);
+      // And a claim each was writing aside when it died (createExclusive's `.tmp`, before its link and unlink).
+      const myAside = join(CLAIMS_DIR, `swm-node-${free}.4242.0badf00d.tmp`);
+      const theirAside = join(CLAIMS_DIR, `swm-node-${free + 1}.4243.0badf00d.tmp`);
       writeFileSync(myLock, mine);
       writeFileSync(theirLock, other);
+      writeFileSync(myAside, mine);
+      writeFileSync(theirAside, other);
       try {
         await new NodeAccounts(mine, silent).releaseUnrecorded(new Set());
         expect(existsSync(myLock), 'the dead gate\'s own lock').to.equal(false);
         expect(existsSync(theirLock), 'another gate\'s lock').to.equal(true);
+        expect(existsSync(myAside), 'the dead gate\'s claim written aside').to.equal(false);
+        expect(existsSync(theirAside), 'another gate\'s claim written aside').to.equal(true);
       } finally {
-        rmSync(myLock, { force: true });
-        rmSync(theirLock, { force: true });
+        for (const path of [myLock, theirLock, myAside, theirAside]) rmSync(path, { force: true });
       }
     });
   });

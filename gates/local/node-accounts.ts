@@ -132,12 +132,17 @@ export class NodeAccounts {
 
   /**
    * Claims of this gate that no partition records (a crash between claiming and recording): released. Also the
-   * take-over locks this gate held when it died (killed in the middle of a take-over): nothing of this gate
-   * holds one while it starts, and left alone they would only expire.
+   * take-over locks this gate held when it died (killed in the middle of a take-over), and the claims and locks it
+   * was writing aside: nothing of this gate holds or writes one while it starts, and left alone they would stay.
    */
   async releaseUnrecorded(recorded: ReadonlySet<string>): Promise<void> {
     const names = await readdir(CLAIMS_DIR).catch(() => [] as string[]);
     for (const name of names) {
+      // A claim or lock this gate was writing aside when it died (createExclusive, between its write and its unlink).
+      if (name.startsWith(ACCOUNT_PREFIX) && name.endsWith('.tmp') && (await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) === this.owner) {
+        await unlink(join(CLAIMS_DIR, name)).catch(() => undefined);
+        continue;
+      }
       if (name.startsWith(ACCOUNT_PREFIX) && name.endsWith(LOCK_SUFFIX) && (await readFile(join(CLAIMS_DIR, name), 'utf8').catch(() => null)) === this.owner) {
         await unlink(join(CLAIMS_DIR, name)).catch(() => undefined);
         continue;
