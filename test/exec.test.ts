@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { spawn as spawnPty } from 'node-pty';
 import { fileURLToPath } from 'node:url';
-import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { SWM_MAIN, isFinal, startFixture, waitForJob, waitForOutput, type CoreFixture } from './harness/core.js';
 import { ensureTestImage, podmanWorks } from './harness/podman-image.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -86,25 +86,10 @@ class PtySwm {
   }
 }
 
-/** Submit a job that prints "started" and keeps running; resolves once it has printed it (pushed or read). */
+/** Submit a job that prints "started" and keeps running; resolves once it has printed it. */
 async function runningJob(f: CoreFixture, script: string): Promise<string> {
   const { id } = await f.admin.call('job.submit', { script });
-  let seen: () => void = () => undefined;
-  const printed = new Promise<void>((resolve) => (seen = resolve));
-  const onLog = (name: string, params: { id: string; data: string }) => {
-    if (name === 'job.log' && params.id === id && params.data.includes('started')) seen();
-  };
-  f.admin.on('notification', onLog);
-  try {
-    const job = await waitForJob(f.admin, id, (j) => j.state === 'R' || isFinal(j), 60_000);
-    expect(job.state, job.state_details).to.equal('R');
-    // Printed before the subscription pushed it? Then the log has it.
-    const log = await f.admin.call('job.logs', { id, stream: 'stdout' });
-    if (log.data.includes('started')) seen();
-    await printed;
-  } finally {
-    f.admin.off('notification', onLog);
-  }
+  await waitForOutput(f.admin, id, 'started');
   return id;
 }
 

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { get } from 'node:http';
 import { createInterface } from 'node:readline';
-import { SWM_MAIN, isFinal, startFixture, waitForJob, type CoreFixture } from './harness/core.js';
+import { SWM_MAIN, isFinal, startFixture, waitForJob, waitForOutput, type CoreFixture } from './harness/core.js';
 
 const NODE = process.execPath;
 
@@ -69,12 +69,8 @@ describe('port forwarding', function () {
   async function runningJob(script: string): Promise<string> {
     const { id } = await f.admin.call('job.submit', { script });
     started.push(id);
-    await waitForJob(f.admin, id, (j) => (j.state === 'R' && j.state_details === 'running') || isFinal(j));
-    for (let i = 0; i < 400; i++) {
-      if ((await f.admin.call('job.logs', { id, stream: 'stdout' })).data.includes('listening')) return id;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`job ${id} never started listening: ${(await f.admin.call('job.logs', { id, stream: 'stderr' })).data}`);
+    await waitForOutput(f.admin, id, 'listening');
+    return id;
   }
 
   /** `swm forward ID PORT --local 0 --json`; resolves with the process and the local address it listens on. */

@@ -19,7 +19,11 @@ export class GuestNotReady extends Error {
  * that fails (cloud-init failed) or the time limit end the check with a GuestNotReady naming the node.
  */
 export async function checkGuests(nodes: NodePool, partition: string, check: NonNullable<Partition['guestCheck']>, signal: AbortSignal): Promise<void> {
-  const limit = AbortSignal.any([signal, AbortSignal.timeout(check.timeoutSec * 1000)]);
+  // A timer of our own, not AbortSignal.timeout(): a timeout signal held only by an AbortSignal.any() can be
+  // garbage collected before it fires (nodejs/node#57736), and the check would then wait for ever.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), check.timeoutSec * 1000);
+  const limit = AbortSignal.any([signal, deadline.signal]);
   const count = Math.max(1, nodes.pinned(partition)?.length ?? 0);
   let last = '';
   const checkNode = async (rank: number): Promise<void> => {
@@ -41,5 +45,9 @@ export async function checkGuests(nodes: NodePool, partition: string, check: Non
       }
     }
   };
-  await Promise.all(Array.from({ length: count }, (_, rank) => checkNode(rank)));
+  try {
+    await Promise.all(Array.from({ length: count }, (_, rank) => checkNode(rank)));
+  } finally {
+    clearTimeout(timer);
+  }
 }

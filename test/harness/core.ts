@@ -114,6 +114,36 @@ export function waitForJob(client: TerminalClient, id: string, done: (job: Job) 
 
 export const isFinal = (job: Job): boolean => ['F', 'E', 'C'].includes(job.state);
 
+/**
+ * Wait until a running job's stdout carries `text` (a job that prints once it is ready: listening, started). The
+ * job is subscribed to, so its output is pushed as printed; what it printed before is read from its log. Rejects
+ * when the job ends first or nothing comes within `timeoutMs`.
+ */
+export async function waitForOutput(client: TerminalClient, id: string, text: string, timeoutMs = 60_000): Promise<void> {
+  let seen: () => void = () => undefined;
+  const printed = new Promise<void>((resolve) => (seen = resolve));
+  const onLog = (name: string, params: { id: string; data: string }) => {
+    if (name === 'job.log' && params.id === id && params.data.includes(text)) seen();
+  };
+  client.on('notification', onLog);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await client.call('job.subscribe', { id });
+    const job = await waitForJob(client, id, (j) => j.state === 'R' || isFinal(j), timeoutMs);
+    if (job.state !== 'R') throw new Error(`job ${id} ended ${job.state} (${job.state_details}) before printing "${text}"`);
+    // Printed before the subscription pushed it? Then the log has it.
+    if ((await client.call('job.logs', { id, stream: 'stdout' })).data.includes(text)) seen();
+    await Promise.race([
+      printed,
+      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`job ${id} did not print "${text}" within ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    client.off('notification', onLog);
+    await client.call('job.unsubscribe', { id }).catch(() => undefined);
+  }
+}
+
 /** A running core on a fresh spool, with an admin terminal; `stop` kills everything it started. */
 export interface CoreFixture {
   spool: TestSpool;
