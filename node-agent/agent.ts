@@ -12,9 +12,10 @@
  *
  * Frames, both ways: u32 length of the rest, u32 length of the header, the header (JSON), the body (bytes).
  *
- *   core ─▶ agent   {id, op: 'run' | 'stop' | 'read' | 'write' | 'put' | 'untar' | 'hash' | 'remove' | 'hello', ...}, then for put and untar
- *                   {id, op: 'data'} + body ... {id, op: 'end'}
+ *   core ─▶ agent   {id, op: 'run' | 'stop' | 'read' | 'write' | 'put' | 'untar' | 'hash' | 'remove' | 'follow' | 'hello', ...}, then for put and untar
+ *                   {id, op: 'data'} + body ... {id, op: 'end'}; for follow, {id, op: 'unfollow'} when the core has heard enough
  *   agent ─▶ core   {id, event: 'started' | 'attached'}  (run)      {id, done: true, result} | {id, done: true, error, code}
+ *                   {id, event: 'from', offsets}, then {id, event: 'data', stream, offset} + body ...  (follow)
  *
  * Paths are relative to the node user's home and never leave it: absolute names, `..` and NUL are refused. An
  * operation that writes names a directory (a job's: links on the way to it are followed, as for any path) and
@@ -23,20 +24,25 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, watch, type FSWatcher } from 'node:fs';
 import { closeSync, constants, existsSync, fchmodSync, fstatSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 
 /** Bumped when the frames or the operations change: the core starts the agent of its own version (the file name carries its hash). */
-export const AGENT_PROTOCOL = 1;
+export const AGENT_PROTOCOL = 2;
 /** The largest frame either side accepts; a bigger one ends the conversation (a corrupt or hostile stream). */
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 /** The most a `read` answers with (a frame must stay well under MAX_FRAME_BYTES). */
 export const READ_MAX_BYTES = 4 * 1024 * 1024;
 /** How often a re-attached run looks at the runner it did not start (its pid and exit code files). */
 const REATTACH_POLL_MS = 250;
+/** A followed file: how often one that does not exist yet is looked for, and how often one that does is read without a change notice. */
+const FOLLOW_ABSENT_POLL_MS = 100;
+const FOLLOW_QUIET_POLL_MS = 1000;
+/** The most a followed file gives per read (one data frame). */
+const FOLLOW_CHUNK_BYTES = 256 * 1024;
 
 export interface AgentHeader {
   id: number;
@@ -170,9 +176,122 @@ function openForWrite(path: string, mode: number, truncate: boolean): number {
 }
 
 interface Reply {
-  event(id: number, event: string): void;
+  event(id: number, event: string, fields?: Record<string, unknown>, body?: Buffer): void;
+  /** Whether what was sent waits in the output's buffer (`output.once('drain')` tells when it no longer does). */
+  readonly backlogged: boolean;
+  onDrain(go: () => void): void;
   done(id: number, result: unknown, body?: Buffer): void;
   fail(id: number, error: unknown): void;
+}
+
+/**
+ * Files followed as they grow (`tail -F` of a job's stdout and stderr): their sizes when following starts
+ * (`from`), then every byte written after, in order, each piece with its offset (`data`, `stream` the file's index).
+ * A file that does not exist yet is looked for until it does. A change notice (inotify) wakes the reading; a slow
+ * poll stands in where notices do not come. Reading waits while the output is backlogged: a job writing faster than
+ * the connection carries costs the agent no memory. Followed until `stop()` (the core's `unfollow`, or the end of
+ * the conversation); the files are only read.
+ */
+class FileFollow {
+  private readonly files: Array<{ path: string; offset: number; fd: number | null; watcher: FSWatcher | null; timer: NodeJS.Timeout | null }>;
+  private stopped = false;
+  private reading = false;
+  private again = false;
+  private draining = false;
+
+  constructor(
+    home: string,
+    paths: readonly string[],
+    private readonly id: number,
+    private readonly reply: Reply,
+  ) {
+    this.files = paths.map((p) => ({ path: within(home, p), offset: 0, fd: null, watcher: null, timer: null }));
+    for (const file of this.files) {
+      try {
+        file.offset = lstatSync(file.path).size;
+      } catch {
+        /* not there yet: followed from its first byte */
+      }
+    }
+    reply.event(id, 'from', { offsets: this.files.map((f) => f.offset) });
+    this.read();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const file of this.files) {
+      file.watcher?.close();
+      if (file.timer) clearTimeout(file.timer);
+      if (file.fd !== null) closeSync(file.fd);
+      file.fd = null;
+    }
+  }
+
+  /** Read what every file has beyond its offset, then wait for a notice, the poll or the output's room. */
+  private read(): void {
+    if (this.stopped) return;
+    if (this.reading) return void (this.again = true);
+    if (this.draining) return;
+    this.reading = true;
+    try {
+      for (let stream = 0; stream < this.files.length; stream++) {
+        const file = this.files[stream]!;
+        if (file.fd === null && !this.open(file)) continue;
+        for (;;) {
+          if (this.reply.backlogged) {
+            this.draining = true;
+            return this.reply.onDrain(() => {
+              this.draining = false;
+              this.read();
+            });
+          }
+          const chunk = Buffer.allocUnsafe(FOLLOW_CHUNK_BYTES);
+          const n = readSync(file.fd!, chunk, 0, chunk.length, file.offset);
+          if (n === 0) break;
+          this.reply.event(this.id, 'data', { stream, offset: file.offset }, chunk.subarray(0, n));
+          file.offset += n;
+        }
+        if (file.timer) clearTimeout(file.timer);
+        file.timer = setTimeout(() => this.read(), FOLLOW_QUIET_POLL_MS);
+        file.timer.unref();
+      }
+    } catch (error) {
+      // A file that cannot be read any more (an I/O error): following ends with it, the agent goes on.
+      this.stop();
+      this.reply.fail(this.id, error);
+    } finally {
+      this.reading = false;
+    }
+    if (this.again) {
+      this.again = false;
+      this.read();
+    }
+  }
+
+  /** Open a file once it exists (watched from then on); until then, look again shortly. */
+  private open(file: FileFollow['files'][number]): boolean {
+    try {
+      file.fd = openSync(file.path, constants.O_RDONLY);
+    } catch {
+      if (!file.timer) {
+        file.timer = setTimeout(() => {
+          file.timer = null;
+          this.read();
+        }, FOLLOW_ABSENT_POLL_MS);
+        file.timer.unref();
+      }
+      return false;
+    }
+    if (file.timer) clearTimeout(file.timer);
+    file.timer = null;
+    try {
+      file.watcher = watch(file.path, { persistent: false }, () => this.read());
+      file.watcher.on('error', () => undefined);
+    } catch {
+      /* no notices here: the quiet poll reads it */
+    }
+    return true;
+  }
 }
 
 /** A job runner: start it once (detached: it outlives the agent and the core), or watch the one an earlier agent started. */
@@ -500,13 +619,20 @@ export interface AgentOptions {
  */
 export function serveAgent(input: Readable, output: Writable, options: AgentOptions, onError: (message: string) => void = () => {}): Promise<void> {
   const sinks = new Map<number, FileSink | TarSink>();
+  const follows = new Map<number, FileFollow>();
   /** Streams whose operation failed: their remaining data frames are dropped. */
   const failed = new Set<number>();
   const send = (header: AgentHeader) => {
     for (const buffer of encodeFrame(header)) output.write(buffer);
   };
   const reply: Reply = {
-    event: (id, event) => send({ id, event }),
+    event: (id, event, fields, body) => {
+      for (const buffer of encodeFrame({ ...fields, id, event }, body)) output.write(buffer);
+    },
+    get backlogged() {
+      return output.writableNeedDrain;
+    },
+    onDrain: (go) => void output.once('drain', go),
     done: (id, result, body) => {
       for (const buffer of encodeFrame({ id, done: true, result }, body)) output.write(buffer);
     },
@@ -577,6 +703,18 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
         }
         case 'write':
           return reply.done(id, writeFiles(options.home, String(header.dir), Array.isArray(header.files) ? (header.files as WrittenFile[]) : [], body, Array.isArray(header.remove) ? header.remove.map(String) : []));
+        case 'follow': {
+          if (follows.has(id)) throw new AgentError(`already following ${id}`);
+          const paths = Array.isArray(header.paths) ? header.paths.map(String) : [];
+          follows.set(id, new FileFollow(options.home, paths, id, reply));
+          return;
+        }
+        case 'unfollow': {
+          const follow = follows.get(id);
+          follows.delete(id);
+          follow?.stop();
+          return reply.done(id, { followed: !!follow });
+        }
         case 'remove': {
           rmSync(within(options.home, String(header.path)), { recursive: true, force: true });
           return reply.done(id, {});
@@ -597,6 +735,8 @@ export function serveAgent(input: Readable, output: Writable, options: AgentOpti
     const stop = () => {
       for (const sink of sinks.values()) sink.abort();
       sinks.clear();
+      for (const follow of follows.values()) follow.stop();
+      follows.clear();
       resolve();
     };
     input.on('data', (chunk: Buffer) => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TerminalClient } from '../terminal-protocol/client.js';
@@ -51,19 +51,34 @@ function untilListeners(emitter: EventEmitter, event: string, count: number): Pr
   });
 }
 
-/** The `tail` processes following a job's files on its node (the local gate's nodes are this machine's processes). */
-function tailsOf(id: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
+/**
+ * Who follows a job's logs on its node (the local gate's nodes are this machine's processes): every file
+ * descriptor open for reading on its stdout.log or stderr.log, in any process (by the process's name): the node
+ * agent's (one per file it follows), or a `tail`'s where the node has no agent. The job's own processes hold them
+ * for writing only.
+ */
+function readersOf(id: string): string[] {
+  const log = new RegExp(`/swm/${id}/std(out|err)\\.log$`);
+  const readers: string[] = [];
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let fds: string[];
     try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (/(^|\/)tail$/.test(argv[0]!) && argv.some((a) => a.includes(`swm/${id}/`))) pids.push(Number(entry));
+      fds = readdirSync(`/proc/${pid}/fd`);
     } catch {
-      /* gone */
+      continue; // gone, or not ours to look at
+    }
+    for (const fd of fds) {
+      try {
+        if (!log.test(readlinkSync(`/proc/${pid}/fd/${fd}`))) continue;
+        const flags = /^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+        if (flags && (parseInt(flags[1]!, 8) & 3) === 0) readers.push(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+      } catch {
+        /* closed meanwhile */
+      }
     }
   }
-  return pids;
+  return readers;
 }
 
 /** Waits (bounded) for a condition on the node's processes: nothing announces that a process there ended. */
@@ -237,17 +252,20 @@ describe('swm logs -f: output pushed as the job writes it (job.log)', function (
       const otherPushes = collectPushes(other, id);
       await other.call('job.subscribe', { id });
       await otherPushes.next((p) => p.stream === 'stdout' && p.data !== '');
-      expect(tailsOf(id), 'one tail per stream').to.have.length(2);
+      const readers = readersOf(id);
+      expect(readers, 'one reader per stream').to.have.length(2);
+      // The local gate's nodes serve the agent in their own process: no process on the node for following.
+      expect(readers, 'followed by the agent, not tail').to.not.include('tail');
       await other.call('job.unsubscribe', { id });
       otherPushes.stop();
     } finally {
       await other.close();
     }
-    expect(tailsOf(id)).to.have.length(2);
+    expect(readersOf(id)).to.have.length(2);
 
-    // The last follower leaves: the tails on the node end.
+    // The last follower leaves: following on the node ends.
     await f.admin.call('job.unsubscribe', { id });
-    await eventually(() => tailsOf(id).length === 0, 'tails gone after the last unsubscribe');
+    await eventually(() => readersOf(id).length === 0, 'readers gone after the last unsubscribe');
 
     // A terminal that only waits for the job (swm wait) gets its events and makes the core tail nothing.
     const waiter = await connectTerminal(f.spool.homeDir, f.core.port);
@@ -256,7 +274,7 @@ describe('swm logs -f: output pushed as the job writes it (job.log)', function (
       expect((await waiter.call('job.subscribe', { id, logs: false })).state).to.equal('R');
       // Nothing announces that a tail did not start: look again after a while longer than a tail takes to start.
       await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(tailsOf(id), 'no tail for a subscriber without logs').to.have.length(0);
+      expect(readersOf(id), 'no reader for a subscriber without logs').to.deep.equal([]);
       expect(waited.pushes.filter((p) => p.data !== '')).to.have.length(0);
       waited.stop();
     } finally {
@@ -267,12 +285,12 @@ describe('swm logs -f: output pushed as the job writes it (job.log)', function (
     const before = pushes.pushes.length;
     await f.admin.call('job.subscribe', { id });
     const resumed = await pushes.next((p) => pushes.pushes.indexOf(p) >= before && p.stream === 'stdout' && p.data !== '');
-    expect(tailsOf(id)).to.have.length(2);
+    expect(readersOf(id)).to.have.length(2);
 
     writeFileSync(stop, '');
     const job = await waitForJob(f.admin, id, isFinal, 30_000);
     expect(job.state, job.state_details).to.equal('F');
-    await eventually(() => tailsOf(id).length === 0, 'tails gone once the job left run');
+    await eventually(() => readersOf(id).length === 0, 'readers gone once the job left run');
     pushes.stop();
     const log = Buffer.from((await f.admin.call('job.logs', { id, stream: 'stdout' })).data, 'utf8');
     const bytes = Buffer.from(resumed.data, 'utf8');

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { FrameReader, encodeFrame, serveAgent, type AgentHeader } from '../node-agent/agent.js';
+import { AGENT_PROTOCOL, FrameReader, encodeFrame, serveAgent, type AgentHeader } from '../node-agent/agent.js';
 import { TarWriter } from '../core/transfers/tar-stream.js';
 import { DIST } from './harness/core.js';
 import { sha256 } from './harness/records.js';
@@ -18,7 +18,8 @@ function talk(home: string, onBody: (id: number, body: Buffer) => void = () => {
   const errors: string[] = [];
   const reader = new FrameReader((header, body) => {
     if (header.done) onBody(header.id, Buffer.from(body));
-    frames.push(header);
+    // An event's bytes (a followed file's) are kept with it.
+    frames.push(header.event && body.length ? { ...header, body: Buffer.from(body) } : header);
     for (const w of waiters.splice(0)) w();
   });
   output.on('data', (chunk: Buffer) => reader.push(chunk));
@@ -37,6 +38,19 @@ function talk(home: string, onBody: (id: number, body: Buffer) => void = () => {
   /** The answer (done) to `id`. */
   const answer = (id: number): Promise<AgentHeader> => until((f) => f.id === id && f.done === true);
   return { input, send, answer, until, frames, errors, served };
+}
+
+/** File descriptors of this process open on `path` (the agent served here holds its followed files open). */
+function openReaders(path: string): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === path) count++;
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return count;
 }
 
 describe('the node agent (node-agent/agent.ts, served over in-memory streams)', function () {
@@ -107,6 +121,43 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
     expect(await a.answer(3)).to.deep.include({ code: 'ENOENT' });
   });
 
+  it('follows files as they grow, from their sizes, in order and at their offsets, until told to stop', async () => {
+    mkdirSync(join(home, 'swm/j'), { recursive: true });
+    const out = join(home, 'swm/j/stdout.log');
+    const err = join(home, 'swm/j/stderr.log');
+    writeFileSync(out, 'before\n');
+    const a = talk(home);
+    a.send({ id: 1, op: 'follow', paths: ['swm/j/stdout.log', 'swm/j/stderr.log'] });
+    // stderr.log does not exist yet: followed from its first byte once it does.
+    expect((await a.until((f) => f.id === 1 && f.event === 'from')).offsets).to.deep.equal([7, 0]);
+    const received = (stream: number): Buffer => {
+      const pieces = a.frames.filter((f) => f.id === 1 && f.event === 'data' && f.stream === stream);
+      let offset = stream === 0 ? 7 : 0;
+      for (const piece of pieces) {
+        expect(piece.offset, 'each piece at the end of the one before').to.equal(offset);
+        offset += (piece.body as Buffer).length;
+      }
+      return Buffer.concat(pieces.map((p) => p.body as Buffer));
+    };
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5, 'x');
+    appendFileSync(out, 'one\n');
+    writeFileSync(err, 'oops\n');
+    appendFileSync(out, big);
+    await a.until(() => received(0).length === 4 + big.length && received(1).length === 5);
+    expect(received(0).equals(Buffer.concat([Buffer.from('one\n'), big]))).to.equal(true);
+    expect(received(1).toString()).to.equal('oops\n');
+
+    // Told to stop: answered once it no longer holds the files.
+    a.send({ id: 1, op: 'unfollow' });
+    expect((await a.answer(1)).result).to.deep.equal({ followed: true });
+    expect(openReaders(out), 'the file is closed').to.equal(0);
+    // Paths that leave its home are refused, and it goes on serving.
+    a.send({ id: 2, op: 'follow', paths: ['../outside.log'] });
+    expect(await a.answer(2)).to.deep.include({ code: 'EINVAL' });
+    a.send({ id: 3, op: 'hello' });
+    expect((await a.answer(3)).error).to.equal(undefined);
+  });
+
   it('extracts a tar stream, hashing each file, and replaces a link where a directory goes', async () => {
     const outside = mkdtempSync(join(tmpdir(), 'skyport-agent-outside-'));
     try {
@@ -157,7 +208,7 @@ describe('the node agent (node-agent/agent.ts, served over in-memory streams)', 
       a.send({ id: ++id, op: 'hash', dir: 'swm/j', paths: ['missing.txt', '../../etc/passwd'] });
       expect((await a.answer(id)).result).to.deep.equal({ digests: {} });
       a.send({ id: ++id, op: 'hello' });
-      expect((await a.answer(id)).result).to.have.property('protocol', 1);
+      expect((await a.answer(id)).result).to.have.property('protocol', AGENT_PROTOCOL);
       // Only one answer per failed transfer: the frames after the refusal were dropped, not answered again.
       expect(a.frames.filter((f) => f.id === 1)).to.have.length(1);
     } finally {

@@ -1,7 +1,8 @@
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
-import { shellQuote } from '../nodes/node-session.js';
+import { nodeAgent, type NodeAgent } from '../nodes/node-agent-client.js';
+import { shellQuote, type NodeSession } from '../nodes/node-session.js';
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
 import { logFileName, wholeCharacters } from './job-logs.js';
@@ -65,8 +66,11 @@ const RETRY_MAX_MS = 5000;
 /** What arrives on stderr before the header on stdout is held; more than this and the tail starts again. */
 const MAX_EARLY_BYTES = 256 * 1024;
 
+/** A job's log file on its node, relative to the node user's home. */
+const logPath = (job: JobRecord, stream: LogStreamName): string => `${nodeJobDir(job.id)}/${logFileName(job, stream)}`;
+
 /**
- * The node-side program: prints the current sizes of stdout and stderr ("<out> <err>\n"), then follows both
+ * The node-side program (for a node without the agent): prints the current sizes of stdout and stderr ("<out> <err>\n"), then follows both
  * files from exactly there, stdout's on the channel's stdout and stderr's on the channel's stderr. GNU tail
  * follows by inotify (polling every 0.1 s where it cannot; other tails keep their default), but only a file
  * that exists when it starts: each tail waits for its file (the runner creates it as the job starts). It runs until
@@ -74,7 +78,7 @@ const MAX_EARLY_BYTES = 256 * 1024;
  * when the core stops following, closes the connection or dies.
  */
 export function tailCommand(job: JobRecord): string {
-  const file = (stream: LogStreamName) => shellQuote(`${nodeJobDir(job.id)}/${logFileName(job, stream)}`);
+  const file = (stream: LogStreamName) => shellQuote(logPath(job, stream));
   const out = file('stdout');
   const err = file('stderr');
   return `exec 3>&2 2>/dev/null
@@ -89,14 +93,22 @@ cat >/dev/null
 kill $a $b`;
 }
 
+/** Following that runs, as the tail can end it. */
+interface TailSource {
+  close(): void;
+}
+
+const STREAMS: readonly LogStreamName[] = ['stdout', 'stderr'];
+
 /**
- * One running job's stdout and stderr followed on its head node (one `tail` per stream, on one SSH channel),
- * each piece handed to `emit` with its exact byte offset. Started again after the channel is lost, and
- * after a rest when the job writes faster than terminals should be sent; stopped by `stop()`.
+ * One running job's stdout and stderr followed on its head node: by the node's agent (its `follow`: no process on
+ * the node), else by one `tail` per stream on one SSH channel. Each piece is handed to `emit` with its exact byte
+ * offset. Started again after the agent or the channel is lost, and after a rest when the job writes faster than
+ * terminals should be sent; stopped by `stop()`.
  */
 class JobLogTail {
   private stopped = false;
-  private channel: ClientChannel | null = null;
+  private source: TailSource | null = null;
   private timer: NodeJS.Timeout | null = null;
   private retryMs = RETRY_MIN_MS;
   /** Per stream: the offset of the next byte to arrive, and the start of a character cut in two. */
@@ -122,9 +134,9 @@ class JobLogTail {
   }
 
   private close(): void {
-    const channel = this.channel;
-    this.channel = null;
-    channel?.close();
+    const source = this.source;
+    this.source = null;
+    source?.close();
   }
 
   private later(ms: number): void {
@@ -138,10 +150,58 @@ class JobLogTail {
 
   private async open(): Promise<void> {
     if (this.stopped) return;
-    let channel: ClientChannel;
+    let session: NodeSession;
+    let agent: NodeAgent | null;
     try {
       // No abort signal: the session is the job's own, shared with its run step.
-      const session = await this.services.nodes.head(this.job.partitionName!);
+      session = await this.services.nodes.head(this.job.partitionName!);
+      agent = await nodeAgent(session);
+    } catch (error) {
+      this.log.debug({ err: (error as Error).message }, 'cannot follow the logs yet');
+      this.retry();
+      return;
+    }
+    if (this.stopped) return;
+    this.next = null;
+    this.held = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+    if (agent) this.followByAgent(agent);
+    else await this.followByTail(session);
+  }
+
+  /** Following starts at these sizes: told at once, so a terminal that has not read that far reads the gap now. */
+  private startAt(sizes: Record<LogStreamName, number>): void {
+    this.next = sizes;
+    // The job wrote while the tail rested or was being started again: the terminal reads that with job.logs rather
+    // than at its next push or poll.
+    for (const stream of STREAMS) if (sizes[stream] > 0) this.emit({ id: this.job.id, stream, offset: sizes[stream], data: '' });
+  }
+
+  private followByAgent(agent: NodeAgent): void {
+    const source: TailSource = { close: () => follow.stop() };
+    const follow = agent.follow(
+      STREAMS.map((stream) => logPath(this.job, stream)),
+      (offsets) => {
+        if (this.source === source) this.startAt({ stdout: offsets[0] ?? 0, stderr: offsets[1] ?? 0 });
+      },
+      (stream, _offset, data) => {
+        if (this.source === source && this.next && STREAMS[stream]) this.deliver(STREAMS[stream], data);
+      },
+    );
+    this.source = source;
+    const ended = () => {
+      if (this.source !== source) return;
+      this.source = null;
+      this.retry();
+    };
+    follow.ended.then(ended, (error: Error) => {
+      this.log.debug({ err: error.message }, 'the agent stopped following the logs');
+      ended();
+    });
+  }
+
+  private async followByTail(session: NodeSession): Promise<void> {
+    let channel: ClientChannel;
+    try {
       channel = await session.openExec(tailCommand(this.job));
     } catch (error) {
       this.log.debug({ err: (error as Error).message }, 'cannot follow the logs yet');
@@ -152,14 +212,13 @@ class JobLogTail {
       channel.close();
       return;
     }
-    this.channel = channel;
-    this.next = null;
-    this.held = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+    const source: TailSource = { close: () => channel.close() };
+    this.source = source;
     let header = Buffer.alloc(0);
     let early: Buffer[] = [];
     let earlyBytes = 0;
     channel.on('data', (chunk: Buffer) => {
-      if (this.channel !== channel) return;
+      if (this.source !== source) return;
       if (this.next) return this.deliver('stdout', chunk);
       header = Buffer.concat([header, chunk]);
       const newline = header.indexOf(0x0a);
@@ -169,17 +228,14 @@ class JobLogTail {
       }
       const sizes = header.subarray(0, newline).toString('latin1').trim().split(/\s+/).map(Number);
       if (sizes.length !== 2 || !sizes.every((n) => Number.isSafeInteger(n) && n >= 0)) return this.restart('bad header');
-      this.next = { stdout: sizes[0]!, stderr: sizes[1]! };
-      // Where following starts, told at once: a terminal that has not read that far (the job wrote while the
-      // tail rested or was being started again) reads the gap now rather than at its next push or poll.
-      for (const stream of ['stdout', 'stderr'] as const) if (this.next[stream] > 0) this.emit({ id: this.job.id, stream, offset: this.next[stream], data: '' });
+      this.startAt({ stdout: sizes[0]!, stderr: sizes[1]! });
       const rest = header.subarray(newline + 1);
       if (rest.length) this.deliver('stdout', rest);
       for (const piece of early) this.deliver('stderr', piece);
       early = [];
     });
     channel.stderr.on('data', (chunk: Buffer) => {
-      if (this.channel !== channel) return;
+      if (this.source !== source) return;
       if (this.next) return this.deliver('stderr', chunk);
       early.push(chunk);
       earlyBytes += chunk.length;
@@ -187,8 +243,8 @@ class JobLogTail {
     });
     channel.on('error', () => undefined);
     channel.on('close', () => {
-      if (this.channel !== channel) return;
-      this.channel = null;
+      if (this.source !== source) return;
+      this.source = null;
       this.retry();
     });
   }

@@ -32,7 +32,7 @@ async function upload(sftp: SFTPWrapper, path: string, text: Buffer): Promise<vo
 interface Pending {
   resolve: (result: unknown, body: Buffer) => void;
   reject: (error: Error) => void;
-  onEvent?: (event: string) => void;
+  onEvent?: (event: string, header: AgentHeader, body: Buffer) => void;
 }
 
 /** An error the agent answered with; `code` is its errno name (ENOSPC, ENOENT, ...). */
@@ -163,11 +163,36 @@ export class NodeAgent {
     return answer;
   }
 
+  /**
+   * Follow files as they grow (`follow`): `onFrom` hears their sizes when following starts, `onData` every byte
+   * written after, in order per file (`stream`: the index of its path). Runs until `stop()`; `ended` settles when
+   * the agent stops following (rejected on a read error or a lost connection).
+   */
+  follow(paths: readonly string[], onFrom: (offsets: number[]) => void, onData: (stream: number, offset: number, data: Buffer) => void): { stop(): void; ended: Promise<void> } {
+    const id = this.nextId++;
+    const ended = this.register<void>(id, {
+      onEvent: (event, header, body) => {
+        if (event === 'from') onFrom(header.offsets as number[]);
+        else if (event === 'data') onData(Number(header.stream), Number(header.offset), body);
+      },
+    });
+    this.write(encodeFrame({ id, op: 'follow', paths }));
+    let stopped = false;
+    return {
+      ended,
+      stop: () => {
+        if (stopped || this.lost) return;
+        stopped = true;
+        this.write(encodeFrame({ id, op: 'unfollow' }));
+      },
+    };
+  }
+
   close(): void {
     this.channel.close();
   }
 
-  private register<T>(id: number, options: { signal?: AbortSignal; onEvent?: (event: string) => void; onBody?: (body: Buffer) => void }): Promise<T> {
+  private register<T>(id: number, options: { signal?: AbortSignal; onEvent?: Pending['onEvent']; onBody?: (body: Buffer) => void }): Promise<T> {
     if (this.lost) return Promise.reject(this.lost);
     if (options.signal?.aborted) return Promise.reject(new RpcError(ErrorCode.Conflict, 'aborted'));
     return new Promise<T>((resolve, reject) => {
@@ -214,7 +239,7 @@ export class NodeAgent {
   private frame(header: AgentHeader, body: Buffer): void {
     const waiter = this.pending.get(header.id);
     if (!waiter) return;
-    if (header.event) return waiter.onEvent?.(header.event);
+    if (header.event) return waiter.onEvent?.(header.event, header, body);
     if (!header.done) return;
     this.pending.delete(header.id);
     if (header.error !== undefined) waiter.reject(new AgentOperationError(`node ${this.nodeName}: ${header.error}`, header.code ?? 'EIO'));
