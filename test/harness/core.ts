@@ -122,8 +122,17 @@ export const isFinal = (job: Job): boolean => ['F', 'E', 'C'].includes(job.state
 export async function waitForOutput(client: TerminalClient, id: string, text: string, timeoutMs = 60_000): Promise<void> {
   let seen: () => void = () => undefined;
   const printed = new Promise<void>((resolve) => (seen = resolve));
+  // What the job printed before its log was followed is in its log: read again whenever a push comes (a push
+  // with no data marks the start of following, past bytes this terminal has not read), as a terminal does.
+  const look = () =>
+    client.call('job.logs', { id, stream: 'stdout' }).then(
+      (log) => log.data.includes(text) && seen(),
+      () => undefined,
+    );
   const onLog = (name: string, params: { id: string; data: string }) => {
-    if (name === 'job.log' && params.id === id && params.data.includes(text)) seen();
+    if (name !== 'job.log' || params.id !== id) return;
+    if (params.data.includes(text)) seen();
+    else void look();
   };
   client.on('notification', onLog);
   let timer: NodeJS.Timeout | undefined;
@@ -131,8 +140,7 @@ export async function waitForOutput(client: TerminalClient, id: string, text: st
     await client.call('job.subscribe', { id });
     const job = await waitForJob(client, id, (j) => j.state === 'R' || isFinal(j), timeoutMs);
     if (job.state !== 'R') throw new Error(`job ${id} ended ${job.state} (${job.state_details}) before printing "${text}"`);
-    // Printed before the subscription pushed it? Then the log has it.
-    if ((await client.call('job.logs', { id, stream: 'stdout' })).data.includes(text)) seen();
+    await look();
     await Promise.race([
       printed,
       new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`job ${id} did not print "${text}" within ${timeoutMs} ms`)), timeoutMs))),
