@@ -272,6 +272,22 @@ export const terminalMethods = {
     z.object({ id: z.uuid(), port: z.number().int().min(1).max(65535) }).strict(),
     z.object({ stream: z.number().int(), window: z.number().int() }),
   ),
+  'job.forward.direct': method(
+    "A direct path to one of a running job's `in` ports, for a terminal that can reach the job's head node itself: " +
+      'a key pair made for it, authorized on the node for a connection to `target` and nothing else (no shell, no ' +
+      'other port), until the job ends; the node is checked by its pinned host key. Unavailable where the node has ' +
+      'no address of its own or no node agent: forward through the core (job.forward.open) then.',
+    people,
+    z.object({ id: z.uuid(), port: z.number().int().min(1).max(65535) }).strict(),
+    z.object({
+      host: z.string(),
+      port: z.number().int(),
+      user: z.string(),
+      hostKeyFingerprint: z.string(),
+      privateKey: z.string(),
+      target: z.object({ host: z.string(), port: z.number().int() }),
+    }),
+  ),
   'job.exec.open': method(
     'Run a command (or a shell) inside a running job, on one of its nodes: in its container, or in its process environment. ' +
       'Stdin and stdout travel on `stream`, stderr on `stderr` (null with a pseudo-terminal, which has one output); ' +

@@ -4,6 +4,9 @@ import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { get } from 'node:http';
 import { createInterface } from 'node:readline';
+import ssh2 from 'ssh2';
+import { sshFingerprint } from '../terminal-protocol/ssh-keys.js';
+import { connectAs } from './harness/certs.js';
 import { SWM_MAIN, isFinal, startFixture, waitForJob, waitForOutput, type CoreFixture } from './harness/core.js';
 
 const NODE = process.execPath;
@@ -36,6 +39,54 @@ async function echo(socket: Socket, text: string): Promise<string> {
   socket.write(text);
   const [chunk] = (await once(socket, 'data')) as [Buffer];
   return chunk.toString();
+}
+
+/** What `swm forward --json` says after its first line: the path its connections take from then on. */
+interface PathLine {
+  path: 'node' | 'core';
+  node?: string;
+  reason?: string;
+}
+
+/** The path lines of one `swm forward`, as they come. */
+class PathLines {
+  readonly seen: PathLine[] = [];
+  private waiters: Array<() => void> = [];
+
+  add(line: PathLine): void {
+    this.seen.push(line);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  async next(): Promise<PathLine> {
+    const count = this.seen.length;
+    while (this.seen.length === count) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    return this.seen[count]!;
+  }
+}
+
+/** An SSH connection to a node with a direct-path grant (what a terminal does with it), or the reason it failed. */
+function sshWith(grant: { host: string; port: number; user: string; privateKey: string; hostKeyFingerprint: string }): Promise<InstanceType<typeof ssh2.Client> | Error> {
+  return new Promise((resolve) => {
+    const client = new ssh2.Client();
+    client.once('ready', () => resolve(client));
+    client.once('error', (error: Error) => resolve(error));
+    client.connect({ host: grant.host, port: grant.port, username: grant.user, privateKey: grant.privateKey, readyTimeout: 10_000, hostVerifier: (key: Buffer) => sshFingerprint(key) === grant.hostKeyFingerprint });
+  });
+}
+
+/** Whether the node gives the connection a channel to host:port (and the job's echo answers through it). */
+function openTo(client: InstanceType<typeof ssh2.Client>, host: string, port: number): Promise<string> {
+  return new Promise((resolve) =>
+    client.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+      if (error) return resolve(`refused: ${error.message}`);
+      channel.once('data', (chunk: Buffer) => {
+        resolve(chunk.toString());
+        channel.close();
+      });
+      channel.write('through the grant');
+    }),
+  );
 }
 
 describe('port forwarding', function () {
@@ -74,8 +125,8 @@ describe('port forwarding', function () {
   }
 
   /** `swm forward ID PORT --local 0 --json`; resolves with the process and the local address it listens on. */
-  async function swmForward(id: string, port: number): Promise<{ child: ChildProcess; local: string; exited: Promise<number | null> }> {
-    const child = spawn(NODE, [SWM_MAIN, 'forward', id, String(port), '--local', '0', '--json'], {
+  async function swmForward(id: string, port: number, extra: string[] = []): Promise<{ child: ChildProcess; local: string; exited: Promise<number | null>; paths: PathLines }> {
+    const child = spawn(NODE, [SWM_MAIN, 'forward', id, String(port), '--local', '0', '--json', ...extra], {
       env: { ...process.env, SWM_HOME: f.spool.homeDir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -83,11 +134,14 @@ describe('port forwarding', function () {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const lines = createInterface({ input: child.stdout! });
     const line = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).once('line', resolve);
+      lines.once('line', resolve);
       void exited.then((code) => reject(new Error(`swm forward exited with ${code}: ${stderr}`)));
     });
-    return { child, local: (JSON.parse(line) as { local: string }).local, exited };
+    const paths = new PathLines();
+    lines.on('line', (text) => paths.add(JSON.parse(text) as PathLine));
+    return { child, local: (JSON.parse(line) as { local: string }).local, exited, paths };
   }
 
   it('reaches an HTTP server inside the job through swm forward, and from the core host', async () => {
@@ -107,9 +161,69 @@ describe('port forwarding', function () {
     const [first, second] = await Promise.all([runningJob(httpJob(9090)), runningJob(httpJob(9090))]);
     const nodePorts = await Promise.all([first, second].map(async (id) => (await f.admin.call('job.ports', { id })).ports[0]!.nodePort));
     expect(nodePorts[0]).to.not.equal(nodePorts[1]);
-    const [a, b] = await Promise.all([swmForward(first, 9090), swmForward(second, 9090)]);
+    // One straight to its node, the other carried by the core.
+    const [a, b] = await Promise.all([swmForward(first, 9090), swmForward(second, 9090, ['--via-core'])]);
     expect(await httpGet(`http://${a.local}/`)).to.equal(`job ${first}`);
     expect(await httpGet(`http://${b.local}/`)).to.equal(`job ${second}`);
+    expect(a.paths.seen.map((p) => p.path)).to.deep.equal(['node']);
+    expect(b.paths.seen, '--via-core: no direct path').to.deep.equal([]);
+  });
+
+  it("goes straight to the job's node with a key good for that port alone, while the core is frozen, until the job ends", async () => {
+    // Its partition is kept once it ends: the node is still there when the grant should no longer open it.
+    const id = await runningJob(echoJob(7171).replace('#SWM ports', '#SWM keep-partition 60\n#SWM ports'));
+    const { local, paths } = await swmForward(id, 7171);
+    const [host, port] = local.split(':');
+    const open = async () => {
+      const socket = connect(Number(port), host);
+      await once(socket, 'connect');
+      return socket;
+    };
+    const first = await open();
+    expect(await echo(first, 'hello')).to.equal('hello');
+    expect((await (paths.seen[0] ? Promise.resolve(paths.seen[0]) : paths.next())).path).to.equal('node');
+    // No byte goes through the core: with the core stopped, a new connection still reaches the job.
+    process.kill(f.core.child.pid!, 'SIGSTOP');
+    try {
+      const second = await open();
+      expect(await echo(second, 'core frozen')).to.equal('core frozen');
+      second.destroy();
+    } finally {
+      process.kill(f.core.child.pid!, 'SIGCONT');
+    }
+    first.destroy();
+
+    // The grant, as the terminal gets it: its key opens the job's port on the node's loopback, and nothing else.
+    const grant = await f.admin.call('job.forward.direct', { id, port: 7171 });
+    const nodePort = (await f.admin.call('job.ports', { id })).ports[0]!.nodePort!;
+    expect(grant.target).to.deep.equal({ host: '127.0.0.1', port: nodePort });
+    const client = await sshWith(grant);
+    if (client instanceof Error) throw client;
+    try {
+      expect(await openTo(client, grant.target.host, grant.target.port)).to.equal('through the grant');
+      expect(await openTo(client, '127.0.0.1', grant.port), "the node's own SSH port").to.match(/^refused/);
+      expect(await openTo(client, 'localhost', grant.target.port), 'another name for it').to.match(/^refused/);
+      const shell = await new Promise<string>((resolve) => client.exec('id', (error) => resolve(error ? `refused: ${error.message}` : 'ran')));
+      expect(shell, 'no command runs with it').to.match(/^refused/);
+    } finally {
+      client.end();
+    }
+
+    // Another user's job gives no grant; the job's end revokes every grant it gave.
+    const mallory = await connectAs(f.core.port, await f.admin.call('admin.user.add', { name: 'mallory' }));
+    try {
+      await mallory.call('job.forward.direct', { id, port: 7171 }).then(
+        () => expect.fail('granted to another user'),
+        (error: Error) => expect(error.message).to.match(/not found|no job/i),
+      );
+    } finally {
+      await mallory.close();
+    }
+    await f.admin.call('job.cancel', { id });
+    await waitForJob(f.admin, id, isFinal, 30_000);
+    const after = await sshWith(grant);
+    expect(after, 'the key no longer opens the node').to.be.instanceOf(Error);
+    expect((after as Error).message).to.match(/authentication/i);
   });
 
   it('lets the job reach a server on the submitting host through an out port', async () => {

@@ -130,8 +130,8 @@ export class JobForwards {
     return turn;
   }
 
-  /** A connection from the job's head node to one of its `in` ports (for `swm forward` and the core-side listener). */
-  async connectIn(job: JobRecord, port: number): Promise<Duplex> {
+  /** Where one of a running job's `in` ports listens on its head node (its forwards brought up first). */
+  async inNodePort(job: JobRecord, port: number): Promise<number> {
     if (!job.directives.ports.some((p) => p.port === port && p.direction === 'in'))
       throw new RpcError(ErrorCode.NotFound, `job ${job.id} declares no port ${port}/tcp/in`);
     if (job.step !== 'run') throw new RpcError(ErrorCode.Conflict, `job ${job.id} is not running (state ${job.state}): its ports are closed`);
@@ -139,6 +139,13 @@ export class JobForwards {
     await this.ensure(forwarding);
     const nodePort = forwarding.ports.find((p) => p.port === port && p.direction === 'in')?.nodePort;
     if (nodePort === undefined) throw new RpcError(ErrorCode.Unavailable, `job ${job.id}: port ${port} is not set up on its node yet`);
+    return nodePort;
+  }
+
+  /** A connection from the job's head node to one of its `in` ports (for `swm forward` and the core-side listener). */
+  async connectIn(job: JobRecord, port: number): Promise<Duplex> {
+    const nodePort = await this.inNodePort(job, port);
+    const forwarding = this.track(job);
     const session = await this.services.nodes.head(job.partitionName!);
     let channel: Duplex;
     try {

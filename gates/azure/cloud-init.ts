@@ -1,3 +1,4 @@
+import { FORWARD_KEYS_FILE } from '../../terminal-protocol/forward-keys.js';
 import type { NodeHostKey } from './host-keys.js';
 
 export interface CloudInitInput {
@@ -95,7 +96,15 @@ function expiryTimer(at: Date): { path: string; permissions: string; owner: stri
 
 export function cloudConfig(input: CloudInitInput): string {
   const { adminUser, hostKey, containerRuntime, containerImage, sshPort, expiresAt, runtimeInstalled } = input;
-  const sshd = ['PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'PermitRootLogin no', ...(sshPort !== 22 ? [`Port ${sshPort}`] : [])];
+  // The forward keys (terminal-protocol/forward-keys.ts) are a second key file: the core adds and removes `swm forward`'s
+  // restricted keys there and never rewrites the one holding the partition's key.
+  const sshd = [
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin no',
+    `AuthorizedKeysFile .ssh/authorized_keys ${FORWARD_KEYS_FILE}`,
+    ...(sshPort !== 22 ? [`Port ${sshPort}`] : []),
+  ];
   const runtimeSetup = containerRuntime === 'docker' ? [['usermod', '-aG', 'docker', adminUser]] : [['loginctl', 'enable-linger', adminUser]];
   const pull = containerImage
     ? [containerRuntime === 'docker' ? ['docker', 'pull', containerImage] : ['sudo', '-iu', adminUser, 'podman', 'pull', containerImage]]

@@ -16,6 +16,7 @@ import { parseAuthorizedKey } from './host-key.js';
 import { NodeDirectory } from './node-directory.js';
 import { NodeServer, listenOn } from './node-server.js';
 import { NodeSpec, type NodeCommand, type NodeReport } from './node-spec.js';
+import { FORWARD_KEYS_FILE } from '../../terminal-protocol/forward-keys.js';
 import { spliceStreams } from '../../terminal-protocol/streams.js';
 
 const report = (message: NodeReport): void => {
@@ -69,7 +70,7 @@ async function start(raw: unknown, listener: Server | undefined): Promise<void> 
   process.chdir(directory.root);
   const server = NodeServer.serve(
     listener,
-    { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger, peerKeysFile: join(directory.root, '.ssh', 'authorized_keys') },
+    { directory, hostKey: spec.hostKey, authorizedKey, user: spec.user, env: spec.env, logger, peerKeysFile: join(directory.root, '.ssh', 'authorized_keys'), forwardKeysFile: join(directory.root, FORWARD_KEYS_FILE) },
     peers,
   );
   process.on('message', (command: NodeCommand, handle: unknown) => {

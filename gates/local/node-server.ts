@@ -5,6 +5,8 @@ import type { Connection, ParsedKey } from 'ssh2';
 import { ReverseForwards, openDirectTcpip } from './forwarding.js';
 import { readFileSync } from 'node:fs';
 import { authorizedKeysOf, publicKeyMatches } from './host-key.js';
+import { parseForwardKeys, type ForwardKey } from '../../terminal-protocol/forward-keys.js';
+import { parseSshKey } from '../../terminal-protocol/ssh-keys.js';
 import type { NodeDirectory } from './node-directory.js';
 import { serveSession } from './session.js';
 import { sshCipherPreference } from '../../terminal-protocol/ssh-ciphers.js';
@@ -31,6 +33,12 @@ export interface NodeServerOptions {
    */
   peerKeysFile?: string;
   /**
+   * The node's forward keys (terminal-protocol/forward-keys.ts: `swm forward`'s direct path), accepted on any
+   * connection for what each permits only: a connection to the ports it names, no session, no reverse forward.
+   * Read at each attempt.
+   */
+  forwardKeysFile?: string;
+  /**
    * Where a forwarded connection to an address of the partition's private network goes on this machine (the
    * fake Azure plays VMs' 10.x addresses on 127.x); null: such a destination is refused. Default: none.
    */
@@ -44,6 +52,20 @@ const readAuthorizedKeys = (path: string): ParsedKey[] => {
   } catch {
     return [];
   }
+};
+
+/** The forward keys of a file, none if it cannot be read. */
+const readForwardKeys = (path: string): Array<{ key: ParsedKey; permitOpen: ForwardKey['permitOpen'] }> => {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return parseForwardKeys(text).flatMap((f) => {
+    const key = parseSshKey(f.key);
+    return key instanceof Error ? [] : [{ key, permitOpen: f.permitOpen }];
+  });
 };
 
 /** A TCP listener on host:port (0 for any free port); rejects with EADDRINUSE when the port is taken. */
@@ -91,15 +113,34 @@ export class NodeServer {
         const logger = options.logger.child({ client: `${info.ip}:${info.port}`, ...(peer ? { peer: true } : {}) });
         client.on('close', () => connections.delete(client));
         client.on('error', (error: Error) => logger.debug({ err: error }, 'ssh connection error'));
+        /** Where a connection authenticated by a forward key may connect; null: a full login. */
+        let onlyTo: ForwardKey['permitOpen'] | null = null;
         client.on('authentication', (ctx) => {
           if (ctx.method !== 'publickey' || ctx.username !== options.user) return ctx.reject(['publickey']);
           const proof = { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo };
           const accepted = (key: ParsedKey) => publicKeyMatches(key, ctx.key, proof);
           const granted = accepted(options.authorizedKey) || (peer && options.peerKeysFile !== undefined && readAuthorizedKeys(options.peerKeysFile).some(accepted));
-          if (granted) ctx.accept();
-          else ctx.reject(['publickey']);
+          if (granted) return ctx.accept();
+          const forward = options.forwardKeysFile === undefined ? undefined : readForwardKeys(options.forwardKeysFile).find((f) => accepted(f.key));
+          if (!forward) return ctx.reject(['publickey']);
+          onlyTo = forward.permitOpen;
+          ctx.accept();
         });
         client.on('ready', () => {
+          const permitted = onlyTo;
+          if (permitted) {
+            // A forward key: connections to what it names, nothing else.
+            client.on('session', (_accept, reject) => reject());
+            client.on('request', (_accept, reject) => reject?.());
+            client.on('tcpip', (accept, reject, tcp) => {
+              if (!permitted.some((p) => p.host === tcp.destIP && p.port === tcp.destPort)) {
+                logger.info({ destination: tcp.destIP, port: tcp.destPort }, 'refused a forward key a connection it does not permit');
+                return reject();
+              }
+              openDirectTcpip(accept, reject, tcp, logger);
+            });
+            return;
+          }
           const forwards = new ReverseForwards(client, logger);
           client.on('session', (accept) => serveSession(accept(), options.directory, options.env, logger));
           client.on('tcpip', (accept, reject, tcp) => openDirectTcpip(accept, reject, tcp, logger, options.privateNetwork));

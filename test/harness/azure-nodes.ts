@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { isIP } from 'node:net';
 import { pino } from 'pino';
 import { GUEST_READY_MARKER } from '../../gates/azure/cloud-init.js';
+import { FORWARD_KEYS_FILE } from '../../terminal-protocol/forward-keys.js';
 import { hostKeyFingerprint, parseAuthorizedKey } from '../../gates/local/host-key.js';
 import { NodeDirectory } from '../../gates/local/node-directory.js';
 import { NodeServer } from '../../gates/local/node-server.js';
@@ -35,6 +36,8 @@ export interface FirstBoot {
   hostKey: string;
   /** The port sshd listens on once cloud-init has written its drop-in. */
   sshPort: number;
+  /** sshd's key files beyond the default (its drop-in's AuthorizedKeysFile), relative to the admin's home. */
+  keyFiles: string[];
 }
 
 /** One Azure VM played by a sandbox node SSH server on loopback. */
@@ -76,7 +79,8 @@ export function readFirstBoot(customData: string): FirstBoot {
   const commands = (config.runcmd ?? []).map((c) => (Array.isArray(c) ? c.join(' ') : c)).join('\n');
   const socketRestarted = /daemon-reload/.test(commands) && /restart ssh\.socket/.test(commands);
   const sshPort = socketRestarted ? (socketPorts.at(-1) ?? sshdPorts.at(-1) ?? 22) : 22;
-  return { hostKey: privateKeys[0]![1], sshPort };
+  const keyFiles = files.filter((f) => SSHD_DROP_IN.test(f.path)).flatMap((f) => [...f.content.matchAll(/^AuthorizedKeysFile (.+)$/gm)].flatMap((m) => m[1]!.split(/\s+/)));
+  return { hostKey: privateKeys[0]![1], sshPort, keyFiles: keyFiles.filter((k) => k !== '.ssh/authorized_keys') };
 }
 
 /** A private address 10.b.c.d stands for 127.b.c.d on loopback, so every node can listen on the same port. */
@@ -222,6 +226,8 @@ export class AzureNodes {
       logger: this.logger.child({ node: node.vm }),
       // The VNet: a VM reaches the others at their private addresses, played on loopback.
       privateNetwork: (address) => (address.startsWith('10.') ? loopbackOf(address) : null),
+      // Of sshd's other key files, the played server knows the forward keys' (restricted to what they permit).
+      ...(boot.keyFiles.includes(FORWARD_KEYS_FILE) ? { forwardKeysFile: join(directory.root, FORWARD_KEYS_FILE) } : {}),
     });
     this.running.set(key, { node, server });
     if (this.ready.has(key)) this.markReady(node);

@@ -1,6 +1,7 @@
 import { ErrorCode, RpcError } from '../../../terminal-protocol/errors.js';
 import { keepAliveSec } from '../../partitions/keep-alive.js';
 import type { PartitionRecord } from '../../partitions/partition-record.js';
+import { revokeDirectForwards } from '../../forwarding/direct-forwards.js';
 import type { CoreServices } from '../../services.js';
 import { stopJobOnNode } from '../job-cleanup.js';
 import { jobImage } from './connect.js';
@@ -26,6 +27,8 @@ export const teardownStep: StepEffect = async (context) => {
       // Every node the script ran on (all of them with `run-on all`).
       const ranks = job.directives.runOn === 'all' ? Math.max(1, services.nodes.ranked(name).length) : 1;
       await Promise.all(Array.from({ length: ranks }, async (_, rank) => stopJobOnNode(await services.nodes.node(name, rank), job, { image: jobImage(job, services.config), sweep: true })));
+      // The keys of `swm forward`'s direct path end with the job (a reused partition's next job never inherits them).
+      if (job.directives.ports.some((p) => p.direction === 'in')) await revokeDirectForwards(await services.nodes.head(name), job.id);
       const stoppedEarly = job.runStartedMs !== null && job.exitcode === null;
       if (stoppedEarly) await downloadResults({ ...context, signal: new AbortController().signal }, true);
       reusable = job.runtime !== null;
