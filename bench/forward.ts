@@ -1,8 +1,9 @@
 /**
  * bench/forward: port forwarding throughput and latency, side by side with `ssh -L` on this machine.
  *
- *   swm forward   client ─▶ swm forward (local port) ═WebSocket═▶ swm-core ═SSH═▶ local gate node ─▶ server in the job
- *   ssh -L        client ─▶ ssh -L (local port)      ═SSH═▶ sshd (loopback) ─▶ server
+ *   swm forward             client ─▶ swm forward (local port) ═SSH═▶ local gate node ─▶ server in the job  (direct path)
+ *   swm forward --via-core  client ─▶ swm forward (local port) ═WebSocket═▶ swm-core ═SSH═▶ local gate node ─▶ server
+ *   ssh -L                  client ─▶ ssh -L (local port)      ═SSH═▶ sshd (loopback) ─▶ server
  *
  * The server is the same small program in both cases (in the job for swm, beside sshd for OpenSSH): it
  * sinks a stream and answers its byte count, or echoes small requests. Measured: one 1 GiB stream through
@@ -172,36 +173,56 @@ async function main(): Promise<void> {
   });
   await waitForJob(terminal, id, (j) => j.state === 'R' && j.state_details === 'running', 60_000);
   for (let i = 0; i < 400 && !(await terminal.call('job.logs', { id, stream: 'stdout' })).data.includes('listening'); i++) await new Promise((r) => setTimeout(r, 25));
-  const forward = spawn(NODE, [SWM_MAIN, 'forward', id, String(JOB_PORT), '--local', '0', '--json'], {
-    env: { ...process.env, SWM_HOME: spool.homeDir },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const stopForward = cleanup(async () => {
-    const exited = new Promise((r) => forward.once('exit', r));
-    forward.kill('SIGTERM');
-    await exited;
-  });
-  const swmLocal = Number((JSON.parse(await waitForLine(forward, /^\{/)) as { local: string }).local.split(':')[1]);
+  const startForward = async (extra: string[]): Promise<{ child: ChildProcess; port: number; stop: () => Promise<void> }> => {
+    const child = spawn(NODE, [SWM_MAIN, 'forward', id, String(JOB_PORT), '--local', '0', '--json', ...extra], {
+      env: { ...process.env, SWM_HOME: spool.homeDir },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const stop = cleanup(async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    });
+    return { child, port: Number((JSON.parse(await waitForLine(child, /"local"/)) as { local: string }).local.split(':')[1]), stop };
+  };
+  const straight = await startForward([]);
+  const relayed = await startForward(['--via-core']);
+  // The direct path is made at the first connection: made (and said) before anything is timed.
+  const said = waitForLine(straight.child, /"path"/);
+  (await open(straight.port)).destroy();
+  const path = JSON.parse(await said) as { path: string; reason?: string };
+  if (path.path !== 'node') throw new Error(`swm forward took no direct path: ${path.reason}`);
   const nodePort = (await terminal.call('job.ports', { id })).ports[0]!.nodePort!;
 
-  const swmTimes: number[] = [];
+  const straightTimes: number[] = [];
+  const relayedTimes: number[] = [];
   const sshTimes: number[] = [];
-  const swmCpu: number[] = [];
+  const straightCpu: number[] = [];
+  const relayedCpu: number[] = [];
+  const sshCpu: number[] = [];
   const direct: number[] = [];
-  const swmLat: number[] = [];
+  const straightLat: number[] = [];
+  const relayedLat: number[] = [];
   const sshLat: number[] = [];
+  const cpuOf = (...pids: Array<number | undefined>) => pids.reduce<number>((sum, pid) => sum + (pid ? (cpuSeconds(pid) ?? 0) : 0), 0);
+  const timed = async (port: number, times: number[], cpu: number[], pids: Array<number | undefined>) => {
+    const before = cpuOf(...pids);
+    times.push(await stream(port, bytes));
+    cpu.push(cpuOf(...pids) - before);
+  };
   for (let round = 0; round < options.rounds; round++) {
-    const cpu0 = (cpuSeconds(core.child.pid!) ?? 0) + (cpuSeconds(forward.pid!) ?? 0);
-    swmTimes.push(await stream(swmLocal, bytes));
-    swmCpu.push((cpuSeconds(core.child.pid!) ?? 0) + (cpuSeconds(forward.pid!) ?? 0) - cpu0);
-    sshTimes.push(await stream(sshLocal, bytes));
+    await timed(straight.port, straightTimes, straightCpu, [straight.child.pid]);
+    await timed(relayed.port, relayedTimes, relayedCpu, [relayed.child.pid, core.child.pid]);
+    await timed(sshLocal, sshTimes, sshCpu, [ssh.pid]);
     direct.push(...(await pingPong(nodePort, options.requests)));
-    swmLat.push(...(await pingPong(swmLocal, options.requests)));
+    straightLat.push(...(await pingPong(straight.port, options.requests)));
+    relayedLat.push(...(await pingPong(relayed.port, options.requests)));
     sshLat.push(...(await pingPong(sshLocal, options.requests)));
   }
   const rss = peakRssKiB(core.child.pid!);
 
-  await stopForward();
+  await straight.stop();
+  await relayed.stop();
   await endJob();
   await stopCore();
   await stopSpool();
@@ -209,19 +230,22 @@ async function main(): Promise<void> {
   await stopServer();
   await stopPeer();
 
-  const swmT = median(swmTimes);
   const sshT = median(sshTimes);
   const rate = (t: number) => `${(options.mib / t).toFixed(0)} MiB/s (${t.toFixed(2)} s)`;
-  printSection(`one ${options.mib} MiB stream through the forward (median of ${options.rounds})`, [
-    ['swm forward (terminal ═TLS WebSocket═▶ core ═SSH═▶ node)', `${rate(swmT)}  CPU-s of swm forward + core: ${median(swmCpu).toFixed(2)}`],
-    ['ssh -L (OpenSSH defaults)', rate(sshT)],
-    ['ratio (goal ≥ 0.8x)', fmtRatio(sshT, swmT)],
+  printSection(`one ${options.mib} MiB stream through the forward (median of ${options.rounds}; CPU-s of the forwarding client, and of the core when it relays)`, [
+    ['swm forward, direct path (terminal ═SSH═▶ node)', `${rate(median(straightTimes))}  CPU-s ${median(straightCpu).toFixed(2)}`],
+    ['swm forward --via-core (terminal ═TLS═▶ core ═SSH═▶ node)', `${rate(median(relayedTimes))}  CPU-s ${median(relayedCpu).toFixed(2)}`],
+    ['ssh -L (OpenSSH defaults)', `${rate(sshT)}  CPU-s ${median(sshCpu).toFixed(2)}`],
+    ['ratio, direct path (goal ≥ 1.0x)', fmtRatio(sshT, median(straightTimes))],
+    ['ratio, through the core', fmtRatio(sshT, median(relayedTimes))],
   ]);
   const base = percentile(direct, 50);
+  const added = (lat: number[]) => `p50 ${fmtMs(percentile(lat, 50))}  p99 ${fmtMs(percentile(lat, 99))}  added p50 ${fmtMs(percentile(lat, 50) - base)}`;
   printSection(`64-byte request/response, ${options.requests} × ${options.rounds} sequential round trips`, [
-    ['direct to the server (no forward)', `p50 ${fmtMs(base)}  p99 ${fmtMs(percentile(direct, 99))}`],
-    ['swm forward', `p50 ${fmtMs(percentile(swmLat, 50))}  p99 ${fmtMs(percentile(swmLat, 99))}  added p50 ${fmtMs(percentile(swmLat, 50) - base)}`],
-    ['ssh -L', `p50 ${fmtMs(percentile(sshLat, 50))}  p99 ${fmtMs(percentile(sshLat, 99))}  added p50 ${fmtMs(percentile(sshLat, 50) - base)}`],
+    ['straight to the server (no forward)', `p50 ${fmtMs(base)}  p99 ${fmtMs(percentile(direct, 99))}`],
+    ['swm forward, direct path', added(straightLat)],
+    ['swm forward --via-core', added(relayedLat)],
+    ['ssh -L', added(sshLat)],
     ['peak RSS of swm-core over the whole run', fmtMiB(rss)],
   ]);
 }
