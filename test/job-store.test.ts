@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import fs, { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requestedPartition, type PartitionRecord } from '../core/partitions/partition-record.js';
@@ -132,6 +133,38 @@ describe('the job store', function () {
       expect((db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n).to.equal(3000);
       db.close();
     } finally {
+      store.close();
+    }
+  });
+
+  it('acknowledges a write only once the WAL holding it is synced to disk, and indexes it only then', async () => {
+    const path = join(dir, 'swm.sqlite');
+    const store = new JobStore(path);
+    // The disk's answers held back: each fdatasync of the WAL completes only when the test lets it.
+    const held: Array<() => void> = [];
+    const original = fs.fdatasync;
+    fs.fdatasync = ((fd: number, callback: (error: NodeJS.ErrnoException | null) => void) => {
+      expect(fs.readlinkSync(`/proc/self/fd/${fd}`), 'the file synced').to.equal(`${path}-wal`);
+      held.push(() => original(fd, callback));
+    }) as typeof fs.fdatasync;
+    syncBuiltinESMExports();
+    try {
+      let acknowledged = false;
+      const job = jobOf(1, '#!/bin/sh\ntrue\n');
+      const inserted = store.insert(job).then(() => (acknowledged = true));
+      while (held.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      // Committed (the store reads it) but not on disk yet: not acknowledged, not in the scheduler's view.
+      expect(store.get(job.id)?.id).to.equal(job.id);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(acknowledged, 'acknowledged before the sync').to.equal(false);
+      expect(store.queued().map((q) => q.id)).to.deep.equal([]);
+      held.shift()!();
+      await inserted;
+      expect(store.queued().map((q) => q.id)).to.deep.equal([job.id]);
+    } finally {
+      fs.fdatasync = original;
+      syncBuiltinESMExports();
+      for (const release of held.splice(0)) release();
       store.close();
     }
   });

@@ -10,6 +10,7 @@ import type { JobRecord, JobStep } from './job-record.js';
 import { migrate } from './migrations.js';
 import { SpaceReserve } from './space-reserve.js';
 import { WalCheckpointer, type CheckpointResult } from './wal-checkpointer.js';
+import { WalSync } from './wal-sync.js';
 
 interface Row {
   seq: number;
@@ -190,7 +191,8 @@ function openDatabase(path: string): Database.Database {
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    // Commits do not wait for the disk on the event loop: wal-sync.ts syncs the WAL before anything is acknowledged.
+    db.pragma('synchronous = NORMAL');
     db.pragma('busy_timeout = 5000');
     migrate(db);
     return db;
@@ -202,15 +204,16 @@ function openDatabase(path: string): Database.Database {
 
 /**
  * The durable job table. Writes are group-committed: every write made during one turn of the event loop
- * goes into one transaction, fsynced (WAL, synchronous=FULL), and each write's promise resolves only after
- * that commit. Nothing is acknowledged before it is on disk.
+ * goes into one transaction, and each write's promise resolves only once the WAL holding it is synced to disk
+ * (wal-sync.ts: in the thread pool, while the loop gathers and commits the next batch). Nothing is acknowledged
+ * before it is on disk.
  *
  * A full disk (space-reserve.ts): a new job is refused (its promise rejects with a disk-full error: SQLITE_FULL,
  * or DiskFullError when refused before trying); the changes to accepted jobs in the same commit are committed
  * again in the room the reserve frees. A failed commit leaves nothing behind: the transaction is rolled back,
  * and the next one starts afresh.
  *
- * Each committed write is then applied to the index (job-index.ts), which answers the scheduler's and admission's
+ * Each durable write is then applied to the index (job-index.ts), which answers the scheduler's and admission's
  * questions from memory; the WAL is checkpointed by a worker thread beside the commits (wal-checkpointer.ts).
  */
 export class JobStore {
@@ -234,6 +237,8 @@ export class JobStore {
   private readonly index: JobIndex;
   /** Copies the WAL into the database file off the event loop (wal-checkpointer.ts). */
   private readonly checkpointer: WalCheckpointer;
+  /** Syncs the WAL off the event loop before commits are acknowledged (wal-sync.ts). */
+  private readonly walSync: WalSync;
 
   constructor(path: string) {
     this.dir = dirname(path);
@@ -241,6 +246,13 @@ export class JobStore {
     this.reserve = new SpaceReserve(join(this.dir, 'swm.reserve'));
     this.walPath = `${path}-wal`;
     this.db = this.open(path);
+    this.walSync = new WalSync(this.walPath, (error) =>
+      // What was committed but not synced may be lost: stopping (a restart reads what the disk kept) is the only
+      // way not to act on it, as databases do when fsync fails.
+      setImmediate(() => {
+        throw new Error(`the store could not sync its commits to disk (${(error as NodeJS.ErrnoException).code ?? error.message}): stopping so that nothing unsaved is acted on`);
+      }),
+    );
     this.reserve.ensure();
     this.insertStmt = this.stmt(
       `INSERT INTO jobs (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((c) => '@' + c).join(', ')})`,
@@ -523,6 +535,8 @@ export class JobStore {
           .prepare('INSERT INTO partition_charges (partition, job_id, from_ms, price_per_hour, nodes) VALUES (@partition, @jobId, @fromMs, @pricePerHour, @nodes)')
           .run(next);
     })();
+    // On disk at the sync that follows (nobody is answered on it; a lost one is closed again at the next start).
+    this.walSync.after(() => undefined);
   }
 
   /** A job's timeline: each change of its step or state, oldest first. */
@@ -550,19 +564,22 @@ export class JobStore {
     return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
-  /** Wait for every queued write to be committed. */
-  flush(): Promise<void> {
-    return this.queue.length ? this.enqueueBarrier() : Promise.resolve();
+  /** Wait for every queued write to be committed and on disk. */
+  async flush(): Promise<void> {
+    if (this.queue.length) await this.enqueueBarrier();
+    await new Promise<void>((resolve) => this.walSync.after(resolve));
   }
 
   close(): void {
     this.commitQueued();
+    this.walSync.flushSync();
     this.checkpointer.stop();
     this.db.close();
+    this.walSync.close();
   }
 
   private enqueueBarrier(): Promise<void> {
-    return new Promise((resolve) => setImmediate(() => this.flush().then(resolve)));
+    return new Promise((resolve) => setImmediate(() => (this.queue.length ? this.enqueueBarrier() : Promise.resolve()).then(resolve)));
   }
 
   private enqueue(write: Write): Promise<void> {
@@ -586,8 +603,7 @@ export class JobStore {
     if (failure === null) {
       this.checkpointer.committed();
       this.boundWal();
-      for (const item of batch) this.indexed(item.write);
-      for (const item of batch) item.resolve();
+      this.walSync.after(() => this.acknowledge(batch));
       this.remakeReserve();
       return;
     }
@@ -595,11 +611,15 @@ export class JobStore {
     // One bad write must not sink the others: retry them one by one so each gets its own answer.
     for (const item of batch) {
       const error = this.commit([item]);
-      if (error === null) {
-        this.indexed(item.write);
-        item.resolve();
-      } else item.reject(error);
+      if (error === null) this.walSync.after(() => this.acknowledge([item]));
+      else item.reject(error);
     }
+  }
+
+  /** Durable writes: applied to the index (which never runs ahead of the disk), then answered, in commit order. */
+  private acknowledge(items: Queued[]): void {
+    for (const item of items) this.indexed(item.write);
+    for (const item of items) item.resolve();
   }
 
   /** A committed write, applied to the index (only once on disk: the index never runs ahead of the store). */
@@ -618,11 +638,8 @@ export class JobStore {
     if (!updates.length) return;
     let error = this.reserve.release() ? this.commit(updates) : failure;
     if (error !== null && isDiskFull(error, this.dir) && this.truncateWal()) error = this.commit(updates);
-    if (error === null) for (const item of updates) this.indexed(item.write);
-    for (const item of updates) {
-      if (error === null) item.resolve();
-      else item.reject(error);
-    }
+    if (error === null) this.walSync.after(() => this.acknowledge(updates));
+    else for (const item of updates) item.reject(error);
   }
 
   /**
