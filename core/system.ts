@@ -87,7 +87,8 @@ export async function startCore(options: StartOptions): Promise<CoreSystem> {
     store,
     gates,
     gateProcesses,
-    nodes: new NodePool(spool),
+    // A partition's nodes are worked through the node agent unless its remote says otherwise.
+    nodes: new NodePool(spool, (name) => config.remotes.find((r) => r.name === services.partitions.get(name)?.remote)?.nodeAgent !== false),
     hashes: new HashWorker(),
     inputDigests: new InputDigests(),
     bus: new JobBus(),

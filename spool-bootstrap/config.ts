@@ -47,6 +47,11 @@ export const RemoteConfig = z
     idleTimeoutSec: z.number().int().nonnegative().nullable().default(null),
     /** The longest keep-alive a job may ask for with `#SWM keep-partition`. */
     maxIdleTimeoutSec: z.number().int().nonnegative().default(3600),
+    /**
+     * Whether the core works this remote's nodes through its node agent (node-agent/README.md) where they can run
+     * it; off: through SSH commands, SFTP and GNU tar only (slower: a shell per operation).
+     */
+    nodeAgent: z.boolean().default(true),
     /** Whether one owner's idle partition may run another owner's job (off: each owner gets their own). */
     sharePartitions: z.boolean().default(false),
     /** Most partitions kept idle at once on this remote (the oldest beyond are deleted); null: no limit. */

@@ -297,6 +297,29 @@ describe('swm logs -f: output pushed as the job writes it (job.log)', function (
     expect(log.subarray(resumed.offset, resumed.offset + bytes.length).equals(bytes)).to.equal(true);
   });
 
+  it('follows with two tail processes on a node worked without the agent (a remote with nodeAgent off)', async () => {
+    const plain = await startInProcessCore({ configure: (config) => config.remotes.forEach((r) => (r.nodeAgent = false)) });
+    try {
+      const stop = join(scratch, 'stop-plain');
+      const id = await submitJob(plain.admin, `#!/bin/sh\necho early >&2\nwhile [ ! -e ${stop} ]; do echo "tick $(date +%s%N)"; sleep 0.1; done\n`);
+      const pushes = collectPushes(plain.admin, id);
+      await plain.admin.call('job.subscribe', { id });
+      const first = await pushes.next((p) => p.stream === 'stdout' && p.data !== '');
+      expect(readersOf(id).sort()).to.deep.equal(['tail', 'tail']);
+      await plain.admin.call('job.unsubscribe', { id });
+      await eventually(() => readersOf(id).length === 0, 'tails gone after the last unsubscribe');
+      writeFileSync(stop, '');
+      const job = await waitForJob(plain.admin, id, isFinal, 30_000);
+      expect(job.state, job.state_details).to.equal('F');
+      pushes.stop();
+      const log = Buffer.from((await plain.admin.call('job.logs', { id, stream: 'stdout' })).data, 'utf8');
+      const bytes = Buffer.from(first.data, 'utf8');
+      expect(log.subarray(first.offset, first.offset + bytes.length).equals(bytes), 'the push at its exact offset').to.equal(true);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('swm submit --wait prints stdout and stderr lines as they are written', async () => {
     const go = join(scratch, 'go-submit');
     const script = join(scratch, 'submit.sh');

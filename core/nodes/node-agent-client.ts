@@ -259,6 +259,7 @@ export class NodeAgent {
  * agent is started again at the next need.
  */
 export async function nodeAgent(session: NodeSession): Promise<NodeAgent | null> {
+  if (!session.agentAllowed) return null;
   const agent = await session.remember('node agent', () => NodeAgent.start(session));
   if (agent && !agent.isOpen) {
     session.forget('node agent');

@@ -21,7 +21,11 @@ export class NodePool {
   /** Per partition, the session (or its opening) of each rank. */
   private readonly sessions = new Map<string, Map<number, Promise<NodeSession>>>();
 
-  constructor(private readonly spool: SpoolPaths) {}
+  constructor(
+    private readonly spool: SpoolPaths,
+    /** Whether the nodes of a partition are worked through the node agent (its remote's `nodeAgent`). */
+    private readonly agentAllowed: (partition: string) => boolean = () => true,
+  ) {}
 
   private pinnedPath(partition: string): string {
     return join(this.spool.partition(partition), 'pinned-nodes.json');
@@ -104,6 +108,12 @@ export class NodePool {
    * checked all the same.
    */
   private async connect(partition: string, rank: number, node: PartitionNode, signal?: AbortSignal): Promise<NodeSession> {
+    const session = await this.reach(partition, rank, node, signal);
+    session.agentAllowed = this.agentAllowed(partition);
+    return session;
+  }
+
+  private async reach(partition: string, rank: number, node: PartitionNode, signal?: AbortSignal): Promise<NodeSession> {
     const key = partitionKeys(this.spool, partition).privateKey;
     if (rank === 0 || node.publicIp || !node.privateIp) return NodeSession.connect(node, key, { signal });
     const head = await this.head(partition, signal);

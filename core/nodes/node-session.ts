@@ -34,6 +34,8 @@ export class HostKeyMismatch extends Error {
 export class NodeSession {
   private sftpSession: Promise<SFTPWrapper> | null = null;
   private closed = false;
+  /** Whether the node agent may be started over this connection (its remote's `nodeAgent`, set by the node pool). */
+  agentAllowed = true;
   private readonly reverseListeners = new Set<(connection: ReverseConnection) => void>();
   private readonly closeListeners = new Set<() => void>();
   /** What was learnt of the node over this connection and cannot change while it lasts, by name. */
