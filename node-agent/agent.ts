@@ -94,9 +94,17 @@ export class FrameReader {
     }
   }
 
+  /** The first `n` bytes (or fewer, when fewer are buffered), copying no more chunks than they span. */
   private peek(n: number): Buffer {
     if (this.chunks[0]!.length >= n) return this.chunks[0]!;
-    return Buffer.concat(this.chunks).subarray(0, n);
+    const spanned: Buffer[] = [];
+    let have = 0;
+    for (const chunk of this.chunks) {
+      if (have >= n) break;
+      spanned.push(chunk);
+      have += chunk.length;
+    }
+    return Buffer.concat(spanned, have).subarray(0, n);
   }
 
   private take(n: number): Buffer {

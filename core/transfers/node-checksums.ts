@@ -1,5 +1,5 @@
 import type { SFTPWrapper } from 'ssh2';
-import { nodeAgent, type NodeAgent } from '../nodes/node-agent-client.js';
+import type { NodeAgent } from '../nodes/node-agent-client.js';
 import type { NodeSession } from '../nodes/node-session.js';
 import { shellQuote } from '../nodes/node-session.js';
 
@@ -55,13 +55,12 @@ export async function nodeDigests(
   dir: string,
   listFile: string,
   paths: readonly string[],
+  agent: NodeAgent | null,
   signal?: AbortSignal,
-  agent: NodeAgent | null | undefined = undefined,
 ): Promise<Map<string, string> | null> {
-  const viaAgent = agent === undefined ? await nodeAgent(session) : agent;
-  if (viaAgent) {
+  if (agent) {
     if (paths.length === 0) return new Map();
-    const { digests } = await viaAgent.request<{ digests: Record<string, string> }>({ op: 'hash', dir, paths }, { signal });
+    const { digests } = await agent.request<{ digests: Record<string, string> }>({ op: 'hash', dir, paths }, { signal });
     return new Map(Object.entries(digests));
   }
   const tool = await hashToolOf(session, signal);

@@ -138,7 +138,8 @@ export async function stageInputs(
   const agent = o.agent === false ? null : await nodeAgent(session);
   const [sftp, tool, gnuTar] = await Promise.all([
     session.sftp(),
-    agent ? ('openssl' as const) : hashToolOf(session, o.signal),
+    // With the agent no hash tool is used: it hashes files itself.
+    agent ? null : hashToolOf(session, o.signal),
     mayBatch && !agent ? nodeHasGnuTar(session, o.signal) : false,
     agent ? undefined : makeDirectories(session, [...toMake], o.signal),
   ]);
@@ -285,7 +286,7 @@ export async function stageInputs(
   // Check what the node holds. A file that fails is sent again from its first byte, once.
   const check = async (candidates: readonly InputFile[]): Promise<{ bad: InputFile[]; verified: 'sha256' | 'size' }> => {
     const toHash = candidates.filter((f) => hashablePath(f.path) && !hashedWhileSent.has(f.path));
-    const digests = o.checksums === false ? null : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), o.signal, agent);
+    const digests = o.checksums === false ? null : await nodeDigests(session, sftp, remoteDir, listFile, toHash.map((f) => f.path), agent, o.signal);
     for (const [path, digest] of hashedWhileSent) digests?.set(path, digest);
     hashedWhileSent.clear();
     // A matching SHA-256 vouches for the size too: sizes are listed only for files the node could not hash.

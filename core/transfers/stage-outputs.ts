@@ -165,7 +165,7 @@ export async function fetchOutputs(
   const agent = await nodeAgent(session);
   const hashable = files.filter((f) => hashablePath(f.path)).map((f) => f.path);
   // The node hashes while the bytes travel.
-  const digests = nodeDigests(session, sftp, remoteDir, o.listFile ?? '.swm/outputs.list', hashable, o.signal);
+  const digests = nodeDigests(session, sftp, remoteDir, o.listFile ?? '.swm/outputs.list', hashable, agent, o.signal);
   digests.catch(() => undefined);
 
   /** A small output through the node's agent: one round trip, its bytes and the node's SHA-256 of them. */
