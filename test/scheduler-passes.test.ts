@@ -106,6 +106,27 @@ describe('scheduling passes', function () {
       expect(made, `${made} passes in ${wallMs.toFixed(0)} ms`).to.be.at.most(Math.ceil(wallMs / PASS_MIN_GAP_MS) + 2);
       expect(made).to.be.below(SUBMISSIONS / 10);
     });
+
+    it('keeps no actor for a queued job: its pending reason and its cancel wake one, which goes once it is done', async () => {
+      const small = await startInProcessCore({ configure: (config) => void (config.remotes.find((r) => r.name === 'local')!.maxNodes = 1) });
+      try {
+        const blocker = await submitJob(small.admin, '#!/bin/sh\nsleep 120\n');
+        await waitForJob(small.admin, blocker, (j) => j.state === 'R', 30_000);
+        const waiting = await submitJob(small.admin, '#!/bin/sh\ntrue\n');
+        // The scheduler stores why it waits (the remote's one node is taken): an event to the job, through an actor.
+        expect((await waitForJob(small.admin, waiting, (j) => j.reason === 'Resources', 30_000)).state).to.equal('Q');
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(small.core.jobs.size, 'actors: the running job only').to.equal(1);
+        await small.admin.call('job.cancel', { id: waiting });
+        expect((await waitForJob(small.admin, waiting, isFinal)).state).to.equal('C');
+        await small.admin.call('job.cancel', { id: blocker });
+        await waitForJob(small.admin, blocker, isFinal, 30_000);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(small.core.jobs.size, 'no actor once every job is done').to.equal(0);
+      } finally {
+        await small.stop();
+      }
+    });
   });
 
   describe('after a restart', () => {

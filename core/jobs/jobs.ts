@@ -31,7 +31,7 @@ export class Jobs {
     this.supervisor = new Supervisor(parent, {
       name: 'jobs',
       idOf: (job) => job.id,
-      machineFor: (job) => jobMachine(job, services, (settled) => this.settled(settled)),
+      machineFor: (job) => jobMachine(job, services, (settled, moved) => this.settled(settled, moved)),
       wake: (id, event) => {
         const job = this.abandoned.get(id) ?? this.services.store.get(id);
         if (!job) return { answer: new RpcError(ErrorCode.NotFound, `job ${id} not found`) };
@@ -49,11 +49,6 @@ export class Jobs {
     const active = this.services.store.active([...RESUMABLE]);
     for (const job of active) this.supervisor.start(job);
     return active.length;
-  }
-
-  /** Start the actor of a job that was just committed to the store. */
-  spawn(job: JobRecord): void {
-    if (job.step !== 'done') this.supervisor.start(job);
   }
 
   isActive(id: string): boolean {
@@ -78,9 +73,14 @@ export class Jobs {
     this.supervisor.stop();
   }
 
-  private settled(job: JobRecord): void {
-    if (job.step === 'done') this.supervisor.retire(job.id);
-    this.services.kickScheduler();
+  /**
+   * A job committed at a step without work (queued, waiting for inputs, done), or `moved` into the queue or its end.
+   * An actor lives while its job has work in a step (the resumable ones); a job waiting in the queue or for its
+   * inputs is a record, woken by its next event (a placement, a pending reason): 100,000 queued jobs hold no actor.
+   */
+  private settled(job: JobRecord, moved: boolean): void {
+    if (!RESUMABLE.has(job.step)) this.supervisor.retire(job.id);
+    if (moved) this.services.kickScheduler();
   }
 
   /** The job's actor kept crashing: the job ends E with the reason, stored if the store takes it. */
