@@ -268,6 +268,9 @@ describe('errors inside the core are contained (in-process swm-core, local gate)
       expect(stored(id).step).to.equal('done');
       expect(await partitionsOf(id)).to.have.length(1);
       await c.core.reaper.sweep();
+      // Deleted (by the reaper, or by its own actor once the job's end was on disk): the record follows once the
+      // gate has said so and that is on disk.
+      for (const end = Date.now() + 10_000; (await partitionsOf(id)).length && Date.now() < end; ) await new Promise((resolve) => setTimeout(resolve, 50));
       expect(await partitionsOf(id)).to.deep.equal([]);
     });
   });
