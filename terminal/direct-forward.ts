@@ -107,6 +107,7 @@ export class DirectPath {
 export class DirectPaths {
   private current: Promise<DirectPath | null> | null = null;
   private failedAt = 0;
+  private attempting = false;
   private said: string | null = null;
 
   constructor(
@@ -117,12 +118,24 @@ export class DirectPaths {
     private readonly onChange: (path: DirectPath | null, reason: string | null) => void,
   ) {}
 
-  /** The direct path, or null where connections should go through the core for now. */
+  /**
+   * The direct path, or null where connections should go through the core for now. The first connection waits for
+   * the first attempt (quick where the node answers); later attempts, after a failure or a lost path, are made in
+   * the background while connections go through the core, so that an unreachable node never stalls them again.
+   */
   async get(): Promise<DirectPath | null> {
-    const known = this.current ? await this.current : null;
+    if (this.current === null) return this.attempt();
+    if (this.attempting) return null;
+    const known = await this.current;
     if (known?.isOpen) return known;
-    if (this.current && Date.now() - this.failedAt < RETRY_AFTER_MS) return null;
+    if (Date.now() - this.failedAt >= RETRY_AFTER_MS) void this.attempt();
+    return null;
+  }
+
+  private attempt(): Promise<DirectPath | null> {
+    this.attempting = true;
     this.current = DirectPath.open(this.core, this.id, this.port, this.coreUrl).then((opened) => {
+      this.attempting = false;
       if (typeof opened === 'string') {
         this.failedAt = Date.now();
         this.tell(null, opened);

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { forwardKeyLine, parseForwardKeys, withoutJob } from '../terminal-protocol/forward-keys.js';
 import { generateEd25519KeyPair } from '../terminal-protocol/ssh-keys.js';
+import { mayReach } from '../terminal/direct-forward.js';
 
 const JOB_A = '3f0c2a9e-5a7b-4c1d-9e8f-0a1b2c3d4e5f';
 const JOB_B = '7d6e5f4a-3b2c-4d1e-8f9a-0b1c2d3e4f5a';
@@ -42,5 +43,14 @@ describe("forward keys (swm forward's direct path): the lines the core writes an
     const b = forwardKeyLine(key, JOB_B, '127.0.0.1', 2000);
     expect(withoutJob(`${a}\n${b}\n${a}\n`, JOB_A)).to.equal(`${b}\n`);
     expect(withoutJob('', JOB_A)).to.equal('');
+  });
+});
+
+describe("swm forward's choice of path (pure)", () => {
+  it('takes a node on loopback for a neighbour only when the core is on loopback too', () => {
+    expect(mayReach('127.0.0.1', 'wss://localhost:8443/')).to.equal(true);
+    expect(mayReach('127.0.0.1', 'wss://127.0.0.1:8443/')).to.equal(true);
+    expect(mayReach('127.0.0.1', 'wss://core.example.org:8443/'), "the core's own loopback is not this machine's").to.equal(false);
+    expect(mayReach('20.51.3.7', 'wss://core.example.org:8443/')).to.equal(true);
   });
 });
