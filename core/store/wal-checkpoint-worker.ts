@@ -8,6 +8,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 const { path, closed } = workerData as { path: string; closed: Int32Array };
 const db = new Database(path);
 db.pragma('busy_timeout = 5000');
+// A checkpoint copies frames from the WAL to the database file without the page cache: it needs none of the
+// 16 MiB better-sqlite3 gives each connection, which would only hold memory.
+db.pragma('cache_size = -256');
 parentPort!.on('message', (message: { id: number } | 'close') => {
   if (message === 'close') {
     db.close();
