@@ -34,6 +34,14 @@ const httpGet = (url: string): Promise<string> =>
     }).on('error', reject);
   });
 
+/** A connection to `swm forward`'s local address ("host:port"), once made. */
+async function connectTo(local: string): Promise<Socket> {
+  const [host, port] = local.split(':');
+  const socket = connect(Number(port), host);
+  await once(socket, 'connect');
+  return socket;
+}
+
 /** One round trip on an open connection: write, then read what comes back. */
 async function echo(socket: Socket, text: string): Promise<string> {
   socket.write(text);
@@ -173,12 +181,7 @@ describe('port forwarding', function () {
     // Its partition is kept once it ends: the node is still there when the grant should no longer open it.
     const id = await runningJob(echoJob(7171).replace('#SWM ports', '#SWM keep-partition 60\n#SWM ports'));
     const { local, paths } = await swmForward(id, 7171);
-    const [host, port] = local.split(':');
-    const open = async () => {
-      const socket = connect(Number(port), host);
-      await once(socket, 'connect');
-      return socket;
-    };
+    const open = () => connectTo(local);
     const first = await open();
     expect(await echo(first, 'hello')).to.equal('hello');
     expect((await (paths.seen[0] ? Promise.resolve(paths.seen[0]) : paths.next())).path).to.equal('node');
@@ -272,12 +275,7 @@ exec ${NODE} -e "require('http').createServer((q, r) => { const s = require('net
   it('keeps the other connections when one breaks, and closes every forward when the job ends', async () => {
     const id = await runningJob(echoJob(7070));
     const { local, exited } = await swmForward(id, 7070);
-    const [host, port] = local.split(':');
-    const open = async () => {
-      const socket = connect(Number(port), host);
-      await once(socket, 'connect');
-      return socket;
-    };
+    const open = () => connectTo(local);
     const [a, b] = await Promise.all([open(), open()]);
     expect(await echo(a, 'ping a')).to.equal('ping a');
     expect(await echo(b, 'ping b')).to.equal('ping b');
