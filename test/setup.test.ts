@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 
 /** What every remote gets about partitions when the configuration says nothing (the gate kind's keep-alive). */
-const PARTITION_DEFAULTS = { idleTimeoutSec: null, maxIdleTimeoutSec: 3600, sharePartitions: false, maxIdle: null, pool: null };
+const PARTITION_DEFAULTS = { idleTimeoutSec: null, maxIdleTimeoutSec: 3600, nodeAgent: true, sharePartitions: false, maxIdle: null, pool: null };
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
