@@ -9,7 +9,8 @@
 
 /** The file, relative to the node user's home (a directory of its own: the partition's key file is never rewritten). */
 export const FORWARD_KEYS_DIR = '.skyport';
-export const FORWARD_KEYS_FILE = `${FORWARD_KEYS_DIR}/forward_keys`;
+export const FORWARD_KEYS_NAME = 'forward_keys';
+export const FORWARD_KEYS_FILE = `${FORWARD_KEYS_DIR}/${FORWARD_KEYS_NAME}`;
 
 /** The comment that tags a job's lines (removed together when it ends). */
 const tagOf = (jobId: string): string => `skyport-forward:${jobId}`;

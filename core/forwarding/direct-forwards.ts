@@ -1,5 +1,5 @@
 import { ErrorCode, RpcError } from '../../terminal-protocol/errors.js';
-import { FORWARD_KEYS_DIR, FORWARD_KEYS_FILE, forwardKeyLine, withoutJob } from '../../terminal-protocol/forward-keys.js';
+import { FORWARD_KEYS_DIR, FORWARD_KEYS_FILE, FORWARD_KEYS_NAME, forwardKeyLine, withoutJob } from '../../terminal-protocol/forward-keys.js';
 import { generateEd25519KeyPair } from '../../terminal-protocol/ssh-keys.js';
 import type { ResultOf } from '../../terminal-protocol/method.js';
 import type { TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
@@ -32,7 +32,7 @@ function editForwardKeys(session: NodeSession, agent: NodeAgent, change: (text: 
       }
       const next = change(text);
       if (next === text) return;
-      await agent.writeFiles(FORWARD_KEYS_DIR, [{ path: FORWARD_KEYS_FILE.slice(FORWARD_KEYS_DIR.length + 1), data: next, mode: 0o600 }]);
+      await agent.writeFiles(FORWARD_KEYS_DIR, [{ path: FORWARD_KEYS_NAME, data: next, mode: 0o600 }]);
     });
   editing.set(session, turn);
   return turn;

@@ -1,7 +1,7 @@
 import type { CoreServices } from '../services.js';
 import type { JobRecord } from '../store/job-record.js';
 import type { DurableMachine } from '../supervision/durable-actor.js';
-import { STEPS, deadlineOf, transition, type JobEvent } from './job-steps.js';
+import { deadlineOf, transition, type JobEvent } from './job-steps.js';
 import { stepEffects } from './steps/index.js';
 import { keepAttempt } from './job-history.js';
 
@@ -10,7 +10,7 @@ import { keepAttempt } from './job-history.js';
  * step's effect from steps/, the time limit as the deadline of `run`. The generic durable actor
  * (supervision/durable-actor.ts) persists every change before it performs the new step.
  */
-export function jobMachine(initial: JobRecord, services: CoreServices, settled: (job: JobRecord, moved: boolean) => void): DurableMachine<JobRecord, JobEvent> {
+export function jobMachine(initial: JobRecord, services: CoreServices, onCommitted: (job: JobRecord, moved: boolean) => void): DurableMachine<JobRecord, JobEvent> {
   const logger = services.logger.child({ job: initial.id });
   return {
     id: initial.id,
@@ -41,8 +41,7 @@ export function jobMachine(initial: JobRecord, services: CoreServices, settled: 
       services.bus.publish(next);
       if (next.step !== previous.step || next.state !== previous.state)
         logger.info({ step: next.step, state: next.state, details: next.stateDetails, ...(next.partitionName ? { partition: next.partitionName } : {}) }, 'job moved');
-      const moved = next.step !== previous.step && (next.step === 'done' || next.step === 'queue');
-      if (moved || !STEPS[next.step].resumable) settled(next, moved);
+      onCommitted(next, next.step !== previous.step && (next.step === 'done' || next.step === 'queue'));
     },
   };
 }

@@ -31,7 +31,7 @@ export class Jobs {
     this.supervisor = new Supervisor(parent, {
       name: 'jobs',
       idOf: (job) => job.id,
-      machineFor: (job) => jobMachine(job, services, (settled, moved) => this.settled(settled, moved)),
+      machineFor: (job) => jobMachine(job, services, (committed, moved) => this.committed(committed, moved)),
       wake: (id, event) => {
         const job = this.abandoned.get(id) ?? this.services.store.get(id);
         if (!job) return { answer: new RpcError(ErrorCode.NotFound, `job ${id} not found`) };
@@ -74,11 +74,11 @@ export class Jobs {
   }
 
   /**
-   * A job committed at a step without work (queued, waiting for inputs, done), or `moved` into the queue or its end.
+   * A job's change was committed; `moved`: into the queue or its end (the scheduler has something new to place).
    * An actor lives while its job has work in a step (the resumable ones); a job waiting in the queue or for its
    * inputs is a record, woken by its next event (a placement, a pending reason): 100,000 queued jobs hold no actor.
    */
-  private settled(job: JobRecord, moved: boolean): void {
+  private committed(job: JobRecord, moved: boolean): void {
     if (!RESUMABLE.has(job.step)) this.supervisor.retire(job.id);
     if (moved) this.services.kickScheduler();
   }

@@ -19,6 +19,7 @@ import { newJobId, notYetRun, ownJob, toWireJob, type JobRecord } from '../store
 import { admitSubmission, priorityAllowed } from '../scheduler/admission.js';
 import { schedulingLimits } from '../scheduler/scheduling-policy.js';
 import { canSee, visibleJob } from './caller.js';
+import { grantDirectForward } from '../forwarding/direct-forwards.js';
 import { forwardsOf, type JobForwards } from '../forwarding/job-forwards.js';
 import type { TerminalStreams } from '../transfers/terminal-streams.js';
 import { hourlyPrice } from '../scheduler/spot.js';
@@ -244,6 +245,11 @@ export class JobHandlers {
   forwardOpen(caller: Identity, params: P<'job.forward.open'>, streams: TerminalStreams): Promise<R<'job.forward.open'>> {
     const job = visibleJob(this.services, caller, params.id);
     return streams.openForward(() => this.forwards.connectIn(job, params.port));
+  }
+
+  /** job.forward.direct: a key for the job's node, good for a connection to one `in` port (swm forward's direct path). */
+  forwardDirect(caller: Identity, params: P<'job.forward.direct'>): Promise<R<'job.forward.direct'>> {
+    return grantDirectForward(this.services, visibleJob(this.services, caller, params.id), params.port);
   }
 
   ports(caller: Identity, params: P<'job.ports'>): R<'job.ports'> {

@@ -3,7 +3,6 @@ import type { Identity } from '../../spool-bootstrap/pki.js';
 import { RpcPeer } from '../../terminal-protocol/peer.js';
 import { terminalMethods, type TerminalMethods } from '../../terminal-protocol/terminal-methods.js';
 import type { MethodTable, NotificationTable } from '../../terminal-protocol/method.js';
-import { grantDirectForward } from '../forwarding/direct-forwards.js';
 import type { CoreServices } from '../services.js';
 import { toWireJob, type JobRecord } from '../store/job-record.js';
 import type { AdminHandlers } from './admin-handlers.js';
@@ -92,7 +91,7 @@ export function openTerminalSession(socket: WebSocket, caller: Identity, service
           case 'job.forward.open':
             return jobs.forwardOpen(caller, params, streams!);
           case 'job.forward.direct':
-            return grantDirectForward(services, visibleJob(services, caller, params.id), params.port);
+            return jobs.forwardDirect(caller, params);
           case 'job.ports':
             return jobs.ports(caller, params);
           case 'job.exec.open':
